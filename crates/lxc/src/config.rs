@@ -1,0 +1,1 @@
+//! OCI -> LXC config translation.

@@ -1,0 +1,6 @@
+//! The lxc engine's building blocks: OCI spec -> LXC config translation
+//! ([`config`]), the data handed to the in-container init ([`init_config`]),
+//! and that init itself ([`init`]).
+pub mod config;
+pub mod init;
+pub mod init_config;
