@@ -1,3 +1,10 @@
+//! proxmox-lxcri: runc's command line over the proxmox-lxcri runtime.
+mod cli;
+mod commands;
+mod logging;
+
+use clap::Parser;
+
 fn main() {
     // The same binary is bind-mounted into every container as its init
     // (see proxmox_lxcri_lxc::init_config); recognise that before any CLI parsing.
@@ -8,5 +15,22 @@ fn main() {
         .unwrap_or_default();
     if name == proxmox_lxcri_lxc::init_config::INIT_ARGV0_NAME {
         proxmox_lxcri_lxc::init::run();
+    }
+
+    let cli = cli::Cli::parse();
+    let log = match logging::init(&cli.global) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("proxmox-lxcri: cannot open log: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    match commands::dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log.error(&msg);
+            std::process::exit(1);
+        }
     }
 }

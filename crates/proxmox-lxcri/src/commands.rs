@@ -1,0 +1,152 @@
+//! One function per command; the lifecycle itself lives in the runtime crate.
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use proxmox_lxcri_runtime::config::Config;
+use proxmox_lxcri_runtime::{signal, CreateOptions, Runtime};
+
+use crate::cli::{Cli, Command, CreateArgs, ListFormat};
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Spec { bundle, rootless } => return spec(&bundle, rootless).map(|_| 0),
+        Command::Features => return features().map(|_| 0),
+        _ => {}
+    }
+    let config = Config::load(g.config.as_deref())?;
+    let rt = Runtime::new(&g.root, config);
+    match cli.command {
+        Command::Create(a) => rt.create(&a.id, &create_options(&a))?,
+        Command::Start { id } => rt.start(&id)?,
+        Command::State { id } => {
+            let st = rt.state(&id)?;
+            print!("{}", serde_json::to_string_pretty(&st.oci_json())?);
+            std::io::stdout().flush()?;
+        }
+        Command::Kill { all, id, signal } => rt.kill(&id, signal::parse(&signal)?, all)?,
+        Command::Delete { force, id } => rt.delete(&id, force)?,
+        Command::Run { create, detach, .. } => {
+            return Ok(rt.run(&create.id, &create_options(&create), detach)?);
+        }
+        Command::List { format, quiet } => list(&rt, format, quiet)?,
+        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+    }
+    Ok(0)
+}
+
+fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> Result<()> {
+    let all = rt.list()?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for st in &all {
+            writeln!(out, "{}", st.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => {
+            let v: Vec<_> = all.iter().map(|s| s.oci_json()).collect();
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        }
+        ListFormat::Table => {
+            writeln!(
+                out,
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            )?;
+            for st in &all {
+                let v = st.oci_json();
+                writeln!(
+                    out,
+                    "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
+                    st.id,
+                    v["pid"],
+                    st.status,
+                    st.bundle.display(),
+                    st.created,
+                    if st.owner.is_empty() {
+                        "root"
+                    } else {
+                        &st.owner
+                    }
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `spec`: a default config.json, as `runc spec` writes one.
+fn spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("File {} exists. Remove it first", path.display());
+    }
+    let mut spec = if rootless {
+        oci_spec::runtime::Spec::rootless(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    } else {
+        oci_spec::runtime::Spec::default()
+    };
+    // runc's default runs `sh` with a terminal.
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(vec!["sh".into()]));
+        p.set_terminal(Some(true));
+    }
+    let json = serde_json::to_string_pretty(&spec)?;
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn features() -> Result<()> {
+    let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    let v = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": proxmox_lxcri_runtime::state::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+            "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
+            "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount",
+            "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
+            "strictatime", "suid", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                              "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                "knownFlags": [],
+                "supportedFlags": []
+            },
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
+            "intelRdt": {"enabled": false}
+        },
+        "annotations": {
+            "io.github.proxmox-lxcri.engines": "lxc",
+            "org.opencontainers.runc.checkpoint.enabled": "false"
+        }
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The OCI lifecycle on the lxc engine, with real containers.
+mod support;
+
+use serde_json::json;
+use support::Env;
+
+#[test]
+fn full_lifecycle_create_start_exit_delete() {
+    let env = Env::new();
+    let b = env.bundle(
+        "b",
+        &["sh", "-c", "echo out-$(hostname); echo err >&2; exit 3"],
+        |_| {},
+    );
+    env.must_create("c1", &b);
+
+    let st = env.state("c1");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], "c1");
+    assert_eq!(st["ociVersion"], "1.2.0");
+    assert_eq!(st["bundle"], b.canonicalize().unwrap().to_str().unwrap());
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // The process has not run yet.
+    assert_eq!(env.stdout_of("c1"), "");
+
+    // pid file: digits only, no newline.
+    let pidfile = std::fs::read_to_string(env.tmp.path().join("c1.pid")).unwrap();
+    assert!(pidfile.bytes().all(|b| b.is_ascii_digit()), "{pidfile:?}");
+
+    env.ok(&["start", "c1"]);
+    // Exits on its own; `state` notices without another command.
+    env.wait_status("c1", "stopped");
+    assert_eq!(env.state("c1")["pid"], 0);
+    assert_eq!(env.stdout_of("c1"), "out-lxcri-test\n");
+    assert_eq!(env.stderr_of("c1"), "err\n");
+
+    let list = env.ok(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["id"], "c1");
+    assert_eq!(list[0]["status"], "stopped");
+    assert_eq!(env.ok(&["list", "-q"]), "c1\n");
+    assert!(env.ok(&["list"]).contains("stopped"));
+
+    env.ok(&["delete", "c1"]);
+    env.assert_gone("c1");
+    assert!(env.fails(&["state", "c1"]).contains("does not exist"));
+
+    // The events log has one line per operation.
+    let events = std::fs::read_to_string(env.root.join("runtime/events.log")).unwrap();
+    let ops: Vec<String> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["id"] == "c1")
+        .map(|v| {
+            format!(
+                "{}:{}",
+                v["operation"].as_str().unwrap(),
+                v["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(ops, ["create:ok", "start:ok", "delete:ok"]);
+}
+
+#[test]
+fn forbidden_transitions_fail_and_change_nothing() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("t1", &b);
+    // Created: delete without force is allowed by runc (it kills), but not
+    // kill of a stopped one etc. Check each rule of the spec:
+    env.ok(&["start", "t1"]);
+    assert_eq!(env.status("t1"), "running");
+    let e = env.fails(&["start", "t1"]);
+    assert!(e.contains("running") && e.contains("created"), "{e}");
+    let e = env.fails(&["delete", "t1"]);
+    assert!(e.contains("running"), "{e}");
+    assert_eq!(
+        env.status("t1"),
+        "running",
+        "failed delete must leave it running"
+    );
+    assert!(env
+        .fails(&["create", "--bundle", b.to_str().unwrap(), "t1"])
+        .contains("already exists"));
+    assert!(env
+        .fails(&["kill", "t1", "NOSUCHSIG"])
+        .contains("invalid signal"));
+
+    env.ok(&["kill", "t1", "KILL"]);
+    env.wait_status("t1", "stopped");
+    let e = env.fails(&["kill", "t1", "TERM"]);
+    assert!(e.contains("container not running"), "{e}");
+    let e = env.fails(&["start", "t1"]);
+    assert!(e.contains("stopped"), "{e}");
+    env.ok(&["delete", "t1"]);
+    env.assert_gone("t1");
+
+    // delete --force of a running container.
+    env.must_create("t2", &b);
+    env.ok(&["start", "t2"]);
+    env.ok(&["delete", "--force", "t2"]);
+    env.assert_gone("t2");
+
+    // delete of a created (never started) container kills it, as runc does.
+    env.must_create("t3", &b);
+    env.ok(&["delete", "t3"]);
+    env.assert_gone("t3");
+
+    for cmd in ["start", "state", "kill", "delete"] {
+        assert!(
+            env.fails(&[cmd, "nope"]).contains("does not exist"),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_reaches_the_process_and_exit_is_recorded() {
+    let env = Env::new();
+    let b = env.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; while true; do sleep 0.05; done",
+        ],
+        |_| {},
+    );
+    env.must_create("s1", &b);
+    env.ok(&["start", "s1"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    env.ok(&["kill", "s1", "15"]);
+    env.wait_status("s1", "stopped");
+    assert_eq!(env.stdout_of("s1"), "got-term\n");
+    // The monitor's exit status (what the shim reaps) is recorded as 42.
+    let exit = std::fs::read_to_string(env.root.join("containers/s1/exchange/exit")).unwrap();
+    assert!(exit.contains("\"code\":42"), "{exit}");
+    env.ok(&["delete", "s1"]);
+}
+
+#[test]
+fn run_returns_the_exit_status_and_cleans_up() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sh", "-c", "echo ran; exit 7"], |_| {});
+    let o = env.cmd(&["run", "--bundle", b.to_str().unwrap(), "r1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
+    env.assert_gone("r1");
+
+    let b = env.bundle("b2", &["sh", "-c", "kill -9 $$"], |_| {});
+    let o = env.cmd(&["run", "--bundle", b.to_str().unwrap(), "r2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.assert_gone("r2");
+}
+
+#[test]
+fn spec_and_features() {
+    let env = Env::new();
+    let dir = env.tmp.path().join("specdir");
+    std::fs::create_dir_all(&dir).unwrap();
+    env.ok(&["spec", "--bundle", dir.to_str().unwrap()]);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["process"]["args"], json!(["sh"]));
+    assert!(env
+        .fails(&["spec", "--bundle", dir.to_str().unwrap()])
+        .contains("exists"));
+    let f: serde_json::Value = serde_json::from_str(&env.ok(&["features"])).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert!(f["hooks"].as_array().unwrap().len() == 6);
+    assert!(f["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "CAP_SYS_ADMIN"));
+    for cmd in [
+        "create", "start", "state", "kill", "delete", "run", "list", "spec", "features",
+    ] {
+        let help = env.ok(&[cmd, "--help"]);
+        assert!(help.contains("Usage"), "{cmd}");
+    }
+}

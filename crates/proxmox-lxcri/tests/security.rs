@@ -1,0 +1,138 @@
+//! Capabilities, masked and read-only paths, seccomp, users and resource
+//! limits, observed from inside (and for cgroups, outside) real containers.
+mod support;
+
+use serde_json::json;
+use support::Env;
+
+fn run_and_capture(env: &Env, id: &str, b: &std::path::Path) -> String {
+    env.must_create(id, b);
+    env.ok(&["start", id]);
+    env.wait_status(id, "stopped");
+    let out = env.stdout_of(id);
+    env.ok(&["delete", id]);
+    out
+}
+
+#[test]
+fn capabilities_are_exactly_the_spec_sets() {
+    let env = Env::new();
+    let b = env.bundle("b", &["grep", "^Cap", "/proc/self/status"], |s| {
+        let caps = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        s["process"]["capabilities"] = json!({
+            "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+            "effective": caps, "permitted": caps, "inheritable": [], "ambient": []
+        });
+    });
+    let out = run_and_capture(&env, "caps", &b);
+    // CAP_CHOWN=0, CAP_KILL=5, CAP_NET_BIND_SERVICE=10
+    let want_eff = format!("{:016x}", (1u64 << 5) | (1u64 << 10));
+    let want_bnd = format!("{:016x}", 1u64 | (1u64 << 5) | (1u64 << 10));
+    assert!(out.contains(&format!("CapEff:\t{want_eff}")), "{out}");
+    assert!(out.contains(&format!("CapPrm:\t{want_eff}")), "{out}");
+    assert!(out.contains(&format!("CapBnd:\t{want_bnd}")), "{out}");
+    assert!(out.contains("CapInh:\t0000000000000000"), "{out}");
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let env = Env::new();
+    let script = "wc -c < /proc/kcore; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo WROTE || echo ro-ok";
+    let b = env.bundle("b", &["sh", "-c", script], |_| {});
+    let out = run_and_capture(&env, "mask", &b);
+    assert_eq!(out, "0\n0\nro-ok\n");
+}
+
+#[test]
+fn seccomp_blocks_a_syscall_with_errno() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/y && echo touched"], |s| {
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let out = run_and_capture(&env, "sec", &b);
+    assert!(
+        out.contains("Operation not permitted") && out.contains("rc=1"),
+        "{out}"
+    );
+    assert!(out.contains("touched"), "{out}");
+}
+
+#[test]
+fn user_groups_cwd_env_umask() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sh", "-c", "id; pwd; echo $FOO; umask"], |s| {
+        s["process"]["user"] =
+            json!({"uid": 65534, "gid": 65534, "additionalGids": [5], "umask": 63});
+        s["process"]["cwd"] = json!("/tmp");
+        s["process"]["env"] = json!(["PATH=/bin", "FOO=bar"]);
+    });
+    let out = run_and_capture(&env, "user", &b);
+    assert!(
+        out.starts_with("uid=65534(nobody) gid=65534(nobody) groups=5"),
+        "{out}"
+    );
+    assert!(out.contains("/tmp\nbar\n0077"), "{out}");
+}
+
+#[test]
+fn resource_limits_land_in_the_container_cgroup() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sleep", "1000"], |s| {
+        s["linux"]["resources"] = json!({
+            "memory": {"limit": 67108864},
+            "pids": {"limit": 42},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+            "devices": [{"allow": false, "access": "rwm"}]
+        });
+    });
+    env.must_create("res", &b);
+    let pid = env.state("res")["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path_of = |ctrl: &str| -> Option<String> {
+        cg.lines().find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, c, path) = (p.next()?, p.next()?, p.next()?);
+            c.split(',').any(|x| x == ctrl).then(|| path.to_string())
+        })
+    };
+    let read = |f: String| {
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .trim()
+            .to_string()
+    };
+    if let Some(p) = path_of("memory") {
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/memory{p}/memory.limit_in_bytes")),
+            "67108864"
+        );
+        assert_eq!(
+            read(format!(
+                "/sys/fs/cgroup/pids{}/pids.max",
+                path_of("pids").unwrap()
+            )),
+            "42"
+        );
+        let cpu = path_of("cpu").unwrap();
+        assert_eq!(read(format!("/sys/fs/cgroup/cpu{cpu}/cpu.shares")), "512");
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/cpu{cpu}/cpu.cfs_quota_us")),
+            "50000"
+        );
+    } else {
+        let p = cg
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap()
+            .to_string();
+        assert_eq!(read(format!("/sys/fs/cgroup{p}/memory.max")), "67108864");
+        assert_eq!(read(format!("/sys/fs/cgroup{p}/pids.max")), "42");
+        assert_eq!(read(format!("/sys/fs/cgroup{p}/cpu.max")), "50000 100000");
+    }
+    env.ok(&["delete", "--force", "res"]);
+    env.assert_gone("res");
+}

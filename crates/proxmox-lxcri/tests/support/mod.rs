@@ -1,0 +1,216 @@
+//! Shared helpers for tests that run real containers: a busybox bundle, a
+//! runc-like default spec, and a runner for our binary with its own --root.
+#![allow(dead_code)]
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_proxmox-lxcri");
+
+/// Fail loudly (never skip silently) when the machine cannot run containers.
+pub fn require_root_and_lxc() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests run real LXC containers and need root (CI runs them as root)"
+    );
+    assert!(
+        Command::new("lxc-start").arg("--version").output().is_ok(),
+        "lxc-start not found: install the Debian package `lxc` (.ci/run does)"
+    );
+}
+
+/// Applets linked into the test rootfs.
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "sleep", "id", "true", "false", "mkdir", "touch", "grep", "head",
+    "stat", "hostname", "env", "pwd", "test", "wc", "kill", "ps", "dd", "rm", "umask", "sync",
+];
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        require_root_and_lxc();
+        let tmp = tempfile::Builder::new()
+            .prefix("lxcri-test")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().join("root");
+        Env { tmp, root }
+    }
+
+    /// A bundle dir with a busybox rootfs and the default spec edited by `f`.
+    pub fn bundle(&self, name: &str, args: &[&str], f: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.tmp.path().join(name);
+        let rootfs = b.join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "run"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for a in APPLETS {
+            symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+        let mut spec = default_spec(args);
+        f(&mut spec);
+        std::fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+        b
+    }
+
+    /// Run our binary with this env's --root.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `create` with stdout/stderr of the container going to files.
+    pub fn create(&self, id: &str, bundle: &Path) -> Output {
+        let out = std::fs::File::create(self.tmp.path().join(format!("{id}.out"))).unwrap();
+        let err = std::fs::File::create(self.tmp.path().join(format!("{id}.err"))).unwrap();
+        let pid_file = self.tmp.path().join(format!("{id}.pid"));
+        // The container inherits these as its stdio; our own messages go
+        // through --log.
+        Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--log")
+            .arg(self.tmp.path().join(format!("{id}.log")))
+            .args(["create", "--bundle"])
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.cmd(args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn must_create(&self, id: &str, bundle: &Path) {
+        let o = self.create(id, bundle);
+        assert!(
+            o.status.success(),
+            "create {id} failed: {} {}",
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(self.tmp.path().join(format!("{id}.log"))).unwrap_or_default()
+        );
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// Wait until `state` reports `want` (containers end on their own).
+    pub fn wait_status(&self, id: &str, want: &str) {
+        let t = std::time::Instant::now();
+        loop {
+            let s = self.status(id);
+            if s == want {
+                return;
+            }
+            assert!(t.elapsed().as_secs() < 20, "{id} still {s}, wanted {want}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn stdout_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("{id}.out"))).unwrap_or_default()
+    }
+
+    pub fn stderr_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("{id}.err"))).unwrap_or_default()
+    }
+
+    pub fn log_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("{id}.log"))).unwrap_or_default()
+    }
+
+    /// Nothing of `id` is left: no state dir and no process of it.
+    pub fn assert_gone(&self, id: &str) {
+        assert!(
+            !self.root.join("containers").join(id).exists(),
+            "{id}: state dir left behind"
+        );
+        let lxcpath = self.root.join("containers").join(id);
+        let needle = lxcpath.to_string_lossy().into_owned();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                assert!(!cmd.contains(&needle), "{id}: process left behind: {cmd}");
+            }
+        }
+    }
+}
+
+/// runc's default spec (`runc spec`), non-terminal, running `args`.
+pub fn default_spec(args: &[&str]) -> Value {
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "lxcri-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}

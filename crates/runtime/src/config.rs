@@ -1,0 +1,217 @@
+//! The config file (TOML): `--config`, else `$PROXMOX_LXCRI_CONFIG`, else
+//! `/etc/proxmox-lxcri/config.toml`; an absent file means built-in defaults.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_PATH: &str = "/etc/proxmox-lxcri/config.toml";
+pub const ENV_VAR: &str = "PROXMOX_LXCRI_CONFIG";
+/// Annotation that picks the engine for one container.
+pub const BACKEND_ANNOTATION: &str = "io.proxmox-lxcri.backend";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Backend {
+    #[serde(rename = "lxc")]
+    Lxc,
+    #[serde(rename = "pve-lxc")]
+    PveLxc,
+    #[serde(rename = "pve-vm")]
+    PveVm,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "lxc" => Some(Backend::Lxc),
+            "pve-lxc" => Some(Backend::PveLxc),
+            "pve-vm" => Some(Backend::PveVm),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Lxc => "lxc",
+            Backend::PveLxc => "pve-lxc",
+            Backend::PveVm => "pve-vm",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_backend")]
+    pub default_backend: Backend,
+    /// Regex on the container id -> engine; the first match wins.
+    #[serde(default)]
+    pub routing: Vec<Route>,
+    #[serde(default)]
+    pub lxc: LxcSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub pattern: String,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LxcSection {
+    /// lxc.log.level for every container (LXC's names: TRACE .. FATAL).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// How long `create` waits for the container init to report ready.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+    /// The lxc-start binary.
+    #[serde(default = "default_lxc_start")]
+    pub lxc_start: PathBuf,
+}
+
+impl Default for LxcSection {
+    fn default() -> Self {
+        LxcSection {
+            log_level: default_log_level(),
+            start_timeout_secs: default_start_timeout(),
+            lxc_start: default_lxc_start(),
+        }
+    }
+}
+
+fn default_backend() -> Backend {
+    Backend::Lxc
+}
+fn default_log_level() -> String {
+    "ERROR".into()
+}
+fn default_start_timeout() -> u64 {
+    30
+}
+fn default_lxc_start() -> PathBuf {
+    "lxc-start".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_backend: default_backend(),
+            routing: vec![],
+            lxc: LxcSection::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Load from an explicit path (must exist), else the env var's path
+    /// (must exist), else the default path (may be absent).
+    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+        let env = std::env::var_os(ENV_VAR).map(PathBuf::from);
+        let (path, required) = match (explicit, env) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (p, true),
+            (None, None) => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text)
+                .map_err(|e| Error::Config(format!("config file {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(Error::Config(format!(
+                "config file {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        for r in &cfg.routing {
+            regex::Regex::new(&r.pattern)
+                .map_err(|e| format!("routing pattern {:?}: {e}", r.pattern))?;
+        }
+        if !matches!(
+            cfg.lxc.log_level.to_ascii_uppercase().as_str(),
+            "TRACE" | "DEBUG" | "INFO" | "NOTICE" | "WARN" | "ERROR" | "CRIT" | "ALERT" | "FATAL"
+        ) {
+            return Err(format!(
+                "lxc.log_level {:?}: not an LXC log level",
+                cfg.lxc.log_level
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The engine for a container: annotation, then routing, then default.
+    pub fn backend_for(
+        &self,
+        id: &str,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Backend> {
+        if let Some(v) = annotations.get(BACKEND_ANNOTATION) {
+            return Backend::parse(v).ok_or_else(|| {
+                Error::Config(format!(
+                    "annotation {BACKEND_ANNOTATION}={v:?}: unknown engine; use lxc, pve-lxc or pve-vm"
+                ))
+            });
+        }
+        for r in &self.routing {
+            // Patterns were checked at load.
+            if regex::Regex::new(&r.pattern)
+                .map(|re| re.is_match(id))
+                .unwrap_or(false)
+            {
+                return Ok(r.backend);
+            }
+        }
+        Ok(self.default_backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn defaults_and_routing() {
+        let cfg = Config::parse(
+            r#"
+default_backend = "lxc"
+[[routing]]
+pattern = "^vm-"
+backend = "pve-vm"
+[[routing]]
+pattern = "^ct-"
+backend = "pve-lxc"
+"#,
+        )
+        .unwrap();
+        let none = BTreeMap::new();
+        assert_eq!(cfg.backend_for("vm-1", &none).unwrap(), Backend::PveVm);
+        assert_eq!(cfg.backend_for("ct-1", &none).unwrap(), Backend::PveLxc);
+        assert_eq!(cfg.backend_for("x", &none).unwrap(), Backend::Lxc);
+        let mut ann = BTreeMap::new();
+        ann.insert(BACKEND_ANNOTATION.to_string(), "lxc".to_string());
+        assert_eq!(cfg.backend_for("vm-1", &ann).unwrap(), Backend::Lxc);
+        ann.insert(BACKEND_ANNOTATION.to_string(), "docker".to_string());
+        assert!(cfg
+            .backend_for("x", &ann)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown engine"));
+    }
+
+    #[test]
+    fn bad_files_are_errors() {
+        assert!(Config::parse("default_backend = \"nope\"").is_err());
+        assert!(Config::parse("[[routing]]\npattern = \"(\"\nbackend = \"lxc\"").is_err());
+        assert!(Config::parse("typo = 1").is_err());
+        assert!(Config::parse("[lxc]\nlog_level = \"LOUD\"").is_err());
+        assert_eq!(Config::parse("").unwrap().lxc.log_level, "ERROR");
+    }
+}

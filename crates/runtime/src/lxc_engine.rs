@@ -1,0 +1,279 @@
+//! The lxc engine: runs a bundle with `lxc-start -F` under a monitor process
+//! of ours.
+//!
+//! ```text
+//! create ──fork──> monitor (pid in --pid-file; setsid)
+//!                     └─ lxc-start -F -q -P <dir> -n <id>
+//!                           └─ container init (/dev/.lxcri-init, pid 1 inside)
+//!                                 └─ user process (after `start`)
+//! ```
+//! The monitor ends exactly when the container ends and exits with its
+//! status (read from the `exit` file the init writes, since lxc-start does
+//! not pass it on), so containerd's shim, which reaps the pid-file pid,
+//! sees the container's exit status.
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, mkfifo, ForkResult, Pid};
+use proxmox_lxcri_lxc::init_config::{
+    ExitStatus, InitConfig, FIFO_READY, FIFO_START, FIFO_STARTED, FILE_EXIT, FILE_INIT_CONFIG,
+};
+
+use crate::error::{Context, Error, Result};
+use crate::proc;
+use crate::state::{write_atomic, ProcRef};
+
+/// Marker the runtime writes before SIGKILLing the init, so the monitor can
+/// report 137 although the init could not write its exit file.
+const FILE_KILLED: &str = "killed";
+
+/// Paths of one container's engine files.
+#[derive(Debug, Clone)]
+pub struct LxcPaths {
+    /// lxcpath for lxc-start -P (the container directory).
+    pub lxcpath: PathBuf,
+    pub name: String,
+    pub exchange: PathBuf,
+    pub log: PathBuf,
+}
+
+impl LxcPaths {
+    pub fn new(container_dir: &Path, id: &str) -> Self {
+        LxcPaths {
+            lxcpath: container_dir.to_path_buf(),
+            name: id.to_string(),
+            exchange: container_dir.join("exchange"),
+            log: container_dir.join("lxc.log"),
+        }
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.lxcpath.join(&self.name).join("config")
+    }
+}
+
+/// Write the LXC config, the init config and the exchange FIFOs.
+pub fn prepare(paths: &LxcPaths, lxc_config: &str, init: &InitConfig) -> Result<()> {
+    let cfg = paths.config_file();
+    let cfg_dir = cfg.parent().expect("config has a parent");
+    fs::create_dir_all(cfg_dir).ctx(|| format!("creating {}", cfg_dir.display()))?;
+    write_atomic(&cfg, lxc_config.as_bytes())?;
+    fs::create_dir_all(&paths.exchange).ctx(|| format!("creating {}", paths.exchange.display()))?;
+    for fifo in [FIFO_READY, FIFO_START, FIFO_STARTED] {
+        let p = paths.exchange.join(fifo);
+        mkfifo(&p, Mode::from_bits_truncate(0o600)).ctx(|| format!("mkfifo {}", p.display()))?;
+    }
+    File::create(paths.exchange.join(FILE_EXIT)).ctx(|| "creating the exit file".to_string())?;
+    let json = serde_json::to_vec(init).expect("init config serializes");
+    write_atomic(&paths.exchange.join(FILE_INIT_CONFIG), &json)
+}
+
+/// Open a FIFO's read side without blocking (no writer needed yet).
+pub fn open_fifo_reader(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ctx(|| format!("opening {}", path.display()))
+}
+
+/// Start the monitor. Returns its pid; it is our child.
+///
+/// `stdio`: fds to become the container's 0, 1, 2 (a pty slave), or None to
+/// pass ours through.
+pub fn spawn_monitor(paths: &LxcPaths, lxc_start: &Path, stdio: Option<&OwnedFd>) -> Result<Pid> {
+    let args = [
+        lxc_start.as_os_str().to_owned(),
+        "-F".into(),
+        "-q".into(),
+        "-P".into(),
+        paths.lxcpath.as_os_str().to_owned(),
+        "-n".into(),
+        paths.name.clone().into(),
+    ];
+    let exchange = paths.exchange.clone();
+    let slave = stdio.map(|f| f.as_raw_fd());
+    // SAFETY: the CLI is single-threaded when it forks the monitor, so the
+    // child may use the allocator and std::process.
+    match unsafe { fork() }.ctx(|| "forking the monitor".to_string())? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let code = monitor_main(&args, &exchange, slave);
+            // SAFETY: leave without running the parent's atexit handlers.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Body of the monitor process.
+fn monitor_main(args: &[std::ffi::OsString], exchange: &Path, slave: Option<i32>) -> i32 {
+    // Own session: a terminal's ^C or hangup must not reach the monitor,
+    // and the container outlives the command that created it.
+    let _ = nix::unistd::setsid();
+    unsafe {
+        if let Some(fd) = slave {
+            libc::dup2(fd, 0);
+            libc::dup2(fd, 1);
+            libc::dup2(fd, 2);
+        }
+        // Drop every other inherited fd, in particular the container lock.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        for s in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
+            libc::signal(s, libc::SIG_IGN);
+        }
+    }
+    let status = std::process::Command::new(&args[0])
+        .args(&args[1..])
+        .status();
+    if status.is_err() {
+        return 255;
+    }
+    exit_code(exchange).unwrap_or(255)
+}
+
+/// The container's exit status in shell form, once it is known.
+pub fn exit_code(exchange: &Path) -> Option<i32> {
+    if let Ok(text) = fs::read_to_string(exchange.join(FILE_EXIT)) {
+        if let Ok(st) = serde_json::from_str::<ExitStatus>(text.trim()) {
+            return Some(st.shell_code());
+        }
+    }
+    let killed = fs::read_to_string(exchange.join(FILE_KILLED)).ok()?;
+    killed.trim().parse::<i32>().ok().map(|s| 128 + s)
+}
+
+/// Read one status line ("ok" / "error: ...") from a FIFO, while `alive`
+/// says the other side can still answer.
+pub fn read_status_line(
+    fifo: &mut File,
+    deadline: Instant,
+    mut alive: impl FnMut() -> bool,
+) -> std::result::Result<String, String> {
+    let mut buf = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("timed out waiting for the container init".into());
+        }
+        let ms = left.as_millis().min(20) as u16;
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::Error::EINTR) => {}
+            Ok(_) => {
+                let mut chunk = [0u8; 4096];
+                match fifo.read(&mut chunk) {
+                    Ok(0) => {
+                        // Writer closed. A complete line was handled below;
+                        // no line at all means the init died mid-way.
+                        if buf.is_empty() && !alive() {
+                            return Err("the container init exited".into());
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(format!("reading status: {e}")),
+                }
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    return Ok(String::from_utf8_lossy(&buf[..pos]).into_owned());
+                }
+            }
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        if !alive() {
+            // One last look: the line may have arrived just before the end.
+            let mut chunk = [0u8; 4096];
+            if let Ok(n) = fifo.read(&mut chunk) {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                return Ok(String::from_utf8_lossy(&buf[..pos]).into_owned());
+            }
+            return Err("the container init exited".into());
+        }
+    }
+}
+
+/// True while our child `pid` has not exited (reaps it when it has).
+pub fn child_running(pid: Pid) -> bool {
+    matches!(
+        waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::StillAlive)
+    )
+}
+
+/// Find the container init: the child of lxc-start, the child of the monitor.
+pub fn find_init(monitor: Pid) -> Option<ProcRef> {
+    for _ in 0..50 {
+        let parents = proc::all_parents();
+        if let Some(lxc_start) = proc::children_of(&parents, monitor.as_raw()).first() {
+            if let Some(init) = proc::children_of(&parents, *lxc_start).first() {
+                if let Some(r) = proc::proc_ref(*init) {
+                    return Some(r);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+/// Release a created container: one byte on `start`, then the init's answer
+/// on `started`.
+pub fn release(paths: &LxcPaths, init: &ProcRef, timeout: Duration) -> Result<()> {
+    let fail = |reason: String| Error::Start {
+        id: paths.name.clone(),
+        reason,
+    };
+    let mut started = open_fifo_reader(&paths.exchange.join(FIFO_STARTED))?;
+    let start_path = paths.exchange.join(FIFO_START);
+    let mut start = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&start_path)
+        .map_err(|e| fail(format!("the container init is not waiting for start ({e})")))?;
+    std::io::Write::write_all(&mut start, b"1")
+        .map_err(|e| fail(format!("signalling start: {e}")))?;
+    drop(start);
+    let line = read_status_line(&mut started, Instant::now() + timeout, || {
+        proc::is_alive(init)
+    })
+    .map_err(fail)?;
+    match line.strip_prefix("error: ") {
+        None if line == "ok" => Ok(()),
+        Some(msg) => Err(fail(msg.to_string())),
+        None => Err(fail(format!("unexpected answer from init: {line:?}"))),
+    }
+}
+
+/// Signal the container init; SIGKILL is recorded so the exit status is 137.
+pub fn signal_init(paths: &LxcPaths, init: &ProcRef, sig: Signal) -> Result<()> {
+    if sig == Signal::SIGKILL {
+        let _ = fs::write(paths.exchange.join(FILE_KILLED), (sig as i32).to_string());
+    }
+    if !proc::is_alive(init) {
+        return Ok(());
+    }
+    match kill(Pid::from_raw(init.pid), sig) {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("sending {sig} to pid {}", init.pid)),
+    }
+}
+
+/// Tail of the LXC log: its ERROR lines, for error messages.
+pub fn log_errors(paths: &LxcPaths) -> String {
+    let text = fs::read_to_string(&paths.log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(|l| l.split(" - ").last().unwrap_or(l))
+        .collect();
+    lines[lines.len().saturating_sub(3)..].join("; ")
+}

@@ -1,0 +1,581 @@
+//! The OCI lifecycle: create, start, state, kill, delete, run, list.
+//!
+//! creating -> created -> running -> stopped, as the runtime spec says;
+//! `refresh` reconciles a recorded status with the processes, so a container
+//! whose process exited reads as stopped without another command.
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use proxmox_lxcri_lxc::config::{translate, CgroupLayout, TranslateContext};
+use proxmox_lxcri_lxc::init_config::FIFO_READY;
+
+use crate::config::{Backend, Config};
+use crate::error::{Context, Error, Result};
+use crate::events;
+use crate::hooks::{self, Place};
+use crate::id;
+use crate::lxc_engine::{self as lxc, LxcPaths};
+use crate::proc;
+use crate::state::{
+    now_rfc3339, write_atomic, ContainerState, ProcRef, Status, Store, OCI_VERSION,
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+pub struct Runtime {
+    pub store: Store,
+    pub config: Config,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>, config: Config) -> Self {
+        Runtime {
+            store: Store::new(root),
+            config,
+        }
+    }
+
+    /// Run `op`, then append its outcome to the events log.
+    fn logged<T>(&self, id: &str, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let r = f();
+        let result = match &r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        events::record(&self.store, id, op, &result, t.elapsed());
+        r
+    }
+
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<()> {
+        self.logged(id, "create", || self.create_inner(id, opts).map(|_| ()))
+    }
+
+    fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
+        id::validate(id)?;
+        let bundle = fs::canonicalize(&opts.bundle).map_err(|e| Error::Bundle {
+            path: opts.bundle.clone(),
+            reason: format!("cannot open the bundle directory: {e}"),
+        })?;
+        let spec = load_spec(&bundle)?;
+        let root = spec.root().as_ref().ok_or_else(|| Error::Bundle {
+            path: bundle.clone(),
+            reason: "config.json has no root".into(),
+        })?;
+        let rootfs = bundle.join(root.path());
+        let rootfs = match fs::canonicalize(&rootfs) {
+            Ok(p) if p.is_dir() => p,
+            _ => {
+                return Err(Error::Bundle {
+                    path: bundle.clone(),
+                    reason: format!("root.path {} is not a directory", rootfs.display()),
+                })
+            }
+        };
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::Spec("process: required by create".into()))?;
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal && opts.console_socket.is_none() {
+            return Err(Error::Spec(
+                "process.terminal is true but no --console-socket was given".into(),
+            ));
+        }
+        if opts.preserve_fds > 0 {
+            return Err(Error::Spec(
+                "--preserve-fds is not supported by the lxc engine (LXC closes inherited fds)"
+                    .into(),
+            ));
+        }
+        let annotations: BTreeMap<String, String> = spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        match self.config.backend_for(id, &annotations)? {
+            Backend::Lxc => {}
+            other => {
+                return Err(Error::Config(format!(
+                    "engine {} is not available in this build; use lxc",
+                    other.name()
+                )))
+            }
+        }
+
+        // From here on everything made is undone if create fails.
+        let lock = self.store.claim(id)?;
+        let dir = self.store.dir(id);
+        let mut guard = CreateGuard {
+            dir: dir.clone(),
+            paths: LxcPaths::new(&dir, id),
+            monitor: None,
+            init: None,
+            armed: true,
+        };
+        let paths = guard.paths.clone();
+
+        let spec_json = serde_json::to_vec_pretty(&spec).expect("spec serializes");
+        write_atomic(&dir.join("config.json"), &spec_json)?;
+        let mut state = ContainerState {
+            oci_version: OCI_VERSION.into(),
+            id: id.into(),
+            status: Status::Creating,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: now_rfc3339(),
+            annotations,
+            owner: String::new(),
+            engine: Backend::Lxc.name().into(),
+            init: None,
+            monitor: None,
+            exit_status: None,
+            cgroup_path: None,
+        };
+        self.store.save(&state)?;
+
+        let ctx = TranslateContext {
+            id: id.into(),
+            rootfs: rootfs.clone(),
+            bundle: bundle.clone(),
+            exchange_dir: paths.exchange.clone(),
+            init_binary: std::env::current_exe().ctx(|| "finding our own binary".into())?,
+            log_file: paths.log.clone(),
+            log_level: self.config.lxc.log_level.to_ascii_uppercase(),
+            cgroups: CgroupLayout::detect()?,
+            apparmor_enabled: apparmor_enabled(),
+            selinux_enabled: Path::new("/sys/fs/selinux/enforce").exists(),
+        };
+        let mut tr = translate(&spec, &ctx)?;
+        if let Some(seccomp) = &tr.init.seccomp {
+            proxmox_lxcri_lxc::init::seccomp::compile(seccomp)
+                .map_err(|e| Error::Spec(e.to_string()))?;
+        }
+        let mut hook_state = state.oci_json();
+        hook_state["status"] = "created".into();
+        hook_state["pid"] = 1.into();
+        tr.init.hook_state = hook_state;
+        lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
+
+        let mut ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
+        let pty = if terminal {
+            let pty = crate::stdio::new_pty()?;
+            let sock = opts.console_socket.as_ref().expect("checked above");
+            crate::stdio::send_console(sock, &pty.master)?;
+            Some(pty)
+        } else {
+            None
+        };
+        let monitor = lxc::spawn_monitor(
+            &paths,
+            &self.config.lxc.lxc_start,
+            pty.as_ref().map(|p| &p.slave),
+        )?;
+        drop(pty);
+        guard.monitor = Some(monitor);
+        state.monitor = proc::proc_ref(monitor.as_raw());
+        self.store.save(&state)?;
+
+        let deadline = Instant::now() + Duration::from_secs(self.config.lxc.start_timeout_secs);
+        let line = lxc::read_status_line(&mut ready, deadline, || lxc::child_running(monitor));
+        let fail = |reason: String| Error::Start {
+            id: id.into(),
+            reason,
+        };
+        match line {
+            Ok(l) if l == "ok" => {}
+            Ok(l) => {
+                let msg = l.strip_prefix("error: ").unwrap_or(&l).to_string();
+                return Err(fail(msg));
+            }
+            Err(e) => {
+                let lxc_errors = lxc::log_errors(&paths);
+                return Err(fail(if lxc_errors.is_empty() {
+                    e
+                } else {
+                    format!("{e}: {lxc_errors}")
+                }));
+            }
+        }
+        let init =
+            lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
+        guard.init = Some(init);
+        state.init = Some(init);
+        self.store.save(&state)?;
+
+        // Hooks of the create phase see status "creating" and the init pid.
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let hook_json = serde_json::to_vec(&state.oci_json()).expect("state serializes");
+        let hook_dir = dir.join("hooks");
+        hooks::run_all(
+            "prestart",
+            hooks.prestart().as_deref().unwrap_or_default(),
+            &hook_json,
+            Place::Runtime,
+            &hook_dir,
+        )?;
+        hooks::run_all(
+            "createRuntime",
+            hooks.create_runtime().as_deref().unwrap_or_default(),
+            &hook_json,
+            Place::Runtime,
+            &hook_dir,
+        )?;
+        hooks::run_all(
+            "createContainer",
+            hooks.create_container().as_deref().unwrap_or_default(),
+            &hook_json,
+            Place::Container(init.pid),
+            &hook_dir,
+        )?;
+
+        state.status = Status::Created;
+        self.store.save(&state)?;
+        if let Some(pid_file) = &opts.pid_file {
+            let pid_file = absolute(pid_file);
+            write_atomic(&pid_file, monitor.as_raw().to_string().as_bytes())?;
+        }
+        guard.armed = false;
+        drop(lock);
+        Ok(monitor)
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        self.logged(id, "start", || {
+            id::validate(id)?;
+            let _lock = self.store.lock(id)?;
+            let mut st = self.refresh(self.store.load(id)?);
+            if st.status != Status::Created {
+                return Err(bad_state(&st, "start", "created"));
+            }
+            let init = st.init.expect("created containers have an init");
+            let paths = LxcPaths::new(&self.store.dir(id), id);
+            let timeout = Duration::from_secs(self.config.lxc.start_timeout_secs);
+            if let Err(e) = lxc::release(&paths, &init, timeout) {
+                // A failed start (startContainer hook, exec) ends the container.
+                let _ = lxc::signal_init(&paths, &init, Signal::SIGKILL);
+                return Err(e);
+            }
+            st.status = Status::Running;
+            self.store.save(&st)?;
+            let spec = self.stored_spec(id)?;
+            if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+                let json = serde_json::to_vec(&st.oci_json()).expect("state serializes");
+                // runtime-spec 1.2: a poststart failure is a warning.
+                if let Err(e) = hooks::run_all(
+                    "poststart",
+                    &h,
+                    &json,
+                    Place::Runtime,
+                    &self.store.dir(id).join("hooks"),
+                ) {
+                    tracing::warn!("{e}");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The container's state, reconciled with its processes.
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        id::validate(id)?;
+        Ok(self.refresh(self.store.load(id)?))
+    }
+
+    pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let mut out = vec![];
+        for id in self.store.list()? {
+            if let Ok(st) = self.store.load(&id) {
+                out.push(self.refresh(st));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reconcile a recorded status with reality (no lock, no write).
+    pub fn refresh(&self, mut st: ContainerState) -> ContainerState {
+        let paths = LxcPaths::new(&self.store.dir(&st.id), &st.id);
+        match st.status {
+            Status::Created | Status::Running | Status::Paused => {
+                if !st.init.as_ref().is_some_and(proc::is_alive) {
+                    st.status = Status::Stopped;
+                }
+            }
+            Status::Creating => {
+                // A create that died half-way: stopped once nothing runs.
+                let live = st.init.as_ref().is_some_and(proc::is_alive)
+                    || st.monitor.as_ref().is_some_and(proc::is_alive);
+                if !live {
+                    st.status = Status::Stopped;
+                }
+            }
+            Status::Stopped => {}
+        }
+        if st.status == Status::Running && is_frozen(&st) {
+            st.status = Status::Paused;
+        }
+        if st.status == Status::Stopped && st.exit_status.is_none() {
+            st.exit_status = lxc::exit_code(&paths.exchange);
+        }
+        st
+    }
+
+    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+        self.logged(id, "kill", || {
+            id::validate(id)?;
+            let _lock = self.store.lock(id)?;
+            let st = self.refresh(self.store.load(id)?);
+            if !matches!(
+                st.status,
+                Status::Created | Status::Running | Status::Paused
+            ) {
+                return Err(Error::NotRunning(id.into()));
+            }
+            let init = st.init.expect("live containers have an init");
+            let paths = LxcPaths::new(&self.store.dir(id), id);
+            if all {
+                for pid in cgroup_pids(init.pid) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+                }
+            }
+            lxc::signal_init(&paths, &init, sig)
+        })
+    }
+
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        self.logged(id, "delete", || {
+            id::validate(id)?;
+            let lock = self.store.lock(id)?;
+            let st = self.refresh(self.store.load(id)?);
+            let paths = LxcPaths::new(&self.store.dir(id), id);
+            match st.status {
+                Status::Stopped => {}
+                // runc deletes a created container by killing it.
+                Status::Created | Status::Creating => {}
+                Status::Running | Status::Paused if force => {}
+                _ => return Err(bad_state(&st, "delete", "stopped (or use --force)")),
+            }
+            if let Some(init) = st.init {
+                lxc::signal_init(&paths, &init, Signal::SIGKILL)?;
+            }
+            wait_gone(&st, Duration::from_secs(10));
+            if let Ok(spec) = self.stored_spec(id) {
+                if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+                    let mut s = st.clone();
+                    s.status = Status::Stopped;
+                    let json = serde_json::to_vec(&s.oci_json()).expect("state serializes");
+                    // A poststop failure is a warning (runtime-spec).
+                    if let Err(e) = hooks::run_all(
+                        "poststop",
+                        &h,
+                        &json,
+                        Place::Runtime,
+                        &self.store.dir(id).join("hooks"),
+                    ) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            let dir = self.store.dir(id);
+            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+            drop(lock);
+            Ok(())
+        })
+    }
+
+    /// create + start, then (unless detached) wait for the container's end,
+    /// delete it and return its exit status.
+    pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        let monitor = self.logged(id, "create", || self.create_inner(id, opts))?;
+        if let Err(e) = self.start(id) {
+            let _ = self.delete(id, true);
+            return Err(e);
+        }
+        if detach {
+            return Ok(0);
+        }
+        let code = wait_monitor_forwarding_signals(self, id, monitor);
+        let _ = self.delete(id, true);
+        Ok(code)
+    }
+
+    fn stored_spec(&self, id: &str) -> Result<Spec> {
+        let p = self.store.dir(id).join("config.json");
+        Spec::load(&p).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
+    }
+}
+
+/// Undoes a half-made create when dropped armed.
+struct CreateGuard {
+    dir: PathBuf,
+    paths: LxcPaths,
+    monitor: Option<Pid>,
+    init: Option<ProcRef>,
+    armed: bool,
+}
+
+impl Drop for CreateGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(init) = &self.init {
+            let _ = lxc::signal_init(&self.paths, init, Signal::SIGKILL);
+        }
+        if let Some(m) = self.monitor {
+            // The monitor ends when lxc-start has torn the container down.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while lxc::child_running(m) {
+                if Instant::now() > deadline {
+                    let _ = nix::sys::signal::kill(m, Signal::SIGKILL);
+                    let _ = waitpid(m, None);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let text = fs::read_to_string(&path).map_err(|e| Error::Bundle {
+        path: path.clone(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
+            "config.json not found".into()
+        } else {
+            e.to_string()
+        },
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Bundle {
+        path,
+        reason: format!("invalid config.json: {e}"),
+    })
+}
+
+fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> Error {
+    Error::BadState {
+        id: st.id.clone(),
+        status: st.status.to_string(),
+        action,
+        needs,
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn apparmor_enabled() -> bool {
+    fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false)
+}
+
+/// Wait until the container's init and our monitor have ended (a zombie
+/// monitor waiting for the shim's reaping counts as ended).
+fn wait_gone(st: &ContainerState, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let init_live = st.init.as_ref().is_some_and(proc::exists);
+        let mon_live = st.monitor.as_ref().is_some_and(proc::is_alive);
+        if !init_live && !mon_live {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Pids in the container's cgroup (v1 pids/freezer hierarchy or unified).
+pub fn cgroup_pids(init_pid: i32) -> Vec<i32> {
+    for (ctrl, base) in [
+        (Some("pids"), "/sys/fs/cgroup/pids"),
+        (Some("freezer"), "/sys/fs/cgroup/freezer"),
+        (None, "/sys/fs/cgroup/unified"),
+        (None, "/sys/fs/cgroup"),
+    ] {
+        let Some(rel) = proc::cgroup_of(init_pid, ctrl) else {
+            continue;
+        };
+        let f = format!("{base}{rel}/cgroup.procs");
+        if let Ok(s) = fs::read_to_string(&f) {
+            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    vec![init_pid]
+}
+
+fn is_frozen(st: &ContainerState) -> bool {
+    let Some(init) = st.init else { return false };
+    if let Some(rel) = proc::cgroup_of(init.pid, Some("freezer")) {
+        return fs::read_to_string(format!("/sys/fs/cgroup/freezer{rel}/freezer.state"))
+            .map(|s| s.trim() == "FROZEN")
+            .unwrap_or(false);
+    }
+    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if let Some(rel) = proc::cgroup_of(init.pid, None) {
+            if let Ok(s) = fs::read_to_string(format!("{base}{rel}/cgroup.freeze")) {
+                return s.trim() == "1";
+            }
+        }
+    }
+    false
+}
+
+/// `run` in the foreground: forward the usual termination signals to the
+/// container, and return its exit status when the monitor ends.
+fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    loop {
+        match waitpid(monitor, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return c,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => {}
+            Err(_) => return rt.state(id).ok().and_then(|s| s.exit_status).unwrap_or(255),
+        }
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        // SAFETY: plain syscall with valid pointers.
+        let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+        if sig > 0 {
+            if let Ok(s) = Signal::try_from(sig) {
+                let _ = rt.kill(id, s, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! `state.json` and the per-container directory under `--root`.
+//!
+//! ```text
+//! <root>/containers/<id>/state.json   ContainerState (OCI state + engine data)
+//! <root>/containers/<id>/config.json  the spec as created
+//! <root>/containers/<id>/hooks/       hook output
+//! <root>/containers/<id>/exchange/    FIFOs and files shared with the container init
+//! <root>/containers/<id>/<id>/config  the LXC config (lxcpath = the container dir)
+//! ```
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+
+/// OCI runtime-spec version we implement and report.
+pub const OCI_VERSION: &str = "1.2.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// A process identified beyond its pid: the start time (clock ticks since
+/// boot, /proc/<pid>/stat field 22) tells a reused pid from ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    /// Status as last recorded; [`crate::Runtime::refresh`] reconciles it
+    /// with the processes (a container that exited reads as stopped).
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 with nanoseconds, UTC, as runc prints it.
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub owner: String,
+    /// Engine that runs the container ("lxc", ...).
+    pub engine: String,
+    /// The container's init, as seen from the host.
+    #[serde(default)]
+    pub init: Option<ProcRef>,
+    /// Our monitor: the pid in --pid-file, ends when the container ends.
+    #[serde(default)]
+    pub monitor: Option<ProcRef>,
+    /// Exit status (shell form) once known.
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    /// The container's cgroup path relative to each hierarchy's root.
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
+}
+
+impl ContainerState {
+    /// The JSON `state` prints: runc's fields, 2-space indent.
+    pub fn oci_json(&self) -> serde_json::Value {
+        let pid = match self.status {
+            Status::Created | Status::Running | Status::Paused | Status::Creating => {
+                self.init.map(|p| p.pid).unwrap_or(0)
+            }
+            Status::Stopped => 0,
+        };
+        let mut v = serde_json::json!({
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "pid": pid,
+            "status": self.status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+        });
+        if !self.annotations.is_empty() {
+            v["annotations"] = serde_json::to_value(&self.annotations).unwrap_or_default();
+        }
+        v
+    }
+}
+
+/// Paths under `--root`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Store { root: root.into() }
+    }
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+    pub fn state_file(&self, id: &str) -> PathBuf {
+        self.dir(id).join("state.json")
+    }
+    pub fn events_log(&self) -> PathBuf {
+        self.root.join("runtime").join("events.log")
+    }
+
+    pub fn ensure_layout(&self) -> Result<()> {
+        for d in [self.containers_dir(), self.root.join("runtime")] {
+            fs::create_dir_all(&d).ctx(|| format!("creating {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Make the container directory; fails if the id is taken. This mkdir is
+    /// the atomic claim on the id.
+    pub fn claim(&self, id: &str) -> Result<ContainerLock> {
+        self.ensure_layout()?;
+        let dir = self.dir(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+        }
+        ContainerLock::acquire(&dir, id)
+    }
+
+    /// Lock an existing container (waits for other commands on it).
+    pub fn lock(&self, id: &str) -> Result<ContainerLock> {
+        let dir = self.dir(id);
+        let lock = match ContainerLock::acquire(&dir, id) {
+            Ok(l) => l,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        // The container may have been deleted while we waited.
+        if !self.state_file(id).exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(lock)
+    }
+
+    pub fn load(&self, id: &str) -> Result<ContainerState> {
+        let path = self.state_file(id);
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+        };
+        serde_json::from_slice(&data)
+            .map_err(|e| Error::Spec(format!("corrupt state file {}: {e}", path.display())))
+    }
+
+    pub fn save(&self, state: &ContainerState) -> Result<()> {
+        let data = serde_json::to_vec_pretty(state).expect("state serializes");
+        write_atomic(&self.state_file(&state.id), &data)
+    }
+
+    /// Ids of all containers (directories with a state file), sorted.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let dir = self.containers_dir();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| self.state_file(id).exists())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// An exclusive flock on the container directory. Commands on one container
+/// serialize; different containers never share a lock.
+#[derive(Debug)]
+pub struct ContainerLock {
+    _file: File,
+}
+
+impl ContainerLock {
+    fn acquire(dir: &Path, id: &str) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ctx(|| format!("opening container {id}"))?;
+        loop {
+            // SAFETY: flock on a valid fd we own.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).ctx(|| format!("locking container {id}"));
+            }
+        }
+        Ok(ContainerLock { _file: file })
+    }
+}
+
+/// Write a file atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.ctx(|| format!("writing {}", path.display()))
+}
+
+/// Current time as runc prints it: RFC 3339, nanoseconds, UTC.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: &str) -> ContainerState {
+        ContainerState {
+            oci_version: OCI_VERSION.into(),
+            id: id.into(),
+            status: Status::Created,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: now_rfc3339(),
+            annotations: BTreeMap::new(),
+            owner: String::new(),
+            engine: "lxc".into(),
+            init: Some(ProcRef {
+                pid: 42,
+                start_time: 7,
+            }),
+            monitor: None,
+            exit_status: None,
+            cgroup_path: None,
+        }
+    }
+
+    #[test]
+    fn claim_is_exclusive_and_state_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let lock = store.claim("c1").unwrap();
+        assert!(matches!(store.claim("c1"), Err(Error::Exists(_))));
+        store.save(&sample("c1")).unwrap();
+        drop(lock);
+        let st = store.load("c1").unwrap();
+        assert_eq!(st.init.unwrap().pid, 42);
+        assert_eq!(store.list().unwrap(), vec!["c1".to_string()]);
+        assert!(matches!(store.load("nope"), Err(Error::NotFound(_))));
+        assert!(matches!(store.lock("nope"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn oci_json_omits_empty_annotations_and_zeroes_pid_when_stopped() {
+        let mut st = sample("c1");
+        let v = st.oci_json();
+        assert_eq!(v["pid"], 42);
+        assert!(v.get("annotations").is_none());
+        st.status = Status::Stopped;
+        st.annotations.insert("k".into(), "v".into());
+        let v = st.oci_json();
+        assert_eq!(v["pid"], 0);
+        assert_eq!(v["annotations"]["k"], "v");
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f.json");
+        write_atomic(&p, b"1").unwrap();
+        write_atomic(&p, b"2").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"2");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+}
