@@ -1,1 +1,0 @@
-//! OCI -> LXC config translation.

@@ -1,0 +1,940 @@
+//! Cgroup layout of the host, cgroupsPath placement and linux.resources.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxThrottleDevice, Spec,
+};
+
+use super::{LxcConfig, TranslateContext, TranslateError};
+
+/// Controllers a v1 hierarchy can carry (the names in mount options).
+const V1_CONTROLLERS: [&str; 13] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+];
+
+/// Which controllers are on cgroup v1 hierarchies and which on the unified
+/// (v2) one, and where the unified hierarchy is mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CgroupLayout {
+    v1: BTreeSet<String>,
+    v2: BTreeSet<String>,
+    /// Mount point of the unified hierarchy: `/sys/fs/cgroup` (pure v2) or
+    /// `/sys/fs/cgroup/unified` (hybrid); None when there is none.
+    unified_mount: Option<PathBuf>,
+}
+
+/// Where a controller's limits go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    V1,
+    V2,
+}
+
+impl CgroupLayout {
+    /// Reads /proc/self/mountinfo (cgroup mounts under /sys/fs/cgroup) and
+    /// the unified hierarchy's cgroup.controllers.
+    pub fn detect() -> Result<Self, TranslateError> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+            TranslateError::CgroupDetect(format!("reading /proc/self/mountinfo: {e}"))
+        })?;
+        let mut layout = Self::from_mountinfo(&mountinfo);
+        if let Some(m) = &layout.unified_mount {
+            let p = m.join("cgroup.controllers");
+            let c = std::fs::read_to_string(&p).map_err(|e| {
+                TranslateError::CgroupDetect(format!("reading {}: {e}", p.display()))
+            })?;
+            layout.v2 = c.split_whitespace().map(str::to_string).collect();
+        }
+        if layout.v1.is_empty() && layout.unified_mount.is_none() {
+            return Err(TranslateError::CgroupDetect(
+                "no cgroup hierarchy is mounted under /sys/fs/cgroup".to_string(),
+            ));
+        }
+        Ok(layout)
+    }
+
+    /// The v1 part and the unified mount point from mountinfo text (the v2
+    /// controllers come from cgroup.controllers, see [`Self::detect`]).
+    pub(crate) fn from_mountinfo(mountinfo: &str) -> Self {
+        let mut layout = Self::default();
+        for line in mountinfo.lines() {
+            // "36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices"
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let Some(mount_point) = pre.split(' ').nth(4) else {
+                continue;
+            };
+            if !(mount_point == "/sys/fs/cgroup" || mount_point.starts_with("/sys/fs/cgroup/")) {
+                continue;
+            }
+            let mut post = post.split(' ');
+            let fstype = post.next().unwrap_or("");
+            let _source = post.next();
+            let superopts = post.next().unwrap_or("");
+            match fstype {
+                "cgroup" => {
+                    for o in superopts.split(',') {
+                        if V1_CONTROLLERS.contains(&o) {
+                            layout.v1.insert(o.to_string());
+                        }
+                    }
+                }
+                "cgroup2" => layout.unified_mount = Some(PathBuf::from(mount_point)),
+                _ => {}
+            }
+        }
+        layout
+    }
+
+    /// Pure cgroup v1 (no unified hierarchy), for tests.
+    pub fn v1(controllers: &[&str]) -> Self {
+        Self {
+            v1: controllers.iter().map(|s| s.to_string()).collect(),
+            v2: BTreeSet::new(),
+            unified_mount: None,
+        }
+    }
+
+    /// Pure cgroup v2 (unified at /sys/fs/cgroup), for tests.
+    pub fn v2(controllers: &[&str]) -> Self {
+        Self {
+            v1: BTreeSet::new(),
+            v2: controllers.iter().map(|s| s.to_string()).collect(),
+            unified_mount: Some(PathBuf::from("/sys/fs/cgroup")),
+        }
+    }
+
+    /// Hybrid (v1 hierarchies plus unified at /sys/fs/cgroup/unified), for tests.
+    pub fn hybrid(v1: &[&str], v2: &[&str]) -> Self {
+        Self {
+            v1: v1.iter().map(|s| s.to_string()).collect(),
+            v2: v2.iter().map(|s| s.to_string()).collect(),
+            unified_mount: Some(PathBuf::from("/sys/fs/cgroup/unified")),
+        }
+    }
+
+    /// Only the unified hierarchy, mounted at /sys/fs/cgroup.
+    pub fn is_pure_v2(&self) -> bool {
+        self.v1.is_empty() && self.unified_mount.as_deref() == Some(Path::new("/sys/fs/cgroup"))
+    }
+
+    pub fn v1_controllers(&self) -> impl Iterator<Item = &str> {
+        self.v1.iter().map(String::as_str)
+    }
+
+    pub fn v2_controllers(&self) -> impl Iterator<Item = &str> {
+        self.v2.iter().map(String::as_str)
+    }
+
+    pub fn unified_mount(&self) -> Option<&Path> {
+        self.unified_mount.as_deref()
+    }
+
+    /// Where limits for `controller` go, or why they cannot be set.
+    fn target(&self, controller: &str, field: &str, value: &str) -> Result<Target, TranslateError> {
+        if self.v1.contains(controller) {
+            return Ok(Target::V1);
+        }
+        // On cgroup v2 the device controller is a BPF program LXC attaches,
+        // not a listed controller.
+        let on_v2 = self.v2.contains(controller)
+            || (controller == "devices" && self.unified_mount.is_some());
+        if on_v2 && self.is_pure_v2() {
+            return Ok(Target::V2);
+        }
+        if on_v2 {
+            return Err(TranslateError::unsupported(
+                field,
+                value,
+                format!("the {controller} controller is only on the cgroup v2 hierarchy of this hybrid host, and LXC 5.0 ignores lxc.cgroup2.* limits unless the host is pure cgroup v2"),
+                format!("remove {field}, or enable {controller} on a cgroup v1 hierarchy"),
+            ));
+        }
+        Err(TranslateError::unsupported(
+            field,
+            value,
+            format!("the {controller} cgroup controller is not available on this host"),
+            format!("remove {field} or enable the {controller} controller"),
+        ))
+    }
+}
+
+/// Resolves linux.cgroupsPath to a path relative to the hierarchy roots.
+pub(crate) fn cgroup_dir(spec: &Spec, id: &str) -> Result<String, TranslateError> {
+    let field = "linux.cgroupsPath";
+    let Some(raw) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+    else {
+        return Ok(format!("proxmox-lxcri/{id}"));
+    };
+    let raw = raw.to_string_lossy().to_string();
+    if raw.is_empty() {
+        return Ok(format!("proxmox-lxcri/{id}"));
+    }
+    let bad = |problem: &str| {
+        TranslateError::invalid(
+            field,
+            raw.escape_debug(),
+            problem,
+            "use a path like /kubepods/pod1/ctr1 or the systemd form slice:prefix:name",
+        )
+    };
+    if raw
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(bad(
+            "contains whitespace, control characters or a backslash",
+        ));
+    }
+    // systemd form "slice:prefix:name" (runc's systemd driver); approximated
+    // as the cgroupfs path systemd would use: <slice path>/<prefix>-<name>.scope.
+    let path = if !raw.starts_with('/') && raw.matches(':').count() == 2 {
+        let mut it = raw.splitn(3, ':');
+        let (slice, prefix, name) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+        if name.is_empty() || name.contains('/') || prefix.contains('/') || slice.contains('/') {
+            return Err(bad("bad systemd cgroupsPath (slice:prefix:name)"));
+        }
+        let mut parts: Vec<String> = Vec::new();
+        if !slice.is_empty() && slice != "-.slice" {
+            let base = slice
+                .strip_suffix(".slice")
+                .ok_or_else(|| bad("the slice must end in .slice"))?;
+            if base.is_empty()
+                || base.starts_with('-')
+                || base.ends_with('-')
+                || base.contains("--")
+            {
+                return Err(bad("invalid slice name"));
+            }
+            let mut acc = String::new();
+            for comp in base.split('-') {
+                if !acc.is_empty() {
+                    acc.push('-');
+                }
+                acc.push_str(comp);
+                parts.push(format!("{acc}.slice"));
+            }
+        }
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        parts.push(unit);
+        parts.join("/")
+    } else {
+        raw.clone()
+    };
+    let mut parts = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => return Err(bad("must not contain `..` components")),
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad("names the root cgroup"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn dev_num(n: Option<i64>) -> String {
+    match n {
+        Some(n) if n >= 0 => n.to_string(),
+        _ => "*".to_string(),
+    }
+}
+
+fn device_rule(field: &str, d: &LinuxDeviceCgroup) -> Result<String, TranslateError> {
+    let access = d.access().clone().unwrap_or_else(|| "rwm".to_string());
+    if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+        return Err(TranslateError::invalid(
+            format!("{field}.access"),
+            access.escape_debug(),
+            "access must be a combination of r, w and m",
+            "use e.g. \"rwm\"",
+        ));
+    }
+    let typ = d.typ().unwrap_or(LinuxDeviceType::A);
+    if matches!(typ, LinuxDeviceType::U | LinuxDeviceType::P) {
+        return Err(TranslateError::invalid(
+            format!("{field}.type"),
+            typ.as_str(),
+            "device cgroup rules take a (all), c or b",
+            "use \"c\" for character devices",
+        ));
+    }
+    if typ == LinuxDeviceType::A {
+        // "a" covers every device; major/minor/access are irrelevant to the kernel.
+        return Ok(format!("a *:* {access}"));
+    }
+    Ok(format!(
+        "{} {}:{} {access}",
+        typ.as_str(),
+        dev_num(d.major()),
+        dev_num(d.minor())
+    ))
+}
+
+/// runc's default allowed devices (libcontainer/specconv AllowedDevices),
+/// appended after the spec's own rules.
+const DEFAULT_ALLOWED_DEVICES: [&str; 10] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",   // /dev/null
+    "c 1:8 rwm",   // /dev/random
+    "c 1:7 rwm",   // /dev/full
+    "c 5:0 rwm",   // /dev/tty
+    "c 1:5 rwm",   // /dev/zero
+    "c 1:9 rwm",   // /dev/urandom
+    "c 136:* rwm", // /dev/pts/*
+    "c 5:2 rwm",   // /dev/ptmx
+];
+
+/// Pushes `lxc.cgroup.<file>` or `lxc.cgroup2.<file>`.
+struct Emitter<'a> {
+    lxc: &'a mut LxcConfig,
+}
+
+impl Emitter<'_> {
+    fn put(
+        &mut self,
+        t: Target,
+        file: &str,
+        value: impl Into<String>,
+    ) -> Result<(), TranslateError> {
+        let key = match t {
+            Target::V1 => format!("lxc.cgroup.{file}"),
+            Target::V2 => format!("lxc.cgroup2.{file}"),
+        };
+        self.lxc.push(&key, value)
+    }
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn check_cpuset(field: &str, s: &str) -> Result<(), TranslateError> {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+    {
+        return Err(TranslateError::invalid(
+            field,
+            s.escape_debug(),
+            "a cpuset list is made of numbers, ',' and '-'",
+            "use a list like 0-3,6",
+        ));
+    }
+    Ok(())
+}
+
+fn throttle(
+    em: &mut Emitter,
+    t: Target,
+    field: &str,
+    devs: &Option<Vec<LinuxThrottleDevice>>,
+    v1_file: &str,
+    v2_key: &str,
+) -> Result<(), TranslateError> {
+    for (i, d) in devs.iter().flatten().enumerate() {
+        if d.major() < 0 || d.minor() < 0 {
+            return Err(TranslateError::invalid(
+                format!("{field}[{i}]"),
+                format!("{}:{}", d.major(), d.minor()),
+                "negative device number",
+                "use the block device's major:minor",
+            ));
+        }
+        match t {
+            Target::V1 => em.put(
+                t,
+                v1_file,
+                format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+            )?,
+            Target::V2 => em.put(
+                t,
+                "io.max",
+                format!("{}:{} {v2_key}={}", d.major(), d.minor(), d.rate()),
+            )?,
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn translate(
+    spec: &Spec,
+    ctx: &TranslateContext,
+    lxc: &mut LxcConfig,
+) -> Result<(), TranslateError> {
+    let dir = cgroup_dir(spec, &ctx.id)?;
+    lxc.push("lxc.cgroup.dir.container", dir.clone())?;
+    lxc.push("lxc.cgroup.dir.monitor", format!("{dir}.monitor"))?;
+
+    let layout = &ctx.cgroups;
+    let resources: LinuxResources = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut em = Emitter { lxc };
+    let r = &resources;
+    const F: &str = "linux.resources";
+
+    // --- devices: always default-deny plus runc's defaults, as runc.
+    {
+        let field = format!("{F}.devices");
+        let rules = r.devices().clone().unwrap_or_default();
+        let mut lines: Vec<(bool, String)> = vec![(false, "a".to_string())];
+        for (i, d) in rules.iter().enumerate() {
+            lines.push((d.allow(), device_rule(&format!("{field}[{i}]"), d)?));
+        }
+        for d in DEFAULT_ALLOWED_DEVICES {
+            lines.push((true, d.to_string()));
+        }
+        match layout.target("devices", &field, "[...]") {
+            Ok(t) => {
+                for (allow, rule) in lines {
+                    let file = if allow {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    };
+                    em.put(t, file, rule)?;
+                }
+            }
+            // No device controller and no rules asked for: nothing to enforce.
+            Err(_) if rules.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    // --- memory
+    if let Some(m) = r.memory() {
+        let f = format!("{F}.memory");
+        let any = m.limit().is_some()
+            || m.reservation().is_some()
+            || m.swap().is_some()
+            || m.swappiness().is_some()
+            || m.disable_oom_killer() == Some(true)
+            || m.use_hierarchy().is_some();
+        if let Some(k) = m.kernel() {
+            return Err(TranslateError::unsupported(
+                format!("{f}.kernel"),
+                k,
+                "kernel memory limits are deprecated and not supported",
+                "remove linux.resources.memory.kernel",
+            ));
+        }
+        if let Some(k) = m.kernel_tcp() {
+            return Err(TranslateError::unsupported(
+                format!("{f}.kernelTCP"),
+                k,
+                "kernel TCP memory limits are not supported",
+                "remove linux.resources.memory.kernelTCP",
+            ));
+        }
+        if any {
+            let t = layout.target("memory", &f, "{...}")?;
+            if let Some(l) = m.limit() {
+                if l < -1 || l == 0 {
+                    return Err(TranslateError::invalid(
+                        format!("{f}.limit"),
+                        l,
+                        "must be positive or -1",
+                        "give bytes, or -1 for unlimited",
+                    ));
+                }
+            }
+            if let Some(s) = m.swap() {
+                if s < -1 || s == 0 {
+                    return Err(TranslateError::invalid(
+                        format!("{f}.swap"),
+                        s,
+                        "must be positive or -1",
+                        "give bytes of memory+swap, or -1 for unlimited",
+                    ));
+                }
+            }
+            match t {
+                Target::V1 => {
+                    if let Some(l) = m.limit() {
+                        em.put(t, "memory.limit_in_bytes", l.to_string())?;
+                    }
+                    if let Some(s) = m.swap() {
+                        if let (Some(l), true) = (m.limit(), s > 0) {
+                            if l > 0 && s < l {
+                                return Err(TranslateError::invalid(
+                                    format!("{f}.swap"),
+                                    s,
+                                    "memory+swap limit is below the memory limit",
+                                    "make swap >= limit (swap is memory+swap)",
+                                ));
+                            }
+                        }
+                        em.put(t, "memory.memsw.limit_in_bytes", s.to_string())?;
+                    }
+                    if let Some(res) = m.reservation() {
+                        em.put(t, "memory.soft_limit_in_bytes", res.to_string())?;
+                    }
+                    if let Some(sw) = m.swappiness() {
+                        if sw > 100 {
+                            return Err(TranslateError::invalid(
+                                format!("{f}.swappiness"),
+                                sw,
+                                "must be 0..=100",
+                                "use a value between 0 and 100",
+                            ));
+                        }
+                        em.put(t, "memory.swappiness", sw.to_string())?;
+                    }
+                    if m.disable_oom_killer() == Some(true) {
+                        em.put(t, "memory.oom_control", "1")?;
+                    }
+                    if let Some(h) = m.use_hierarchy() {
+                        em.put(t, "memory.use_hierarchy", if h { "1" } else { "0" })?;
+                    }
+                }
+                Target::V2 => {
+                    if let Some(l) = m.limit() {
+                        em.put(t, "memory.max", max_or(l))?;
+                    }
+                    if let Some(s) = m.swap() {
+                        // runc's ConvertMemorySwapToCgroupV2Value.
+                        let v = if s == -1 {
+                            "max".to_string()
+                        } else {
+                            match m.limit() {
+                                None | Some(-1) => {
+                                    return Err(TranslateError::invalid(format!("{f}.swap"), s, "cannot set a swap limit without a memory limit on cgroup v2", "set linux.resources.memory.limit too"));
+                                }
+                                Some(l) if s < l => {
+                                    return Err(TranslateError::invalid(
+                                        format!("{f}.swap"),
+                                        s,
+                                        "memory+swap limit is below the memory limit",
+                                        "make swap >= limit (swap is memory+swap)",
+                                    ));
+                                }
+                                Some(l) => (s - l).to_string(),
+                            }
+                        };
+                        em.put(t, "memory.swap.max", v)?;
+                    } else if m.limit() == Some(-1) {
+                        em.put(t, "memory.swap.max", "max")?;
+                    }
+                    if let Some(res) = m.reservation() {
+                        em.put(t, "memory.low", max_or(res))?;
+                    }
+                    if let Some(sw) = m.swappiness() {
+                        return Err(TranslateError::unsupported(
+                            format!("{f}.swappiness"),
+                            sw,
+                            "cgroup v2 has no per-cgroup swappiness",
+                            "remove linux.resources.memory.swappiness",
+                        ));
+                    }
+                    if m.disable_oom_killer() == Some(true) {
+                        return Err(TranslateError::unsupported(
+                            format!("{f}.disableOOMKiller"),
+                            true,
+                            "cgroup v2 cannot disable the OOM killer",
+                            "remove disableOOMKiller",
+                        ));
+                    }
+                    if m.use_hierarchy() == Some(false) {
+                        return Err(TranslateError::unsupported(
+                            format!("{f}.useHierarchy"),
+                            false,
+                            "cgroup v2 is always hierarchical",
+                            "remove useHierarchy",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // --- cpu
+    if let Some(c) = r.cpu() {
+        let f = format!("{F}.cpu");
+        let cpu_any = c.shares().is_some_and(|s| s != 0)
+            || c.quota().is_some()
+            || c.period().is_some()
+            || c.burst().is_some()
+            || c.realtime_runtime().is_some()
+            || c.realtime_period().is_some()
+            || c.idle().is_some();
+        if cpu_any {
+            let t = layout.target("cpu", &f, "{...}")?;
+            if let Some(p) = c.period() {
+                if !(1000..=1_000_000).contains(&p) {
+                    return Err(TranslateError::invalid(
+                        format!("{f}.period"),
+                        p,
+                        "must be between 1000 and 1000000 (microseconds)",
+                        "use e.g. 100000",
+                    ));
+                }
+            }
+            match t {
+                Target::V1 => {
+                    if let Some(s) = c.shares().filter(|s| *s != 0) {
+                        em.put(t, "cpu.shares", s.to_string())?;
+                    }
+                    if let Some(p) = c.period() {
+                        em.put(t, "cpu.cfs_period_us", p.to_string())?;
+                    }
+                    if let Some(q) = c.quota() {
+                        em.put(
+                            t,
+                            "cpu.cfs_quota_us",
+                            if q < 0 {
+                                "-1".to_string()
+                            } else {
+                                q.to_string()
+                            },
+                        )?;
+                    }
+                    if let Some(b) = c.burst() {
+                        em.put(t, "cpu.cfs_burst_us", b.to_string())?;
+                    }
+                    if let Some(p) = c.realtime_period() {
+                        em.put(t, "cpu.rt_period_us", p.to_string())?;
+                    }
+                    if let Some(rt) = c.realtime_runtime() {
+                        em.put(t, "cpu.rt_runtime_us", rt.to_string())?;
+                    }
+                    if let Some(i) = c.idle() {
+                        em.put(t, "cpu.idle", i.to_string())?;
+                    }
+                }
+                Target::V2 => {
+                    if let Some(s) = c.shares().filter(|s| *s != 0) {
+                        // runc's ConvertCPUSharesToCgroupV2Value.
+                        let s = s.clamp(2, 262_144);
+                        em.put(
+                            t,
+                            "cpu.weight",
+                            (1 + ((s - 2) * 9999) / 262_142).to_string(),
+                        )?;
+                    }
+                    if c.quota().is_some() || c.period().is_some() {
+                        let q = match c.quota() {
+                            Some(q) if q > 0 => q.to_string(),
+                            _ => "max".to_string(),
+                        };
+                        em.put(
+                            t,
+                            "cpu.max",
+                            format!("{q} {}", c.period().unwrap_or(100_000)),
+                        )?;
+                    }
+                    if let Some(b) = c.burst() {
+                        em.put(t, "cpu.max.burst", b.to_string())?;
+                    }
+                    if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+                        return Err(TranslateError::unsupported(
+                            format!("{f}.realtimeRuntime"),
+                            format!("{:?}/{:?}", c.realtime_runtime(), c.realtime_period()),
+                            "cgroup v2 has no realtime CPU bandwidth",
+                            "remove realtimeRuntime/realtimePeriod",
+                        ));
+                    }
+                    if let Some(i) = c.idle() {
+                        em.put(t, "cpu.idle", i.to_string())?;
+                    }
+                }
+            }
+        }
+        let cpus = c.cpus().as_deref().filter(|s| !s.is_empty());
+        let mems = c.mems().as_deref().filter(|s| !s.is_empty());
+        if cpus.is_some() || mems.is_some() {
+            let t = layout.target("cpuset", &f, "{cpus/mems}")?;
+            if let Some(s) = cpus {
+                check_cpuset(&format!("{f}.cpus"), s)?;
+                em.put(t, "cpuset.cpus", s.to_string())?;
+            }
+            if let Some(s) = mems {
+                check_cpuset(&format!("{f}.mems"), s)?;
+                em.put(t, "cpuset.mems", s.to_string())?;
+            }
+        }
+    }
+
+    // --- pids
+    if let Some(p) = r.pids() {
+        let f = format!("{F}.pids.limit");
+        let l = p.limit();
+        if l != 0 {
+            let t = layout.target("pids", &f, &l.to_string())?;
+            em.put(t, "pids.max", max_or(l))?;
+        }
+    }
+
+    // --- blockIO
+    if let Some(b) = r.block_io() {
+        let f = format!("{F}.blockIO");
+        let any = b.weight().is_some()
+            || b.leaf_weight().is_some()
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+            || [
+                b.throttle_read_bps_device(),
+                b.throttle_write_bps_device(),
+                b.throttle_read_iops_device(),
+                b.throttle_write_iops_device(),
+            ]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
+        if any {
+            let t = layout.target(
+                if layout.is_pure_v2() { "io" } else { "blkio" },
+                &f,
+                "{...}",
+            )?;
+            let check_weight = |field: String, w: u16| {
+                if (10..=1000).contains(&w) {
+                    Ok(())
+                } else {
+                    Err(TranslateError::invalid(
+                        field,
+                        w,
+                        "weight must be 10..=1000",
+                        "use a weight between 10 and 1000",
+                    ))
+                }
+            };
+            if let Some(lw) = b.leaf_weight() {
+                return Err(TranslateError::unsupported(
+                    format!("{f}.leafWeight"),
+                    lw,
+                    "leaf weights existed only for the CFQ scheduler, removed in Linux 5.0",
+                    "remove leafWeight",
+                ));
+            }
+            // BFQ weights (blkio.bfq.weight on v1, io.bfq.weight on v2); the
+            // CFQ-era blkio.weight file no longer exists (Linux >= 5.0).
+            let (wfile, wdfile) = match t {
+                Target::V1 => ("blkio.bfq.weight", "blkio.bfq.weight_device"),
+                Target::V2 => ("io.bfq.weight", "io.bfq.weight"),
+            };
+            if let Some(w) = b.weight() {
+                check_weight(format!("{f}.weight"), w)?;
+                em.put(t, wfile, w.to_string())?;
+            }
+            for (i, wd) in b.weight_device().iter().flatten().enumerate() {
+                let field = format!("{f}.weightDevice[{i}]");
+                if wd.leaf_weight().is_some() {
+                    return Err(TranslateError::unsupported(
+                        format!("{field}.leafWeight"),
+                        wd.leaf_weight().unwrap_or(0),
+                        "leaf weights existed only for the CFQ scheduler",
+                        "remove leafWeight",
+                    ));
+                }
+                if wd.major() < 0 || wd.minor() < 0 {
+                    return Err(TranslateError::invalid(
+                        field,
+                        format!("{}:{}", wd.major(), wd.minor()),
+                        "negative device number",
+                        "use the block device's major:minor",
+                    ));
+                }
+                if let Some(w) = wd.weight() {
+                    check_weight(format!("{field}.weight"), w)?;
+                    em.put(t, wdfile, format!("{}:{} {w}", wd.major(), wd.minor()))?;
+                }
+            }
+            throttle(
+                &mut em,
+                t,
+                &format!("{f}.throttleReadBpsDevice"),
+                b.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+                "rbps",
+            )?;
+            throttle(
+                &mut em,
+                t,
+                &format!("{f}.throttleWriteBpsDevice"),
+                b.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+                "wbps",
+            )?;
+            throttle(
+                &mut em,
+                t,
+                &format!("{f}.throttleReadIOPSDevice"),
+                b.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+                "riops",
+            )?;
+            throttle(
+                &mut em,
+                t,
+                &format!("{f}.throttleWriteIOPSDevice"),
+                b.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+                "wiops",
+            )?;
+        }
+    }
+
+    // --- hugetlb
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let f = format!("{F}.hugepageLimits[{i}]");
+        let size = h.page_size();
+        let ok = size.len() > 2
+            && (size.ends_with("KB") || size.ends_with("MB") || size.ends_with("GB"))
+            && size[..size.len() - 2].bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            return Err(TranslateError::invalid(
+                format!("{f}.pageSize"),
+                size.escape_debug(),
+                "not a huge page size",
+                "use a size like 2MB or 1GB",
+            ));
+        }
+        let t = layout.target("hugetlb", &f, size)?;
+        match t {
+            Target::V1 => em.put(
+                t,
+                &format!("hugetlb.{size}.limit_in_bytes"),
+                h.limit().to_string(),
+            )?,
+            Target::V2 => em.put(t, &format!("hugetlb.{size}.max"), max_or(h.limit()))?,
+        }
+    }
+
+    // --- network (v1 only controllers)
+    if let Some(n) = r.network() {
+        let f = format!("{F}.network");
+        if let Some(id) = n.class_id() {
+            let t = layout.target("net_cls", &format!("{f}.classID"), &id.to_string())?;
+            em.put(t, "net_cls.classid", id.to_string())?;
+        }
+        for (i, p) in n.priorities().iter().flatten().enumerate() {
+            let field = format!("{f}.priorities[{i}]");
+            let t = layout.target("net_prio", &field, p.name())?;
+            let name = p.name();
+            if name.is_empty()
+                || name.len() > 15
+                || name
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            {
+                return Err(TranslateError::invalid(
+                    format!("{field}.name"),
+                    name.escape_debug(),
+                    "not a network interface name",
+                    "use an interface name like eth0",
+                ));
+            }
+            em.put(t, "net_prio.ifpriomap", format!("{name} {}", p.priority()))?;
+        }
+    }
+
+    // --- rdma
+    if let Some(rdma) = r.rdma() {
+        let mut names: Vec<&String> = rdma.keys().collect();
+        names.sort();
+        for dev in names {
+            let field = format!("{F}.rdma.{dev}");
+            if dev.is_empty() || dev.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(TranslateError::invalid(
+                    field,
+                    dev.escape_debug(),
+                    "not an RDMA device name",
+                    "use a device name like mlx5_0",
+                ));
+            }
+            let l = &rdma[dev];
+            let mut v = dev.clone();
+            if let Some(h) = l.hca_handles() {
+                v.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                v.push_str(&format!(" hca_object={o}"));
+            }
+            let t = layout.target("rdma", &field, &v)?;
+            em.put(t, "rdma.max", v)?;
+        }
+    }
+
+    // --- unified: raw cgroup v2 files
+    if let Some(u) = r.unified() {
+        let mut keys: Vec<&String> = u.keys().collect();
+        keys.sort();
+        for key in keys {
+            let field = format!("{F}.unified.{key}");
+            let ok = key.contains('.')
+                && !key.starts_with('.')
+                && !key.ends_with('.')
+                && !key.contains("..")
+                && key.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_')
+                });
+            if !ok {
+                return Err(TranslateError::invalid(
+                    field,
+                    key.escape_debug(),
+                    "not a cgroup v2 interface file name",
+                    "use a name like memory.high",
+                ));
+            }
+            let controller = key.split('.').next().unwrap_or_default();
+            if controller == "cgroup" {
+                return Err(TranslateError::unsupported(
+                    field,
+                    key,
+                    "cgroup.* core files are managed by LXC",
+                    "remove it",
+                ));
+            }
+            if !layout.is_pure_v2() {
+                return Err(TranslateError::unsupported(field, key, "linux.resources.unified needs a pure cgroup v2 host (LXC 5.0 ignores lxc.cgroup2.* on hybrid hosts)", "remove linux.resources.unified or use a cgroup v2 host"));
+            }
+            let builtin = matches!(
+                controller,
+                "cpu" | "io" | "memory" | "pids" | "cpuset" | "hugetlb" | "rdma" | "misc"
+            );
+            if builtin && !layout.v2.contains(controller) {
+                return Err(TranslateError::unsupported(
+                    field,
+                    key,
+                    format!("the {controller} controller is not enabled on this host"),
+                    "remove it or enable the controller",
+                ));
+            }
+            em.lxc
+                .push_field(&field, &format!("lxc.cgroup2.{key}"), u[key].clone())?;
+        }
+    }
+    Ok(())
+}
