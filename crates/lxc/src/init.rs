@@ -1,6 +1,440 @@
 //! The container init (pid 1 inside the container). See `init_config` for the protocol.
+//!
+//! LXC starts this binary (bind-mounted at [`INIT_PATH`]) as the container's
+//! pid 1, after it has set up namespaces, mounts, cgroups, rlimits, sysctls
+//! and the hostname. The init then:
+//! 1. prepares what LXC does not do (domainname, devices, masked and
+//!    read-only paths), resolves the executable, and reports on `ready`;
+//! 2. waits for the `start` byte;
+//! 3. hides the exchange directory and itself, runs the startContainer
+//!    hooks, forks the user process (see [`process::exec_user`] for the
+//!    order of the privileged steps) and reports on `started`;
+//! 4. stays pid 1: forwards signals, reaps zombies, and records the user
+//!    process's [`ExitStatus`] in the `exit` file.
+pub mod capabilities;
+pub mod prepare;
+pub mod process;
+pub mod seccomp;
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+
+use crate::init_config::{
+    ExitStatus, InitConfig, EXCHANGE_DIR, FIFO_READY, FIFO_START, FIFO_STARTED, FILE_EXIT,
+    FILE_INIT_CONFIG, INIT_PATH,
+};
+
+/// Everything the user process needs, checked before `ready`.
+pub struct Prepared {
+    pub cfg: InitConfig,
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub caps: capabilities::CapSets,
+    pub seccomp: Option<seccomp::Filter>,
+}
+
+fn log(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "lxcri-init: {msg}");
+}
+
+/// One protocol line: no embedded newlines.
+fn line(prefix: &str, msg: &str) -> Vec<u8> {
+    let m: String = msg
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    format!("{prefix}{m}\n").into_bytes()
+}
+
+fn write_exit(f: Option<&File>, st: ExitStatus) {
+    let Some(f) = f else { return };
+    let json = serde_json::to_string(&st).unwrap_or_default();
+    let _ = f.set_len(0);
+    let _ = f.write_all_at(json.as_bytes(), 0);
+    let _ = f.sync_all();
+}
+
+fn code(c: i32) -> ExitStatus {
+    ExitStatus {
+        code: Some(c),
+        signal: None,
+    }
+}
+
+/// Closes every fd above 2 (LXC leaks some into the init).
+fn close_inherited_fds() {
+    // SAFETY: close_range on fds we do not use; no Rust object owns them yet.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if rc == 0 {
+        return;
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, String> {
+    v.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            CString::new(s.as_bytes()).map_err(|_| format!("{what}[{i}] contains a NUL byte"))
+        })
+        .collect()
+}
+
+/// Step 1: read the config and prepare the container.
+fn prepare(dir: &Path) -> Result<Prepared, String> {
+    let p = dir.join(FILE_INIT_CONFIG);
+    let data = std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    let cfg: InitConfig =
+        serde_json::from_slice(&data).map_err(|e| format!("parsing {}: {e}", p.display()))?;
+    if cfg.args.is_empty() {
+        return Err("process.args must not be empty".into());
+    }
+    if let Some(d) = &cfg.domainname {
+        prepare::set_domainname(d)?;
+    }
+    for (i, d) in cfg.devices.iter().enumerate() {
+        prepare::create_device(i, d)?;
+    }
+    for (i, m) in cfg.masked_paths.iter().enumerate() {
+        prepare::mask_path(i, m)?;
+    }
+    for (i, r) in cfg.readonly_paths.iter().enumerate() {
+        prepare::readonly_path(i, r)?;
+    }
+    let caps = capabilities::parse(cfg.capabilities.as_ref())?;
+    let seccomp = match &cfg.seccomp {
+        Some(s) => Some(seccomp::compile(s).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    for (i, h) in cfg.start_container_hooks.iter().enumerate() {
+        if let Some(t) = h.timeout() {
+            if t <= 0 {
+                return Err(format!(
+                    "hooks.startContainer[{i}].timeout must be greater than zero, got {t}"
+                ));
+            }
+        }
+    }
+    prepare::check_cwd(&cfg.cwd, Path::new("/"))?;
+    let path = prepare::lookup(&cfg.args[0], &cfg.env, &cfg.cwd, Path::new("/"))?;
+    let path = CString::new(path).map_err(|_| "process.args[0] contains a NUL byte")?;
+    let args = cstrings(&cfg.args, "process.args")?;
+    let env = cstrings(&cfg.env, "process.env")?;
+    Ok(Prepared {
+        cfg,
+        path,
+        args,
+        env,
+        caps,
+        seccomp,
+    })
+}
+
+/// Signals that do nothing by default: they do not end a created container.
+fn harmless(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGCHLD
+            | libc::SIGCONT
+            | libc::SIGURG
+            | libc::SIGWINCH
+            | libc::SIGTSTP
+            | libc::SIGTTIN
+            | libc::SIGTTOU
+    )
+}
+
+/// Step 2: wait for one byte on `start`, watching signals meanwhile (a
+/// signal that would kill a process ends the not-yet-started container).
+fn wait_start(dir: &Path, sigfd: &SignalFd, exit: Option<&File>) {
+    let start = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(FIFO_START))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            log(&format!("opening the start FIFO: {e}"));
+            write_exit(exit, code(1));
+            std::process::exit(1);
+        }
+    };
+    loop {
+        let ready = process::poll_in(&[start.as_raw_fd(), sigfd.as_raw_fd()], -1);
+        if ready[1] {
+            for s in process::drain_signals(sigfd) {
+                if !harmless(s) {
+                    write_exit(
+                        exit,
+                        ExitStatus {
+                            code: None,
+                            signal: Some(s),
+                        },
+                    );
+                    std::process::exit(128 + s);
+                }
+            }
+        }
+        if ready[0] {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(start.as_raw_fd(), &mut b) {
+                Ok(1) => return,
+                // The runtime closed `start` without a byte: abort.
+                Ok(_) => std::process::exit(0),
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    log(&format!("reading the start FIFO: {e}"));
+                    write_exit(exit, code(1));
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}
+
+/// Reaps every zombie; returns the user process's status if it was among them.
+fn reap(child: Pid) -> Option<ExitStatus> {
+    let mut res = None;
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p == child => res = Some(code(c)),
+            Ok(WaitStatus::Signaled(p, s, _)) if p == child => {
+                res = Some(ExitStatus {
+                    code: None,
+                    signal: Some(s as i32),
+                })
+            }
+            Ok(WaitStatus::StillAlive) => break,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    res
+}
+
+fn forward(child: Pid, sig: i32) {
+    // SAFETY: kill(2) with a pid we forked.
+    unsafe { libc::kill(child.as_raw(), sig) };
+}
+
+/// Step 5: pid 1 duties until the user process ends.
+fn supervise(child: Pid, sigfd: &SignalFd, exit: Option<&File>, pending: Vec<i32>) -> ! {
+    for s in pending {
+        forward(child, s);
+    }
+    loop {
+        if let Some(st) = reap(child) {
+            write_exit(exit, st);
+            std::process::exit(st.shell_code());
+        }
+        process::poll_in(&[sigfd.as_raw_fd()], -1);
+        for s in process::drain_signals(sigfd) {
+            forward(child, s);
+        }
+    }
+}
 
 /// Entry point when the binary runs as the container init. Never returns.
 pub fn run() -> ! {
-    unimplemented!("container init")
+    close_inherited_fds();
+    // The user process gets process.env exactly; nothing of LXC's
+    // (container=lxc, ...) may leak, not even into hooks.
+    for (k, _) in std::env::vars_os() {
+        std::env::remove_var(k);
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    // All signals blocked and read through a signalfd: forwarded to the user
+    // process later. Blocked signals are queued even for a namespace's pid 1.
+    let all = SigSet::all();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
+    let sigfd = match SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        Ok(s) => s,
+        Err(e) => {
+            log(&format!("signalfd: {e}"));
+            std::process::exit(1);
+        }
+    };
+
+    let dir = Path::new(EXCHANGE_DIR);
+    let exit_file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(dir.join(FILE_EXIT));
+    let prepared = match &exit_file {
+        Ok(_) => prepare(dir),
+        Err(e) => Err(format!("opening {}/{FILE_EXIT}: {e}", dir.display())),
+    };
+    let exit_file = exit_file.ok();
+    let exit = exit_file.as_ref();
+
+    // Step 1 result on `ready`.
+    let ready = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(dir.join(FIFO_READY));
+    let mut ready = match ready {
+        Ok(f) => f,
+        Err(e) => {
+            log(&format!("opening the ready FIFO: {e}"));
+            write_exit(exit, code(1));
+            std::process::exit(1);
+        }
+    };
+    let prepared = match prepared {
+        Ok(p) => {
+            let _ = ready.write_all(b"ok\n");
+            p
+        }
+        Err(m) => {
+            let _ = ready.write_all(&line("error: ", &m));
+            write_exit(exit, code(1));
+            std::process::exit(1);
+        }
+    };
+    drop(ready);
+
+    // Step 2.
+    wait_start(dir, &sigfd, exit);
+
+    // Step 3. The runtime has the read side open; don't block if it has not.
+    let mut started = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(FIFO_STARTED))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            log(&format!(
+                "opening the started FIFO (is the runtime reading it?): {e}"
+            ));
+            write_exit(exit, code(1));
+            std::process::exit(1);
+        }
+    };
+    let fail_started = |started: &mut File, msg: &str, c: i32| -> ! {
+        let _ = started.write_all(&line("error: ", msg));
+        write_exit(exit, code(c));
+        std::process::exit(c);
+    };
+    // Hide the exchange directory and this binary from the user process.
+    for (p, is_dir) in [(EXCHANGE_DIR, true), (INIT_PATH, false)] {
+        if let Err(e) = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH) {
+            fail_started(&mut started, &format!("unmounting {p}: {e}"), 1);
+        }
+        let _ = if is_dir {
+            std::fs::remove_dir(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+    }
+
+    let mut pending = Vec::new();
+    let state = serde_json::to_vec(&prepared.cfg.hook_state).unwrap_or_default();
+    for h in &prepared.cfg.start_container_hooks {
+        if let Err(d) = process::run_hook(h, &state, &sigfd, &mut pending) {
+            fail_started(
+                &mut started,
+                &format!("startContainer hook {} failed: {d}", h.path().display()),
+                1,
+            );
+        }
+    }
+
+    // Step 4.
+    let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => fail_started(&mut started, &format!("pipe: {e}"), 1),
+    };
+    // SAFETY: the init is single-threaded.
+    match unsafe { fork() } {
+        Err(e) => fail_started(&mut started, &format!("fork: {e}"), 1),
+        Ok(ForkResult::Child) => {
+            drop(err_r);
+            let (c, msg) = process::exec_user(&prepared);
+            let mut w = File::from(err_w);
+            let mut buf = vec![c];
+            buf.extend_from_slice(msg.as_bytes());
+            let _ = w.write_all(&buf);
+            // SAFETY: leave the forked child without running destructors.
+            unsafe { libc::_exit(c as i32) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(err_w);
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut File::from(err_r), &mut buf);
+            if !buf.is_empty() {
+                let c = buf[0] as i32;
+                let msg = String::from_utf8_lossy(&buf[1..]).into_owned();
+                let _ = waitpid(child, None);
+                fail_started(&mut started, &msg, c);
+            }
+            let _ = started.write_all(b"ok\n");
+            drop(started);
+            supervise(child, &sigfd, exit, pending)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_json_and_code() {
+        let s = code(7);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"code":7,"signal":null}"#
+        );
+        assert_eq!(s.shell_code(), 7);
+        let s = ExitStatus {
+            code: None,
+            signal: Some(15),
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"code":null,"signal":15}"#
+        );
+        assert_eq!(s.shell_code(), 143);
+        let back: ExitStatus = serde_json::from_str(r#"{"code":null,"signal":9}"#).unwrap();
+        assert_eq!(back.shell_code(), 137);
+    }
+
+    #[test]
+    fn exit_file_is_rewritten() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(t.path(), "garbage garbage garbage").unwrap();
+        let f = OpenOptions::new().write(true).open(t.path()).unwrap();
+        write_exit(Some(&f), code(3));
+        assert_eq!(
+            std::fs::read_to_string(t.path()).unwrap(),
+            r#"{"code":3,"signal":null}"#
+        );
+    }
+
+    #[test]
+    fn protocol_lines_have_no_inner_newlines() {
+        assert_eq!(line("error: ", "a\nb"), b"error: a b\n");
+    }
 }
