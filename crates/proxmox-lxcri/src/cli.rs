@@ -34,7 +34,7 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility (rootless mode is not supported).
-    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Our config file (TOML).
     #[arg(long, global = true, env = "PROXMOX_LXCRI_CONFIG")]
@@ -128,7 +128,7 @@ pub enum Command {
         #[arg(long, short = 'b', default_value = ".")]
         bundle: PathBuf,
         /// A spec for rootless containers.
-        #[arg(long)]
+        #[arg(long = "rootless", id = "spec_rootless")]
         rootless: bool,
     },
     /// Print what this runtime supports, as runc does (runtime-spec Features JSON).

@@ -13,6 +13,7 @@ fn sh_hook(script: &str) -> Value {
 fn every_hook_kind_runs_at_its_moment_with_state_on_stdin() {
     let env = Env::new();
     let out = env.tmp.path().join("hookout");
+    let rootfs_tmp_s = env.tmp.path().join("b/rootfs/tmp").display().to_string();
     std::fs::create_dir_all(&out).unwrap();
     let o = out.display().to_string();
     let host = |kind: &str| {
@@ -24,8 +25,9 @@ fn every_hook_kind_runs_at_its_moment_with_state_on_stdin() {
         s["hooks"] = json!({
             "prestart": [host("prestart"), sh_hook(&format!("echo prestart2 >> {o}/order"))],
             "createRuntime": [host("createRuntime")],
-            // Runs in the container's namespaces: /tmp is the container's.
-            "createContainer": [sh_hook("cat > /tmp/createContainer.json; hostname > /tmp/cc-hostname")],
+            // Runs in the container's namespaces before pivot_root, so host
+            // paths (this /bin/sh, the bundle) resolve as in the runtime.
+            "createContainer": [sh_hook(&format!("cat > {r}/createContainer.json; hostname > {r}/cc-hostname; grep -c ' /proc ' /proc/self/mountinfo > {r}/cc-procmounts", r = rootfs_tmp_s))],
             // Runs inside the container, path resolved there.
             "startContainer": [sh_hook("cat > /tmp/startContainer.json; echo $HOOK_ENV > /tmp/sc-env")],
             "poststart": [host("poststart")],

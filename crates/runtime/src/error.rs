@@ -17,7 +17,7 @@ pub enum Error {
         action: &'static str,
         needs: &'static str,
     },
-    #[error("container {0} is not running")]
+    #[error("cannot signal container {0}: container not running")]
     NotRunning(String),
     #[error("bundle {path}: {reason}")]
     Bundle { path: PathBuf, reason: String },

@@ -66,7 +66,7 @@ pub fn prepare(paths: &LxcPaths, lxc_config: &str, init: &InitConfig) -> Result<
     fs::create_dir_all(cfg_dir).ctx(|| format!("creating {}", cfg_dir.display()))?;
     write_atomic(&cfg, lxc_config.as_bytes())?;
     fs::create_dir_all(&paths.exchange).ctx(|| format!("creating {}", paths.exchange.display()))?;
-    for fifo in [FIFO_READY, FIFO_START, FIFO_STARTED] {
+    for fifo in [FIFO_READY, FIFO_START, FIFO_STARTED, FIFO_HOOKS_DONE] {
         let p = paths.exchange.join(fifo);
         mkfifo(&p, Mode::from_bits_truncate(0o600)).ctx(|| format!("mkfifo {}", p.display()))?;
     }
@@ -276,4 +276,98 @@ pub fn log_errors(paths: &LxcPaths) -> String {
         .map(|l| l.split(" - ").last().unwrap_or(l))
         .collect();
     lines[lines.len().saturating_sub(3)..].join("; ")
+}
+
+/// Hidden command LXC runs as `lxc.hook.mount` when the spec has
+/// create-phase hooks. See [`mount_hook_main`].
+pub const MOUNT_HOOK_ARG: &str = "__lxc-mount-hook";
+/// FIFO through which create answers the mount hook.
+pub const FIFO_HOOKS_DONE: &str = "hooks-done";
+/// Hooks to run at the mount hook (createContainer), with their state.
+pub const FILE_CREATE_CONTAINER: &str = "create-container.json";
+/// Why the mount hook failed, for create's error message.
+pub const FILE_HOOK_ERROR: &str = "hook-error";
+
+/// What create hands to the mount hook.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CreateContainerHooks {
+    pub hooks: Vec<oci_spec::runtime::Hook>,
+    pub state: serde_json::Value,
+    pub log_dir: PathBuf,
+}
+
+/// The `lxc.hook.mount` line: LXC runs it through `sh -c` and appends the
+/// container name, section and hook type, so every part must be a plain word.
+pub fn mount_hook_line(exe: &Path, exchange: &Path) -> Result<String> {
+    let plain = |p: &Path| {
+        p.to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._+-".contains(&b)))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Spec(format!(
+                    "path {} has characters that cannot go into an LXC hook line; use a --root and binary path of letters, digits and /._+-",
+                    p.display()
+                ))
+            })
+    };
+    Ok(format!("{} {MOUNT_HOOK_ARG} {}", plain(exe)?, plain(exchange)?))
+}
+
+/// Runs inside LXC's container setup, after the container's mounts and
+/// before pivot_root: in the container's namespaces with the host's root
+/// still visible, which is where createContainer hooks belong. First it lets
+/// `create` run prestart and createRuntime (runtime namespaces, before
+/// createContainer as the spec orders them), then runs createContainer.
+pub fn mount_hook_main(exchange: &Path) -> i32 {
+    let fail = |msg: String| {
+        let _ = fs::write(exchange.join(FILE_HOOK_ERROR), &msg);
+        1
+    };
+    let mut done = match open_fifo_reader(&exchange.join(FIFO_HOOKS_DONE)) {
+        Ok(f) => f,
+        Err(e) => return fail(e.to_string()),
+    };
+    let ready = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(exchange.join(FIFO_READY));
+    match ready {
+        Ok(mut f) => {
+            if let Err(e) = std::io::Write::write_all(&mut f, b"hooks\n") {
+                return fail(format!("asking create to run hooks: {e}"));
+            }
+        }
+        Err(e) => return fail(format!("create is not waiting: {e}")),
+    }
+    // create answers after prestart/createRuntime; no deadline of our own:
+    // those hooks have theirs, and create kills us if it gives up.
+    let answer = read_status_line(&mut done, Instant::now() + Duration::from_secs(24 * 3600), || true);
+    match answer.as_deref() {
+        Ok("ok") => {}
+        Ok(other) => return fail(other.strip_prefix("error: ").unwrap_or(other).to_string()),
+        Err(e) => return fail(e.clone()),
+    }
+    let spec: CreateContainerHooks = match fs::read(exchange.join(FILE_CREATE_CONTAINER))
+        .map_err(|e| e.to_string())
+        .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => return fail(format!("reading createContainer hooks: {e}")),
+    };
+    let json = serde_json::to_vec(&spec.state).unwrap_or_default();
+    match crate::hooks::run_all("createContainer", &spec.hooks, &json, crate::hooks::Place::Runtime, &spec.log_dir) {
+        Ok(()) => 0,
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Reply to the mount hook.
+pub fn answer_mount_hook(paths: &LxcPaths, answer: &str) -> Result<()> {
+    let p = paths.exchange.join(FIFO_HOOKS_DONE);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&p)
+        .ctx(|| format!("opening {}", p.display()))?;
+    std::io::Write::write_all(&mut f, format!("{answer}\n").as_bytes()).ctx(|| "answering the mount hook".into())
 }

@@ -168,6 +168,12 @@ impl Runtime {
         hook_state["status"] = "created".into();
         hook_state["pid"] = 1.into();
         tr.init.hook_state = hook_state;
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let has = |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
+        let create_hooks = has(hooks.prestart()) || has(hooks.create_runtime()) || has(hooks.create_container());
+        if create_hooks {
+            tr.lxc.push("lxc.hook.mount", lxc::mount_hook_line(&ctx.init_binary, &paths.exchange)?)?;
+        }
         lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
 
         let mut ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
@@ -190,57 +196,59 @@ impl Runtime {
         self.store.save(&state)?;
 
         let deadline = Instant::now() + Duration::from_secs(self.config.lxc.start_timeout_secs);
-        let line = lxc::read_status_line(&mut ready, deadline, || lxc::child_running(monitor));
         let fail = |reason: String| Error::Start {
             id: id.into(),
             reason,
         };
-        match line {
-            Ok(l) if l == "ok" => {}
-            Ok(l) => {
-                let msg = l.strip_prefix("error: ").unwrap_or(&l).to_string();
-                return Err(fail(msg));
-            }
-            Err(e) => {
-                let lxc_errors = lxc::log_errors(&paths);
-                return Err(fail(if lxc_errors.is_empty() {
-                    e
-                } else {
-                    format!("{e}: {lxc_errors}")
-                }));
+        let hook_dir = dir.join("hooks");
+        loop {
+            let line = lxc::read_status_line(&mut ready, deadline, || lxc::child_running(monitor));
+            match line {
+                Ok(l) if l == "ok" => break,
+                Ok(l) if l == "hooks" => {
+                    // LXC's mount hook asks for prestart and createRuntime
+                    // (runtime namespaces, container init known), then runs
+                    // createContainer itself.
+                    let init = lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
+                    guard.init = Some(init);
+                    state.init = Some(init);
+                    self.store.save(&state)?;
+                    let hook_json = serde_json::to_vec(&state.oci_json()).expect("state serializes");
+                    let res = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or_default(), &hook_json, Place::Runtime, &hook_dir)
+                        .and_then(|_| hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or_default(), &hook_json, Place::Runtime, &hook_dir));
+                    if let Err(e) = res {
+                        let _ = lxc::answer_mount_hook(&paths, &format!("error: {e}"));
+                        return Err(e);
+                    }
+                    let cc = lxc::CreateContainerHooks {
+                        hooks: hooks.create_container().clone().unwrap_or_default(),
+                        state: state.oci_json(),
+                        log_dir: hook_dir.clone(),
+                    };
+                    write_atomic(&paths.exchange.join(lxc::FILE_CREATE_CONTAINER), &serde_json::to_vec(&cc).expect("serializes"))?;
+                    lxc::answer_mount_hook(&paths, "ok")?;
+                }
+                Ok(l) => {
+                    let msg = l.strip_prefix("error: ").unwrap_or(&l).to_string();
+                    return Err(fail(msg));
+                }
+                Err(e) => {
+                    if let Ok(hook_err) = fs::read_to_string(paths.exchange.join(lxc::FILE_HOOK_ERROR)) {
+                        return Err(Error::Hook(hook_err));
+                    }
+                    let lxc_errors = lxc::log_errors(&paths);
+                    return Err(fail(if lxc_errors.is_empty() {
+                        e
+                    } else {
+                        format!("{e}: {lxc_errors}")
+                    }));
+                }
             }
         }
-        let init =
-            lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
+        let init = lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
         guard.init = Some(init);
         state.init = Some(init);
         self.store.save(&state)?;
-
-        // Hooks of the create phase see status "creating" and the init pid.
-        let hooks = spec.hooks().clone().unwrap_or_default();
-        let hook_json = serde_json::to_vec(&state.oci_json()).expect("state serializes");
-        let hook_dir = dir.join("hooks");
-        hooks::run_all(
-            "prestart",
-            hooks.prestart().as_deref().unwrap_or_default(),
-            &hook_json,
-            Place::Runtime,
-            &hook_dir,
-        )?;
-        hooks::run_all(
-            "createRuntime",
-            hooks.create_runtime().as_deref().unwrap_or_default(),
-            &hook_json,
-            Place::Runtime,
-            &hook_dir,
-        )?;
-        hooks::run_all(
-            "createContainer",
-            hooks.create_container().as_deref().unwrap_or_default(),
-            &hook_json,
-            Place::Container(init.pid),
-            &hook_dir,
-        )?;
 
         state.status = Status::Created;
         self.store.save(&state)?;
