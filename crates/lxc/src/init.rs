@@ -166,19 +166,7 @@ fn harmless(sig: i32) -> bool {
 
 /// Step 2: wait for one byte on `start`, watching signals meanwhile (a
 /// signal that would kill a process ends the not-yet-started container).
-fn wait_start(dir: &Path, sigfd: &SignalFd, exit: Option<&File>) {
-    let start = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(dir.join(FIFO_START))
-    {
-        Ok(f) => f,
-        Err(e) => {
-            log(&format!("opening the start FIFO: {e}"));
-            write_exit(exit, code(1));
-            std::process::exit(1);
-        }
-    };
+fn wait_start(start: File, sigfd: &SignalFd, exit: Option<&File>) {
     loop {
         let ready = process::poll_in(&[start.as_raw_fd(), sigfd.as_raw_fd()], -1);
         if ready[1] {
@@ -288,6 +276,18 @@ pub fn run() -> ! {
     let exit_file = exit_file.ok();
     let exit = exit_file.as_ref();
 
+    // Open `start` before answering on `ready`, so that the runtime finds
+    // a reader as soon as it has read `ok` (even with O_NONBLOCK).
+    let start = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(FIFO_START));
+    let prepared = match (prepared, start) {
+        (Ok(p), Ok(s)) => Ok((p, s)),
+        (Err(e), _) => Err(e),
+        (_, Err(e)) => Err(format!("opening {}/{FIFO_START}: {e}", dir.display())),
+    };
+
     // Step 1 result on `ready`.
     let ready = OpenOptions::new()
         .write(true)
@@ -301,7 +301,7 @@ pub fn run() -> ! {
             std::process::exit(1);
         }
     };
-    let prepared = match prepared {
+    let (prepared, start) = match prepared {
         Ok(p) => {
             let _ = ready.write_all(b"ok\n");
             p
@@ -315,7 +315,7 @@ pub fn run() -> ! {
     drop(ready);
 
     // Step 2.
-    wait_start(dir, &sigfd, exit);
+    wait_start(start, &sigfd, exit);
 
     // Step 3. The runtime has the read side open; don't block if it has not.
     let mut started = match OpenOptions::new()

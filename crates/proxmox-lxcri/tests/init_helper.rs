@@ -86,6 +86,15 @@ impl Ct {
 
     /// As [`Ct::start`], with `extra` run on the rootfs before LXC starts.
     fn start_with(cfg: &InitConfig, extra: impl FnOnce(&Path)) -> Ct {
+        Ct::start_full(cfg, extra, None)
+    }
+
+    /// With `tty`, lxc-start's (and so the init's) stdio is that pty slave.
+    fn start_full(
+        cfg: &InitConfig,
+        extra: impl FnOnce(&Path),
+        tty: Option<&std::os::fd::OwnedFd>,
+    ) -> Ct {
         require_env();
         let tmp = tempfile::Builder::new()
             .prefix("lxcri-init-test")
@@ -139,17 +148,20 @@ impl Ct {
             log = log.display(),
         );
         fs::write(lxcpath.join(&name).join("config"), conf).unwrap();
-        let child = Command::new("lxc-start")
-            .arg("-F")
-            .arg("-P")
-            .arg(&lxcpath)
-            .arg("-n")
-            .arg(&name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning lxc-start");
+        let mut cmd = Command::new("lxc-start");
+        cmd.arg("-F").arg("-P").arg(&lxcpath).arg("-n").arg(&name);
+        match tty {
+            Some(t) => {
+                let s = || Stdio::from(t.try_clone().unwrap());
+                cmd.stdin(s()).stdout(s()).stderr(s());
+            }
+            None => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        let child = cmd.spawn().expect("spawning lxc-start");
         Ct {
             _tmp: tmp,
             name,
@@ -253,11 +265,15 @@ impl Ct {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let out = child.wait_with_output().unwrap();
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            o.read_to_string(&mut out).unwrap();
+        }
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        (out, err)
     }
 
     fn exit_status(&self) -> ExitStatus {
@@ -335,7 +351,8 @@ fn root_process_output_env_caps_and_exit_code() {
         "sh",
         "-c",
         "echo hi; id; echo FOO=$FOO container=$container; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; \
-         ls -a /dev | grep -c lxcri; echo fds: $(ls /proc/self/fd); echo pid=$$; exit 7",
+         ls -a /dev | grep -c lxcri; echo fds: $(ls /proc/self/fd); echo pid=$$; \
+         (sleep 0.2 &); sleep 0.6; echo zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status | wc -l); exit 7",
     ]);
     let (ct, out, err) = run_ok(&cfg);
     assert!(out.contains("hi\n"), "stdout:\n{out}\nstderr:\n{err}");
@@ -360,6 +377,8 @@ fn root_process_output_env_caps_and_exit_code() {
     assert!(out.contains("fds: 0 1 2 3\n"), "{out}");
     // The user process is pid 2 (init is 1).
     assert!(out.contains("pid=2\n"), "{out}");
+    // The orphaned `sleep` was reaped by the init.
+    assert!(out.contains("zombies=0\n"), "{out}");
     assert_eq!(
         ct.exit_status(),
         ExitStatus {
@@ -630,6 +649,75 @@ fn sigterm_to_init_is_forwarded() {
     let (out, _) = ct.wait();
     assert!(out.contains("started"), "{out}");
     assert!(!out.contains("not-reached"), "{out}");
+    assert_eq!(
+        ct.exit_status(),
+        ExitStatus {
+            code: None,
+            signal: Some(15)
+        }
+    );
+}
+
+#[test]
+fn terminal_becomes_controlling_tty() {
+    use std::os::fd::AsRawFd;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    for fd in [pty.master.as_raw_fd(), pty.slave.as_raw_fd()] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
+    let mut cfg = base_config(&[
+        "sh",
+        "-c",
+        "test -t 0 && echo stdin-is-tty; echo stat: $(cat /proc/self/stat)",
+    ]);
+    cfg.terminal = true;
+    let mut ct = Ct::start_full(&cfg, |_| {}, Some(&pty.slave));
+    drop(pty.slave);
+    assert_eq!(ct.read_line("ready"), "ok");
+    assert_eq!(ct.start_process(), "ok");
+    ct.wait();
+    let mut master = File::from(pty.master);
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    // EIO once every slave fd is closed.
+    while let Ok(n) = master.read(&mut b) {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&b[..n]);
+    }
+    let out = String::from_utf8_lossy(&buf);
+    assert!(out.contains("stdin-is-tty"), "{out}");
+    // /proc/self/stat: pid (comm) state ppid pgrp session tty_nr ...
+    let stat = out.lines().find_map(|l| l.split("stat: ").nth(1)).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    assert_ne!(f[4], "0", "no controlling terminal: {stat}");
+    // cat is in the session of the user process (pid 2), not of init.
+    assert_eq!(f[3], "2", "{stat}");
+    assert_eq!(ct.exit_status().code, Some(0));
+}
+
+#[test]
+fn signal_before_start_ends_the_container() {
+    let cfg = base_config(&["sh", "-c", "echo should-not-run"]);
+    let mut ct = Ct::start(&cfg);
+    assert_eq!(ct.read_line("ready"), "ok");
+    let pid = ct.init_pid();
+    // Harmless signals are ignored while waiting for `start`.
+    for s in [
+        nix::sys::signal::Signal::SIGWINCH,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (out, _) = ct.wait();
+    assert!(!out.contains("should-not-run"), "{out}");
     assert_eq!(
         ct.exit_status(),
         ExitStatus {
