@@ -16,7 +16,9 @@
 //! LXC parses `lxc.mount.entry` like an fstab line.
 //!
 //! # Facts about LXC 5.0.2 this module relies on (verified with `lxc-start -F`)
-//! * `lxc.rootfs.options = ro` gives a read-only rootfs.
+//! * `lxc.rootfs.options = ro` gives a read-only rootfs, but then
+//!   `create=dir` for mount points missing from the image fails (EROFS); so
+//!   root.readonly is done by [`READONLY_ROOTFS_HOOK`] after the mounts.
 //! * `lxc.autodev.tmpfs.size` takes bytes.
 //! * `lxc.namespace.clone` and `lxc.namespace.keep` are mutually exclusive;
 //!   with `clone` set, namespaces not listed are the host's. Namespace names
@@ -59,6 +61,10 @@ mod process;
 mod tests;
 
 pub use cgroups::CgroupLayout;
+
+/// The `lxc.hook.mount` that makes the rootfs read-only (root.readonly).
+pub const READONLY_ROOTFS_HOOK: &str =
+    "/bin/sh -c 'exec mount -o remount,bind,ro \"$LXC_ROOTFS_MOUNT\"'";
 
 /// What the runtime knows about the container and the host, beyond the spec.
 #[derive(Debug, Clone)]
@@ -306,7 +312,14 @@ pub fn translate(spec: &Spec, ctx: &TranslateContext) -> Result<Translation, Tra
         TranslateError::missing("root", "the bundle's config.json needs a \"root\" object")
     })?;
     if root.readonly() == Some(true) {
-        lxc.push("lxc.rootfs.options", "ro")?;
+        // Not `lxc.rootfs.options = ro`: LXC mounts the rootfs read-only
+        // before the mount entries, so `create=dir|file` for mount points
+        // missing from the image fails. Like runc, remount the rootfs
+        // read-only after all mounts (non-recursively: the spec's own mounts
+        // keep their options). The mount hook runs in the container's mount
+        // namespace after the mount entries, before pivot_root, via sh -c
+        // (LXC appends "<name> lxc mount", which become $0.. of the inner sh).
+        lxc.push("lxc.hook.mount", READONLY_ROOTFS_HOOK)?;
     }
     lxc.push("lxc.init.cmd", crate::init_config::INIT_PATH)?;
     lxc.push("lxc.init.uid", "0")?;

@@ -163,7 +163,8 @@ fn basics_and_init_config() {
     let l = &t.lxc;
     assert_eq!(l.get("lxc.rootfs.path"), vec!["dir:/b/rootfs"]);
     assert_eq!(l.get("lxc.rootfs.managed"), vec!["0"]);
-    assert_eq!(l.get("lxc.rootfs.options"), vec!["ro"]);
+    assert_eq!(l.get("lxc.hook.mount"), vec![READONLY_ROOTFS_HOOK]);
+    assert!(l.get("lxc.rootfs.options").is_empty());
     assert_eq!(l.get("lxc.init.cmd"), vec![crate::init_config::INIT_PATH]);
     assert_eq!(l.get("lxc.init.uid"), vec!["0"]);
     assert_eq!(l.get("lxc.init.gid"), vec!["0"]);
@@ -227,7 +228,7 @@ fn no_hostname_means_no_uts_name_and_writable_root() {
     set(&mut v, "/root/readonly", json!(false));
     let t = ok(v);
     assert!(t.lxc.get("lxc.uts.name").is_empty());
-    assert!(t.lxc.get("lxc.rootfs.options").is_empty());
+    assert!(t.lxc.get("lxc.hook.mount").is_empty());
 }
 
 #[test]
@@ -270,7 +271,10 @@ fn start_container_hooks_copied_others_not() {
         t.init.start_container_hooks[0].path(),
         &PathBuf::from("/bin/hook")
     );
-    assert!(!t.lxc.render().contains("hook"));
+    let text = t.lxc.render();
+    assert!(
+        !text.contains("/bin/hook") && !text.contains("/bin/pre") && !text.contains("/bin/post")
+    );
 }
 
 // ---------------------------------------------------------------- mounts
