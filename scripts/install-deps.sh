@@ -1,0 +1,23 @@
+#!/bin/bash
+# Install what proxmox-lxcri and its tests need on Debian 12 (run as root).
+# Idempotent; quick when everything is already there.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
+
+pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 file util-linux procps)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian containerd package starts a system service; the tests run their
+# own instances and never touch it.
+command -v cargo >/dev/null || {
+    echo "install-deps: cargo not found; install Rust (https://rustup.rs) first" >&2
+    exit 1
+}
