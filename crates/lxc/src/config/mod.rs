@@ -239,6 +239,27 @@ impl LxcConfig {
         Ok(())
     }
 
+    /// Inserts `key = value` just before the first existing entry of `key`
+    /// (at the end if there is none). For `lxc.hook.mount`: LXC runs hooks
+    /// in order, and hooks that must see a writable rootfs (runc runs
+    /// createContainer before making the rootfs read-only) have to come
+    /// before [`READONLY_ROOTFS_HOOK`].
+    pub fn insert_before_first(
+        &mut self,
+        key: &str,
+        value: impl Into<String>,
+    ) -> Result<(), TranslateError> {
+        let value = value.into();
+        Self::check(key, &value)?;
+        let at = self
+            .entries
+            .iter()
+            .position(|(k, _)| k == key)
+            .unwrap_or(self.entries.len());
+        self.entries.insert(at, (key.to_string(), value));
+        Ok(())
+    }
+
     /// Removes every entry of `key`; returns how many there were.
     pub fn remove(&mut self, key: &str) -> usize {
         let before = self.entries.len();

@@ -134,6 +134,21 @@ fn lxc_config_push_get_set_render() {
 }
 
 #[test]
+fn lxc_config_insert_before_first() {
+    let mut c = LxcConfig::new();
+    c.push("lxc.a", "1").unwrap();
+    c.push("lxc.hook.mount", READONLY_ROOTFS_HOOK).unwrap();
+    c.insert_before_first("lxc.hook.mount", "/x hook").unwrap();
+    c.insert_before_first("lxc.other", "2").unwrap();
+    assert_eq!(
+        c.get("lxc.hook.mount"),
+        vec!["/x hook", READONLY_ROOTFS_HOOK]
+    );
+    assert_eq!(c.entries().last().unwrap().0, "lxc.other");
+    assert!(c.insert_before_first("lxc.hook.mount", "a\nb").is_err());
+}
+
+#[test]
 fn lxc_config_rejects_injection() {
     let mut c = LxcConfig::new();
     for v in ["a\nlxc.init.cmd = /evil", "a\rb", "a\0b"] {
