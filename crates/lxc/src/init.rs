@@ -121,6 +121,16 @@ fn prepare(dir: &Path) -> Result<Prepared, String> {
     for (i, r) in cfg.readonly_paths.iter().enumerate() {
         prepare::readonly_path(i, r)?;
     }
+    prepare_process(cfg)
+}
+
+/// Check and compile what the user process needs (capabilities, seccomp,
+/// hooks, cwd, executable), relative to the current root. Also used by
+/// `exec`, after it has joined the container.
+pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, String> {
+    if cfg.args.is_empty() {
+        return Err("process.args must not be empty".into());
+    }
     let caps = capabilities::parse(cfg.capabilities.as_ref())?;
     let seccomp = match &cfg.seccomp {
         Some(s) => Some(seccomp::compile(s).map_err(|e| e.to_string())?),
@@ -148,6 +158,21 @@ fn prepare(dir: &Path) -> Result<Prepared, String> {
         caps,
         seccomp,
     })
+}
+
+/// Make a pty in the container, send its master over the exchange dir's
+/// console socket, and put the slave on fds 0-2.
+fn console_to_runtime(dir: &Path) -> Result<(), String> {
+    let (master, slave) = crate::pty::open_pty()?;
+    let sock_path = dir.join(crate::init_config::SOCKET_CONSOLE);
+    let sock = std::os::unix::net::UnixStream::connect(&sock_path)
+        .map_err(|e| format!("connecting {}: {e}", sock_path.display()))?;
+    crate::pty::send_fd(&sock, std::os::fd::AsRawFd::as_raw_fd(&master))?;
+    for fd in 0..3 {
+        nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd)
+            .map_err(|e| format!("dup2 of the pty slave: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Signals that do nothing by default: they do not end a created container.
@@ -282,6 +307,14 @@ pub fn run() -> ! {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(dir.join(FIFO_START));
+    // A terminal from the container's devpts: master to the runtime, slave
+    // as our (and so the user process's) stdio.
+    let prepared = prepared.and_then(|p| {
+        if p.cfg.terminal && p.cfg.console_socket {
+            console_to_runtime(&dir)?;
+        }
+        Ok(p)
+    });
     let prepared = match (prepared, start) {
         (Ok(p), Ok(s)) => Ok((p, s)),
         (Err(e), _) => Err(e),

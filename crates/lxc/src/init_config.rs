@@ -34,6 +34,8 @@ pub const FIFO_READY: &str = "ready";
 pub const FIFO_START: &str = "start";
 pub const FIFO_STARTED: &str = "started";
 pub const FILE_EXIT: &str = "exit";
+/// Unix socket (in the exchange dir) the runtime listens on for the pty master.
+pub const SOCKET_CONSOLE: &str = "console.sock";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InitConfig {
@@ -56,6 +58,11 @@ pub struct InitConfig {
     /// terminal of the user process (setsid + TIOCSCTTY).
     #[serde(default)]
     pub terminal: bool,
+    /// With `terminal`: make the pty inside the container (its devpts) and
+    /// send the master to the runtime over [`SOCKET_CONSOLE`] in the
+    /// exchange directory, before answering `ready`.
+    #[serde(default)]
+    pub console_socket: bool,
     /// process.capabilities; `None` means "drop everything".
     #[serde(default)]
     pub capabilities: Option<Capabilities>,

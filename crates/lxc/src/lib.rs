@@ -1,6 +1,8 @@
 //! The lxc engine's building blocks: OCI spec -> LXC config translation
 //! ([`config`]), the data handed to the in-container init ([`init_config`]),
 //! and that init itself ([`init`]).
+pub mod attach;
 pub mod config;
 pub mod init;
 pub mod init_config;
+pub mod pty;

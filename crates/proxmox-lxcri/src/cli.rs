@@ -133,4 +133,105 @@ pub enum Command {
     },
     /// Print what this runtime supports, as runc does (runtime-spec Features JSON).
     Features,
+    /// Run a new process inside a container.
+    Exec(ExecArgs),
+    /// List the processes of a container.
+    Ps {
+        #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+        /// Options passed to ps(1) for the table format.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Suspend all processes of a container (freezer).
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// Change the resource limits of a live container.
+    Update(UpdateArgs),
+    /// Print container stats (runc's JSON events).
+    Events {
+        /// Print stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats events, e.g. 5s.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// process.json (OCI Process) describing what to run.
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Allocate a terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Return once the process has started.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Extra environment, KEY=VALUE.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// uid[:gid]
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Additional gids.
+    #[arg(long = "additional-gids", short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (CAP_X).
+    #[arg(long)]
+    pub cap: Vec<String>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Accepted for runc compatibility (AppArmor/SELinux labels are taken from the container).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    #[arg(long)]
+    pub process_label: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    #[arg(long, hide = true)]
+    pub pidfd_socket: Option<PathBuf>,
+    pub id: String,
+    /// Command and arguments (without --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// LinuxResources JSON file, or - for stdin.
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    #[arg(long)]
+    pub memory_swap: Option<i64>,
+    #[arg(long)]
+    pub memory_reservation: Option<i64>,
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    pub id: String,
 }

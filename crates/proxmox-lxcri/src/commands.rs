@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use proxmox_lxcri_runtime::config::Config;
 use proxmox_lxcri_runtime::{signal, CreateOptions, Runtime};
 
-use crate::cli::{Cli, Command, CreateArgs, ListFormat};
+use crate::cli::{Cli, Command, CreateArgs, ExecArgs, ListFormat, UpdateArgs};
 
 fn create_options(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
@@ -40,6 +40,28 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             return Ok(rt.run(&create.id, &create_options(&create), detach)?);
         }
         Command::List { format, quiet } => list(&rt, format, quiet)?,
+        Command::Exec(a) => return exec(&rt, a),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, &id, format, &ps_args)?,
+        Command::Pause { id } => rt.pause(&id)?,
+        Command::Resume { id } => rt.resume(&id)?,
+        Command::Update(a) => update(&rt, a)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if stats {
+                println!("{}", rt.stats(&id)?);
+            } else {
+                let every = humantime::parse_duration(&interval)
+                    .with_context(|| format!("--interval {interval:?}"))?;
+                rt.watch(&id, every, |v| println!("{v}"))?;
+            }
+        }
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
     }
     Ok(0)
@@ -148,5 +170,181 @@ fn features() -> Result<()> {
         }
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
+    if a.preserve_fds > 0 {
+        bail!("--preserve-fds is not supported");
+    }
+    let process: oci_spec::runtime::Process = match &a.process {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("--process {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("--process {}: invalid process JSON", p.display()))?
+        }
+        None => {
+            if a.command.is_empty() {
+                bail!("exec needs a command or --process");
+            }
+            // As runc: the container's process settings, overridden by flags.
+            let spec = oci_spec::runtime::Spec::load(rt.store.dir(&a.id).join("config.json"))
+                .map_err(|_| proxmox_lxcri_runtime::Error::NotFound(a.id.clone()))?;
+            let mut p = spec.process().clone().unwrap_or_default();
+            p.set_args(Some(a.command.clone()));
+            p.set_terminal(Some(a.tty));
+            if let Some(cwd) = &a.cwd {
+                p.set_cwd(cwd.into());
+            }
+            let mut env = p.env().clone().unwrap_or_default();
+            env.extend(a.env.iter().cloned());
+            p.set_env(Some(env));
+            if let Some(u) = &a.user {
+                let (uid, gid) = match u.split_once(':') {
+                    Some((u, g)) => (u.parse::<u32>()?, g.parse::<u32>()?),
+                    None => (u.parse::<u32>()?, 0),
+                };
+                let mut user = p.user().clone();
+                user.set_uid(uid);
+                user.set_gid(gid);
+                p.set_user(user);
+            }
+            if !a.additional_gids.is_empty() {
+                let mut user = p.user().clone();
+                user.set_additional_gids(Some(a.additional_gids.clone()));
+                p.set_user(user);
+            }
+            if a.no_new_privs {
+                p.set_no_new_privileges(Some(true));
+            }
+            if !a.cap.is_empty() {
+                let mut caps = p.capabilities().clone().unwrap_or_default();
+                for name in &a.cap {
+                    let c: oci_spec::runtime::Capability = name
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
+                    let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+                        let mut s = s.clone().unwrap_or_default();
+                        s.insert(c);
+                        Some(s)
+                    };
+                    let (b, e, pm) = (
+                        add(caps.bounding()),
+                        add(caps.effective()),
+                        add(caps.permitted()),
+                    );
+                    caps.set_bounding(b);
+                    caps.set_effective(e);
+                    caps.set_permitted(pm);
+                }
+                p.set_capabilities(Some(caps));
+            }
+            p
+        }
+    };
+    let opts = proxmox_lxcri_runtime::ExecOptions {
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        detach: a.detach,
+    };
+    Ok(rt.exec(&a.id, &process, &opts)?)
+}
+
+fn ps(rt: &Runtime, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
+    let pids = rt.pids(id)?;
+    match format {
+        ListFormat::Json => println!("{}", serde_json::to_string(&pids)?),
+        ListFormat::Table => {
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .context("running ps")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            let col = header
+                .split_whitespace()
+                .position(|c| c == "PID")
+                .context("ps output has no PID column")?;
+            println!("{header}");
+            for l in lines {
+                if let Some(pid) = l
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
+                    if pids.contains(&pid) {
+                        println!("{l}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
+    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    let mut r: LinuxResources = match &a.resources {
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("--resources {}", p.display()))?
+            };
+            serde_json::from_str(&text).context("--resources: invalid LinuxResources JSON")?
+        }
+        None => LinuxResources::default(),
+    };
+    if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
+        let mut m = r.memory().clone().unwrap_or_else(|| LinuxMemory::default());
+        if let Some(v) = a.memory {
+            m.set_limit(Some(v));
+        }
+        if let Some(v) = a.memory_swap {
+            m.set_swap(Some(v));
+        }
+        if let Some(v) = a.memory_reservation {
+            m.set_reservation(Some(v));
+        }
+        r.set_memory(Some(m));
+    }
+    if a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some()
+    {
+        let mut c = r.cpu().clone().unwrap_or_else(|| LinuxCpu::default());
+        if let Some(v) = a.cpu_shares {
+            c.set_shares(Some(v));
+        }
+        if let Some(v) = a.cpu_quota {
+            c.set_quota(Some(v));
+        }
+        if let Some(v) = a.cpu_period {
+            c.set_period(Some(v));
+        }
+        if let Some(v) = &a.cpuset_cpus {
+            c.set_cpus(Some(v.clone()));
+        }
+        if let Some(v) = &a.cpuset_mems {
+            c.set_mems(Some(v.clone()));
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(v) = a.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(v);
+        r.set_pids(Some(p));
+    }
+    rt.update(&a.id, &r)?;
     Ok(())
 }

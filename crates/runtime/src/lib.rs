@@ -9,11 +9,13 @@ pub mod hooks;
 pub mod id;
 pub mod lxc_engine;
 pub mod proc;
+pub mod running;
 pub mod runtime;
 pub mod signal;
 pub mod state;
 pub mod stdio;
 
 pub use error::{Error, Result};
+pub use running::ExecOptions;
 pub use runtime::{CreateOptions, Runtime};
 pub use state::{ContainerState, Status};

@@ -310,7 +310,11 @@ pub fn mount_hook_line(exe: &Path, exchange: &Path) -> Result<String> {
                 ))
             })
     };
-    Ok(format!("{} {MOUNT_HOOK_ARG} {}", plain(exe)?, plain(exchange)?))
+    Ok(format!(
+        "{} {MOUNT_HOOK_ARG} {}",
+        plain(exe)?,
+        plain(exchange)?
+    ))
 }
 
 /// Runs inside LXC's container setup, after the container's mounts and
@@ -341,7 +345,11 @@ pub fn mount_hook_main(exchange: &Path) -> i32 {
     }
     // create answers after prestart/createRuntime; no deadline of our own:
     // those hooks have theirs, and create kills us if it gives up.
-    let answer = read_status_line(&mut done, Instant::now() + Duration::from_secs(24 * 3600), || true);
+    let answer = read_status_line(
+        &mut done,
+        Instant::now() + Duration::from_secs(24 * 3600),
+        || true,
+    );
     match answer.as_deref() {
         Ok("ok") => {}
         Ok(other) => return fail(other.strip_prefix("error: ").unwrap_or(other).to_string()),
@@ -355,7 +363,13 @@ pub fn mount_hook_main(exchange: &Path) -> i32 {
         Err(e) => return fail(format!("reading createContainer hooks: {e}")),
     };
     let json = serde_json::to_vec(&spec.state).unwrap_or_default();
-    match crate::hooks::run_all("createContainer", &spec.hooks, &json, crate::hooks::Place::Runtime, &spec.log_dir) {
+    match crate::hooks::run_all(
+        "createContainer",
+        &spec.hooks,
+        &json,
+        crate::hooks::Place::Runtime,
+        &spec.log_dir,
+    ) {
         Ok(()) => 0,
         Err(e) => fail(e.to_string()),
     }
@@ -369,5 +383,6 @@ pub fn answer_mount_hook(paths: &LxcPaths, answer: &str) -> Result<()> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&p)
         .ctx(|| format!("opening {}", p.display()))?;
-    std::io::Write::write_all(&mut f, format!("{answer}\n").as_bytes()).ctx(|| "answering the mount hook".into())
+    std::io::Write::write_all(&mut f, format!("{answer}\n").as_bytes())
+        .ctx(|| "answering the mount hook".into())
 }

@@ -168,29 +168,49 @@ impl Runtime {
         hook_state["status"] = "created".into();
         hook_state["pid"] = 1.into();
         tr.init.hook_state = hook_state;
+        tr.init.console_socket = terminal;
         let hooks = spec.hooks().clone().unwrap_or_default();
-        let has = |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
-        let create_hooks = has(hooks.prestart()) || has(hooks.create_runtime()) || has(hooks.create_container());
+        let has =
+            |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
+        let create_hooks =
+            has(hooks.prestart()) || has(hooks.create_runtime()) || has(hooks.create_container());
         if create_hooks {
-            tr.lxc.push("lxc.hook.mount", lxc::mount_hook_line(&ctx.init_binary, &paths.exchange)?)?;
+            tr.lxc.insert_before_first(
+                "lxc.hook.mount",
+                lxc::mount_hook_line(&ctx.init_binary, &paths.exchange)?,
+            )?;
         }
         lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
 
         let mut ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
-        let pty = if terminal {
-            let pty = crate::stdio::new_pty()?;
-            let sock = opts.console_socket.as_ref().expect("checked above");
-            crate::stdio::send_console(sock, &pty.master)?;
-            Some(pty)
+        // With a terminal, the init makes the pty inside the container and
+        // hands us the master through this socket.
+        let console_listener = if terminal {
+            let p = paths
+                .exchange
+                .join(proxmox_lxcri_lxc::init_config::SOCKET_CONSOLE);
+            let l = std::os::unix::net::UnixListener::bind(&p)
+                .ctx(|| format!("binding {}", p.display()))?;
+            l.set_nonblocking(true).ctx(|| "console socket".into())?;
+            Some(l)
         } else {
             None
         };
-        let monitor = lxc::spawn_monitor(
-            &paths,
-            &self.config.lxc.lxc_start,
-            pty.as_ref().map(|p| &p.slave),
-        )?;
-        drop(pty);
+        // With a terminal the container's stdio is the pty; the monitor must
+        // not hold on to ours (the shim waits for create's output pipes).
+        let devnull = if terminal {
+            Some(std::os::fd::OwnedFd::from(
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .ctx(|| "opening /dev/null".into())?,
+            ))
+        } else {
+            None
+        };
+        let monitor = lxc::spawn_monitor(&paths, &self.config.lxc.lxc_start, devnull.as_ref())?;
+        drop(devnull);
         guard.monitor = Some(monitor);
         state.monitor = proc::proc_ref(monitor.as_raw());
         self.store.save(&state)?;
@@ -209,13 +229,29 @@ impl Runtime {
                     // LXC's mount hook asks for prestart and createRuntime
                     // (runtime namespaces, container init known), then runs
                     // createContainer itself.
-                    let init = lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
+                    let init = lxc::find_init(monitor)
+                        .ok_or_else(|| fail("cannot find the container init".into()))?;
                     guard.init = Some(init);
                     state.init = Some(init);
                     self.store.save(&state)?;
-                    let hook_json = serde_json::to_vec(&state.oci_json()).expect("state serializes");
-                    let res = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or_default(), &hook_json, Place::Runtime, &hook_dir)
-                        .and_then(|_| hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or_default(), &hook_json, Place::Runtime, &hook_dir));
+                    let hook_json =
+                        serde_json::to_vec(&state.oci_json()).expect("state serializes");
+                    let res = hooks::run_all(
+                        "prestart",
+                        hooks.prestart().as_deref().unwrap_or_default(),
+                        &hook_json,
+                        Place::Runtime,
+                        &hook_dir,
+                    )
+                    .and_then(|_| {
+                        hooks::run_all(
+                            "createRuntime",
+                            hooks.create_runtime().as_deref().unwrap_or_default(),
+                            &hook_json,
+                            Place::Runtime,
+                            &hook_dir,
+                        )
+                    });
                     if let Err(e) = res {
                         let _ = lxc::answer_mount_hook(&paths, &format!("error: {e}"));
                         return Err(e);
@@ -225,7 +261,10 @@ impl Runtime {
                         state: state.oci_json(),
                         log_dir: hook_dir.clone(),
                     };
-                    write_atomic(&paths.exchange.join(lxc::FILE_CREATE_CONTAINER), &serde_json::to_vec(&cc).expect("serializes"))?;
+                    write_atomic(
+                        &paths.exchange.join(lxc::FILE_CREATE_CONTAINER),
+                        &serde_json::to_vec(&cc).expect("serializes"),
+                    )?;
                     lxc::answer_mount_hook(&paths, "ok")?;
                 }
                 Ok(l) => {
@@ -233,7 +272,9 @@ impl Runtime {
                     return Err(fail(msg));
                 }
                 Err(e) => {
-                    if let Ok(hook_err) = fs::read_to_string(paths.exchange.join(lxc::FILE_HOOK_ERROR)) {
+                    if let Ok(hook_err) =
+                        fs::read_to_string(paths.exchange.join(lxc::FILE_HOOK_ERROR))
+                    {
                         return Err(Error::Hook(hook_err));
                     }
                     let lxc_errors = lxc::log_errors(&paths);
@@ -245,10 +286,23 @@ impl Runtime {
                 }
             }
         }
-        let init = lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
+        let init =
+            lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
         guard.init = Some(init);
         state.init = Some(init);
         self.store.save(&state)?;
+
+        if let Some(listener) = console_listener {
+            // The init connected and sent the master before answering ok.
+            let (conn, _) = listener
+                .accept()
+                .ctx(|| "accepting the console from the init".into())?;
+            conn.set_nonblocking(false)
+                .ctx(|| "console socket".into())?;
+            let master = proxmox_lxcri_lxc::pty::recv_fd(&conn).map_err(Error::Spec)?;
+            let sock = opts.console_socket.as_ref().expect("checked above");
+            crate::stdio::send_console(sock, &master)?;
+        }
 
         state.status = Status::Created;
         self.store.save(&state)?;
@@ -359,14 +413,27 @@ impl Runtime {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
                 }
             }
-            lxc::signal_init(&paths, &init, sig)
+            lxc::signal_init(&paths, &init, sig)?;
+            // A frozen task dies of SIGKILL only once thawed.
+            if st.status == Status::Paused && sig == Signal::SIGKILL {
+                let _ = crate::running::freeze(init.pid, false);
+            }
+            Ok(())
         })
     }
 
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         self.logged(id, "delete", || {
             id::validate(id)?;
-            let lock = self.store.lock(id)?;
+            let lock = match self.store.lock(id) {
+                // runc: deleting what is not there is fine with --force
+                // (containerd's shim always calls delete --force).
+                Err(Error::NotFound(_)) if force => {
+                    let _ = fs::remove_dir_all(self.store.dir(id));
+                    return Ok(());
+                }
+                other => other?,
+            };
             let st = self.refresh(self.store.load(id)?);
             let paths = LxcPaths::new(&self.store.dir(id), id);
             match st.status {
@@ -378,6 +445,9 @@ impl Runtime {
             }
             if let Some(init) = st.init {
                 lxc::signal_init(&paths, &init, Signal::SIGKILL)?;
+                if st.status == Status::Paused {
+                    let _ = crate::running::freeze(init.pid, false);
+                }
             }
             wait_gone(&st, Duration::from_secs(10));
             if let Ok(spec) = self.stored_spec(id) {

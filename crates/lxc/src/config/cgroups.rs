@@ -938,3 +938,47 @@ pub(crate) fn translate(
     }
     Ok(())
 }
+
+/// The cgroup settings (`lxc.cgroup.<controller>.<file>` or
+/// `lxc.cgroup2.<file>` keys, with their values) that express `resources`
+/// on this host, for `update` of a running container. Device rules are not
+/// part of an update, as with runc.
+pub fn resource_settings(
+    resources: &LinuxResources,
+    layout: &CgroupLayout,
+) -> Result<Vec<(String, String)>, TranslateError> {
+    let mut r = resources.clone();
+    r.set_devices(None);
+    let spec: Spec = serde_json::from_value(serde_json::json!({
+        "ociVersion": "1.2.0",
+        "linux": {"resources": r}
+    }))
+    .map_err(|e| {
+        TranslateError::invalid(
+            "linux.resources",
+            "",
+            e.to_string(),
+            "fix the resources JSON",
+        )
+    })?;
+    let ctx = TranslateContext {
+        id: "update".into(),
+        rootfs: Default::default(),
+        bundle: Default::default(),
+        exchange_dir: Default::default(),
+        init_binary: Default::default(),
+        log_file: Default::default(),
+        log_level: "ERROR".into(),
+        cgroups: layout.clone(),
+        apparmor_enabled: false,
+        selinux_enabled: false,
+    };
+    let mut lxc = LxcConfig::new();
+    translate(&spec, &ctx, &mut lxc)?;
+    Ok(lxc
+        .entries()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("lxc.cgroup.dir") && !k.contains(".devices."))
+        .cloned()
+        .collect())
+}

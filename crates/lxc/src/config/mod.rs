@@ -60,7 +60,7 @@ mod process;
 #[cfg(test)]
 mod tests;
 
-pub use cgroups::CgroupLayout;
+pub use cgroups::{resource_settings, CgroupLayout};
 
 /// The `lxc.hook.mount` that makes the rootfs read-only (root.readonly).
 pub const READONLY_ROOTFS_HOOK: &str =

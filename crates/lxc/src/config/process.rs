@@ -552,6 +552,7 @@ pub(crate) fn translate(
         umask: user.umask(),
         domainname,
         terminal: process.terminal().unwrap_or(false),
+        console_socket: false,
         capabilities,
         no_new_privileges,
         seccomp: linux.seccomp().clone(),

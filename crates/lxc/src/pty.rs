@@ -1,0 +1,83 @@
+//! Terminals made inside the container (its own devpts instance), so that
+//! `tty` and ttyname work there, and fd passing for their masters.
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+/// Open a pty pair through `/dev/ptmx` of the current root.
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
+    // SAFETY: plain libc calls; each fd is checked before use.
+    unsafe {
+        let m = libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m < 0 {
+            return Err(format!(
+                "opening /dev/ptmx: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let master = OwnedFd::from_raw_fd(m);
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+            return Err(format!(
+                "unlocking the pty: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut buf = [0 as libc::c_char; 128];
+        if libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()) != 0 {
+            return Err(format!("ptsname: {}", std::io::Error::last_os_error()));
+        }
+        let s = libc::open(
+            buf.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if s < 0 {
+            return Err(format!(
+                "opening the pty slave: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok((master, OwnedFd::from_raw_fd(s)))
+    }
+}
+
+/// Send one fd (runc's console-socket protocol: exactly one SCM_RIGHTS fd).
+pub fn send_fd(sock: &UnixStream, fd: RawFd) -> Result<(), String> {
+    let fds = [fd];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(b"/dev/ptmx")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("sending the console fd: {e}"))
+}
+
+/// Receive one fd sent with [`send_fd`].
+pub fn recv_fd(sock: &UnixStream) -> Result<OwnedFd, String> {
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("receiving the console fd: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| format!("console message: {e}"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just gave us this fd.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err("no fd in the console message".into())
+}

@@ -1,0 +1,377 @@
+//! Operations on a live container: exec, ps, pause/resume, update and
+//! stats, all through the container init's cgroups and namespaces.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::{LinuxResources, Process};
+use proxmox_lxcri_lxc::attach::{self, Spawned};
+use proxmox_lxcri_lxc::config::{resource_settings, CgroupLayout};
+use proxmox_lxcri_lxc::init_config::{InitConfig, FILE_INIT_CONFIG};
+use serde_json::json;
+
+use crate::error::{Context, Error, Result};
+use crate::proc;
+use crate::runtime::{cgroup_pids, Runtime};
+use crate::state::{write_atomic, ContainerState, Status};
+
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+}
+
+impl Runtime {
+    /// The live container, or an error saying why it is not.
+    fn live(&self, id: &str, action: &'static str, allowed: &[Status]) -> Result<ContainerState> {
+        crate::id::validate(id)?;
+        let st = self.refresh(self.store.load(id)?);
+        if !allowed.contains(&st.status) {
+            return Err(Error::BadState {
+                id: id.into(),
+                status: st.status.to_string(),
+                action,
+                needs: if allowed.contains(&Status::Paused) {
+                    "running or paused"
+                } else {
+                    "running"
+                },
+            });
+        }
+        Ok(st)
+    }
+
+    /// The container's own process settings (seccomp, caps, env ...).
+    pub fn container_process(&self, id: &str) -> Result<InitConfig> {
+        let p = self.store.dir(id).join("exchange").join(FILE_INIT_CONFIG);
+        let data = fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
+        serde_json::from_slice(&data).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
+    }
+
+    /// Run `process` in the container; returns its exit status, or 0 once
+    /// started with `detach` (its pid then goes to the pid file).
+    pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        let st = self.live(id, "exec", &[Status::Created, Status::Running])?;
+        let init = st.init.expect("live containers have an init");
+        let container = self.container_process(id)?;
+        let cfg =
+            attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
+        let console = match (cfg.terminal, &opts.console_socket) {
+            (true, Some(sock)) => {
+                Some(std::os::unix::net::UnixStream::connect(sock).map_err(|e| {
+                    Error::Spec(format!(
+                        "--console-socket {}: cannot connect: {e}",
+                        sock.display()
+                    ))
+                })?)
+            }
+            (true, None) if opts.detach => {
+                return Err(Error::Spec(
+                    "exec with a terminal and --detach needs --console-socket".into(),
+                ))
+            }
+            // A terminal in the foreground: ours.
+            _ => None,
+        };
+        // The pid file is written after we joined the container's mount
+        // namespace: hold its directory from here.
+        let pid_dir = match &opts.pid_file {
+            Some(pf) => {
+                let pf = absolute(pf);
+                let dir = pf.parent().unwrap_or(Path::new("/")).to_path_buf();
+                let d = fs::File::open(&dir)
+                    .ctx(|| format!("--pid-file directory {}", dir.display()))?;
+                Some((
+                    d,
+                    pf.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
+                ))
+            }
+            None => None,
+        };
+        let spawned =
+            attach::exec(init.pid, cfg, console, opts.detach).map_err(|e| Error::Start {
+                id: id.into(),
+                reason: e.to_string(),
+            })?;
+        match spawned {
+            Spawned::Detached(pid) => {
+                if let Some((dir, name)) = pid_dir {
+                    write_at(&dir, &name, pid.to_string().as_bytes())
+                        .ctx(|| format!("writing pid file {}", name.to_string_lossy()))?;
+                }
+                Ok(0)
+            }
+            Spawned::Exited(code) => Ok(code),
+        }
+    }
+
+    /// Host pids of the container's processes.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let st = self.live(
+            id,
+            "ps",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        // The shim knows the container by the pid-file pid (our monitor),
+        // so it is listed first, as runc lists the container's init.
+        let mut pids: Vec<i32> = st
+            .monitor
+            .filter(proc::is_alive)
+            .map(|m| m.pid)
+            .into_iter()
+            .collect();
+        pids.extend(cgroup_pids(st.init.expect("live").pid));
+        Ok(pids)
+    }
+
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.live(id, "pause", &[Status::Running])?;
+        freeze(st.init.expect("live").pid, true)
+    }
+
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.live(id, "resume", &[Status::Paused])?;
+        freeze(st.init.expect("live").pid, false)
+    }
+
+    /// Change the resources of a live container in place.
+    pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.live(
+            id,
+            "update",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        let pid = st.init.expect("live").pid;
+        let layout = CgroupLayout::detect()?;
+        let settings = resource_settings(resources, &layout)?;
+        // Some writes depend on others (memory.limit before memsw when
+        // raising, the reverse when lowering): retry what failed once.
+        let mut failed = vec![];
+        for (key, value) in &settings {
+            if let Err(e) = write_setting(pid, key, value) {
+                failed.push((key, value, e));
+            }
+        }
+        for (key, value, _) in std::mem::take(&mut failed) {
+            if let Err(e) = write_setting(pid, key, value) {
+                failed.push((key, value, e));
+            }
+        }
+        if let Some((key, value, e)) = failed.into_iter().next() {
+            return Err(Error::Spec(format!("update {key}={value}: {e}")));
+        }
+        // Keep the stored spec in step, for a later look at config.json.
+        let p = self.store.dir(id).join("config.json");
+        if let Ok(mut spec) = oci_spec::runtime::Spec::load(&p) {
+            if let Some(linux) = spec.linux_mut() {
+                let mut merged = linux.resources().clone().unwrap_or_default();
+                merge_resources(&mut merged, resources);
+                linux.set_resources(Some(merged));
+                let _ = write_atomic(&p, &serde_json::to_vec_pretty(&spec).unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+
+    /// runc's `events --stats` object for the container.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        let st = self.live(
+            id,
+            "events",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        let pid = st.init.expect("live").pid;
+        Ok(json!({"type": "stats", "id": id, "data": stats(pid)}))
+    }
+
+    /// Poll until the container stops, calling `emit` every `interval`.
+    pub fn watch(
+        &self,
+        id: &str,
+        interval: Duration,
+        mut emit: impl FnMut(serde_json::Value),
+    ) -> Result<()> {
+        loop {
+            match self.stats(id) {
+                Ok(v) => emit(v),
+                Err(Error::BadState { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(interval);
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// The directory of `pid`'s cgroup for a v1 controller, or v2 with None.
+pub fn cgroup_dir(pid: i32, controller: Option<&str>) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let rel = proc::cgroup_of(pid, controller)?;
+    let mnt = attach::cgroup_mount(&mountinfo, controller.unwrap_or(""))?;
+    Some(PathBuf::from(format!("{mnt}{rel}")))
+}
+
+fn write_setting(pid: i32, key: &str, value: &str) -> std::result::Result<(), String> {
+    let (dir, file) = if let Some(file) = key.strip_prefix("lxc.cgroup2.") {
+        (cgroup_dir(pid, None), file)
+    } else if let Some(rest) = key.strip_prefix("lxc.cgroup.") {
+        let ctrl = rest.split('.').next().unwrap_or_default();
+        (cgroup_dir(pid, Some(ctrl)), rest)
+    } else {
+        return Err(format!("not a cgroup setting: {key}"));
+    };
+    let dir = dir.ok_or_else(|| "cgroup of the container not found".to_string())?;
+    // Defence in depth: the file name comes from our own translation.
+    if file.contains('/') || file.contains("..") {
+        return Err(format!("bad cgroup file {file:?}"));
+    }
+    fs::write(dir.join(file), value).map_err(|e| format!("{}: {e}", dir.join(file).display()))
+}
+
+pub(crate) fn freeze(pid: i32, on: bool) -> Result<()> {
+    let (file, value, done) = if let Some(d) = cgroup_dir(pid, Some("freezer")) {
+        (
+            d.join("freezer.state"),
+            if on { "FROZEN" } else { "THAWED" },
+            if on { "FROZEN" } else { "THAWED" },
+        )
+    } else if let Some(d) = cgroup_dir(pid, None) {
+        (
+            d.join("cgroup.freeze"),
+            if on { "1" } else { "0" },
+            if on { "1" } else { "0" },
+        )
+    } else {
+        return Err(Error::Spec(
+            "no freezer: neither a v1 freezer nor a cgroup v2 hierarchy".into(),
+        ));
+    };
+    fs::write(&file, value).ctx(|| format!("writing {}", file.display()))?;
+    for _ in 0..500 {
+        if fs::read_to_string(&file)
+            .map(|s| s.trim() == done)
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(Error::Spec(format!(
+        "{} did not reach {done}",
+        file.display()
+    )))
+}
+
+fn read_u64(p: PathBuf) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn read_kv(p: PathBuf) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for l in fs::read_to_string(p).unwrap_or_default().lines() {
+        if let Some((k, v)) = l.split_once(' ') {
+            if let Ok(n) = v.trim().parse::<u64>() {
+                m.insert(k.to_string(), n.into());
+            }
+        }
+    }
+    m
+}
+
+/// Stats in runc's `events --stats` shape, from v1 or v2 files.
+fn stats(pid: i32) -> serde_json::Value {
+    let mut data =
+        json!({"cpu": {"usage": {}, "throttling": {}}, "memory": {}, "pids": {}, "blkio": {}});
+    if let Some(d) = cgroup_dir(pid, Some("cpuacct")) {
+        data["cpu"]["usage"]["total"] = read_u64(d.join("cpuacct.usage")).into();
+        data["cpu"]["usage"]["kernel"] = read_u64(d.join("cpuacct.usage_sys")).into();
+        data["cpu"]["usage"]["user"] = read_u64(d.join("cpuacct.usage_user")).into();
+        let percpu: Vec<u64> = fs::read_to_string(d.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        data["cpu"]["usage"]["percpu"] = percpu.into();
+    } else if let Some(d) = cgroup_dir(pid, None) {
+        let m = read_kv(d.join("cpu.stat"));
+        let us = |k: &str| m.get(k).and_then(|v| v.as_u64()).map(|v| v * 1000);
+        data["cpu"]["usage"]["total"] = us("usage_usec").into();
+        data["cpu"]["usage"]["kernel"] = us("system_usec").into();
+        data["cpu"]["usage"]["user"] = us("user_usec").into();
+    }
+    if let Some(d) = cgroup_dir(pid, Some("memory")) {
+        data["memory"]["usage"] = json!({
+            "usage": read_u64(d.join("memory.usage_in_bytes")),
+            "max": read_u64(d.join("memory.max_usage_in_bytes")),
+            "limit": read_u64(d.join("memory.limit_in_bytes")),
+            "failcnt": read_u64(d.join("memory.failcnt")),
+        });
+        data["memory"]["raw"] = read_kv(d.join("memory.stat")).into();
+    } else if let Some(d) = cgroup_dir(pid, None) {
+        data["memory"]["usage"] = json!({
+            "usage": read_u64(d.join("memory.current")),
+            "limit": read_u64(d.join("memory.max")),
+        });
+        data["memory"]["raw"] = read_kv(d.join("memory.stat")).into();
+    }
+    let pids_dir = cgroup_dir(pid, Some("pids")).or_else(|| cgroup_dir(pid, None));
+    if let Some(d) = pids_dir {
+        data["pids"]["current"] = read_u64(d.join("pids.current")).into();
+        data["pids"]["limit"] = read_u64(d.join("pids.max")).into();
+    }
+    data
+}
+
+/// Overlay the fields `update` was given onto the stored resources.
+fn merge_resources(base: &mut LinuxResources, new: &LinuxResources) {
+    if new.memory().is_some() {
+        base.set_memory(new.memory().clone());
+    }
+    if new.cpu().is_some() {
+        base.set_cpu(new.cpu().clone());
+    }
+    if new.pids().is_some() {
+        base.set_pids(new.pids().clone());
+    }
+    if new.block_io().is_some() {
+        base.set_block_io(new.block_io().clone());
+    }
+}
+
+/// Write `name` in the directory `dir` atomically (temp + rename), by fd.
+fn write_at(dir: &fs::File, name: &std::ffi::OsStr, data: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::{openat, renameat, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let tmp = format!(".{}.tmp", name.to_string_lossy());
+    let fd = openat(
+        Some(dir.as_raw_fd()),
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    // SAFETY: openat returned a new fd we own.
+    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut f, data)?;
+    f.sync_all()?;
+    renameat(
+        Some(dir.as_raw_fd()),
+        tmp.as_str(),
+        Some(dir.as_raw_fd()),
+        name,
+    )?;
+    Ok(())
+}
