@@ -311,7 +311,7 @@ pub fn run() -> ! {
     // as our (and so the user process's) stdio.
     let prepared = prepared.and_then(|p| {
         if p.cfg.terminal && p.cfg.console_socket {
-            console_to_runtime(&dir)?;
+            console_to_runtime(dir)?;
         }
         Ok(p)
     });

@@ -290,7 +290,7 @@ fn ps(rt: &Runtime, id: &str, format: ListFormat, ps_args: &[String]) -> Result<
 }
 
 fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
-    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    use oci_spec::runtime::{LinuxPids, LinuxResources};
     let mut r: LinuxResources = match &a.resources {
         Some(p) => {
             let text = if p.as_os_str() == "-" {
@@ -304,7 +304,7 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
-        let mut m = r.memory().clone().unwrap_or_else(|| LinuxMemory::default());
+        let mut m = (*r.memory()).unwrap_or_default();
         if let Some(v) = a.memory {
             m.set_limit(Some(v));
         }
@@ -322,7 +322,7 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some()
     {
-        let mut c = r.cpu().clone().unwrap_or_else(|| LinuxCpu::default());
+        let mut c = r.cpu().clone().unwrap_or_default();
         if let Some(v) = a.cpu_shares {
             c.set_shares(Some(v));
         }

@@ -338,13 +338,13 @@ fn stats(pid: i32) -> serde_json::Value {
 /// Overlay the fields `update` was given onto the stored resources.
 fn merge_resources(base: &mut LinuxResources, new: &LinuxResources) {
     if new.memory().is_some() {
-        base.set_memory(new.memory().clone());
+        base.set_memory(*new.memory());
     }
     if new.cpu().is_some() {
         base.set_cpu(new.cpu().clone());
     }
     if new.pids().is_some() {
-        base.set_pids(new.pids().clone());
+        base.set_pids(*new.pids());
     }
     if new.block_io().is_some() {
         base.set_block_io(new.block_io().clone());
