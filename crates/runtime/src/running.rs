@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::error::{Context, Error, Result};
 use crate::proc;
-use crate::runtime::{cgroup_pids, Runtime};
+use crate::runtime::{absolute, cgroup_pids, Runtime};
 use crate::state::{write_atomic, ContainerState, Status};
 
 #[derive(Debug, Default)]
@@ -203,16 +203,6 @@ impl Runtime {
             }
             std::thread::sleep(interval);
         }
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 

@@ -554,7 +554,7 @@ fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> 
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
