@@ -1,0 +1,86 @@
+//! exec, ps, pause/resume, update and events on a live container, by CLI.
+mod support;
+
+use support::Env;
+
+fn cgroup_file(pid: i64, ctrl: &str, file: &str) -> String {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cg
+        .lines()
+        .find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, c, path) = (p.next()?, p.next()?, p.next()?);
+            c.split(',').any(|x| x == ctrl).then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {ctrl} cgroup"));
+    let mnt = if ctrl == "cpu" { "cpu" } else { ctrl };
+    std::fs::read_to_string(format!("/sys/fs/cgroup/{mnt}{path}/{file}"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn exec_ps_pause_resume_update_events() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("live", &b);
+    env.ok(&["start", "live"]);
+    let pid = env.state("live")["pid"].as_i64().unwrap();
+
+    // exec: output and exit status, in the container's namespaces.
+    let o = env.cmd(&["exec", "live", "sh", "-c", "hostname; exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "lxcri-test\n");
+    let o = env.cmd(&["exec", "--user", "65534:65534", "live", "id", "-u"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n");
+    let e = env.fails(&["exec", "live", "/nosuchbinary"]);
+    assert!(e.contains("nosuchbinary"), "{e}");
+
+    // ps: the monitor first, then the container's processes.
+    let pids: Vec<i64> =
+        serde_json::from_str(&env.ok(&["ps", "--format", "json", "live"])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
+    assert!(env.ok(&["ps", "live"]).contains("sleep 1000"));
+
+    // pause / resume through the freezer.
+    env.ok(&["pause", "live"]);
+    assert_eq!(env.status("live"), "paused");
+    assert!(env.fails(&["pause", "live"]).contains("paused"));
+    env.ok(&["resume", "live"]);
+    assert_eq!(env.status("live"), "running");
+
+    // update: flags and a resources file.
+    env.ok(&[
+        "update",
+        "--memory",
+        "134217728",
+        "--pids-limit",
+        "33",
+        "live",
+    ]);
+    assert_eq!(
+        cgroup_file(pid, "memory", "memory.limit_in_bytes"),
+        "134217728"
+    );
+    assert_eq!(cgroup_file(pid, "pids", "pids.max"), "33");
+    let res = env.tmp.path().join("res.json");
+    std::fs::write(&res, r#"{"cpu": {"shares": 256}}"#).unwrap();
+    env.ok(&["update", "--resources", res.to_str().unwrap(), "live"]);
+    assert_eq!(cgroup_file(pid, "cpu", "cpu.shares"), "256");
+
+    // events --stats: runc's shape.
+    let ev: serde_json::Value =
+        serde_json::from_str(&env.ok(&["events", "--stats", "live"])).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "live");
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 134217728);
+    assert_eq!(ev["data"]["pids"]["limit"], 33);
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+
+    env.ok(&["delete", "--force", "live"]);
+    env.assert_gone("live");
+    assert!(env
+        .fails(&["exec", "live", "true"])
+        .contains("does not exist"));
+}
