@@ -6,7 +6,6 @@
 //! no_new_privs, seccomp). It stays a child of the calling command, so with
 //! `--detach` it is reparented to containerd's shim (a subreaper), which
 //! reaps it and learns its exit status, as with runc.
-use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -216,12 +215,19 @@ pub fn exec(
     if detach {
         return Ok(Spawned::Detached(child.as_raw()));
     }
-    Ok(Spawned::Exited(wait_forwarding(child)))
+    let code = wait_forwarding(child, |s| {
+        let _ = nix::sys::signal::kill(child, s);
+    });
+    Ok(Spawned::Exited(code.unwrap_or(255)))
 }
 
-/// Wait for our exec'd child, passing on the signals a foreground command
-/// receives (^C, TERM, ...).
-fn wait_forwarding(child: Pid) -> i32 {
+/// Wait for our child `child`, handing the signals a foreground command
+/// receives (^C, TERM, ...) to `forward`. Returns its exit status in shell
+/// form, or None if it cannot be waited for (not our child any more).
+pub fn wait_forwarding(
+    child: Pid,
+    mut forward: impl FnMut(nix::sys::signal::Signal),
+) -> Option<i32> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     let mut set = SigSet::empty();
     for s in [
@@ -238,10 +244,10 @@ fn wait_forwarding(child: Pid) -> i32 {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     loop {
         match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(WaitStatus::Exited(_, c)) => return Some(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Some(128 + s as i32),
             Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(_) => return 255,
+            Err(_) => return None,
         }
         let ts = libc::timespec {
             tv_sec: 0,
@@ -249,20 +255,11 @@ fn wait_forwarding(child: Pid) -> i32 {
         };
         // SAFETY: plain syscall with valid pointers.
         let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-        if sig > 0 {
-            // SAFETY: plain kill.
-            unsafe { libc::kill(child.as_raw(), sig) };
+        if let Ok(s) = Signal::try_from(sig) {
+            forward(s);
         }
     }
 }
-
-/// For CString conversions in callers.
-pub fn cstr(s: &str) -> Option<CString> {
-    CString::new(s).ok()
-}
-
-#[allow(dead_code)]
-fn _assert_fd(_: &dyn AsRawFd) {}
 
 #[cfg(test)]
 mod tests {

@@ -91,15 +91,6 @@ fn close_inherited_fds() {
     }
 }
 
-fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, String> {
-    v.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            CString::new(s.as_bytes()).map_err(|_| format!("{what}[{i}] contains a NUL byte"))
-        })
-        .collect()
-}
-
 /// Step 1: read the config and prepare the container.
 fn prepare(dir: &Path) -> Result<Prepared, String> {
     let p = dir.join(FILE_INIT_CONFIG);
@@ -148,8 +139,8 @@ pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, String> {
     prepare::check_cwd(&cfg.cwd, Path::new("/"))?;
     let path = prepare::lookup(&cfg.args[0], &cfg.env, &cfg.cwd, Path::new("/"))?;
     let path = CString::new(path).map_err(|_| "process.args[0] contains a NUL byte")?;
-    let args = cstrings(&cfg.args, "process.args")?;
-    let env = cstrings(&cfg.env, "process.env")?;
+    let args = process::cstrings(&cfg.args, "process.args")?;
+    let env = process::cstrings(&cfg.env, "process.env")?;
     Ok(Prepared {
         cfg,
         path,

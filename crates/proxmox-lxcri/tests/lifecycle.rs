@@ -192,3 +192,44 @@ fn spec_and_features() {
         assert!(help.contains("Usage"), "{cmd}");
     }
 }
+
+#[test]
+fn run_in_the_foreground_forwards_sigterm_to_the_container() {
+    let env = Env::new();
+    let b = env.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 0.05; done",
+        ],
+        |_| {},
+    );
+    let mut child = std::process::Command::new(support::BIN)
+        .args([
+            "--root",
+            env.root.to_str().unwrap(),
+            "run",
+            "--bundle",
+            b.to_str().unwrap(),
+            "fw",
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `run` creates the container in the background: wait until it runs.
+    let t = std::time::Instant::now();
+    while !String::from_utf8_lossy(&env.cmd(&["state", "fw"]).stdout).contains("\"running\"") {
+        assert!(t.elapsed().as_secs() < 20, "fw never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+    env.assert_gone("fw");
+}

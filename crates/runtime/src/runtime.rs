@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use proxmox_lxcri_lxc::config::{translate, CgroupLayout, TranslateContext};
@@ -143,7 +143,6 @@ impl Runtime {
             init: None,
             monitor: None,
             exit_status: None,
-            cgroup_path: None,
         };
         self.store.save(&state)?;
 
@@ -623,37 +622,9 @@ fn is_frozen(st: &ContainerState) -> bool {
 /// `run` in the foreground: forward the usual termination signals to the
 /// container, and return its exit status when the monitor ends.
 fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 {
-    use nix::sys::signal::{SigSet, SigmaskHow};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        set.add(s);
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    loop {
-        match waitpid(monitor, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => {}
-            Err(nix::Error::EINTR) => {}
-            Err(_) => return rt.state(id).ok().and_then(|s| s.exit_status).unwrap_or(255),
-        }
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 20_000_000,
-        };
-        // SAFETY: plain syscall with valid pointers.
-        let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-        if sig > 0 {
-            if let Ok(s) = Signal::try_from(sig) {
-                let _ = rt.kill(id, s, false);
-            }
-        }
-    }
+    proxmox_lxcri_lxc::attach::wait_forwarding(monitor, |s| {
+        let _ = rt.kill(id, s, false);
+    })
+    .or_else(|| rt.state(id).ok().and_then(|s| s.exit_status))
+    .unwrap_or(255)
 }

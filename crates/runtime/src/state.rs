@@ -78,9 +78,6 @@ pub struct ContainerState {
     /// Exit status (shell form) once known.
     #[serde(default)]
     pub exit_status: Option<i32>,
-    /// The container's cgroup path relative to each hierarchy's root.
-    #[serde(default)]
-    pub cgroup_path: Option<String>,
 }
 
 impl ContainerState {
@@ -288,7 +285,6 @@ mod tests {
             }),
             monitor: None,
             exit_status: None,
-            cgroup_path: None,
         }
     }
 

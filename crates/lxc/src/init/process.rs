@@ -70,7 +70,7 @@ pub fn poll_in(fds: &[i32], timeout_ms: i32) -> Vec<bool> {
     p.iter().map(|x| x.revents != 0).collect()
 }
 
-fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, String> {
+pub(crate) fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, String> {
     v.iter()
         .enumerate()
         .map(|(i, s)| {
