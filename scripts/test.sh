@@ -1,6 +1,15 @@
 #!/bin/bash
-# Run every test (as root: the tests run real LXC containers and containerd).
+# Run every test (as root: the tests run real LXC containers, containerd,
+# zfs-fuse and pve-emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo test --workspace --no-fail-fast "$@"
+# The runtime tests start pve-emulator from the target dir.
+cargo build --workspace --bins
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=1
+# The lifecycle and containerd suites once more, on the pve-lxc engine: each
+# test gets its own pve-emulator (real HTTPS, a token, a pinned fingerprint).
+LXCRI_TEST_ENGINE=pve-lxc cargo test -p proxmox-lxcri --no-fail-fast \
+    --test lifecycle --test containerd "$@" || status=1
+exit $status

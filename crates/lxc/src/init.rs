@@ -166,6 +166,20 @@ fn console_to_runtime(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Take the container's stdio from the runtime's monitor: three fds over
+/// the exchange dir's stdio socket, put on fds 0-2.
+fn stdio_from_runtime(dir: &Path) -> Result<(), String> {
+    let sock_path = dir.join(crate::init_config::SOCKET_STDIO);
+    let sock = std::os::unix::net::UnixStream::connect(&sock_path)
+        .map_err(|e| format!("connecting {}: {e}", sock_path.display()))?;
+    let fds = crate::pty::recv_fds(&sock, 3)?;
+    for (i, fd) in fds.iter().enumerate() {
+        nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), i as i32)
+            .map_err(|e| format!("dup2 of stdio fd {i}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Signals that do nothing by default: they do not end a created container.
 fn harmless(sig: i32) -> bool {
     matches!(
@@ -301,6 +315,9 @@ pub fn run() -> ! {
     // A terminal from the container's devpts: master to the runtime, slave
     // as our (and so the user process's) stdio.
     let prepared = prepared.and_then(|p| {
+        if p.cfg.stdio_socket {
+            stdio_from_runtime(dir)?;
+        }
         if p.cfg.terminal && p.cfg.console_socket {
             console_to_runtime(dir)?;
         }

@@ -36,6 +36,10 @@ pub const FIFO_STARTED: &str = "started";
 pub const FILE_EXIT: &str = "exit";
 /// Unix socket (in the exchange dir) the runtime listens on for the pty master.
 pub const SOCKET_CONSOLE: &str = "console.sock";
+/// Unix socket (in the exchange dir) on which the runtime's monitor hands
+/// the init the container's stdio (fds 0, 1, 2), when the init is not a
+/// child of ours (the pve-lxc engine: Proxmox starts the CT).
+pub const SOCKET_STDIO: &str = "stdio.sock";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InitConfig {
@@ -63,6 +67,9 @@ pub struct InitConfig {
     /// exchange directory, before answering `ready`.
     #[serde(default)]
     pub console_socket: bool,
+    /// Take fds 0-2 from [`SOCKET_STDIO`] before anything else (pve-lxc).
+    #[serde(default)]
+    pub stdio_socket: bool,
     /// process.capabilities; `None` means "drop everything".
     #[serde(default)]
     pub capabilities: Option<Capabilities>,

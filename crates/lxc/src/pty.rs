@@ -47,37 +47,50 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
 
 /// Send one fd (runc's console-socket protocol: exactly one SCM_RIGHTS fd).
 pub fn send_fd(sock: &UnixStream, fd: RawFd) -> Result<(), String> {
-    let fds = [fd];
+    send_fds(sock, &[fd], b"/dev/ptmx")
+}
+
+/// Send several fds in one SCM_RIGHTS message, with `tag` as the payload.
+pub fn send_fds(sock: &UnixStream, fds: &[RawFd], tag: &[u8]) -> Result<(), String> {
     sendmsg::<()>(
         sock.as_raw_fd(),
-        &[IoSlice::new(b"/dev/ptmx")],
-        &[ControlMessage::ScmRights(&fds)],
+        &[IoSlice::new(tag)],
+        &[ControlMessage::ScmRights(fds)],
         MsgFlags::empty(),
         None,
     )
     .map(|_| ())
-    .map_err(|e| format!("sending the console fd: {e}"))
+    .map_err(|e| format!("sending fds: {e}"))
 }
 
 /// Receive one fd sent with [`send_fd`].
 pub fn recv_fd(sock: &UnixStream) -> Result<OwnedFd, String> {
+    recv_fds(sock, 1)?
+        .pop()
+        .ok_or_else(|| "no fd in the console message".into())
+}
+
+/// Receive exactly `n` fds sent with [`send_fds`] (at most 4).
+pub fn recv_fds(sock: &UnixStream, n: usize) -> Result<Vec<OwnedFd>, String> {
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .map_err(|e| format!("receiving the console fd: {e}"))?;
-    for c in msg.cmsgs().map_err(|e| format!("console message: {e}"))? {
+    .map_err(|e| format!("receiving fds: {e}"))?;
+    let mut out = Vec::new();
+    for c in msg.cmsgs().map_err(|e| format!("fd message: {e}"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just gave us this fd.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
+            // SAFETY: the kernel just gave us these fds.
+            out.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
         }
     }
-    Err("no fd in the console message".into())
+    if out.len() != n {
+        return Err(format!("expected {n} fds, got {}", out.len()));
+    }
+    Ok(out)
 }

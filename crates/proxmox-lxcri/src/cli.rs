@@ -150,6 +150,9 @@ pub enum Command {
     Resume { id: String },
     /// Change the resource limits of a live container.
     Update(UpdateArgs),
+    /// Remove what crashed commands left behind (half-made containers,
+    /// their Proxmox CTs, volumes and VMIDs).
+    Gc,
     /// Print container stats (runc's JSON events).
     Events {
         /// Print stats once and exit.

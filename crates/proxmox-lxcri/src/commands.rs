@@ -47,6 +47,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             ps_args,
         } => ps(&rt, &id, format, &ps_args)?,
         Command::Pause { id } => rt.pause(&id)?,
+        Command::Gc => {
+            for line in rt.gc()? {
+                println!("removed {line}");
+            }
+        }
         Command::Resume { id } => rt.resume(&id)?,
         Command::Update(a) => update(&rt, a)?,
         Command::Events {

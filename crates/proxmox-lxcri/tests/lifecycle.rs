@@ -205,10 +205,9 @@ fn run_in_the_foreground_forwards_sigterm_to_the_container() {
         ],
         |_| {},
     );
-    let mut child = std::process::Command::new(support::BIN)
+    let mut child = env
+        .base()
         .args([
-            "--root",
-            env.root.to_str().unwrap(),
             "run",
             "--bundle",
             b.to_str().unwrap(),

@@ -49,6 +49,92 @@ pub struct Config {
     pub routing: Vec<Route>,
     #[serde(default)]
     pub lxc: LxcSection,
+    /// The Proxmox VE node the pve-* engines talk to.
+    #[serde(default)]
+    pub pve: Option<PveSection>,
+}
+
+/// `[pve]`: where the Proxmox API is and how the CTs are made. The runtime
+/// runs on that node (it writes raw `lxc.*` keys to the CT's config file
+/// and waits for the CT's init locally).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PveSection {
+    /// `https://HOST:8006` (the `/api2/json` prefix is added).
+    pub url: String,
+    /// This node's name in the cluster.
+    pub node: String,
+    /// API token `USER@REALM!ID`, with its secret in `token_secret_file`.
+    #[serde(default)]
+    pub token_id: Option<String>,
+    #[serde(default)]
+    pub token_secret_file: Option<PathBuf>,
+    /// Or a ticket login: `user@realm` and a password file.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Pinned SHA-256 fingerprint of the node certificate (`AA:BB:...`).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Or a CA file (Proxmox's `/etc/pve/pve-root-ca.pem`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Turn TLS verification off (logged at every connection).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Storage for the CT's rootfs volume.
+    #[serde(default = "default_pve_storage")]
+    pub storage: String,
+    /// Storage holding the base template (content `vztmpl`).
+    #[serde(default = "default_pve_storage")]
+    pub template_storage: String,
+    /// Bridge of net0 (annotation `io.proxmox-lxcri.net.bridge` overrides).
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    /// Directory of this node's CT config files (`/etc/pve/lxc` on Proxmox;
+    /// `DATA/nodes/NODE/lxc` for pve-emulator).
+    #[serde(default = "default_pve_config_dir")]
+    pub config_dir: PathBuf,
+    /// Rootfs size in GiB when no `io.proxmox-lxcri.storage.quota` is given.
+    #[serde(default = "default_rootfs_gb")]
+    pub rootfs_size_gb: u32,
+    /// Per-request timeout.
+    #[serde(default = "default_pve_timeout")]
+    pub timeout_secs: u64,
+    /// How long a task (create, start, destroy) may take.
+    #[serde(default = "default_task_timeout")]
+    pub task_timeout_secs: u64,
+    /// Retries of safe requests (GETs; connections that failed before sending).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// DNS for the CTs (else the node's).
+    #[serde(default)]
+    pub nameserver: Option<String>,
+    #[serde(default)]
+    pub searchdomain: Option<String>,
+}
+
+fn default_pve_storage() -> String {
+    "local".into()
+}
+fn default_bridge() -> String {
+    "vmbr0".into()
+}
+fn default_pve_config_dir() -> PathBuf {
+    "/etc/pve/lxc".into()
+}
+fn default_rootfs_gb() -> u32 {
+    8
+}
+fn default_pve_timeout() -> u64 {
+    30
+}
+fn default_task_timeout() -> u64 {
+    120
+}
+fn default_retries() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +187,7 @@ impl Default for Config {
             default_backend: default_backend(),
             routing: vec![],
             lxc: LxcSection::default(),
+            pve: None,
         }
     }
 }
@@ -143,7 +230,30 @@ impl Config {
                 cfg.lxc.log_level
             ));
         }
+        if let Some(p) = &cfg.pve {
+            if !p.url.starts_with("https://") {
+                return Err(format!("pve.url {:?}: must start with https://", p.url));
+            }
+            match (&p.token_id, &p.token_secret_file, &p.username, &p.password_file) {
+                (Some(_), Some(_), None, None) | (None, None, Some(_), Some(_)) => {}
+                _ => {
+                    return Err("[pve]: give either token_id and token_secret_file, or username and password_file".into())
+                }
+            }
+            if p.fingerprint.is_some() && p.ca_file.is_some() {
+                return Err("[pve]: give fingerprint or ca_file, not both".into());
+            }
+        }
         Ok(cfg)
+    }
+
+    /// The `[pve]` section, required by the pve-* engines.
+    pub fn pve(&self) -> Result<&PveSection> {
+        self.pve.as_ref().ok_or_else(|| {
+            Error::Config(
+                "the pve-lxc engine needs a [pve] section in the config file (url, node, token_id, token_secret_file, fingerprint or ca_file); see docs/config.md".into(),
+            )
+        })
     }
 
     /// The engine for a container: annotation, then routing, then default.

@@ -29,6 +29,9 @@ pub enum Error {
     Hook(String),
     #[error("{0}")]
     Config(String),
+    /// A Proxmox API failure, with what the runtime was doing.
+    #[error("{0}")]
+    Pve(String),
     #[error("container {id} failed to start: {reason}")]
     Start { id: String, reason: String },
     #[error("invalid signal {0:?}")]

@@ -22,14 +22,21 @@ pub struct Event<'a> {
 /// Append one line. O_APPEND writes of one small buffer do not interleave,
 /// so concurrent commands need no lock. Failures to log never fail the
 /// operation itself.
-pub fn record(store: &Store, id: &str, operation: &str, result: &str, took: Duration) {
+pub fn record(
+    store: &Store,
+    id: &str,
+    operation: &str,
+    result: &str,
+    took: Duration,
+    api_calls: u32,
+) {
     let ev = Event {
         time: now_rfc3339(),
         id,
         operation,
         result: result.to_string(),
         duration_ms: (took.as_secs_f64() * 1e6).round() / 1e3,
-        api_calls: 0,
+        api_calls,
     };
     let mut line = serde_json::to_vec(&ev).unwrap_or_default();
     line.push(b'\n');

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod id;
 pub mod lxc_engine;
 pub mod proc;
+pub mod pve_engine;
 pub mod running;
 pub mod runtime;
 pub mod signal;

@@ -22,6 +22,7 @@ use crate::hooks::{self, Place};
 use crate::id;
 use crate::lxc_engine::{self as lxc, LxcPaths};
 use crate::proc;
+use crate::pve_engine::{self as pve, PveRecord};
 use crate::state::{
     now_rfc3339, write_atomic, ContainerState, ProcRef, Status, Store, OCI_VERSION,
 };
@@ -37,6 +38,8 @@ pub struct CreateOptions {
 pub struct Runtime {
     pub store: Store,
     pub config: Config,
+    /// The Proxmox API client, made on first use (pve-* engines only).
+    pve_client: std::sync::OnceLock<pve_client::Client>,
 }
 
 impl Runtime {
@@ -44,18 +47,35 @@ impl Runtime {
         Runtime {
             store: Store::new(root),
             config,
+            pve_client: std::sync::OnceLock::new(),
         }
     }
 
-    /// Run `op`, then append its outcome to the events log.
+    /// The Proxmox API client for `[pve]`.
+    pub fn pve(&self) -> Result<&pve_client::Client> {
+        if let Some(c) = self.pve_client.get() {
+            return Ok(c);
+        }
+        let c = pve::connect(self.config.pve()?)?;
+        Ok(self.pve_client.get_or_init(|| c))
+    }
+
+    fn api_requests(&self) -> u64 {
+        self.pve_client.get().map(|c| c.requests()).unwrap_or(0)
+    }
+
+    /// Run `op`, then append its outcome (and its API requests) to the
+    /// events log.
     fn logged<T>(&self, id: &str, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
+        let before = self.api_requests();
         let r = f();
         let result = match &r {
             Ok(_) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
-        events::record(&self.store, id, op, &result, t.elapsed());
+        let calls = self.api_requests().saturating_sub(before);
+        events::record(&self.store, id, op, &result, t.elapsed(), calls as u32);
         r
     }
 
@@ -106,24 +126,32 @@ impl Runtime {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        match self.config.backend_for(id, &annotations)? {
-            Backend::Lxc => {}
-            other => {
-                return Err(Error::Config(format!(
-                    "engine {} is not available in this build; use lxc",
-                    other.name()
-                )))
-            }
+        let backend = self.config.backend_for(id, &annotations)?;
+        if backend == Backend::PveVm {
+            return Err(Error::Config(
+                "engine pve-vm is not available in this build; use lxc or pve-lxc".into(),
+            ));
         }
+        // Check the [pve] section and its secrets before anything is made.
+        let plan = match backend {
+            Backend::PveLxc => {
+                self.pve()?;
+                Some(pve::plan(id, &spec, &annotations, self.config.pve()?, &self.store.root)?)
+            }
+            _ => None,
+        };
 
         // From here on everything made is undone if create fails.
         let lock = self.store.claim(id)?;
         let dir = self.store.dir(id);
         let mut guard = CreateGuard {
+            rt: self,
+            id: id.to_string(),
             dir: dir.clone(),
             paths: LxcPaths::new(&dir, id),
             monitor: None,
             init: None,
+            pve: None,
             armed: true,
         };
         let paths = guard.paths.clone();
@@ -139,10 +167,11 @@ impl Runtime {
             created: now_rfc3339(),
             annotations,
             owner: String::new(),
-            engine: Backend::Lxc.name().into(),
+            engine: backend.name().into(),
             init: None,
             monitor: None,
             exit_status: None,
+            pve: None,
         };
         self.store.save(&state)?;
 
@@ -179,22 +208,11 @@ impl Runtime {
                 lxc::mount_hook_line(&ctx.init_binary, &paths.exchange)?,
             )?;
         }
-        lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
-
-        let mut ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
         // With a terminal, the init makes the pty inside the container and
         // hands us the master through this socket.
-        let console_listener = if terminal {
-            let p = paths
-                .exchange
-                .join(proxmox_lxcri_lxc::init_config::SOCKET_CONSOLE);
-            let l = std::os::unix::net::UnixListener::bind(&p)
-                .ctx(|| format!("binding {}", p.display()))?;
-            l.set_nonblocking(true).ctx(|| "console socket".into())?;
-            Some(l)
-        } else {
-            None
-        };
+        let console_path = paths
+            .exchange
+            .join(proxmox_lxcri_lxc::init_config::SOCKET_CONSOLE);
         // With a terminal the container's stdio is the pty; the monitor must
         // not hold on to ours (the shim waits for create's output pipes).
         let devnull = if terminal {
@@ -208,7 +226,50 @@ impl Runtime {
         } else {
             None
         };
-        let monitor = lxc::spawn_monitor(&paths, &self.config.lxc.lxc_start, devnull.as_ref())?;
+        let mut start_task = None;
+        let (monitor, mut ready, console_listener) = match &plan {
+            None => {
+                lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
+                let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
+                let console = terminal.then(|| bind_nonblocking(&console_path)).transpose()?;
+                let monitor =
+                    lxc::spawn_monitor(&paths, &self.config.lxc.lxc_start, devnull.as_ref())?;
+                (monitor, ready, console)
+            }
+            Some(plan) => {
+                let cfg = self.config.pve()?;
+                let client = self.pve()?;
+                let (vmid, volume) = self.pve_make_ct(id, plan, &rootfs, &mut state, &mut guard)?;
+                let raw = pve::raw_keys(tr.lxc.entries(), plan.unprivileged, plan.net);
+                pve::append_raw(&cfg.config_dir, vmid, &raw)?;
+                tr.init.stdio_socket = true;
+                let mut raw_text = proxmox_lxcri_lxc::config::LxcConfig::new();
+                for (k, v) in &raw {
+                    raw_text.push(k, v.clone())?;
+                }
+                lxc::prepare(&paths, &raw_text.render(), &tr.init)?;
+                let stdio = std::os::unix::net::UnixListener::bind(
+                    paths.exchange.join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
+                )
+                .ctx(|| "binding the stdio socket".into())?;
+                let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
+                let console = terminal.then(|| bind_nonblocking(&console_path)).transpose()?;
+                if plan.unprivileged {
+                    pve::chown_exchange(&paths.exchange, pve::ID_SHIFT)?;
+                    let hooks_dir = dir.join("hooks");
+                    fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
+                    pve::chown_exchange(&hooks_dir, pve::ID_SHIFT)?;
+                }
+                let _ = volume;
+                let monitor = pve::spawn_monitor(&paths.exchange, stdio, devnull.as_ref())?;
+                guard.monitor = Some(monitor);
+                let upid = client
+                    .lxc_start(&cfg.node, vmid)
+                    .map_err(pve::api(&format!("starting CT {vmid}")))?;
+                start_task = Some((vmid, upid));
+                (monitor, ready, console)
+            }
+        };
         drop(devnull);
         guard.monitor = Some(monitor);
         state.monitor = proc::proc_ref(monitor.as_raw());
@@ -220,15 +281,45 @@ impl Runtime {
             reason,
         };
         let hook_dir = dir.join("hooks");
+        // Is the container still on its way? On pve-lxc, also ask (at most
+        // once a second) whether Proxmox's start task failed.
+        let mut last_check = Instant::now();
+        let start_failed: std::cell::Cell<Option<String>> = Default::default();
+        let mut alive = || {
+            if !lxc::child_running(monitor) {
+                return false;
+            }
+            if let Some((_, upid)) = &start_task {
+                if last_check.elapsed() >= Duration::from_secs(1) {
+                    last_check = Instant::now();
+                    if let Ok(Some(err)) = self.pve().map(|c| task_error(c, upid)) {
+                        start_failed.set(Some(err));
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        let find_init = |pve_hooks: bool| -> Option<ProcRef> {
+            match &start_task {
+                None => lxc::find_init(monitor),
+                Some(_) if !pve_hooks => pve::read_init(&paths.exchange),
+                Some((vmid, _)) => {
+                    let c = self.pve().ok()?;
+                    let st = c.lxc_status(&self.config.pve().ok()?.node, *vmid).ok()?;
+                    proc::proc_ref(st.pid? as i32)
+                }
+            }
+        };
         loop {
-            let line = lxc::read_status_line(&mut ready, deadline, || lxc::child_running(monitor));
+            let line = lxc::read_status_line(&mut ready, deadline, &mut alive);
             match line {
                 Ok(l) if l == "ok" => break,
                 Ok(l) if l == "hooks" => {
                     // LXC's mount hook asks for prestart and createRuntime
                     // (runtime namespaces, container init known), then runs
                     // createContainer itself.
-                    let init = lxc::find_init(monitor)
+                    let init = find_init(true)
                         .ok_or_else(|| fail("cannot find the container init".into()))?;
                     guard.init = Some(init);
                     state.init = Some(init);
@@ -276,6 +367,9 @@ impl Runtime {
                     {
                         return Err(Error::Hook(hook_err));
                     }
+                    if let Some(task_err) = start_failed.take() {
+                        return Err(fail(format!("Proxmox start task: {task_err}")));
+                    }
                     let lxc_errors = lxc::log_errors(&paths);
                     return Err(fail(if lxc_errors.is_empty() {
                         e
@@ -285,9 +379,11 @@ impl Runtime {
                 }
             }
         }
-        let init =
-            lxc::find_init(monitor).ok_or_else(|| fail("cannot find the container init".into()))?;
+        let init = find_init(false).ok_or_else(|| fail("cannot find the container init".into()))?;
         guard.init = Some(init);
+        if let Some((vmid, upid)) = &start_task {
+            pve::wait(self.pve()?, self.config.pve()?, upid, &format!("starting CT {vmid}"))?;
+        }
         state.init = Some(init);
         self.store.save(&state)?;
 
@@ -447,6 +543,12 @@ impl Runtime {
                 if st.status == Status::Paused {
                     let _ = crate::running::freeze(init.pid, false);
                 }
+            } else if let (Some(_), Some(m)) = (&st.pve, &st.monitor) {
+                // A create that died before the init was known: the pve
+                // monitor may still wait for it.
+                if proc::is_alive(m) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+                }
             }
             wait_gone(&st, Duration::from_secs(10));
             if let Ok(spec) = self.stored_spec(id) {
@@ -465,6 +567,9 @@ impl Runtime {
                         tracing::warn!("{e}");
                     }
                 }
+            }
+            if let Some(rec) = &st.pve {
+                self.pve_destroy(id, rec)?;
             }
             let dir = self.store.dir(id);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
@@ -496,15 +601,19 @@ impl Runtime {
 }
 
 /// Undoes a half-made create when dropped armed.
-struct CreateGuard {
+struct CreateGuard<'a> {
+    rt: &'a Runtime,
+    id: String,
     dir: PathBuf,
     paths: LxcPaths,
     monitor: Option<Pid>,
     init: Option<ProcRef>,
+    /// The CT as far as it was made (pve-lxc).
+    pve: Option<PveRecord>,
     armed: bool,
 }
 
-impl Drop for CreateGuard {
+impl Drop for CreateGuard<'_> {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -513,8 +622,11 @@ impl Drop for CreateGuard {
             let _ = lxc::signal_init(&self.paths, init, Signal::SIGKILL);
         }
         if let Some(m) = self.monitor {
-            // The monitor ends when lxc-start has torn the container down.
-            let deadline = Instant::now() + Duration::from_secs(10);
+            // The lxc monitor ends when lxc-start has torn the container
+            // down; the pve monitor may still wait for an init that never
+            // came, so it gets a shorter grace.
+            let grace = if self.pve.is_some() { 2 } else { 10 };
+            let deadline = Instant::now() + Duration::from_secs(grace);
             while lxc::child_running(m) {
                 if Instant::now() > deadline {
                     let _ = nix::sys::signal::kill(m, Signal::SIGKILL);
@@ -522,6 +634,17 @@ impl Drop for CreateGuard {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(rec) = &self.pve {
+            if let Err(e) = self.rt.pve_destroy(&self.id, rec) {
+                // Keep the state: `gc` (or `delete`) finishes the job once
+                // the API answers again.
+                tracing::error!(
+                    "create of {} failed and its CT could not be removed yet ({e}); run `proxmox-lxcri gc` later",
+                    self.id
+                );
+                return;
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
@@ -627,4 +750,195 @@ fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 
     })
     .or_else(|| rt.state(id).ok().and_then(|s| s.exit_status))
     .unwrap_or(255)
+}
+
+fn bind_nonblocking(p: &Path) -> Result<std::os::unix::net::UnixListener> {
+    let l = std::os::unix::net::UnixListener::bind(p).ctx(|| format!("binding {}", p.display()))?;
+    l.set_nonblocking(true).ctx(|| "console socket".into())?;
+    Ok(l)
+}
+
+/// The error text of a task that ended badly; None while it runs or if OK.
+fn task_error(client: &pve_client::Client, upid: &pve_client::Upid) -> Option<String> {
+    let st = client.task_status(upid).ok()?;
+    if st.status != "stopped" {
+        return None;
+    }
+    match st.exitstatus.as_deref() {
+        Some("OK") => None,
+        Some(s) if s.starts_with("WARNINGS") => None,
+        Some(s) => Some(s.to_string()),
+        None => Some("the task ended without a status".into()),
+    }
+}
+
+impl Runtime {
+    /// Allocate a VMID and create the CT (stopped) with the bundle's rootfs
+    /// in its volume. Each step is recorded in the state before it is made.
+    fn pve_make_ct(
+        &self,
+        id: &str,
+        plan: &pve::CtPlan,
+        rootfs: &Path,
+        state: &mut ContainerState,
+        guard: &mut CreateGuard,
+    ) -> Result<(u32, PathBuf)> {
+        let cfg = self.config.pve()?;
+        let client = self.pve()?;
+        let template = pve::ensure_template(client, cfg, &self.store.root)?;
+        let mut rec = PveRecord {
+            node: cfg.node.clone(),
+            vmid: None,
+            created: false,
+            unprivileged: plan.unprivileged,
+        };
+        let mut attempt = 0;
+        let vmid = loop {
+            attempt += 1;
+            let vmid = client
+                .next_id(None)
+                .map_err(pve::api("allocating a VMID"))?;
+            rec.vmid = Some(vmid);
+            rec.created = false;
+            state.pve = Some(rec.clone());
+            guard.pve = Some(rec.clone());
+            self.store.save(state)?;
+            let mut params = plan.params.clone();
+            params.int("vmid", vmid as i64);
+            params.set("ostemplate", template.clone());
+            let upid = match client.lxc_create(&cfg.node, &params) {
+                Ok(u) => Some(u),
+                // Another node (or runtime) took the VMID between nextid
+                // and create: ask again.
+                Err(e) if e.to_string().contains("already exists") && attempt < 5 => continue,
+                // Sent, but no answer: look whether it landed, never
+                // create twice.
+                Err(e) if e.status().is_none() => {
+                    if pve::owns(client, &cfg.node, vmid, id, &self.store.root)? {
+                        None
+                    } else {
+                        return Err(pve::api("creating the CT")(e));
+                    }
+                }
+                Err(e) => {
+                    if e.to_string().contains("vztmpl") {
+                        pve::forget_template(&self.store.root);
+                    }
+                    return Err(pve::api("creating the CT")(e));
+                }
+            };
+            rec.created = true;
+            state.pve = Some(rec.clone());
+            guard.pve = Some(rec.clone());
+            self.store.save(state)?;
+            match upid {
+                Some(u) => pve::wait(client, cfg, &u, &format!("creating CT {vmid}"))?,
+                None => self.pve_wait_unlocked(vmid)?,
+            }
+            break vmid;
+        };
+        let volume = pve::rootfs_path(client, &cfg.node, vmid)?;
+        pve::fill_rootfs(rootfs, &volume, plan.unprivileged.then_some(pve::ID_SHIFT))?;
+        Ok((vmid, volume))
+    }
+
+    /// Wait until a CT whose create task we lost track of is unlocked.
+    fn pve_wait_unlocked(&self, vmid: u32) -> Result<()> {
+        let cfg = self.config.pve()?;
+        let client = self.pve()?;
+        let deadline = Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let conf = client
+                .lxc_config(&cfg.node, vmid)
+                .map_err(pve::api("reading the CT config"))?;
+            if conf.get("lock").is_none() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Pve(format!("CT {vmid} stayed locked")));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Remove a container's CT (with its volumes and VMID).
+    pub(crate) fn pve_destroy(&self, id: &str, rec: &PveRecord) -> Result<()> {
+        let cfg = self.config.pve()?;
+        pve::destroy(self.pve()?, cfg, rec, id, &self.store.root, !rec.created)
+    }
+}
+
+impl Runtime {
+    /// Remove what crashed commands left behind: containers whose create
+    /// died half-way (state `creating`, nothing running; their CT, volume
+    /// and VMID go with them), and CTs of this runtime root that have no
+    /// state at all. Returns one line per thing removed.
+    pub fn gc(&self) -> Result<Vec<String>> {
+        let mut removed = vec![];
+        for id in self.store.list()? {
+            let Some(lock) = self.store.try_lock(&id)? else {
+                continue; // a command is working on it
+            };
+            // create holds the lock until it has recorded `created`; a free
+            // lock on a `creating` state means its create died.
+            let Ok(recorded) = self.store.load(&id) else { continue };
+            if recorded.status != Status::Creating {
+                continue;
+            }
+            drop(lock);
+            self.delete(&id, true)?;
+            removed.push(format!("container {id} (create did not finish)"));
+        }
+        if self.config.pve.is_some() {
+            removed.extend(self.gc_pve_orphans()?);
+        }
+        Ok(removed)
+    }
+
+    /// CTs tagged by us, made from this root, whose container has no state.
+    fn gc_pve_orphans(&self) -> Result<Vec<String>> {
+        let cfg = self.config.pve()?;
+        let client = self.pve()?;
+        let mut removed = vec![];
+        let resources = client
+            .cluster_resources(Some("vm"))
+            .map_err(pve::api("listing guests"))?;
+        for r in resources {
+            let tagged = r
+                .tags
+                .as_deref()
+                .is_some_and(|t| t.split([';', ',', ' ']).any(|t| t == pve::TAG));
+            let (Some(vmid), Some(node)) = (r.vmid, r.node.clone()) else {
+                continue;
+            };
+            if r.kind != "lxc" || !tagged {
+                continue;
+            }
+            let conf = match client.lxc_config(&node, vmid) {
+                Ok(c) => c,
+                Err(e) if pve::is_missing(&e) => continue,
+                Err(e) => return Err(pve::api("reading a CT config")(e)),
+            };
+            let Some(id) = conf
+                .get("description")
+                .and_then(|d| pve::description_id(d, &self.store.root))
+            else {
+                continue; // another runtime root's, or not ours
+            };
+            if self.store.dir(&id).exists() {
+                continue;
+            }
+            let rec = PveRecord {
+                node,
+                vmid: Some(vmid),
+                created: true,
+                unprivileged: false,
+            };
+            pve::destroy(client, cfg, &rec, &id, &self.store.root, false)?;
+            removed.push(format!("CT {vmid} of container {id} (no state)"));
+        }
+        Ok(removed)
+    }
 }

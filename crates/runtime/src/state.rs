@@ -78,6 +78,9 @@ pub struct ContainerState {
     /// Exit status (shell form) once known.
     #[serde(default)]
     pub exit_status: Option<i32>,
+    /// The Proxmox CT (pve-lxc engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pve: Option<crate::pve_engine::PveRecord>,
 }
 
 impl ContainerState {
@@ -168,6 +171,12 @@ impl Store {
         Ok(lock)
     }
 
+    /// Lock a container unless another command holds it (`gc` must never
+    /// wait for, or race, a create in progress).
+    pub fn try_lock(&self, id: &str) -> Result<Option<ContainerLock>> {
+        ContainerLock::try_acquire(&self.dir(id), id)
+    }
+
     pub fn load(&self, id: &str) -> Result<ContainerState> {
         let path = self.state_file(id);
         let data = match fs::read(&path) {
@@ -212,6 +221,24 @@ pub struct ContainerLock {
 }
 
 impl ContainerLock {
+    fn try_acquire(dir: &Path, id: &str) -> Result<Option<Self>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ctx(|| format!("opening container {id}"))?;
+        // SAFETY: flock on a valid fd we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(ContainerLock { _file: file }));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        Err(err).ctx(|| format!("locking container {id}"))
+    }
+
     fn acquire(dir: &Path, id: &str) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)

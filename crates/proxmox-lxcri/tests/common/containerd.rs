@@ -229,6 +229,10 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 
 /// A running private containerd.
 pub struct Containerd {
+    /// With LXCRI_TEST_ENGINE=pve-lxc: the Proxmox node the runtime uses
+    /// (through PROXMOX_LXCRI_CONFIG in containerd's, so the shim's,
+    /// environment). Dropped after the tasks are cleaned up, before `dir`.
+    pub pve: Option<super::emulator::Emulator>,
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     /// The containerd namespace every `ctr` call of this instance uses.
@@ -297,7 +301,16 @@ disabled_plugins = [
         let config_path = d.join("config.toml");
         fs::write(&config_path, config).expect("write containerd config");
         let log = fs::File::create(d.join("containerd.log")).expect("containerd.log");
+        let mut pve = None;
         let mut cmd = Command::new("containerd");
+        if super::emulator::on_pve() {
+            let bin = super::emulator::emulator_bin(env!("CARGO_BIN_EXE_proxmox-lxcri"));
+            let emu = super::emulator::Emulator::start(&bin, &d, &[]);
+            let rt_config = d.join("lxcri.toml");
+            emu.write_config(&rt_config, "pve-lxc");
+            cmd.env("PROXMOX_LXCRI_CONFIG", &rt_config);
+            pve = Some(emu);
+        }
         cmd.arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -314,6 +327,7 @@ disabled_plugins = [
         }
         let child = cmd.spawn().expect("spawn containerd");
         let mut ctd = Containerd {
+            pve,
             dir: Some(dir),
             child: Some(child),
             namespace,

@@ -1,1 +1,3 @@
 pub mod containerd;
+#[path = "../support/emulator.rs"]
+pub mod emulator;

@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
+pub mod emulator;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_proxmox-lxcri");
 
 /// Fail loudly (never skip silently) when the machine cannot run containers.
@@ -28,11 +30,17 @@ const APPLETS: &[&str] = &[
 ];
 
 pub struct Env {
+    /// The Proxmox node of this test (LXCRI_TEST_ENGINE=pve-lxc); dropped
+    /// before `tmp`, which holds its data.
+    pub pve: Option<emulator::Emulator>,
+    /// The runtime's config file, when there is one.
+    pub config: Option<PathBuf>,
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,
 }
 
 impl Env {
+    /// On the engine `LXCRI_TEST_ENGINE` names (default lxc).
     pub fn new() -> Env {
         require_root_and_lxc();
         let tmp = tempfile::Builder::new()
@@ -40,7 +48,56 @@ impl Env {
             .tempdir()
             .unwrap();
         let root = tmp.path().join("root");
-        Env { tmp, root }
+        let mut env = Env {
+            pve: None,
+            config: None,
+            tmp,
+            root,
+        };
+        if emulator::on_pve() {
+            let emu = emulator::Emulator::start(&emulator::emulator_bin(BIN), env.tmp.path(), &[]);
+            let cfg = env.tmp.path().join("config.toml");
+            emu.write_config(&cfg, "pve-lxc");
+            env.config = Some(cfg);
+            env.pve = Some(emu);
+        }
+        env
+    }
+
+    /// On the pve-lxc engine whatever LXCRI_TEST_ENGINE says.
+    pub fn with_pve() -> Env {
+        let mut env = Env::new();
+        if env.pve.is_none() {
+            let emu = emulator::Emulator::start(&emulator::emulator_bin(BIN), env.tmp.path(), &[]);
+            let cfg = env.tmp.path().join("config.toml");
+            emu.write_config(&cfg, "pve-lxc");
+            env.config = Some(cfg);
+            env.pve = Some(emu);
+        }
+        env
+    }
+
+    pub fn emu(&self) -> &emulator::Emulator {
+        self.pve.as_ref().expect("a pve-lxc test env")
+    }
+
+    /// The VMID the state of `id` records.
+    pub fn vmid(&self, id: &str) -> u64 {
+        let st: Value = serde_json::from_slice(
+            &std::fs::read(self.root.join("containers").join(id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        st["pve"]["vmid"].as_u64().expect("a vmid in the state")
+    }
+
+    /// Our binary with this env's --root (and --config).
+    pub fn base(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root").arg(&self.root);
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c
     }
 
     /// A bundle dir with a busybox rootfs and the default spec edited by `f`.
@@ -72,9 +129,7 @@ impl Env {
 
     /// Run our binary with this env's --root.
     pub fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--root")
-            .arg(&self.root)
+        self.base()
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -88,9 +143,7 @@ impl Env {
         let pid_file = self.tmp.path().join(format!("{id}.pid"));
         // The container inherits these as its stdio; our own messages go
         // through --log.
-        Command::new(BIN)
-            .arg("--root")
-            .arg(&self.root)
+        self.base()
             .arg("--log")
             .arg(self.tmp.path().join(format!("{id}.log")))
             .args(["create", "--bundle"])
@@ -176,6 +229,27 @@ impl Env {
             if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
                 let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
                 assert!(!cmd.contains(&needle), "{id}: process left behind: {cmd}");
+            }
+        }
+        if let Some(emu) = &self.pve {
+            // No CT of it on the node, and no volume without a CT.
+            let confs = emu.data.join("nodes").join(&emu.node).join("lxc");
+            let cts = emu.ct_ids();
+            for vmid in &cts {
+                let conf =
+                    std::fs::read_to_string(confs.join(format!("{vmid}.conf"))).unwrap_or_default();
+                assert!(
+                    !conf.contains(&format!("proxmox-lxcri container {id} ")),
+                    "{id}: CT {vmid} left on the node"
+                );
+            }
+            for v in emu.volumes() {
+                let name = v.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    cts.iter().any(|vmid| name.starts_with(&format!("subvol-{vmid}-"))),
+                    "{id}: volume {} left on the storage",
+                    v.display()
+                );
             }
         }
     }

@@ -1,0 +1,306 @@
+//! The pve-lxc engine against pve-emulator (real HTTPS, an API token, the
+//! certificate pinned): the CT as Proxmox sees it, state following the CT,
+//! and recovery from API faults and from a runtime killed at each step.
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::Env;
+
+fn config_of(env: &Env, vmid: u64) -> Value {
+    env.emu().get(&format!("/nodes/pve/lxc/{vmid}/config"))["data"].clone()
+}
+
+/// Nothing at all on the node: no CT, no volume.
+fn assert_node_empty(env: &Env) {
+    assert_eq!(env.emu().ct_ids(), Vec::<u32>::new(), "CTs left on the node");
+    assert_eq!(env.emu().volumes(), Vec::<std::path::PathBuf>::new(), "volumes left");
+}
+
+fn add_fault(env: &Env, rule: Value) {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "--cacert"])
+        .arg(env.emu().data.join("pve-root-ca.pem"))
+        .arg("-H")
+        .arg(format!(
+            "Authorization: PVEAPIToken={}={}",
+            support::emulator::TOKEN_ID,
+            support::emulator::TOKEN_SECRET
+        ))
+        .args(["-H", "Content-Type: application/json", "--data"])
+        .arg(json!({ "rules": [rule] }).to_string())
+        .arg(format!(
+            "{}/_emulator/faults",
+            env.emu().url.replace("127.0.0.1", "localhost")
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "adding a fault: {o:?}");
+}
+
+fn faults(env: &Env) -> Value {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(env.emu().data.join("pve-root-ca.pem"))
+        .arg("-H")
+        .arg(format!(
+            "Authorization: PVEAPIToken={}={}",
+            support::emulator::TOKEN_ID,
+            support::emulator::TOKEN_SECRET
+        ))
+        .arg(format!(
+            "{}/_emulator/faults",
+            env.emu().url.replace("127.0.0.1", "localhost")
+        ))
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Value>(&o.stdout).unwrap()["data"].clone()
+}
+
+fn clear_faults(env: &Env) {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "-X", "DELETE", "--cacert"])
+        .arg(env.emu().data.join("pve-root-ca.pem"))
+        .arg("-H")
+        .arg(format!(
+            "Authorization: PVEAPIToken={}={}",
+            support::emulator::TOKEN_ID,
+            support::emulator::TOKEN_SECRET
+        ))
+        .arg(format!(
+            "{}/_emulator/faults",
+            env.emu().url.replace("127.0.0.1", "localhost")
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+}
+
+#[test]
+fn the_ct_carries_the_spec_and_is_gone_after_delete() {
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["sh", "-c", "echo hi-$(hostname); sleep 1000"], |s| {
+        s["linux"]["resources"] = json!({
+            "memory": {"limit": 268435456},
+            "cpu": {"quota": 50000, "period": 100000, "cpus": "0-1", "shares": 512}
+        });
+        s["annotations"] = json!({
+            "io.proxmox-lxcri.net.ip": "10.251.7.2/24",
+            "io.proxmox-lxcri.net.gw": "10.251.7.1"
+        });
+    });
+    env.must_create("web", &b);
+    let vmid = env.vmid("web");
+    let conf = config_of(&env, vmid);
+    assert_eq!(conf["memory"].as_u64(), Some(256), "{conf}");
+    assert_eq!(conf["cores"].as_u64(), Some(2), "{conf}");
+    assert_eq!(conf["cpuunits"].as_u64(), Some(512), "{conf}");
+    assert_eq!(conf["cpulimit"].to_string().trim_matches('"'), "0.5", "{conf}");
+    assert_eq!(conf["unprivileged"].as_u64(), Some(1), "{conf}");
+    assert_eq!(conf["hostname"], "lxcri-test");
+    let net0 = conf["net0"].as_str().unwrap();
+    assert!(net0.contains(&format!("bridge={}", env.emu().bridge)), "{net0}");
+    assert!(net0.contains("ip=10.251.7.2/24") && net0.contains("gw=10.251.7.1"), "{net0}");
+    let tags = conf["tags"].as_str().unwrap();
+    assert!(tags.contains("proxmox-lxcri") && tags.contains("lxcri-web"), "{tags}");
+    assert!(conf["description"].as_str().unwrap().contains("container web "));
+
+    // Created: the CT runs (our init waits), the process has not started.
+    let status = env.emu().get(&format!("/nodes/pve/lxc/{vmid}/status/current"))["data"].clone();
+    assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(env.stdout_of("web"), "");
+    env.ok(&["start", "web"]);
+    let t = Instant::now();
+    while env.stdout_of("web").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no output from the CT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(env.stdout_of("web"), "hi-lxcri-test\n");
+    assert_eq!(env.status("web"), "running");
+    // Its NIC is on the bridge.
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &env.emu().bridge])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&links.stdout).contains(&format!("veth{vmid}i0")),
+        "{links:?}"
+    );
+    env.ok(&["kill", "web", "KILL"]);
+    env.wait_status("web", "stopped");
+    env.ok(&["delete", "web"]);
+    env.assert_gone("web");
+    assert_node_empty(&env);
+
+    // Each operation's API requests are counted, and there are few.
+    let events = std::fs::read_to_string(env.root.join("runtime/events.log")).unwrap();
+    let calls: Vec<(String, u64)> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["operation"].as_str().unwrap().to_string(),
+                v["api_calls"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let of = |op: &str| calls.iter().find(|(o, _)| o == op).unwrap().1;
+    assert!(of("create") > 0 && of("create") <= 16, "{calls:?}");
+    assert_eq!(of("start"), 0, "{calls:?}");
+    assert_eq!(of("kill"), 0, "{calls:?}");
+    assert!(of("delete") > 0 && of("delete") <= 6, "{calls:?}");
+}
+
+#[test]
+fn a_ct_stopped_from_proxmox_shows_stopped() {
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("s1", &b);
+    env.ok(&["start", "s1"]);
+    assert_eq!(env.status("s1"), "running");
+    let vmid = env.vmid("s1");
+    let r = env.emu().post(&format!("/nodes/pve/lxc/{vmid}/status/stop"), &[]);
+    assert!(r["data"].as_str().unwrap_or("").starts_with("UPID:"), "{r}");
+    env.wait_status("s1", "stopped");
+    env.ok(&["delete", "s1"]);
+    env.assert_gone("s1");
+    assert_node_empty(&env);
+}
+
+#[test]
+fn bad_pve_input_is_refused_before_anything_is_made() {
+    let env = Env::with_pve();
+    for (k, v, why) in [
+        ("io.proxmox-lxcri.net.ip", "10.0.0.2/24,bridge=evil", "net0"),
+        ("io.proxmox-lxcri.net.vlan", "5000", "vlan"),
+        ("io.proxmox-lxcri.features", "mknod=1", "unknown feature"),
+        ("io.proxmox-lxcri.storage.quota", "8 G", "size"),
+        ("io.proxmox-lxcri.privileged", "maybe", "true or false"),
+    ] {
+        let b = env.bundle(&format!("b-{}", k.len() + v.len()), &["true"], |s| {
+            s["annotations"] = json!({ k: v });
+        });
+        let o = env.create("bad", &b);
+        assert!(!o.status.success(), "{k}={v} was accepted");
+        let log = env.log_of("bad");
+        assert!(log.contains(why), "{k}={v}: {log}");
+        env.assert_gone("bad");
+        assert_node_empty(&env);
+    }
+}
+
+/// An API failure at each step of create: a clear error, nothing left.
+#[test]
+fn an_api_error_at_each_create_step_leaves_nothing() {
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["true"], |_| {});
+    let steps = [
+        json!({"method": "GET", "path": "^/nodes/pve/storage/local/content$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "/upload$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "/upload$", "action": "fail_task", "message": "upload broke", "count": 1}),
+        json!({"method": "GET", "path": "^/cluster/nextid$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/lxc$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/lxc$", "action": "fail_task", "message": "disk full", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/lxc$", "action": "drop", "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/lxc/[0-9]+/config$", "action": "error", "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/storage/local/content/.+", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "/status/start$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "/status/start$", "action": "fail_task", "message": "start broke", "count": 1}),
+    ];
+    for (i, rule) in steps.iter().enumerate() {
+        // The template steps need a runtime that has not cached it yet.
+        let _ = std::fs::remove_file(env.root.join("pve-template"));
+        if i == 0 {
+            assert!(!env.root.join("pve-template").exists());
+        }
+        add_fault(&env, rule.clone());
+        let id = format!("f{i}");
+        let o = env.create(&id, &b);
+        let hits = faults(&env)[0]["hits"].as_u64().unwrap_or(0);
+        clear_faults(&env);
+        assert!(!o.status.success(), "step {rule}: create succeeded");
+        assert!(hits >= 1, "step {rule}: the fault was never hit");
+        let log = env.log_of(&id);
+        assert!(
+            log.contains("Proxmox") || log.contains("broke") || log.contains("disk full"),
+            "step {rule}: unclear error: {log}"
+        );
+        env.assert_gone(&id);
+        assert_node_empty(&env);
+    }
+    // And with the faults gone, the same bundle works.
+    env.must_create("ok", &b);
+    env.ok(&["delete", "ok"]);
+    env.assert_gone("ok");
+    assert_node_empty(&env);
+}
+
+/// Another node takes the VMID between nextid and create: a new VMID, one CT.
+#[test]
+fn a_taken_vmid_is_retried_and_never_duplicated() {
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["true"], |_| {});
+    add_fault(
+        &env,
+        json!({"method": "POST", "path": "^/nodes/pve/lxc$", "action": "error",
+               "status": 500, "message": "CT 100 already exists on node 'pve2'", "count": 1}),
+    );
+    env.must_create("r", &b);
+    assert_eq!(env.emu().ct_ids().len(), 1);
+    env.ok(&["delete", "r"]);
+    assert_node_empty(&env);
+}
+
+/// The runtime SIGKILLed while each API request of create is in flight:
+/// `gc` then removes the state, the CT, its volume and our monitor.
+#[test]
+fn sigkill_at_each_create_step_then_gc_leaves_nothing() {
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["true"], |_| {});
+    // Cache the template first, so every step below is a create's own.
+    env.must_create("warm", &b);
+    env.ok(&["delete", "warm"]);
+    let steps = [
+        ("GET", "^/cluster/nextid$"),
+        ("POST", "^/nodes/pve/lxc$"),
+        ("GET", "^/nodes/pve/lxc/[0-9]+/config$"),
+        ("GET", "^/nodes/pve/storage/local/content/.+"),
+        ("POST", "/status/start$"),
+    ];
+    for (i, (method, path)) in steps.iter().enumerate() {
+        add_fault(
+            &env,
+            json!({"method": method, "path": path, "action": "latency", "ms": 1500, "count": 1}),
+        );
+        let id = format!("k{i}");
+        let mut child = env
+            .base()
+            .args(["create", "--bundle", b.to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while faults(&env)[0]["hits"].as_u64().unwrap_or(0) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(20), "step {path} never reached");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Let the request the runtime no longer waits for finish on the node.
+        std::thread::sleep(Duration::from_millis(2000));
+        clear_faults(&env);
+        let out = env.ok(&["gc"]);
+        // The CT may still have been in its create task; a second gc gets it.
+        if !env.emu().ct_ids().is_empty() {
+            std::thread::sleep(Duration::from_millis(1000));
+            env.ok(&["gc"]);
+        }
+        env.assert_gone(&id);
+        assert_node_empty(&env);
+        let _ = out;
+    }
+}

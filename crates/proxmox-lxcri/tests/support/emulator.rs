@@ -1,0 +1,237 @@
+//! A pve-emulator for one test, and a runtime config file pointing at it
+//! (real HTTPS, an API token, the certificate fingerprint pinned).
+//!
+//! Tests run on the pve-lxc engine when `LXCRI_TEST_ENGINE=pve-lxc`.
+#![allow(dead_code)]
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const TOKEN_ID: &str = "root@pam!lxcri";
+pub const TOKEN_SECRET: &str = "5f0c3a52-9a42-4c36-9d2b-1e6a2b7d8c11";
+
+/// The engine the runtime tests run on.
+pub fn engine() -> String {
+    std::env::var("LXCRI_TEST_ENGINE").unwrap_or_else(|_| "lxc".into())
+}
+
+pub fn on_pve() -> bool {
+    engine() == "pve-lxc"
+}
+
+/// The pve-emulator binary: beside ours in the target dir, or $PVE_EMULATOR_BIN.
+pub fn emulator_bin(ours: &str) -> PathBuf {
+    if let Ok(p) = std::env::var("PVE_EMULATOR_BIN") {
+        return p.into();
+    }
+    let p = Path::new(ours).with_file_name("pve-emulator");
+    assert!(
+        p.exists(),
+        "{} not found: build it first (`cargo build --workspace --bins`; scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub struct Emulator {
+    child: Option<Child>,
+    pub data: PathBuf,
+    pub url: String,
+    pub fingerprint: String,
+    pub bridge: String,
+    pub node: String,
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+impl Emulator {
+    /// Start one under `dir` (made traversable: unprivileged CTs run as
+    /// host uid 100000 and must reach their rootfs and our exchange dir).
+    pub fn start(bin: &Path, dir: &Path, extra: &[&str]) -> Emulator {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let bridge = format!("lxt{}x{n}", std::process::id() % 100000);
+        let data = dir.join("pve");
+        std::fs::create_dir_all(data.join("storage")).unwrap();
+        open_up(dir);
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(["--node", "pve", "--token"])
+            .arg(format!("{TOKEN_ID}={TOKEN_SECRET}"))
+            .arg("--storage")
+            .arg(format!("local=dir:{}", data.join("storage").display()))
+            .args(["--bridge", &bridge])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("emulator.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut fingerprint = String::new();
+        let mut url = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(f) = line.strip_prefix("fingerprint ") {
+                fingerprint = f.trim().to_string();
+            } else if let Some(a) = line.strip_prefix("listening ") {
+                url = format!("https://{}", a.trim());
+                break;
+            }
+        }
+        assert!(
+            !url.is_empty() && !fingerprint.is_empty(),
+            "pve-emulator did not start: {}",
+            std::fs::read_to_string(dir.join("emulator.log")).unwrap_or_default()
+        );
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Emulator {
+            child: Some(child),
+            data,
+            url,
+            fingerprint,
+            bridge,
+            node: "pve".into(),
+        }
+    }
+
+    /// A runtime config file for this emulator; `default_backend` as given.
+    pub fn write_config(&self, path: &Path, default_backend: &str) {
+        let secret = path.with_file_name("token-secret");
+        std::fs::write(&secret, TOKEN_SECRET).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            r#"default_backend = "{default_backend}"
+[pve]
+url = "{url}"
+node = "{node}"
+token_id = "{TOKEN_ID}"
+token_secret_file = "{secret}"
+fingerprint = "{fp}"
+storage = "local"
+bridge = "{bridge}"
+config_dir = "{conf}"
+task_timeout_secs = 60
+"#,
+            url = self.url,
+            node = self.node,
+            secret = secret.display(),
+            fp = self.fingerprint,
+            bridge = self.bridge,
+            conf = self.data.join("nodes").join(&self.node).join("lxc").display(),
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// VMIDs of the CTs the emulator has (from its config files).
+    pub fn ct_ids(&self) -> Vec<u32> {
+        let dir = self.data.join("nodes").join(&self.node).join("lxc");
+        let mut v: Vec<u32> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".conf")?
+                            .parse()
+                            .ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Volumes left on the dir storage.
+    pub fn volumes(&self) -> Vec<PathBuf> {
+        let images = self.data.join("storage").join("images");
+        let mut out = vec![];
+        for e in std::fs::read_dir(images).into_iter().flatten().flatten() {
+            for v in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                out.push(v.path());
+            }
+        }
+        out
+    }
+
+    /// A GET through curl with the token (what a user would type).
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let o = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(self.data.join("pve-root-ca.pem"))
+            .arg("-H")
+            .arg(format!("Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"))
+            .arg(format!("{}/api2/json{path}", self.url.replace("127.0.0.1", "localhost")))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "GET {path}: {e}: {} {}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+    }
+
+    /// A POST through curl with the token.
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "-X", "POST", "--cacert"])
+            .arg(self.data.join("pve-root-ca.pem"))
+            .arg("-H")
+            .arg(format!("Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"));
+        for (k, v) in form {
+            c.arg("--data-urlencode").arg(format!("{k}={v}"));
+        }
+        let o = c
+            .arg(format!("{}/api2/json{path}", self.url.replace("127.0.0.1", "localhost")))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // CTs a failed test left running: stop them, then the emulator.
+        let lxcpath = self.data.join("run").join("lxc");
+        for id in self.ct_ids() {
+            let _ = Command::new("lxc-stop")
+                .args(["-k", "-P"])
+                .arg(&lxcpath)
+                .args(["-n", &id.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Let other users traverse `dir` and its parents up to /tmp's children.
+fn open_up(dir: &Path) {
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if p == Path::new("/") || p == Path::new("/tmp") {
+            break;
+        }
+        if let Ok(md) = std::fs::metadata(p) {
+            let mode = md.permissions().mode() | 0o711;
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+        }
+        d = p.parent();
+    }
+}
