@@ -203,7 +203,9 @@ impl Client {
         })
     }
 
-    /// HTTP requests sent so far (logins, renewals and retries included).
+    /// HTTP requests sent so far: API calls, logins, ticket renewals and
+    /// retries. (ureq itself may resend an idempotent request once when a
+    /// kept-alive connection turns out to be closed; that resend is not seen.)
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }

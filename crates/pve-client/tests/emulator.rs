@@ -532,6 +532,12 @@ fn ct_lifecycle() {
     let err = c.lxc_start(&node, vmid).unwrap_err();
     assert!(err.to_string().contains("already running"), "{err}");
 
+    let upid = c.lxc_suspend(&node, vmid).unwrap();
+    c.wait_task(&upid, TASK_TIMEOUT).unwrap();
+    let upid = c.lxc_resume(&node, vmid).unwrap();
+    c.wait_task(&upid, TASK_TIMEOUT).unwrap();
+    assert_eq!(c.lxc_status(&node, vmid).unwrap().pid, Some(pid));
+
     emu.add_faults(json!([{"method":"POST","path":"/status/stop$","action":"lock","message":"backup","count":1}]));
     let err = c.lxc_stop(&node, vmid).unwrap_err();
     assert_eq!(err.status(), Some(500), "{err}");
@@ -574,8 +580,14 @@ fn ct_lifecycle() {
     c.wait_task(&upid, TASK_TIMEOUT).unwrap();
     let snaps = c.lxc_snapshot_list(&node, vmid).unwrap();
     assert!(snaps.iter().any(|s| s.name == "before"), "{snaps:?}");
+    c.lxc_set_config(&node, vmid, &Params::new().int("memory", 128))
+        .unwrap();
+    let at_snapshot = c.lxc_config_snapshot(&node, vmid, "before").unwrap();
+    assert_eq!(at_snapshot.get("memory"), Some("96"));
+    assert_eq!(at_snapshot.get("description"), Some("client test"));
     let upid = c.lxc_snapshot_rollback(&node, vmid, "before").unwrap();
     c.wait_task(&upid, TASK_TIMEOUT).unwrap();
+    assert_eq!(c.lxc_config(&node, vmid).unwrap().get("memory"), Some("96"));
     let upid = c.lxc_snapshot_delete(&node, vmid, "before").unwrap();
     c.wait_task(&upid, TASK_TIMEOUT).unwrap();
     let snaps = c.lxc_snapshot_list(&node, vmid).unwrap();
