@@ -346,19 +346,30 @@ fn timeouts_are_reported_and_only_gets_retried() {
 /// Stops and destroys a CT when a test ends, even by panicking.
 struct CtGuard<'a> {
     c: &'a Client,
-    node: String,
+    emu: &'a Emulator,
     vmid: u32,
 }
 
 impl Drop for CtGuard<'_> {
     fn drop(&mut self) {
+        let node = &self.emu.node;
         // Stop whatever the status says (it may lag), then destroy.
-        if let Ok(u) = self.c.lxc_stop(&self.node, self.vmid) {
+        if let Ok(u) = self.c.lxc_stop(node, self.vmid) {
             let _ = self.c.wait_task(&u, TASK_TIMEOUT);
         }
-        if let Ok(u) = self.c.lxc_delete(&self.node, self.vmid, true, true) {
+        if let Ok(u) = self.c.lxc_delete(node, self.vmid, true, true) {
             let _ = self.c.wait_task(&u, TASK_TIMEOUT);
         }
+        // Last resort, so no CT outlives its test: the emulator runs CTs as
+        // `lxc-start -P DIR/run/lxc -n VMID` (the contract's layout).
+        let _ = std::process::Command::new("lxc-stop")
+            .arg("-k")
+            .arg("-P")
+            .arg(self.emu.dir.path().join("run/lxc"))
+            .args(["-n", &self.vmid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -383,7 +394,7 @@ fn task_errors_are_surfaced() {
     let vmid = 100_000 + unique();
     let _guard = CtGuard {
         c: &c,
-        node: emu.node.clone(),
+        emu: &emu,
         vmid,
     };
     let text = "injected: unable to create CT - no space left on device";
@@ -434,7 +445,7 @@ fn ct_lifecycle() {
     let vmid = 100_000 + unique();
     let _guard = CtGuard {
         c: &c,
-        node: node.clone(),
+        emu: &emu,
         vmid,
     };
 
@@ -554,7 +565,7 @@ fn ct_lifecycle() {
     let clone_id = vmid + 1;
     let _clone_guard = CtGuard {
         c: &c,
-        node: node.clone(),
+        emu: &emu,
         vmid: clone_id,
     };
     let upid = c
