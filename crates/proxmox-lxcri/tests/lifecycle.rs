@@ -207,12 +207,7 @@ fn run_in_the_foreground_forwards_sigterm_to_the_container() {
     );
     let mut child = env
         .base()
-        .args([
-            "run",
-            "--bundle",
-            b.to_str().unwrap(),
-            "fw",
-        ])
+        .args(["run", "--bundle", b.to_str().unwrap(), "fw"])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();

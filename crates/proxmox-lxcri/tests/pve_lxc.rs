@@ -15,8 +15,16 @@ fn config_of(env: &Env, vmid: u64) -> Value {
 
 /// Nothing at all on the node: no CT, no volume.
 fn assert_node_empty(env: &Env) {
-    assert_eq!(env.emu().ct_ids(), Vec::<u32>::new(), "CTs left on the node");
-    assert_eq!(env.emu().volumes(), Vec::<std::path::PathBuf>::new(), "volumes left");
+    assert_eq!(
+        env.emu().ct_ids(),
+        Vec::<u32>::new(),
+        "CTs left on the node"
+    );
+    assert_eq!(
+        env.emu().volumes(),
+        Vec::<std::path::PathBuf>::new(),
+        "volumes left"
+    );
 }
 
 fn add_fault(env: &Env, rule: Value) {
@@ -97,24 +105,46 @@ fn the_ct_carries_the_spec_and_is_gone_after_delete() {
     assert_eq!(conf["memory"].as_u64(), Some(256), "{conf}");
     assert_eq!(conf["cores"].as_u64(), Some(2), "{conf}");
     assert_eq!(conf["cpuunits"].as_u64(), Some(512), "{conf}");
-    assert_eq!(conf["cpulimit"].to_string().trim_matches('"'), "0.5", "{conf}");
+    assert_eq!(
+        conf["cpulimit"].to_string().trim_matches('"'),
+        "0.5",
+        "{conf}"
+    );
     assert_eq!(conf["unprivileged"].as_u64(), Some(1), "{conf}");
     assert_eq!(conf["hostname"], "lxcri-test");
     let net0 = conf["net0"].as_str().unwrap();
-    assert!(net0.contains(&format!("bridge={}", env.emu().bridge)), "{net0}");
-    assert!(net0.contains("ip=10.251.7.2/24") && net0.contains("gw=10.251.7.1"), "{net0}");
+    assert!(
+        net0.contains(&format!("bridge={}", env.emu().bridge)),
+        "{net0}"
+    );
+    assert!(
+        net0.contains("ip=10.251.7.2/24") && net0.contains("gw=10.251.7.1"),
+        "{net0}"
+    );
     let tags = conf["tags"].as_str().unwrap();
-    assert!(tags.contains("proxmox-lxcri") && tags.contains("lxcri-web"), "{tags}");
-    assert!(conf["description"].as_str().unwrap().contains("container web "));
+    assert!(
+        tags.contains("proxmox-lxcri") && tags.contains("lxcri-web"),
+        "{tags}"
+    );
+    assert!(conf["description"]
+        .as_str()
+        .unwrap()
+        .contains("container web "));
 
     // Created: the CT runs (our init waits), the process has not started.
-    let status = env.emu().get(&format!("/nodes/pve/lxc/{vmid}/status/current"))["data"].clone();
+    let status = env
+        .emu()
+        .get(&format!("/nodes/pve/lxc/{vmid}/status/current"))["data"]
+        .clone();
     assert_eq!(status["status"], "running", "{status}");
     assert_eq!(env.stdout_of("web"), "");
     env.ok(&["start", "web"]);
     let t = Instant::now();
     while env.stdout_of("web").is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no output from the CT");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no output from the CT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(env.stdout_of("web"), "hi-lxcri-test\n");
@@ -161,7 +191,9 @@ fn a_ct_stopped_from_proxmox_shows_stopped() {
     env.ok(&["start", "s1"]);
     assert_eq!(env.status("s1"), "running");
     let vmid = env.vmid("s1");
-    let r = env.emu().post(&format!("/nodes/pve/lxc/{vmid}/status/stop"), &[]);
+    let r = env
+        .emu()
+        .post(&format!("/nodes/pve/lxc/{vmid}/status/stop"), &[]);
     assert!(r["data"].as_str().unwrap_or("").starts_with("UPID:"), "{r}");
     env.wait_status("s1", "stopped");
     env.ok(&["delete", "s1"]);
@@ -172,21 +204,25 @@ fn a_ct_stopped_from_proxmox_shows_stopped() {
 #[test]
 fn bad_pve_input_is_refused_before_anything_is_made() {
     let env = Env::with_pve();
-    for (k, v, why) in [
+    for (i, (k, v, why)) in [
         ("io.proxmox-lxcri.net.ip", "10.0.0.2/24,bridge=evil", "net0"),
-        ("io.proxmox-lxcri.net.vlan", "5000", "vlan"),
+        ("io.proxmox-lxcri.net.vlan", "5000", "VLAN"),
         ("io.proxmox-lxcri.features", "mknod=1", "unknown feature"),
         ("io.proxmox-lxcri.storage.quota", "8 G", "size"),
         ("io.proxmox-lxcri.privileged", "maybe", "true or false"),
-    ] {
-        let b = env.bundle(&format!("b-{}", k.len() + v.len()), &["true"], |s| {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = env.bundle(&format!("b{i}"), &["true"], |s| {
             s["annotations"] = json!({ k: v });
         });
-        let o = env.create("bad", &b);
+        let id = format!("bad{i}");
+        let o = env.create(&id, &b);
         assert!(!o.status.success(), "{k}={v} was accepted");
-        let log = env.log_of("bad");
+        let log = env.log_of(&id);
         assert!(log.contains(why), "{k}={v}: {log}");
-        env.assert_gone("bad");
+        env.assert_gone(&id);
         assert_node_empty(&env);
     }
 }
@@ -285,7 +321,10 @@ fn sigkill_at_each_create_step_then_gc_leaves_nothing() {
             .unwrap();
         let t = Instant::now();
         while faults(&env)[0]["hits"].as_u64().unwrap_or(0) == 0 {
-            assert!(t.elapsed() < Duration::from_secs(20), "step {path} never reached");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "step {path} never reached"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         child.kill().unwrap();

@@ -96,6 +96,10 @@ pub struct PveSection {
     /// `DATA/nodes/NODE/lxc` for pve-emulator).
     #[serde(default = "default_pve_config_dir")]
     pub config_dir: PathBuf,
+    /// Where the CTs' exchange directories (FIFOs and files shared with our
+    /// init) live: traversable by unprivileged CT roots.
+    #[serde(default = "default_exchange_dir")]
+    pub exchange_dir: PathBuf,
     /// Rootfs size in GiB when no `io.proxmox-lxcri.storage.quota` is given.
     #[serde(default = "default_rootfs_gb")]
     pub rootfs_size_gb: u32,
@@ -123,6 +127,9 @@ fn default_bridge() -> String {
 }
 fn default_pve_config_dir() -> PathBuf {
     "/etc/pve/lxc".into()
+}
+fn default_exchange_dir() -> PathBuf {
+    "/run/proxmox-lxcri/pve-exchange".into()
 }
 fn default_rootfs_gb() -> u32 {
     8

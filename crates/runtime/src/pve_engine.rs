@@ -72,7 +72,8 @@ pub fn connect(cfg: &PveSection) -> Result<Client> {
     let auth = match (&cfg.token_id, &cfg.token_secret_file) {
         (Some(id), Some(file)) => Auth::Token {
             id: id.clone(),
-            secret: Secret::from_file(file).map_err(|e| Error::Config(format!("pve.token_secret_file: {e}")))?,
+            secret: Secret::from_file(file)
+                .map_err(|e| Error::Config(format!("pve.token_secret_file: {e}")))?,
         },
         _ => Auth::Password {
             username: cfg.username.clone().unwrap_or_default(),
@@ -89,15 +90,10 @@ pub fn connect(cfg: &PveSection) -> Result<Client> {
             ca_file: cfg.ca_file.clone(),
         }
     };
-    Client::new(ClientConfig {
-        url: cfg.url.clone(),
-        auth,
-        tls,
-        timeout: Duration::from_secs(cfg.timeout_secs),
-        retries: cfg.retries,
-        ..ClientConfig::default()
-    })
-    .map_err(|e| Error::Config(format!("pve: {e}")))
+    let mut cc = ClientConfig::new(cfg.url.clone(), auth, tls);
+    cc.timeout = Duration::from_secs(cfg.timeout_secs);
+    cc.retries = cfg.retries;
+    Client::new(cc).map_err(|e| Error::Config(format!("pve: {e}")))
 }
 
 pub fn api(what: &str) -> impl Fn(pve_client::Error) -> Error + '_ {
@@ -209,21 +205,25 @@ pub fn plan(
 ) -> Result<CtPlan> {
     let bad = |what: &str, v: &str, why: &str| Error::Spec(format!("{what}={v:?}: {why}"));
     let mut p = Params::new();
-    p.set("ostype", "unmanaged");
-    p.set("description", description(id, root));
-    p.set("tags", format!("{TAG};{}", id_tag(id)));
+    p = p.set("ostype", "unmanaged");
+    p = p.set("description", description(id, root));
+    p = p.set("tags", format!("{TAG};{}", id_tag(id)));
 
     let unprivileged = match annotations.get(PRIVILEGED_ANNOTATION) {
         None => true,
         Some(v) => !flag(v).ok_or_else(|| bad(PRIVILEGED_ANNOTATION, v, "use true or false"))?,
     };
-    p.bool("unprivileged", unprivileged);
+    p = p.bool("unprivileged", unprivileged);
 
     if let Some(h) = spec.hostname() {
         if !dns_name(h) {
-            return Err(bad("hostname", h, "Proxmox needs a DNS name (letters, digits, '-', '.')"));
+            return Err(bad(
+                "hostname",
+                h,
+                "Proxmox needs a DNS name (letters, digits, '-', '.')",
+            ));
         }
-        p.set("hostname", h.clone());
+        p = p.set("hostname", h.clone());
     }
 
     // Limits: what the API can say; the exact cgroup values also go raw.
@@ -232,40 +232,42 @@ pub fn plan(
     match mem.as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
         Some(limit) => {
             let mb = (limit as u64).div_ceil(1 << 20).max(16);
-            p.int("memory", mb as i64);
+            p = p.int("memory", mb as i64);
             let swap = mem
                 .as_ref()
                 .and_then(|m| m.swap())
                 .filter(|s| *s > 0)
                 .map(|s| (s as u64).saturating_sub(limit as u64).div_ceil(1 << 20))
                 .unwrap_or(0);
-            p.int("swap", swap as i64);
+            p = p.int("swap", swap as i64);
         }
         // No limit: Proxmox has no "unlimited", so the node's memory.
         None => {
-            p.int("memory", host_memory_mb() as i64);
-            p.int("swap", 0);
+            p = p.int("memory", host_memory_mb() as i64);
+            p = p.int("swap", 0);
         }
     }
     if let Some(cpu) = res.as_ref().and_then(|r| r.cpu().clone()) {
         if let (Some(q), Some(per)) = (cpu.quota(), cpu.period()) {
             if q > 0 && per > 0 {
                 let limit = (q as f64 / per as f64 * 100.0).ceil() / 100.0;
-                p.set("cpulimit", format!("{limit}"));
+                p = p.set("cpulimit", format!("{limit}"));
             }
         }
         if let Some(shares) = cpu.shares() {
-            p.int("cpuunits", shares.clamp(1, 10000) as i64);
+            p = p.int("cpuunits", shares.clamp(1, 10000) as i64);
         }
         if let Some(cpus) = cpu.cpus() {
-            let n = count_cpus(cpus).ok_or_else(|| bad("linux.resources.cpu.cpus", cpus, "not a cpu list"))?;
-            p.int("cores", n as i64);
+            let n = count_cpus(cpus)
+                .ok_or_else(|| bad("linux.resources.cpu.cpus", cpus, "not a cpu list"))?;
+            p = p.int("cores", n as i64);
         }
     }
 
     let size = match annotations.get(QUOTA_ANNOTATION) {
         Some(v) => {
-            let bytes = parse_size(v).ok_or_else(|| bad(QUOTA_ANNOTATION, v, "use a size like 512M or 8G"))?;
+            let bytes = parse_size(v)
+                .ok_or_else(|| bad(QUOTA_ANNOTATION, v, "use a size like 512M or 8G"))?;
             // Proxmox takes GiB, with decimals.
             format!("{:.3}", bytes as f64 / (1u64 << 30) as f64)
                 .trim_end_matches('0')
@@ -274,27 +276,31 @@ pub fn plan(
         }
         None => cfg.rootfs_size_gb.to_string(),
     };
-    p.set("rootfs", format!("{}:{size}", cfg.storage));
+    p = p.set("rootfs", format!("{}:{size}", cfg.storage));
 
     let net = net_mode(spec);
     if net == NetMode::Api {
-        p.set("net0", net0(annotations, cfg)?);
+        p = p.set("net0", net0(annotations, cfg)?);
     }
-    let ann = |k: &str| annotations.get(&format!("{NET_ANNOTATION_PREFIX}{k}")).cloned();
+    let ann = |k: &str| {
+        annotations
+            .get(&format!("{NET_ANNOTATION_PREFIX}{k}"))
+            .cloned()
+    };
     if let Some(ns) = ann("nameserver").or_else(|| cfg.nameserver.clone()) {
         if !ns.split(' ').all(|a| a.parse::<std::net::IpAddr>().is_ok()) {
             return Err(bad("nameserver", &ns, "space-separated IP addresses"));
         }
-        p.set("nameserver", ns);
+        p = p.set("nameserver", ns);
     }
     if let Some(sd) = ann("searchdomain").or_else(|| cfg.searchdomain.clone()) {
         if !sd.split(' ').all(dns_name) {
             return Err(bad("searchdomain", &sd, "space-separated DNS names"));
         }
-        p.set("searchdomain", sd);
+        p = p.set("searchdomain", sd);
     }
     if let Some(f) = annotations.get(FEATURES_ANNOTATION) {
-        p.set("features", features(f)?);
+        p = p.set("features", features(f)?);
     }
     Ok(CtPlan {
         params: p,
@@ -337,9 +343,15 @@ fn net_mode(spec: &Spec) -> NetMode {
 }
 
 fn net0(annotations: &BTreeMap<String, String>, cfg: &PveSection) -> Result<String> {
-    let ann = |k: &str| annotations.get(&format!("{NET_ANNOTATION_PREFIX}{k}")).cloned();
+    let ann = |k: &str| {
+        annotations
+            .get(&format!("{NET_ANNOTATION_PREFIX}{k}"))
+            .cloned()
+    };
     let bad = |k: &str, v: &str, why: &str| {
-        Error::Spec(format!("annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: {why}"))
+        Error::Spec(format!(
+            "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: {why}"
+        ))
     };
     let mut n = NetConfig::new("eth0");
     n.bridge = Some(ann("bridge").unwrap_or_else(|| cfg.bridge.clone()));
@@ -357,8 +369,11 @@ fn net0(annotations: &BTreeMap<String, String>, cfg: &PveSection) -> Result<Stri
     if let Some(v) = ann("firewall") {
         n.firewall = Some(flag(&v).ok_or_else(|| bad("firewall", &v, "use true or false"))?);
     }
-    n.to_property_string()
-        .map_err(|e| Error::Spec(format!("net0 from the {NET_ANNOTATION_PREFIX}* annotations: {e}")))
+    n.to_property_string().map_err(|e| {
+        Error::Spec(format!(
+            "net0 from the {NET_ANNOTATION_PREFIX}* annotations: {e}"
+        ))
+    })
 }
 
 fn features(s: &str) -> Result<String> {
@@ -366,12 +381,14 @@ fn features(s: &str) -> Result<String> {
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, "1"));
         let on = flag(v).ok_or_else(|| {
-            Error::Spec(format!("annotation {FEATURES_ANNOTATION}: {part:?}: use name=1 or name=0"))
+            Error::Spec(format!(
+                "annotation {FEATURES_ANNOTATION}: {part:?}: use name=1 or name=0"
+            ))
         })?;
         match k {
-            "nesting" => f.nesting = Some(on),
-            "fuse" => f.fuse = Some(on),
-            "keyctl" => f.keyctl = Some(on),
+            "nesting" => f.nesting = on,
+            "fuse" => f.fuse = on,
+            "keyctl" => f.keyctl = on,
             _ => {
                 return Err(Error::Spec(format!(
                     "annotation {FEATURES_ANNOTATION}: unknown feature {k:?}; use nesting, fuse or keyctl"
@@ -416,7 +433,9 @@ pub fn append_raw(config_dir: &Path, vmid: u32, keys: &[(String, String)]) -> Re
     for (k, v) in keys {
         // LxcConfig refused newlines already; check again at the boundary.
         if v.contains(['\n', '\r', '\0']) || k.contains(['\n', ':', ' ']) {
-            return Err(Error::Spec(format!("raw LXC key {k} has a value that cannot go into a CT config line")));
+            return Err(Error::Spec(format!(
+                "raw LXC key {k} has a value that cannot go into a CT config line"
+            )));
         }
         text.push_str(&format!("{k}: {v}\n"));
     }
@@ -469,7 +488,9 @@ pub fn forget_template(root: &Path) {
 /// names the id and root). A missing CT is `Ok(false)`.
 pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
     match client.lxc_config(node, vmid) {
-        Ok(c) => Ok(c.get("description").is_some_and(|d| d.trim() == description(id, root))),
+        Ok(c) => Ok(c
+            .get("description")
+            .is_some_and(|d| d.trim() == description(id, root))),
         Err(e) if is_missing(&e) => Ok(false),
         Err(e) => Err(api("reading the CT config")(e)),
     }
@@ -516,17 +537,35 @@ pub fn destroy(
         .map_err(api(&format!("destroying CT {vmid}")))
 }
 
+/// A pseudo-random number in 1..=n (spreads concurrent VMID picks).
+pub fn jitter(n: u32) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    1 + (h.finish() % n.max(1) as u64) as u32
+}
+
 /// The rootfs volume of a created CT: its volid and host path.
 pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
-    let conf = client.lxc_config(node, vmid).map_err(api("reading the CT config"))?;
+    let conf = client
+        .lxc_config(node, vmid)
+        .map_err(api("reading the CT config"))?;
     let rootfs = conf
         .get("rootfs")
         .ok_or_else(|| Error::Pve(format!("CT {vmid} has no rootfs")))?;
     let volid = rootfs.split(',').next().unwrap_or_default();
     let volid = volid.strip_prefix("volume=").unwrap_or(volid);
-    let (storage, _) = volid
-        .split_once(':')
-        .ok_or_else(|| Error::Pve(format!("CT {vmid}: rootfs {rootfs:?} is not a storage volume")))?;
+    let (storage, _) = volid.split_once(':').ok_or_else(|| {
+        Error::Pve(format!(
+            "CT {vmid}: rootfs {rootfs:?} is not a storage volume"
+        ))
+    })?;
     let info = client
         .volume_info(node, storage, volid)
         .map_err(api("looking up the rootfs volume"))?;
@@ -570,6 +609,53 @@ fn shift_tree(dir: &Path, off: u32) -> Result<()> {
     Ok(())
 }
 
+/// The exchange directory of a pve-lxc container lives under `base`
+/// (traversable by the CT's unprivileged root, which LXC's mount of it runs
+/// as; a runtime root such as containerd's `/run/containerd/runc` is not),
+/// with `<container dir>/exchange` a symlink to it. Returns its real path.
+pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    // FNV-1a of root and id: unique per container, short, no id in the path.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain(b"\0")
+        .chain(id.as_bytes())
+    {
+        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+    }
+    let mut p = PathBuf::from("/");
+    for c in base.components().skip(1) {
+        p.push(c);
+        if !p.exists() {
+            fs::create_dir(&p).ctx(|| format!("creating {}", p.display()))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o711))
+                .ctx(|| format!("chmod {}", p.display()))?;
+        }
+    }
+    let dir = base.join(format!("{h:016x}"));
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A crashed create of the same container: start afresh.
+            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+            fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+    }
+    std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
+    Ok(dir)
+}
+
+/// Remove the exchange directory behind `<container dir>/exchange`.
+pub fn remove_exchange(container_dir: &Path) {
+    if let Ok(target) = fs::read_link(container_dir.join("exchange")) {
+        let _ = fs::remove_dir_all(target);
+    }
+}
+
 /// Give the exchange directory to the CT's root (unprivileged CTs).
 pub fn chown_exchange(dir: &Path, uid: u32) -> Result<()> {
     for e in std::iter::once(dir.to_path_buf()).chain(
@@ -578,14 +664,19 @@ pub fn chown_exchange(dir: &Path, uid: u32) -> Result<()> {
             .flatten()
             .map(|e| e.path()),
     ) {
-        std::os::unix::fs::lchown(&e, Some(uid), Some(uid)).ctx(|| format!("chown {}", e.display()))?;
+        std::os::unix::fs::lchown(&e, Some(uid), Some(uid))
+            .ctx(|| format!("chown {}", e.display()))?;
     }
     Ok(())
 }
 
 /// Start the CT's monitor. It is our child and the pid-file pid: it serves
 /// `listener` once (the init's stdio), then waits for the init to end.
-pub fn spawn_monitor(exchange: &Path, listener: UnixListener, stdio: Option<&OwnedFd>) -> Result<Pid> {
+pub fn spawn_monitor(
+    exchange: &Path,
+    listener: UnixListener,
+    stdio: Option<&OwnedFd>,
+) -> Result<Pid> {
     let exchange = exchange.to_path_buf();
     let slave = stdio.map(|f| f.as_raw_fd());
     // SAFETY: the CLI is single-threaded when it forks (the API client's
@@ -619,10 +710,16 @@ fn monitor_main(exchange: &Path, listener: UnixListener, slave: Option<i32>) -> 
     std::mem::forget(listener);
     // SAFETY: fd 3 is the listener we just put there.
     let listener = unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(3) };
-    let Ok((conn, _)) = listener.accept() else { return 255 };
+    let Ok((conn, _)) = listener.accept() else {
+        return 255;
+    };
     drop(listener);
-    let Ok(cred) = getsockopt(&conn, PeerCredentials) else { return 255 };
-    let Some(init) = proc::proc_ref(cred.pid()) else { return 255 };
+    let Ok(cred) = getsockopt(&conn, PeerCredentials) else {
+        return 255;
+    };
+    let Some(init) = proc::proc_ref(cred.pid()) else {
+        return 255;
+    };
     if write_atomic(
         &exchange.join(FILE_INIT_PID),
         serde_json::to_string(&init).unwrap_or_default().as_bytes(),
@@ -636,7 +733,11 @@ fn monitor_main(exchange: &Path, listener: UnixListener, slave: Option<i32>) -> 
     }
     drop(conn);
     // Only the container holds containerd's pipes from now on.
-    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }

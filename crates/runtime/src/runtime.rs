@@ -136,7 +136,13 @@ impl Runtime {
         let plan = match backend {
             Backend::PveLxc => {
                 self.pve()?;
-                Some(pve::plan(id, &spec, &annotations, self.config.pve()?, &self.store.root)?)
+                Some(pve::plan(
+                    id,
+                    &spec,
+                    &annotations,
+                    self.config.pve()?,
+                    &self.store.root,
+                )?)
             }
             _ => None,
         };
@@ -179,7 +185,15 @@ impl Runtime {
             id: id.into(),
             rootfs: rootfs.clone(),
             bundle: bundle.clone(),
-            exchange_dir: paths.exchange.clone(),
+            exchange_dir: match &plan {
+                None => paths.exchange.clone(),
+                Some(_) => pve::make_exchange(
+                    &self.config.pve()?.exchange_dir,
+                    &self.store.root,
+                    id,
+                    &paths.exchange,
+                )?,
+            },
             init_binary: std::env::current_exe().ctx(|| "finding our own binary".into())?,
             log_file: paths.log.clone(),
             log_level: self.config.lxc.log_level.to_ascii_uppercase(),
@@ -231,7 +245,9 @@ impl Runtime {
             None => {
                 lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
                 let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
-                let console = terminal.then(|| bind_nonblocking(&console_path)).transpose()?;
+                let console = terminal
+                    .then(|| bind_nonblocking(&console_path))
+                    .transpose()?;
                 let monitor =
                     lxc::spawn_monitor(&paths, &self.config.lxc.lxc_start, devnull.as_ref())?;
                 (monitor, ready, console)
@@ -249,13 +265,17 @@ impl Runtime {
                 }
                 lxc::prepare(&paths, &raw_text.render(), &tr.init)?;
                 let stdio = std::os::unix::net::UnixListener::bind(
-                    paths.exchange.join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
+                    paths
+                        .exchange
+                        .join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
                 )
                 .ctx(|| "binding the stdio socket".into())?;
                 let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
-                let console = terminal.then(|| bind_nonblocking(&console_path)).transpose()?;
+                let console = terminal
+                    .then(|| bind_nonblocking(&console_path))
+                    .transpose()?;
                 if plan.unprivileged {
-                    pve::chown_exchange(&paths.exchange, pve::ID_SHIFT)?;
+                    pve::chown_exchange(&ctx.exchange_dir, pve::ID_SHIFT)?;
                     let hooks_dir = dir.join("hooks");
                     fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
                     pve::chown_exchange(&hooks_dir, pve::ID_SHIFT)?;
@@ -368,7 +388,10 @@ impl Runtime {
                         return Err(Error::Hook(hook_err));
                     }
                     if let Some(task_err) = start_failed.take() {
-                        return Err(fail(format!("Proxmox start task: {task_err}")));
+                        let lxc_errors = lxc::log_errors(&paths);
+                        return Err(fail(format!(
+                            "Proxmox start task: {task_err}; container log: {lxc_errors}"
+                        )));
                     }
                     let lxc_errors = lxc::log_errors(&paths);
                     return Err(fail(if lxc_errors.is_empty() {
@@ -382,7 +405,12 @@ impl Runtime {
         let init = find_init(false).ok_or_else(|| fail("cannot find the container init".into()))?;
         guard.init = Some(init);
         if let Some((vmid, upid)) = &start_task {
-            pve::wait(self.pve()?, self.config.pve()?, upid, &format!("starting CT {vmid}"))?;
+            pve::wait(
+                self.pve()?,
+                self.config.pve()?,
+                upid,
+                &format!("starting CT {vmid}"),
+            )?;
         }
         state.init = Some(init);
         self.store.save(&state)?;
@@ -524,6 +552,7 @@ impl Runtime {
                 // runc: deleting what is not there is fine with --force
                 // (containerd's shim always calls delete --force).
                 Err(Error::NotFound(_)) if force => {
+                    pve::remove_exchange(&self.store.dir(id));
                     let _ = fs::remove_dir_all(self.store.dir(id));
                     return Ok(());
                 }
@@ -572,6 +601,7 @@ impl Runtime {
                 self.pve_destroy(id, rec)?;
             }
             let dir = self.store.dir(id);
+            pve::remove_exchange(&dir);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
             drop(lock);
             Ok(())
@@ -647,6 +677,7 @@ impl Drop for CreateGuard<'_> {
                 return;
             }
         }
+        pve::remove_exchange(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -792,25 +823,32 @@ impl Runtime {
             created: false,
             unprivileged: plan.unprivileged,
         };
-        let mut attempt = 0;
+        let mut attempt = 0u32;
+        let mut skip = 0u32;
         let vmid = loop {
             attempt += 1;
+            // nextid gives every concurrent create the same lowest free id;
+            // after a collision, spread out above it.
             let vmid = client
                 .next_id(None)
-                .map_err(pve::api("allocating a VMID"))?;
+                .map_err(pve::api("allocating a VMID"))?
+                .saturating_add(skip);
             rec.vmid = Some(vmid);
             rec.created = false;
             state.pve = Some(rec.clone());
             guard.pve = Some(rec.clone());
             self.store.save(state)?;
             let mut params = plan.params.clone();
-            params.int("vmid", vmid as i64);
-            params.set("ostemplate", template.clone());
+            params = params.int("vmid", vmid as i64);
+            params = params.set("ostemplate", template.clone());
             let upid = match client.lxc_create(&cfg.node, &params) {
                 Ok(u) => Some(u),
                 // Another node (or runtime) took the VMID between nextid
                 // and create: ask again.
-                Err(e) if e.to_string().contains("already exists") && attempt < 5 => continue,
+                Err(e) if e.to_string().contains("already exists") && attempt < 30 => {
+                    skip = pve::jitter(attempt * 3);
+                    continue;
+                }
                 // Sent, but no answer: look whether it landed, never
                 // create twice.
                 Err(e) if e.status().is_none() => {
@@ -883,7 +921,9 @@ impl Runtime {
             };
             // create holds the lock until it has recorded `created`; a free
             // lock on a `creating` state means its create died.
-            let Ok(recorded) = self.store.load(&id) else { continue };
+            let Ok(recorded) = self.store.load(&id) else {
+                continue;
+            };
             if recorded.status != Status::Creating {
                 continue;
             }

@@ -121,7 +121,12 @@ task_timeout_secs = 60
             secret = secret.display(),
             fp = self.fingerprint,
             bridge = self.bridge,
-            conf = self.data.join("nodes").join(&self.node).join("lxc").display(),
+            conf = self
+                .data
+                .join("nodes")
+                .join(&self.node)
+                .join("lxc")
+                .display(),
         );
         std::fs::write(path, text).unwrap();
     }
@@ -132,13 +137,7 @@ task_timeout_secs = 60
         let mut v: Vec<u32> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .strip_suffix(".conf")?
-                            .parse()
-                            .ok()
-                    })
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".conf")?.parse().ok())
                     .collect()
             })
             .unwrap_or_default();
@@ -164,8 +163,13 @@ task_timeout_secs = 60
             .args(["-sS", "--cacert"])
             .arg(self.data.join("pve-root-ca.pem"))
             .arg("-H")
-            .arg(format!("Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"))
-            .arg(format!("{}/api2/json{path}", self.url.replace("127.0.0.1", "localhost")))
+            .arg(format!(
+                "Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"
+            ))
+            .arg(format!(
+                "{}/api2/json{path}",
+                self.url.replace("127.0.0.1", "localhost")
+            ))
             .output()
             .expect("curl");
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
@@ -183,12 +187,17 @@ task_timeout_secs = 60
         c.args(["-sS", "-X", "POST", "--cacert"])
             .arg(self.data.join("pve-root-ca.pem"))
             .arg("-H")
-            .arg(format!("Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"));
+            .arg(format!(
+                "Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"
+            ));
         for (k, v) in form {
             c.arg("--data-urlencode").arg(format!("{k}={v}"));
         }
         let o = c
-            .arg(format!("{}/api2/json{path}", self.url.replace("127.0.0.1", "localhost")))
+            .arg(format!(
+                "{}/api2/json{path}",
+                self.url.replace("127.0.0.1", "localhost")
+            ))
             .output()
             .expect("curl");
         serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)

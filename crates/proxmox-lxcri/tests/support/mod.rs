@@ -246,7 +246,8 @@ impl Env {
             for v in emu.volumes() {
                 let name = v.file_name().unwrap().to_string_lossy().into_owned();
                 assert!(
-                    cts.iter().any(|vmid| name.starts_with(&format!("subvol-{vmid}-"))),
+                    cts.iter()
+                        .any(|vmid| name.starts_with(&format!("subvol-{vmid}-"))),
                     "{id}: volume {} left on the storage",
                     v.display()
                 );
