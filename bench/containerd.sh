@@ -2,7 +2,11 @@
 # Benchmark: `ctr run --rm IMAGE ID true` through containerd's io.containerd.runc.v2 shim,
 # runc vs proxmox-lxcri, in the same run, alternating, on the same image.
 #
-#   bench/containerd.sh [-n N] [--runtime-only runc|proxmox-lxcri] [--warmup W] [--keep]
+#   bench/containerd.sh [-n N] [--runtime-only runc|proxmox-lxcri] [--warmup W] [--keep] [--pve]
+#
+#   --pve                  also measure proxmox-lxcri on the pve-lxc engine against a
+#                          pve-emulator (target/.../release/pve-emulator; PVE_EMULATOR=...),
+#                          and print the API requests per operation from the events log
 #
 #   -n N / BENCH_N=N       timed runs per runtime (default 20)
 #   --warmup W             untimed runs per runtime first (default 2)
@@ -22,6 +26,7 @@ N=${BENCH_N:-20}
 WARMUP=2
 ONLY=
 KEEP=
+PVE=
 while [ $# -gt 0 ]; do
     case $1 in
         -n) N=$2; shift 2 ;;
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
         --runtime-only) ONLY=$2; shift 2 ;;
         --runtime-only=*) ONLY=${1#*=}; shift ;;
         --keep) KEEP=1; shift ;;
+        --pve) PVE=1; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         [0-9]*) N=$1; shift ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -46,6 +52,7 @@ done
 RUNC=${RUNC:-$(command -v runc || echo /usr/sbin/runc)}
 LXCRI=${PROXMOX_LXCRI:-target/x86_64-unknown-linux-gnu/release/proxmox-lxcri}
 declare -A BIN=([runc]=$RUNC [proxmox-lxcri]=$LXCRI)
+BIN[pve-lxc]=$LXCRI
 case $ONLY in
     '') RUNTIMES=(runc proxmox-lxcri) ;;
     runc|proxmox-lxcri) RUNTIMES=("$ONLY") ;;
@@ -57,6 +64,7 @@ for r in "${RUNTIMES[@]}"; do
         "or --runtime-only runc)"
     BIN[$r]=$(readlink -f "${BIN[$r]}")
 done
+[ -n "$PVE" ] && RUNTIMES+=(pve-lxc) && BIN[pve-lxc]=${BIN[proxmox-lxcri]:-$(readlink -f "$LXCRI")}
 
 IMAGE=localhost/busybox:test
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -81,6 +89,8 @@ cleanup() {
         kill -9 "$CTD_PID" 2>/dev/null
         wait "$CTD_PID" 2>/dev/null
     fi
+    [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null
+    [ -n "${BRIDGE:-}" ] && ip link del "$BRIDGE" 2>/dev/null
     # shims this containerd started
     for p in /proc/[0-9]*; do
         if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q "containerd-shim.*$D/c.sock"; then
@@ -115,6 +125,37 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [plugins."io.containerd.internal.v1.opt"]
   path = "$D/opt"
 TOML
+EMU_PID=
+if [ -n "$PVE" ]; then
+    # A Proxmox node in a box; ids of the pve-lxc runs are routed to it.
+    EMU=${PVE_EMULATOR:-target/x86_64-unknown-linux-gnu/release/pve-emulator}
+    [ -x "$EMU" ] || die "$EMU not found (cargo build --release -p pve-emulator)"
+    chmod 711 "$D"
+    BRIDGE=lxbench$$
+    mkdir -p "$D/pve/storage"
+    "$EMU" --listen 127.0.0.1:0 --data-dir "$D/pve" --token 'root@pam!bench=bench-secret' \
+        --storage "local=dir:$D/pve/storage" --bridge "$BRIDGE" >"$D/emu.out" 2>"$D/emu.log" &
+    EMU_PID=$!
+    for _ in $(seq 100); do grep -q '^listening' "$D/emu.out" 2>/dev/null && break; sleep 0.1; done
+    ADDR=$(sed -n 's/^listening //p' "$D/emu.out")
+    [ -n "$ADDR" ] || die "pve-emulator did not start: $(cat "$D/emu.log")"
+    printf 'bench-secret' >"$D/token"; chmod 600 "$D/token"
+    cat >"$D/lxcri.toml" <<TOML
+default_backend = "lxc"
+[[routing]]
+pattern = "-pve-lxc-"
+backend = "pve-lxc"
+[pve]
+url = "https://$ADDR"
+node = "pve"
+token_id = "root@pam!bench"
+token_secret_file = "$D/token"
+fingerprint = "$(cat "$D/pve/fingerprint")"
+bridge = "$BRIDGE"
+config_dir = "$D/pve/nodes/pve/lxc"
+TOML
+    export PROXMOX_LXCRI_CONFIG=$D/lxcri.toml
+fi
 containerd --config "$D/config.toml" >"$D/containerd.log" 2>&1 &
 CTD_PID=$!
 for _ in $(seq 300); do
@@ -148,7 +189,9 @@ done
 for i in $(seq "$N"); do
     # alternate which runtime goes first, so neither always runs on a warmer cache
     order=("${RUNTIMES[@]}")
-    if [ $((i % 2)) = 0 ] && [ ${#order[@]} = 2 ]; then order=("${order[1]}" "${order[0]}"); fi
+    if [ $((i % 2)) = 0 ]; then
+        rev=(); for ((k=${#order[@]}-1; k>=0; k--)); do rev+=("${order[k]}"); done; order=("${rev[@]}")
+    fi
     for r in "${order[@]}"; do
         us=$(one "$r" "b-$r-$i")
         TIMES[$r]+="$us "
@@ -172,8 +215,18 @@ for r in "${RUNTIMES[@]}"; do
     MED[$r]=$med P90[$r]=$p90
     printf '%-15s %5s %10s %10s %10s %10s\n' "$r" "$N" "$med" "$p90" "$min" "$mean"
 done
-if [ ${#RUNTIMES[@]} = 2 ]; then
+if [ -n "${MED[runc]:-}" ] && [ -n "${MED[proxmox-lxcri]:-}" ]; then
     awk -v a="${MED[proxmox-lxcri]}" -v b="${MED[runc]}" -v c="${P90[proxmox-lxcri]}" \
         -v d="${P90[runc]}" 'BEGIN {
             printf "\nratio proxmox-lxcri/runc: median %.2fx, p90 %.2fx\n", a / b, c / d }'
+fi
+if [ -n "$PVE" ] && [ -n "${MED[proxmox-lxcri]:-}" ]; then
+    awk -v a="${MED[pve-lxc]}" -v b="${MED[proxmox-lxcri]}" -v c="${MED[runc]:-0}" 'BEGIN {
+        printf "ratio pve-lxc/lxc engine: median %.2fx", a / b
+        if (c > 0) printf "; pve-lxc/runc: %.2fx", a / c
+        printf "\n" }'
+    echo "Proxmox API requests per operation on pve-lxc (mean over the timed runs):"
+    jq -r 'select(.id | test("^b-pve-lxc-")) | "\(.operation) \(.api_calls)"' \
+        "/run/containerd/runc/$NS/runtime/events.log" |
+        awk '{ n[$1]++; s[$1] += $2 } END { for (o in n) printf "  %-8s %.1f\n", o, s[o] / n[o] }' | sort
 fi
