@@ -312,6 +312,7 @@ mod tests {
             }),
             monitor: None,
             exit_status: None,
+            pve: None,
         }
     }
 
