@@ -1298,7 +1298,7 @@ fn volume_delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
     };
     let upid = app
         .tasks
-        .spawn(&p["node"], "imgdel", &volid, &ctx.user(), ctx.fail_task.clone(), move |task| {
+        .spawn(&p["node"], "imgdel", "", &ctx.user(), ctx.fail_task.clone(), move |task| {
             task.injected()?;
             match &path {
                 Some(f) => std::fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?,
@@ -1343,16 +1343,16 @@ fn upload(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
     std::fs::write(&tmp, data).map_err(|e| internal(format!("writing upload: {e}")))?;
     let dst = dir.join(name);
     let len = data.len();
-    let volid = format!("{}:vztmpl/{name}", s.id);
+    let volid_log = format!("{}:vztmpl/{name}", s.id);
     let upid = app
         .tasks
-        .spawn(&p["node"], "imgcopy", &volid, &ctx.user(), ctx.fail_task.clone(), move |task| {
+        .spawn(&p["node"], "imgcopy", "", &ctx.user(), ctx.fail_task.clone(), move |task| {
             let r = task.injected().and_then(|_| std::fs::rename(&tmp, &dst).context("moving the upload into place"));
             if r.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
             r?;
-            task.log(format!("target file: {}", dst.display()));
+            task.log(format!("target file: {} ({volid_log})", dst.display()));
             task.log(format!("file size is: {len}"));
             Ok(())
         })

@@ -78,6 +78,7 @@ fn run() -> Result<()> {
     for s in &storages {
         s.init().with_context(|| format!("storage '{}'", s.id))?;
     }
+    runner::ensure_subids()?;
     for b in &cli.bridges {
         runner::ensure_bridge(b).with_context(|| format!("bridge '{b}'"))?;
     }

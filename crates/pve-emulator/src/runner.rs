@@ -234,12 +234,18 @@ impl Runner {
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines();
-        let state = lines.next()?.trim().to_string();
+        // "State:          RUNNING" / "PID:            1234"
+        let field = |name: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let state = field("State")?;
         if state != "RUNNING" && state != "FROZEN" {
             return None;
         }
-        let pid = lines.next()?.trim().parse().ok()?;
+        let pid = field("PID")?.parse().ok()?;
         Some(Live { pid })
     }
 
@@ -369,5 +375,24 @@ pub fn ensure_bridge(name: &str) -> Result<()> {
         run("ip", &["link", "add", name, "type", "bridge"])?;
     }
     run("ip", &["link", "set", name, "up"])?;
+    Ok(())
+}
+
+/// Unprivileged CTs need root's subordinate id range, as a Proxmox node has
+/// it (`root:100000:65536`): LXC maps ids through newuidmap/newgidmap.
+pub fn ensure_subids() -> Result<()> {
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let line = format!("root:{ID_OFFSET}:65536");
+        if !text.lines().any(|l| l.trim() == line) {
+            let mut t = text;
+            if !t.is_empty() && !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t.push_str(&line);
+            t.push('\n');
+            std::fs::write(f, t).with_context(|| format!("adding {line} to {f}"))?;
+        }
+    }
     Ok(())
 }
