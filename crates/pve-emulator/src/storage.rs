@@ -39,16 +39,50 @@ pub fn parse_arg(s: &str) -> Result<Storage, String> {
     Ok(Storage { id: id.to_string(), backend })
 }
 
+/// Runs a command (no shell) and returns its stdout; gives up after
+/// `TIMEOUT` so a wedged helper (e.g. a hung zfs-fuse) fails the task
+/// instead of hanging it forever.
 pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd}"))?;
+    // Drain the pipes in threads so a chatty command cannot block on them.
+    let mut so = child.stdout.take().expect("piped");
+    let mut se = child.stderr.take().expect("piped");
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut so, &mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut se, &mut b);
+        b
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            // A process stuck in the kernel dies late: reap it in the background.
+            std::thread::spawn(move || child.wait());
+            bail!("{cmd} {} did not finish within {}s", args.join(" "), TIMEOUT.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    if !status.success() {
+        bail!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&stderr).trim());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
 /// Template file names Proxmox accepts for vztmpl.

@@ -1,0 +1,115 @@
+//! Real guests: a busybox CT really runs with LXC on dir and ZFS storage.
+
+mod common;
+use common::*;
+
+fn ns(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap().to_string_lossy().to_string()
+}
+
+#[test]
+fn busybox_ct_lifecycle_on_dir_storage() {
+    let d = tempfile::tempdir().unwrap();
+    let br = Bridge::name();
+    let emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    let tpl = busybox_template(d.path(), "busybox.tar.gz");
+    // Upload through the API (multipart, file part named `filename`).
+    emu.task_ok("POST", "/nodes/pve/storage/local/upload", &["-F", "content=vztmpl", "-F", &format!("filename=@{}", tpl.display())]);
+    let id = vmid();
+    let net = format!("name=eth0,bridge={},ip=10.199.0.2/24", br.0);
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/lxc",
+        &["-d", &format!("vmid={id}"), "-d", "ostemplate=local:vztmpl/busybox.tar.gz", "--data-urlencode", "entrypoint=/bin/sleep 1000", "--data-urlencode", &format!("net0={net}"), "-d", "memory=128", "-d", "cpulimit=1"],
+    );
+    // Unprivileged: files shifted by 100000.
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/storage/local/content/local:subvol-{id}-disk-0"), &[]);
+    let path = v["data"]["path"].as_str().unwrap().to_string();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::symlink_metadata(format!("{path}/bin/busybox")).unwrap().uid(), 100000);
+
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    assert_eq!(v["data"]["status"], "running", "{v}");
+    let pid = v["data"]["pid"].as_u64().unwrap().to_string();
+    assert!(v["data"]["mem"].as_u64().unwrap() > 0);
+    // The process really runs, in its own namespaces, as mapped root.
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.starts_with("/bin/sleep"), "{cmdline:?}");
+    for kind in ["pid", "mnt", "net", "uts", "user"] {
+        assert_ne!(ns(&pid, kind), ns("self", kind), "{kind} namespace");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("100000")), "{status}");
+    // Its veth is on the bridge.
+    let links = sh("ip", &["link", "show", "master", &br.0]);
+    assert!(links.contains(&format!("veth{id}i0")), "{links}");
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/interfaces"), &[]);
+    assert!(v["data"].as_array().unwrap().iter().any(|i| i["inet"] == "10.199.0.2/24"), "{v}");
+    // Memory limit applied in the cgroup.
+    let (c, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    assert_eq!((c, v["message"].as_str().unwrap().to_string()), (500, format!("CT {id} already running\n")));
+    let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
+    assert_eq!((c, v["message"].as_str().unwrap().to_string()), (500, format!("unable to destroy CT {id} - container is running\n")));
+
+    // Snapshot round trip (dir storage keeps a copy).
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/snapshot"), &["-d", "snapname=s1"]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/snapshot"), &[]);
+    assert_eq!(v["data"][0]["name"], "s1");
+
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/stop"), &[]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    assert_eq!(v["data"]["status"], "stopped");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}/snapshot/s1"), &[]);
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
+    let left: Vec<_> = std::fs::read_dir(d.path().join("storage/local/images")).unwrap().collect();
+    assert!(left.is_empty(), "nothing left on the storage: {left:?}");
+}
+
+/// zfs-fuse pool on a file, destroyed at the end.
+struct Pool(String);
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("zpool").args(["destroy", "-f", &self.0]).status();
+    }
+}
+
+fn zfs_fuse_running() {
+    let up = std::process::Command::new("pgrep").args(["-x", "zfs-fuse"]).status().unwrap().success();
+    if !up {
+        let st = std::process::Command::new("zfs-fuse").status().expect("zfs-fuse is installed (scripts/install-deps.sh)");
+        assert!(st.success());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn zfs_subvol_with_refquota() {
+    zfs_fuse_running();
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("pool.img");
+    std::fs::File::create(&img).unwrap().set_len(256 << 20).unwrap();
+    let pool = Pool(format!("emu{}x{}", std::process::id(), unique()));
+    sh("zpool", &["create", "-m", &d.path().join("mnt").to_string_lossy(), &pool.0, &img.to_string_lossy()]);
+    let tpl = busybox_template(d.path(), "bb.tar.zst");
+    let ost = install_template(d.path(), &tpl);
+    let emu = Emu::start(d.path(), &["--storage", &format!("local=dir:{}", d.path().join("storage/local").display()), "--storage", &format!("tank=zfspool:{}/ct", pool.0)]);
+    let id = vmid();
+    emu.task_ok("POST", "/nodes/pve/lxc", &["-d", &format!("vmid={id}"), "-d", &format!("ostemplate={ost}"), "-d", "rootfs=tank:1", "--data-urlencode", "entrypoint=/bin/sleep 1000"]);
+    let ds = format!("{}/ct/subvol-{id}-disk-0", pool.0);
+    let q = sh("zfs", &["get", "-Hp", "-o", "value", "refquota", &ds]);
+    assert_eq!(q.trim(), (1u64 << 30).to_string());
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    assert_eq!(v["data"]["rootfs"], format!("tank:subvol-{id}-disk-0,size=1G"));
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/storage/tank/content/tank:subvol-{id}-disk-0"), &[]);
+    assert_eq!(v["data"]["size"], 1u64 << 30);
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    assert_eq!(v["data"]["status"], "running");
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/snapshot"), &["-d", "snapname=before"]);
+    assert!(sh("zfs", &["list", "-H", "-t", "snapshot", "-o", "name", "-r", &ds]).contains("@before"));
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &["-d", "force=1"]);
+    let left = sh("zfs", &["list", "-H", "-o", "name", "-r", &format!("{}/ct", pool.0)]);
+    assert_eq!(left.trim(), format!("{}/ct", pool.0), "no dataset left");
+}
