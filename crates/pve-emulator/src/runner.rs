@@ -16,6 +16,9 @@ pub struct Runner {
     /// DIR/run/lxc (the lxcpath).
     pub lxcpath: PathBuf,
     pub layout: CgroupLayout,
+    /// `lxc.environment.runtime` (LXC >= 6, what pve-container writes) or
+    /// `lxc.environment` (older LXC, where it reaches init as well).
+    env_key: &'static str,
 }
 
 pub const ID_OFFSET: u32 = 100000;
@@ -41,7 +44,10 @@ impl Runner {
     pub fn new(lxcpath: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&lxcpath)?;
         let layout = CgroupLayout::detect().map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Self { lxcpath, layout })
+        let version = run("lxc-start", &["--version"]).unwrap_or_default();
+        let major: u32 = version.trim().split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        let env_key = if major >= 6 { "lxc.environment.runtime" } else { "lxc.environment" };
+        Ok(Self { lxcpath, layout, env_key })
     }
 
     fn v1(&self, c: &str) -> bool {
@@ -129,7 +135,7 @@ impl Runner {
         }
         if let Some(env) = conf.get("env") {
             for e in env.split('\0').filter(|e| !e.is_empty()) {
-                line(&mut o, "lxc.environment.runtime", e)?;
+                line(&mut o, self.env_key, e)?;
             }
         }
         // Raw lines last, so they override what was generated.

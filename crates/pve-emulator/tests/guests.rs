@@ -113,3 +113,78 @@ fn zfs_subvol_with_refquota() {
     let left = sh("zfs", &["list", "-H", "-o", "name", "-r", &format!("{}/ct", pool.0)]);
     assert_eq!(left.trim(), format!("{}/ct", pool.0), "no dataset left");
 }
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes a blob into an OCI layout and returns its descriptor.
+fn blob(layout: &std::path::Path, media: &str, data: &[u8]) -> serde_json::Value {
+    let h = sha256_hex(data);
+    std::fs::write(layout.join("blobs/sha256").join(&h), data).unwrap();
+    serde_json::json!({"mediaType": media, "digest": format!("sha256:{h}"), "size": data.len()})
+}
+
+/// An OCI-layout archive: busybox, then a layer that whites out bin/ls and adds etc/motd.
+fn oci_archive(dir: &std::path::Path) -> std::path::PathBuf {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let l1 = std::fs::read(busybox_template(dir, "layer1.tar.gz")).unwrap();
+    let l2dir = dir.join("l2");
+    std::fs::create_dir_all(l2dir.join("bin")).unwrap();
+    std::fs::create_dir_all(l2dir.join("etc")).unwrap();
+    std::fs::write(l2dir.join("bin/.wh.ls"), "").unwrap();
+    std::fs::write(l2dir.join("etc/motd"), "layer two\n").unwrap();
+    let l2 = dir.join("layer2.tar");
+    sh("tar", &["-cf", &l2.to_string_lossy(), "-C", &l2dir.to_string_lossy(), "bin", "etc"]);
+    let l2 = std::fs::read(l2).unwrap();
+    let d1 = blob(&layout, "application/vnd.oci.image.layer.v1.tar+gzip", &l1);
+    let d2 = blob(&layout, "application/vnd.oci.image.layer.v1.tar", &l2);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/sleep"], "Cmd": ["1000"], "Env": ["FOO=bar", "PATH=/bin"], "User": "nobody", "WorkingDir": "/tmp"},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    let dc = blob(&layout, "application/vnd.oci.image.config.v1+json", config.to_string().as_bytes());
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": dc, "layers": [d1, d2]});
+    let dm = blob(&layout, "application/vnd.oci.image.manifest.v1+json", manifest.to_string().as_bytes());
+    std::fs::write(layout.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [dm]}).to_string()).unwrap();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let out = dir.join("bbimg_latest.tar");
+    sh("tar", &["-cf", &out.to_string_lossy(), "-C", &layout.to_string_lossy(), "oci-layout", "index.json", "blobs"]);
+    out
+}
+
+#[test]
+fn oci_archive_template() {
+    let d = tempfile::tempdir().unwrap();
+    let ost = install_template(d.path(), &oci_archive(d.path()));
+    let emu = Emu::start(d.path(), &[]);
+    let id = vmid();
+    emu.task_ok("POST", "/nodes/pve/lxc", &["-d", &format!("vmid={id}"), "-d", &format!("ostemplate={ost}")]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    let c = &v["data"];
+    assert_eq!(c["entrypoint"], "/bin/sleep 1000", "{c}");
+    assert_eq!(c["env"], "FOO=bar\0PATH=/bin");
+    assert_eq!(c["cmode"], "console");
+    let lxc: Vec<(String, String)> = serde_json::from_value(c["lxc"].clone()).unwrap();
+    for kv in [("lxc.init.uid", "65534"), ("lxc.init.gid", "65534"), ("lxc.init.cwd", "/tmp")] {
+        assert!(lxc.contains(&(kv.0.to_string(), kv.1.to_string())), "{kv:?} in {lxc:?}");
+    }
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/storage/local/content/local:subvol-{id}-disk-0"), &[]);
+    let root = std::path::PathBuf::from(v["data"]["path"].as_str().unwrap());
+    assert!(!root.join("bin/ls").exists(), "whiteout applied");
+    assert!(!root.join("bin/.wh.ls").exists());
+    assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "layer two\n");
+
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    let pid = v["data"]["pid"].as_u64().expect("running");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ.split(|b| *b == 0).any(|e| e == b"FOO=bar"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains(&(100000 + 65534).to_string())), "{status}");
+    // Seen from the host, the cwd is relative to the CT's root.
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), std::path::Path::new("/tmp"));
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &["-d", "force=1"]);
+}
