@@ -11,7 +11,7 @@ fn ns(pid: &str, kind: &str) -> String {
 fn busybox_ct_lifecycle_on_dir_storage() {
     let d = tempfile::tempdir().unwrap();
     let br = Bridge::name();
-    let emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    let mut emu = Emu::start(d.path(), &["--bridge", &br.0]);
     let tpl = busybox_template(d.path(), "busybox.tar.gz");
     // Upload through the API (multipart, file part named `filename`).
     emu.task_ok("POST", "/nodes/pve/storage/local/upload", &["-F", "content=vztmpl", "-F", &format!("filename=@{}", tpl.display())]);
@@ -46,11 +46,26 @@ fn busybox_ct_lifecycle_on_dir_storage() {
     assert!(links.contains(&format!("veth{id}i0")), "{links}");
     let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/interfaces"), &[]);
     assert!(v["data"].as_array().unwrap().iter().any(|i| i["inet"] == "10.199.0.2/24"), "{v}");
-    // Memory limit applied in the cgroup.
+    // The memory limit is applied to its cgroup (v1 memory controller here).
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    if let Some(path) = cg.lines().find_map(|l| l.split_once(":memory:").map(|x| x.1.to_string())) {
+        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")).unwrap();
+        assert_eq!(limit.trim(), (128u64 << 20).to_string());
+    } else {
+        let path = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_string();
+        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).unwrap();
+        assert_eq!(limit.trim(), (128u64 << 20).to_string());
+    }
     let (c, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
     assert_eq!((c, v["message"].as_str().unwrap().to_string()), (500, format!("CT {id} already running\n")));
     let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
     assert_eq!((c, v["message"].as_str().unwrap().to_string()), (500, format!("unable to destroy CT {id} - container is running\n")));
+
+    // Restarting the emulator (SIGTERM) leaves the CT running.
+    emu.stop();
+    let emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    assert_eq!(v["data"]["pid"].as_u64().unwrap().to_string(), pid);
 
     // Snapshot round trip (dir storage keeps a copy).
     emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/snapshot"), &["-d", "snapname=s1"]);
