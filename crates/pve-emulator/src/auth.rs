@@ -11,9 +11,14 @@ pub const TICKET_LIFETIME: i64 = 7200;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Identity {
-    Ticket { user: String },
+    Ticket {
+        user: String,
+    },
     /// `user` is `USER@REALM`, `token` the token id.
-    Token { user: String, token: String },
+    Token {
+        user: String,
+        token: String,
+    },
 }
 
 impl Identity {
@@ -50,12 +55,20 @@ fn hex(b: &[u8]) -> String {
 
 /// Constant-time comparison for secrets.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Auth {
     /// The signing key lives in `dir/authkey.secret` so tickets survive a restart.
-    pub fn new(dir: &Path, root_password: Option<String>, tokens: Vec<(String, String)>) -> Result<Self> {
+    pub fn new(
+        dir: &Path,
+        root_password: Option<String>,
+        tokens: Vec<(String, String)>,
+    ) -> Result<Self> {
         let path = dir.join("authkey.secret");
         let secret = match std::fs::read(&path) {
             Ok(s) if s.len() == 32 => s,
@@ -76,7 +89,11 @@ impl Auth {
                 s
             }
         };
-        Ok(Self { key: hmac::Key::new(hmac::HMAC_SHA256, &secret), root_password, tokens })
+        Ok(Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            root_password,
+            tokens,
+        })
     }
 
     fn sign(&self, data: &str) -> String {
@@ -113,8 +130,12 @@ impl Auth {
     }
 
     pub fn verify_csrf(&self, token: &str, user: &str) -> bool {
-        let Some((t, sig)) = token.split_once(':') else { return false };
-        let Ok(time) = i64::from_str_radix(t, 16) else { return false };
+        let Some((t, sig)) = token.split_once(':') else {
+            return false;
+        };
+        let Ok(time) = i64::from_str_radix(t, 16) else {
+            return false;
+        };
         let age = now() - time;
         (-300..TICKET_LIFETIME).contains(&age) && same(&self.sign(&format!("{t}:{user}")), sig)
     }
@@ -133,13 +154,18 @@ impl Auth {
 
     /// `PVEAPIToken=USER@REALM!ID=SECRET` (split on the last `=`).
     pub fn verify_token_header(&self, value: &str) -> Option<Identity> {
-        let rest = value.strip_prefix("PVEAPIToken").map(|r| r.trim_start_matches([' ', '=']))?;
+        let rest = value
+            .strip_prefix("PVEAPIToken")
+            .map(|r| r.trim_start_matches([' ', '=']))?;
         let (id, secret) = rest.rsplit_once('=')?;
         let (user, token) = id.split_once('!')?;
         self.tokens
             .iter()
             .find(|(tid, s)| tid == id && same(s, secret))
-            .map(|_| Identity::Token { user: user.to_string(), token: token.to_string() })
+            .map(|_| Identity::Token {
+                user: user.to_string(),
+                token: token.to_string(),
+            })
     }
 }
 
@@ -148,7 +174,8 @@ pub fn parse_token_arg(s: &str) -> Result<(String, String), String> {
     let (id, secret) = s
         .rsplit_once('=')
         .ok_or_else(|| format!("token '{s}' is not USER@REALM!ID=SECRET"))?;
-    let re = regex::Regex::new(r"^[^\s:/!@]+@[A-Za-z][A-Za-z0-9\.\-_]+![A-Za-z][A-Za-z0-9\.\-_]+$").unwrap();
+    let re = regex::Regex::new(r"^[^\s:/!@]+@[A-Za-z][A-Za-z0-9\.\-_]+![A-Za-z][A-Za-z0-9\.\-_]+$")
+        .unwrap();
     if !re.is_match(id) || secret.is_empty() || secret.chars().any(|c| c.is_whitespace()) {
         return Err(format!("token '{s}' is not USER@REALM!ID=SECRET"));
     }
@@ -162,7 +189,12 @@ mod tests {
     #[test]
     fn tickets_and_csrf() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Auth::new(dir.path(), Some("pw".into()), vec![("root@pam!t".into(), "s3".into())]).unwrap();
+        let a = Auth::new(
+            dir.path(),
+            Some("pw".into()),
+            vec![("root@pam!t".into(), "s3".into())],
+        )
+        .unwrap();
         assert_eq!(a.login("root@pam", "pw").as_deref(), Some("root@pam"));
         assert_eq!(a.login("root@pam", "nope"), None);
         let t = a.make_ticket("root@pam");
@@ -177,7 +209,9 @@ mod tests {
         assert_eq!(id.name(), "root@pam!t");
         assert!(!id.is_root_pam());
         assert!(a.verify_token_header("PVEAPIToken=root@pam!t=s4").is_none());
-        assert!(parse_token_arg("root@pam!t=abc").is_ok());
+        assert!(parse_token_arg("root@pam!tk=abc").is_ok());
+        // Token names are at least two characters, as in Proxmox.
+        assert!(parse_token_arg("root@pam!t=abc").is_err());
         assert!(parse_token_arg("root@pam=abc").is_err());
     }
 }

@@ -12,7 +12,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), errors: None }
+        Self {
+            status,
+            message: message.into(),
+            errors: None,
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, message)
@@ -22,7 +26,11 @@ impl ApiError {
     }
     /// 400 "Parameter verification failed." with per-parameter errors.
     pub fn params(errors: BTreeMap<String, String>) -> Self {
-        Self { status: 400, message: "Parameter verification failed.".into(), errors: Some(errors) }
+        Self {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: Some(errors),
+        }
     }
     pub fn param(name: &str, msg: impl Into<String>) -> Self {
         Self::params(BTreeMap::from([(name.to_string(), msg.into())]))

@@ -75,12 +75,18 @@ fn random_unit() -> f64 {
 
 impl Rule {
     pub fn compile(mut self) -> Result<Rule, String> {
-        self.re = Some(regex::Regex::new(&self.path).map_err(|e| format!("path regex '{}': {e}", self.path))?);
+        self.re = Some(
+            regex::Regex::new(&self.path)
+                .map_err(|e| format!("path regex '{}': {e}", self.path))?,
+        );
         if !(0.0..=1.0).contains(&self.rate) {
             return Err(format!("rate {} is not within 0..1", self.rate));
         }
         if self.method != "*" && !["GET", "POST", "PUT", "DELETE"].contains(&self.method.as_str()) {
-            return Err(format!("method '{}' is not GET, POST, PUT, DELETE or *", self.method));
+            return Err(format!(
+                "method '{}' is not GET, POST, PUT, DELETE or *",
+                self.method
+            ));
         }
         self.hits = 0;
         self.seen = 0;
@@ -90,8 +96,14 @@ impl Rule {
 
 impl Faults {
     pub fn add(&self, rules: Vec<Rule>) -> Result<(), String> {
-        let compiled: Vec<Rule> = rules.into_iter().map(Rule::compile).collect::<Result<_, _>>()?;
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).extend(compiled);
+        let compiled: Vec<Rule> = rules
+            .into_iter()
+            .map(Rule::compile)
+            .collect::<Result<_, _>>()?;
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(compiled);
         Ok(())
     }
     pub fn clear(&self) {
@@ -124,11 +136,20 @@ impl Faults {
                     true
                 }
                 Action::Error if eff.error.is_none() && !eff.drop => {
-                    eff.error = Some((r.status.unwrap_or(500), r.message.clone().unwrap_or_else(|| "injected fault".into())));
+                    eff.error = Some((
+                        r.status.unwrap_or(500),
+                        r.message.clone().unwrap_or_else(|| "injected fault".into()),
+                    ));
                     true
                 }
                 Action::Lock if eff.error.is_none() && !eff.drop => {
-                    eff.error = Some((500, format!("CT is locked ({})", r.message.as_deref().unwrap_or("backup"))));
+                    eff.error = Some((
+                        500,
+                        format!(
+                            "CT is locked ({})",
+                            r.message.as_deref().unwrap_or("backup")
+                        ),
+                    ));
                     true
                 }
                 Action::Drop if eff.error.is_none() => {
@@ -136,7 +157,8 @@ impl Faults {
                     true
                 }
                 Action::FailTask if eff.fail_task.is_none() => {
-                    eff.fail_task = Some(r.message.clone().unwrap_or_else(|| "injected fault".into()));
+                    eff.fail_task =
+                        Some(r.message.clone().unwrap_or_else(|| "injected fault".into()));
                     true
                 }
                 _ => false,
@@ -162,12 +184,17 @@ mod tests {
         let f = Faults::default();
         f.add(vec![rule(r#"{"method":"GET","path":"^/version$","action":"error","status":503,"after":1,"count":2}"#)]).unwrap();
         assert!(f.check("GET", "/version").error.is_none());
-        assert_eq!(f.check("GET", "/version").error, Some((503, "injected fault".into())));
+        assert_eq!(
+            f.check("GET", "/version").error,
+            Some((503, "injected fault".into()))
+        );
         assert!(f.check("POST", "/version").error.is_none());
         assert!(f.check("GET", "/version").error.is_some());
         assert!(f.check("GET", "/version").error.is_none());
         assert_eq!(f.list()[0].hits, 2);
-        assert!(f.add(vec![rule(r#"{"path":"(","action":"drop"}"#)]).is_err());
+        assert!(f
+            .add(vec![rule(r#"{"path":"(","action":"drop"}"#)])
+            .is_err());
         f.clear();
         assert!(f.list().is_empty());
     }

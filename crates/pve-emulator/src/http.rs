@@ -21,7 +21,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -51,14 +54,20 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handler: Arc
     }
 }
 
-fn connection(stream: TcpStream, tls: Arc<rustls::ServerConfig>, handler: &Handler) -> std::io::Result<()> {
+fn connection(
+    stream: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    handler: &Handler,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let _ = stream.set_nodelay(true);
     let conn = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(conn, stream);
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let Some(req) = read_request(&mut tls, &mut buf)? else { return Ok(()) };
+        let Some(req) = read_request(&mut tls, &mut buf)? else {
+            return Ok(());
+        };
         let close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
@@ -117,44 +126,65 @@ fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option<
                 let headers: Vec<(String, String)> = r
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
-                break (n, r.method.unwrap_or("").to_string(), r.path.unwrap_or("").to_string(), headers);
+                break (
+                    n,
+                    r.method.unwrap_or("").to_string(),
+                    r.path.unwrap_or("").to_string(),
+                    headers,
+                );
             }
             httparse::Status::Partial => {
                 if buf.len() > 1 << 20 {
                     return Err(bad("request head too large"));
                 }
                 if !fill(s, buf)? {
-                    return if buf.is_empty() { Ok(None) } else { Err(bad("truncated request")) };
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(bad("truncated request"))
+                    };
                 }
             }
         }
     };
     buf.drain(..head_len);
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let body = if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        read_chunked(s, buf)?
-    } else {
-        let len: usize = match get("content-length") {
-            Some(v) => v.trim().parse().map_err(|_| bad("bad content-length"))?,
-            None => 0,
-        };
-        if len > MAX_BODY {
-            return Err(bad("request body too large"));
-        }
-        while buf.len() < len {
-            if !fill(s, buf)? {
-                return Err(bad("truncated body"));
+    let body =
+        if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+            read_chunked(s, buf)?
+        } else {
+            let len: usize = match get("content-length") {
+                Some(v) => v.trim().parse().map_err(|_| bad("bad content-length"))?,
+                None => 0,
+            };
+            if len > MAX_BODY {
+                return Err(bad("request body too large"));
             }
-        }
-        buf.drain(..len).collect()
-    };
+            while buf.len() < len {
+                if !fill(s, buf)? {
+                    return Err(bad("truncated body"));
+                }
+            }
+            buf.drain(..len).collect()
+        };
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target, String::new()),
     };
-    Ok(Some(Request { method, path, query, headers, body }))
+    Ok(Some(Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    }))
 }
 
 fn read_chunked(s: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {

@@ -11,7 +11,11 @@ use clap::Parser;
 use pve_emulator::{api, auth, faults, http, runner, schema, server, storage, store, tasks, tls};
 
 #[derive(Parser, Debug)]
-#[command(name = "pve-emulator", version, about = "A Proxmox VE node in a box: the REST API over HTTPS, real LXC guests")]
+#[command(
+    name = "pve-emulator",
+    version,
+    about = "A Proxmox VE node in a box: the REST API over HTTPS, real LXC guests"
+)]
 struct Cli {
     /// ADDR:PORT to listen on (port 0 picks a free one; the real one is printed).
     #[arg(long, required_unless_present = "dump_schema")]
@@ -67,13 +71,20 @@ fn run() -> Result<()> {
     let dir = cli.data_dir.clone().unwrap_or_default();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let nodes = if cli.nodes.is_empty() { vec!["pve".to_string()] } else { cli.nodes.clone() };
+    let nodes = if cli.nodes.is_empty() {
+        vec!["pve".to_string()]
+    } else {
+        cli.nodes.clone()
+    };
     for n in &nodes {
         anyhow::ensure!(schema::is_node_name(n), "node name '{n}' is not valid");
     }
     let mut storages = cli.storages.clone();
     if !storages.iter().any(|s| s.id == "local") && cli.storages.is_empty() {
-        storages.push(storage::Storage { id: "local".into(), backend: storage::Backend::Dir(dir.join("storage/local")) });
+        storages.push(storage::Storage {
+            id: "local".into(),
+            backend: storage::Backend::Dir(dir.join("storage/local")),
+        });
     }
     for s in &storages {
         s.init().with_context(|| format!("storage '{}'", s.id))?;
@@ -106,7 +117,9 @@ fn run() -> Result<()> {
         auth_fail_delay_ms: cli.auth_fail_delay_ms,
         fingerprint: cert.fingerprint.clone(),
     });
-    app.faults.add(fault_rules).map_err(|e| anyhow::anyhow!("--fault: {e}"))?;
+    app.faults
+        .add(fault_rules)
+        .map_err(|e| anyhow::anyhow!("--fault: {e}"))?;
 
     let listener = TcpListener::bind(&listen).with_context(|| format!("listening on {listen}"))?;
     unsafe {

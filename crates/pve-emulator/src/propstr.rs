@@ -25,10 +25,18 @@ struct Key {
 }
 
 const fn k(name: &'static str, kt: Kt) -> Key {
-    Key { name, kt, required: false }
+    Key {
+        name,
+        kt,
+        required: false,
+    }
 }
 const fn r(name: &'static str, kt: Kt) -> Key {
-    Key { name, kt, required: true }
+    Key {
+        name,
+        kt,
+        required: true,
+    }
 }
 
 const WORD: &str = r"^[-_.\w\d]+$";
@@ -42,7 +50,10 @@ const NET: &[Key] = &[
     k("gw", Kt::Ip4),
     k("gw6", Kt::Ip6),
     k("host-managed", Kt::Bool),
-    k("hwaddr", Kt::Re(r"^[0-9a-fA-F][02468aAcCeE](:[0-9a-fA-F]{2}){5}$")),
+    k(
+        "hwaddr",
+        Kt::Re(r"^[0-9a-fA-F][02468aAcCeE](:[0-9a-fA-F]{2}){5}$"),
+    ),
     k("ip", Kt::Ip4Cidr),
     k("ip6", Kt::Ip6Cidr),
     k("link_down", Kt::Bool),
@@ -124,7 +135,9 @@ pub fn parse(v: &str, default_key: Option<&str>) -> Result<BTreeMap<String, Stri
             },
         };
         if out.insert(key.clone(), val).is_some() {
-            return Err(format!("duplicate key in comma-separated list property: {key}"));
+            return Err(format!(
+                "duplicate key in comma-separated list property: {key}"
+            ));
         }
     }
     Ok(out)
@@ -153,13 +166,19 @@ fn ip6_cidr(v: &str) -> bool {
 /// only parsed (keys are kept as given: a QEMU guest never runs here).
 pub fn check(_path: &str, format: &str, v: &str) -> Result<(), String> {
     let Some((keys, dk)) = spec(format) else {
-        let dk = if format == "qm-memory" { Some("current") } else { Some("file") };
+        let dk = if format == "qm-memory" {
+            Some("current")
+        } else {
+            Some("file")
+        };
         if format.starts_with("qm-") {
             let m = parse(v, dk)?;
             if format == "qm-memory" {
                 if let Some(c) = m.get("current") {
                     if !c.bytes().all(|b| b.is_ascii_digit()) || c.is_empty() {
-                        return Err(format!("current: type check ('integer') failed - got '{c}'"));
+                        return Err(format!(
+                            "current: type check ('integer') failed - got '{c}'"
+                        ));
                     }
                 }
             }
@@ -190,7 +209,10 @@ pub fn check(_path: &str, format: &str, v: &str) -> Result<(), String> {
     }
     for spec in keys {
         if spec.required && !m.contains_key(spec.name) {
-            return Err(format!("{}: property is missing and it is not optional", spec.name));
+            return Err(format!(
+                "{}: property is missing and it is not optional",
+                spec.name
+            ));
         }
     }
     Ok(())
@@ -202,7 +224,12 @@ mod tests {
 
     #[test]
     fn net_strings() {
-        assert!(check("", "lxc-net", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24,gw=10.0.0.1").is_ok());
+        assert!(check(
+            "",
+            "lxc-net",
+            "name=eth0,bridge=vmbr0,ip=10.0.0.2/24,gw=10.0.0.1"
+        )
+        .is_ok());
         assert!(check("", "lxc-net", "name=eth0,ip=dhcp,tag=5").is_ok());
         assert!(check("", "lxc-net", "bridge=vmbr0").is_err());
         assert!(check("", "lxc-net", "name=eth0,tag=5000").is_err());

@@ -12,10 +12,19 @@ use crate::propstr;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ty {
-    Int { min: Option<i64>, max: Option<i64> },
-    Num { min: Option<f64>, max: Option<f64> },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Num {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Bool,
-    Str { enum_: Option<&'static [&'static str]>, max_len: Option<usize> },
+    Str {
+        enum_: Option<&'static [&'static str]>,
+        max_len: Option<usize>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -36,19 +45,50 @@ pub struct Endpoint {
 }
 
 fn int(name: &'static str, min: Option<i64>, max: Option<i64>) -> Param {
-    Param { name, ty: Ty::Int { min, max }, required: false, format: None }
+    Param {
+        name,
+        ty: Ty::Int { min, max },
+        required: false,
+        format: None,
+    }
 }
 fn num(name: &'static str, min: Option<f64>, max: Option<f64>) -> Param {
-    Param { name, ty: Ty::Num { min, max }, required: false, format: None }
+    Param {
+        name,
+        ty: Ty::Num { min, max },
+        required: false,
+        format: None,
+    }
 }
 fn boolean(name: &'static str) -> Param {
-    Param { name, ty: Ty::Bool, required: false, format: None }
+    Param {
+        name,
+        ty: Ty::Bool,
+        required: false,
+        format: None,
+    }
 }
 fn string(name: &'static str) -> Param {
-    Param { name, ty: Ty::Str { enum_: None, max_len: None }, required: false, format: None }
+    Param {
+        name,
+        ty: Ty::Str {
+            enum_: None,
+            max_len: None,
+        },
+        required: false,
+        format: None,
+    }
 }
 fn enm(name: &'static str, values: &'static [&'static str]) -> Param {
-    Param { name, ty: Ty::Str { enum_: Some(values), max_len: None }, required: false, format: None }
+    Param {
+        name,
+        ty: Ty::Str {
+            enum_: Some(values),
+            max_len: None,
+        },
+        required: false,
+        format: None,
+    }
 }
 
 impl Param {
@@ -72,7 +112,11 @@ impl Param {
 }
 
 fn ep(method: &'static str, path: &'static str, params: Vec<Param>) -> Endpoint {
-    Endpoint { method, path, params }
+    Endpoint {
+        method,
+        path,
+        params,
+    }
 }
 
 /// How many instances an indexed parameter has (net0..net31 ...).
@@ -97,7 +141,9 @@ pub fn endpoints() -> &'static [Endpoint] {
 }
 
 pub fn find(method: &str, path: &str) -> Option<&'static Endpoint> {
-    endpoints().iter().find(|e| e.method == method && e.path == path)
+    endpoints()
+        .iter()
+        .find(|e| e.method == method && e.path == path)
 }
 
 #[rustfmt::skip]
@@ -610,7 +656,9 @@ fn lookup<'a>(ep: &'a Endpoint, name: &str) -> Option<&'a Param> {
     if idx >= index_count(ep.path, base) {
         return None;
     }
-    ep.params.iter().find(|p| p.name.strip_suffix("[n]") == Some(base))
+    ep.params
+        .iter()
+        .find(|p| p.name.strip_suffix("[n]") == Some(base))
 }
 
 /// Checks `params` against the endpoint's table: unknown names, missing
@@ -635,7 +683,10 @@ pub fn validate(ep: &Endpoint, params: &BTreeMap<String, String>) -> Result<(), 
     }
     for p in &ep.params {
         if p.required && !p.name.ends_with("[n]") && !params.contains_key(p.name) {
-            errors.insert(p.name.to_string(), "property is missing and it is not optional".into());
+            errors.insert(
+                p.name.to_string(),
+                "property is missing and it is not optional".into(),
+            );
         }
     }
     if errors.is_empty() {
@@ -667,7 +718,9 @@ fn check_value(ep: &Endpoint, p: &Param, name: &str, v: &str) -> Result<(), Stri
             if !is_int(v) {
                 return Err(format!("type check ('integer') failed - got '{v}'"));
             }
-            let n: i64 = v.parse().map_err(|_| format!("type check ('integer') failed - got '{v}'"))?;
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("type check ('integer') failed - got '{v}'"))?;
             if let Some(m) = min {
                 if n < *m {
                     return Err(format!("value must have a minimum value of {m}"));
@@ -683,7 +736,9 @@ fn check_value(ep: &Endpoint, p: &Param, name: &str, v: &str) -> Result<(), Stri
             if !is_number(v) {
                 return Err(format!("type check ('number') failed - got '{v}'"));
             }
-            let n: f64 = v.parse().map_err(|_| format!("type check ('number') failed - got '{v}'"))?;
+            let n: f64 = v
+                .parse()
+                .map_err(|_| format!("type check ('number') failed - got '{v}'"))?;
             if let Some(m) = min {
                 if n < *m {
                     return Err(format!("value must have a minimum value of {m}"));
@@ -721,14 +776,18 @@ fn re(pattern: &'static str) -> &'static regex::Regex {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static regex::Regex>>> = OnceLock::new();
-    let mut c = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     c.entry(pattern)
         .or_insert_with(|| Box::leak(Box::new(regex::Regex::new(pattern).expect("static regex"))))
 }
 
 const NODE_RE: &str = r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$";
 const STORAGE_RE: &str = r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$";
-const DNS_RE: &str = r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$";
+const DNS_RE: &str =
+    r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$";
 const CONFIGID_RE: &str = r"^[a-zA-Z][a-zA-Z0-9_\-]+$";
 const VOLID_RE: &str = r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]:.+$";
 
@@ -749,10 +808,14 @@ fn check_format(ep: &Endpoint, f: &str, name: &str, v: &str) -> Result<(), Strin
         return bad("value contains control characters");
     }
     match f {
-        "pve-node" if !is_node_name(v) => bad(&format!("value does not look like a valid node name")),
-        "pve-storage-id" if !is_storage_id(v) => bad(&format!("storage ID '{v}' contains illegal characters")),
-        "dns-name" if !re(DNS_RE).is_match(v) => bad(&format!("value does not look like a valid DNS name")),
-        "pve-configid" if !re(CONFIGID_RE).is_match(v) => bad(&format!("invalid configuration ID '{v}'")),
+        "pve-node" if !is_node_name(v) => bad("value does not look like a valid node name"),
+        "pve-storage-id" if !is_storage_id(v) => {
+            bad(&format!("storage ID '{v}' contains illegal characters"))
+        }
+        "dns-name" if !re(DNS_RE).is_match(v) => bad("value does not look like a valid DNS name"),
+        "pve-configid" if !re(CONFIGID_RE).is_match(v) => {
+            bad(&format!("invalid configuration ID '{v}'"))
+        }
         "pve-configid-list" => {
             for id in v.split([',', ';', ' ']).filter(|s| !s.is_empty()) {
                 if !re(CONFIGID_RE).is_match(id) {
@@ -761,7 +824,9 @@ fn check_format(ep: &Endpoint, f: &str, name: &str, v: &str) -> Result<(), Strin
             }
             Ok(())
         }
-        "pve-volume-id" if !re(VOLID_RE).is_match(v) => bad(&format!("unable to parse volume ID '{v}'")),
+        "pve-volume-id" if !re(VOLID_RE).is_match(v) => {
+            bad(&format!("unable to parse volume ID '{v}'"))
+        }
         "pve-tag-list" => {
             for t in v.split([',', ';', ' ']).filter(|s| !s.is_empty()) {
                 if !re(r"^[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*$").is_match(t) {
@@ -774,7 +839,10 @@ fn check_format(ep: &Endpoint, f: &str, name: &str, v: &str) -> Result<(), Strin
             Err("value does not match the regex pattern".into())
         }
         "env-pattern"
-            if !re(r"^(?:\w+=[^\x00-\x08\x10-\x1F\x7F]*)(?:\x00\w+=[^\x00-\x08\x10-\x1F\x7F]*)*$").is_match(v) =>
+            if !re(
+                r"^(?:\w+=[^\x00-\x08\x10-\x1F\x7F]*)(?:\x00\w+=[^\x00-\x08\x10-\x1F\x7F]*)*$",
+            )
+            .is_match(v) =>
         {
             Err("value does not match the regex pattern".into())
         }

@@ -15,8 +15,15 @@ use crate::schema;
 
 pub const PREFIX: &str = "/api2/json";
 
+/// A multipart part: (field name, file name, data).
+pub type Part = (String, Option<String>, Vec<u8>);
+/// Request parameters and the uploaded file (name, data), if any.
+type Params = (BTreeMap<String, String>, Option<(String, Vec<u8>)>);
+
 fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn respond(status: u16, reason: &str, body: Value) -> Outcome {
@@ -60,7 +67,14 @@ pub fn route(path: &str) -> (Option<&'static str>, BTreeMap<String, String>) {
                     ok = false;
                     break;
                 }
-                params.insert("volume".to_string(), segs[i..].iter().map(|s| decode(s)).collect::<Vec<_>>().join("/"));
+                params.insert(
+                    "volume".to_string(),
+                    segs[i..]
+                        .iter()
+                        .map(|s| decode(s))
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
                 i = segs.len();
                 break;
             }
@@ -89,7 +103,8 @@ pub fn route(path: &str) -> (Option<&'static str>, BTreeMap<String, String>) {
 }
 
 fn parse_json_body(body: &[u8], out: &mut BTreeMap<String, String>) -> Result<(), ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("unable to parse JSON body: {e}")))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(400, format!("unable to parse JSON body: {e}")))?;
     let Value::Object(m) = v else {
         return Err(ApiError::new(400, "JSON body is not an object"));
     };
@@ -100,7 +115,10 @@ fn parse_json_body(body: &[u8], out: &mut BTreeMap<String, String>) -> Result<()
             Value::Number(n) => n.to_string(),
             Value::Null => continue,
             other => {
-                return Err(ApiError::param(&k, format!("type check failed - got '{other}'")));
+                return Err(ApiError::param(
+                    &k,
+                    format!("type check failed - got '{other}'"),
+                ));
             }
         };
         out.insert(k, s);
@@ -109,7 +127,7 @@ fn parse_json_body(body: &[u8], out: &mut BTreeMap<String, String>) -> Result<()
 }
 
 /// A multipart body's parts: (name, filename, data).
-pub fn multipart(ct: &str, body: &[u8]) -> Result<Vec<(String, Option<String>, Vec<u8>)>, ApiError> {
+pub fn multipart(ct: &str, body: &[u8]) -> Result<Vec<Part>, ApiError> {
     let boundary = ct
         .split(';')
         .filter_map(|p| p.trim().strip_prefix("boundary="))
@@ -117,20 +135,29 @@ pub fn multipart(ct: &str, body: &[u8]) -> Result<Vec<(String, Option<String>, V
         .map(|b| b.trim_matches('"'))
         .ok_or_else(|| ApiError::new(400, "multipart body without boundary"))?;
     let delim = format!("--{boundary}").into_bytes();
-    let find = |hay: &[u8], from: usize, needle: &[u8]| hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from);
+    let find = |hay: &[u8], from: usize, needle: &[u8]| {
+        hay[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
     let mut parts = Vec::new();
-    let mut pos = find(body, 0, &delim).ok_or_else(|| ApiError::new(400, "malformed multipart body"))? + delim.len();
+    let mut pos = find(body, 0, &delim)
+        .ok_or_else(|| ApiError::new(400, "malformed multipart body"))?
+        + delim.len();
     loop {
         if body[pos..].starts_with(b"--") {
             break;
         }
         pos += 2; // CRLF after the delimiter
-        let head_end = find(body, pos, b"\r\n\r\n").ok_or_else(|| ApiError::new(400, "malformed multipart part"))?;
+        let head_end = find(body, pos, b"\r\n\r\n")
+            .ok_or_else(|| ApiError::new(400, "malformed multipart part"))?;
         let head = String::from_utf8_lossy(&body[pos..head_end]).to_string();
         let data_start = head_end + 4;
         let mut next_delim = b"\r\n".to_vec();
         next_delim.extend_from_slice(&delim);
-        let end = find(body, data_start, &next_delim).ok_or_else(|| ApiError::new(400, "malformed multipart part"))?;
+        let end = find(body, data_start, &next_delim)
+            .ok_or_else(|| ApiError::new(400, "malformed multipart part"))?;
         let mut name = None;
         let mut filename = None;
         for l in head.lines() {
@@ -155,15 +182,20 @@ pub fn multipart(ct: &str, body: &[u8]) -> Result<Vec<(String, Option<String>, V
 
 /// The incoming parameters: body (form, JSON or multipart fields), then the
 /// query string on top (it wins, as in pve-http-server), then the path.
-fn params(req: &Request, path_params: BTreeMap<String, String>) -> Result<(BTreeMap<String, String>, Option<(String, Vec<u8>)>), ApiError> {
+fn params(req: &Request, path_params: BTreeMap<String, String>) -> Result<Params, ApiError> {
     let mut p = BTreeMap::new();
     let mut file = None;
-    let ct = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let ct = req
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if !req.body.is_empty() {
         if ct.starts_with("application/json") {
             parse_json_body(&req.body, &mut p)?;
         } else if ct.starts_with("multipart/form-data") {
-            for (name, fname, data) in multipart(req.header("content-type").unwrap_or(""), &req.body)? {
+            for (name, fname, data) in
+                multipart(req.header("content-type").unwrap_or(""), &req.body)?
+            {
                 if name == "filename" && fname.is_some() {
                     let f = fname.unwrap_or_default();
                     let base = f.rsplit(['/', '\\']).next().unwrap_or("").to_string();
@@ -188,7 +220,10 @@ fn params(req: &Request, path_params: BTreeMap<String, String>) -> Result<(BTree
 
 fn cookie_ticket(req: &Request) -> Option<String> {
     let c = req.header("cookie")?;
-    c.split(';').filter_map(|kv| kv.trim().strip_prefix("PVEAuthCookie=")).next().map(decode)
+    c.split(';')
+        .filter_map(|kv| kv.trim().strip_prefix("PVEAuthCookie="))
+        .next()
+        .map(decode)
 }
 
 /// Who is asking; 401 after the configured delay for bad credentials.
@@ -197,19 +232,32 @@ fn authenticate(app: &App, req: &Request) -> Result<Identity, ApiError> {
         if had_credentials {
             std::thread::sleep(Duration::from_millis(app.auth_fail_delay_ms));
         }
-        ApiError::new(401, if had_credentials { "authentication failure" } else { "No ticket" })
+        ApiError::new(
+            401,
+            if had_credentials {
+                "authentication failure"
+            } else {
+                "No ticket"
+            },
+        )
     };
     if let Some(h) = req.header("authorization") {
         if h.starts_with("PVEAPIToken") {
             return app.auth.verify_token_header(h).ok_or_else(|| fail(true));
         }
     }
-    let Some(ticket) = cookie_ticket(req) else { return Err(fail(false)) };
+    let Some(ticket) = cookie_ticket(req) else {
+        return Err(fail(false));
+    };
     let user = app.auth.verify_ticket(&ticket).ok_or_else(|| fail(true))?;
     if req.method != "GET" {
-        let ok = req.header("csrfpreventiontoken").is_some_and(|t| app.auth.verify_csrf(t, &user));
+        let ok = req
+            .header("csrfpreventiontoken")
+            .is_some_and(|t| app.auth.verify_csrf(t, &user));
         if !ok {
-            return Err(ApiError::forbidden("Permission denied - invalid csrf token"));
+            return Err(ApiError::forbidden(
+                "Permission denied - invalid csrf token",
+            ));
         }
     }
     Ok(Identity::Ticket { user })
@@ -223,7 +271,10 @@ pub fn handle(app: &Arc<App>, req: Request) -> Outcome {
         };
     }
     let Some(rel) = req.path.strip_prefix(PREFIX).map(str::to_string) else {
-        return error_outcome(&ApiError::new(501, format!("Method '{} {}' not implemented", req.method, req.path)));
+        return error_outcome(&ApiError::new(
+            501,
+            format!("Method '{} {}' not implemented", req.method, req.path),
+        ));
     };
     let rel = if rel.is_empty() { "/".to_string() } else { rel };
     let eff = app.faults.check(&req.method, &rel);
@@ -239,11 +290,18 @@ pub fn handle(app: &Arc<App>, req: Request) -> Outcome {
     let (pattern, path_params) = route(&rel);
     let ep = pattern.and_then(|p| schema::find(&req.method, p));
     let Some(ep) = ep else {
-        return error_outcome(&ApiError::new(501, format!("Method '{} {}' not implemented", req.method, rel)));
+        return error_outcome(&ApiError::new(
+            501,
+            format!("Method '{} {}' not implemented", req.method, rel),
+        ));
     };
     let result = (|| {
         let (mut p, file) = params(&req, path_params)?;
-        let identity = if ep.path == "/access/ticket" { None } else { Some(authenticate(app, &req)?) };
+        let identity = if ep.path == "/access/ticket" {
+            None
+        } else {
+            Some(authenticate(app, &req)?)
+        };
         if ep.path == "/access/ticket" {
             if let (Some(realm), Some(u)) = (p.get("realm").cloned(), p.get("username").cloned()) {
                 if !u.contains('@') {
@@ -252,7 +310,11 @@ pub fn handle(app: &Arc<App>, req: Request) -> Outcome {
             }
         }
         schema::validate(ep, &p).map_err(ApiError::params)?;
-        let ctx = api::Ctx { identity, fail_task: eff.fail_task.clone(), file };
+        let ctx = api::Ctx {
+            identity,
+            fail_task: eff.fail_task.clone(),
+            file,
+        };
         api::dispatch(app, &ctx, ep.method, ep.path, &p)
     })();
     match result {
@@ -287,6 +349,9 @@ fn control(app: &App, req: &Request) -> Outcome {
                 Err(e) => error_outcome(&ApiError::param("rules", e)),
             }
         }
-        m => error_outcome(&ApiError::new(501, format!("Method '{m} /_emulator/faults' not implemented"))),
+        m => error_outcome(&ApiError::new(
+            501,
+            format!("Method '{m} /_emulator/faults' not implemented"),
+        )),
     }
 }

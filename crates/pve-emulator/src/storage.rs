@@ -22,21 +22,34 @@ pub struct Storage {
 
 /// Parses `ID=dir:/path` or `ID=zfspool:POOL/DATASET`.
 pub fn parse_arg(s: &str) -> Result<Storage, String> {
-    let (id, rest) = s.split_once('=').ok_or_else(|| format!("storage '{s}' is not ID=dir:/path or ID=zfspool:POOL/DATASET"))?;
+    let (id, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("storage '{s}' is not ID=dir:/path or ID=zfspool:POOL/DATASET"))?;
     if !crate::schema::is_storage_id(id) {
         return Err(format!("storage ID '{id}' contains illegal characters"));
     }
     let backend = match rest.split_once(':') {
-        Some(("dir", p)) if p.starts_with('/') && !p.split('/').any(|c| c == "..") => Backend::Dir(PathBuf::from(p)),
+        Some(("dir", p)) if p.starts_with('/') && !p.split('/').any(|c| c == "..") => {
+            Backend::Dir(PathBuf::from(p))
+        }
         Some(("zfspool", ds))
             if !ds.is_empty()
-                && regex::Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*(/[A-Za-z0-9_.:\-]+)*$").unwrap().is_match(ds) =>
+                && regex::Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*(/[A-Za-z0-9_.:\-]+)*$")
+                    .unwrap()
+                    .is_match(ds) =>
         {
             Backend::Zfs(ds.to_string())
         }
-        _ => return Err(format!("storage '{s}' is not ID=dir:/path or ID=zfspool:POOL/DATASET")),
+        _ => {
+            return Err(format!(
+                "storage '{s}' is not ID=dir:/path or ID=zfspool:POOL/DATASET"
+            ))
+        }
     };
-    Ok(Storage { id: id.to_string(), backend })
+    Ok(Storage {
+        id: id.to_string(),
+        backend,
+    })
 }
 
 /// Runs a command (no shell) and returns its stdout; gives up after
@@ -73,25 +86,37 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
             let _ = child.kill();
             // A process stuck in the kernel dies late: reap it in the background.
             std::thread::spawn(move || child.wait());
-            bail!("{cmd} {} did not finish within {}s", args.join(" "), TIMEOUT.as_secs());
+            bail!(
+                "{cmd} {} did not finish within {}s",
+                args.join(" "),
+                TIMEOUT.as_secs()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
     if !status.success() {
-        bail!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&stderr).trim());
+        bail!(
+            "{cmd} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
 /// Template file names Proxmox accepts for vztmpl.
 pub fn is_template_name(name: &str) -> bool {
-    regex::Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*\.(tar|tar\.(gz|xz|zst|bz2))$").unwrap().is_match(name)
+    regex::Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*\.(tar|tar\.(gz|xz|zst|bz2))$")
+        .unwrap()
+        .is_match(name)
 }
 
 fn is_subvol_name(name: &str) -> Option<u32> {
-    let c = regex::Regex::new(r"^subvol-(\d+)-disk-(\d+)$").unwrap().captures(name)?;
+    let c = regex::Regex::new(r"^subvol-(\d+)-disk-(\d+)$")
+        .unwrap()
+        .captures(name)?;
     c[1].parse().ok()
 }
 
@@ -99,9 +124,13 @@ fn dir_usage(p: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else { continue };
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
             if m.is_dir() {
                 stack.push(e.path());
             } else {
@@ -138,7 +167,8 @@ impl Storage {
             }
             Backend::Zfs(ds) => {
                 if run("zfs", &["list", "-H", "-o", "name", ds]).is_err() {
-                    run("zfs", &["create", "-p", ds]).with_context(|| format!("storage '{}': creating dataset {ds}", self.id))?;
+                    run("zfs", &["create", "-p", ds])
+                        .with_context(|| format!("storage '{}': creating dataset {ds}", self.id))?;
                 }
             }
         }
@@ -158,7 +188,11 @@ impl Storage {
                 let vmid = is_subvol_name(name).unwrap_or(0);
                 p.join("images").join(vmid.to_string()).join(name).exists()
             }
-            Backend::Zfs(ds) => run("zfs", &["list", "-H", "-o", "name", &format!("{ds}/{name}")]).is_ok(),
+            Backend::Zfs(ds) => run(
+                "zfs",
+                &["list", "-H", "-o", "name", &format!("{ds}/{name}")],
+            )
+            .is_ok(),
         }
     }
 
@@ -176,10 +210,19 @@ impl Storage {
             }
             Backend::Zfs(ds) => {
                 let full = format!("{ds}/{name}");
-                let mut args = vec!["create".to_string(), "-o".into(), "acltype=posixacl".into(), "-o".into(), "xattr=sa".into()];
+                let mut args = vec![
+                    "create".to_string(),
+                    "-o".into(),
+                    "acltype=posixacl".into(),
+                    "-o".into(),
+                    "xattr=sa".into(),
+                ];
                 if size_gib > 0.0 {
                     args.push("-o".into());
-                    args.push(format!("refquota={}K", (size_gib * 1024.0 * 1024.0).round() as u64));
+                    args.push(format!(
+                        "refquota={}K",
+                        (size_gib * 1024.0 * 1024.0).round() as u64
+                    ));
                 }
                 args.push(full.clone());
                 let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -201,24 +244,37 @@ impl Storage {
 
     /// Where a volume is mounted on the host.
     pub fn path(&self, name: &str) -> Result<PathBuf> {
-        let vmid = is_subvol_name(name).with_context(|| format!("unable to parse volume name '{name}'"))?;
+        let vmid = is_subvol_name(name)
+            .with_context(|| format!("unable to parse volume name '{name}'"))?;
         match &self.backend {
             Backend::Dir(p) => Ok(p.join("images").join(vmid.to_string()).join(name)),
             Backend::Zfs(ds) => {
-                let mp = run("zfs", &["get", "-H", "-o", "value", "mountpoint", &format!("{ds}/{name}")])?;
+                let mp = run(
+                    "zfs",
+                    &[
+                        "get",
+                        "-H",
+                        "-o",
+                        "value",
+                        "mountpoint",
+                        &format!("{ds}/{name}"),
+                    ],
+                )?;
                 Ok(PathBuf::from(mp.trim()))
             }
         }
     }
 
     pub fn free(&self, name: &str) -> Result<()> {
-        let vmid = is_subvol_name(name).with_context(|| format!("unable to parse volume name '{name}'"))?;
+        let vmid = is_subvol_name(name)
+            .with_context(|| format!("unable to parse volume name '{name}'"))?;
         match &self.backend {
             Backend::Dir(p) => {
                 let d = p.join("images").join(vmid.to_string());
                 let v = d.join(name);
                 if v.exists() {
-                    std::fs::remove_dir_all(&v).with_context(|| format!("removing {}", v.display()))?;
+                    std::fs::remove_dir_all(&v)
+                        .with_context(|| format!("removing {}", v.display()))?;
                 }
                 let snaps = d.join(format!(".snapshots-{name}"));
                 if snaps.exists() {
@@ -238,9 +294,22 @@ impl Storage {
         match &self.backend {
             Backend::Dir(_) => Ok((0, dir_usage(&self.path(name)?))),
             Backend::Zfs(ds) => {
-                let out = run("zfs", &["get", "-Hp", "-o", "value", "refquota,used", &format!("{ds}/{name}")])?;
+                let out = run(
+                    "zfs",
+                    &[
+                        "get",
+                        "-Hp",
+                        "-o",
+                        "value",
+                        "refquota,used",
+                        &format!("{ds}/{name}"),
+                    ],
+                )?;
                 let v: Vec<u64> = out.lines().map(|l| l.trim().parse().unwrap_or(0)).collect();
-                Ok((v.first().copied().unwrap_or(0), v.get(1).copied().unwrap_or(0)))
+                Ok((
+                    v.first().copied().unwrap_or(0),
+                    v.get(1).copied().unwrap_or(0),
+                ))
             }
         }
     }
@@ -252,7 +321,10 @@ impl Storage {
                 let src = self.path(name)?;
                 let dst = src.with_file_name(format!(".snapshots-{name}")).join(snap);
                 std::fs::create_dir_all(dst.parent().unwrap())?;
-                run("cp", &["-a", &src.to_string_lossy(), &dst.to_string_lossy()])?;
+                run(
+                    "cp",
+                    &["-a", &src.to_string_lossy(), &dst.to_string_lossy()],
+                )?;
             }
             Backend::Zfs(ds) => {
                 run("zfs", &["snapshot", &format!("{ds}/{name}@{snap}")])?;
@@ -267,7 +339,10 @@ impl Storage {
                 let dst = self.path(name)?;
                 let src = dst.with_file_name(format!(".snapshots-{name}")).join(snap);
                 std::fs::remove_dir_all(&dst)?;
-                run("cp", &["-a", &src.to_string_lossy(), &dst.to_string_lossy()])?;
+                run(
+                    "cp",
+                    &["-a", &src.to_string_lossy(), &dst.to_string_lossy()],
+                )?;
             }
             Backend::Zfs(ds) => {
                 run("zfs", &["rollback", "-r", &format!("{ds}/{name}@{snap}")])?;
@@ -279,7 +354,10 @@ impl Storage {
     pub fn delete_snapshot(&self, name: &str, snap: &str) -> Result<()> {
         match &self.backend {
             Backend::Dir(_) => {
-                let p = self.path(name)?.with_file_name(format!(".snapshots-{name}")).join(snap);
+                let p = self
+                    .path(name)?
+                    .with_file_name(format!(".snapshots-{name}"))
+                    .join(snap);
                 if p.exists() {
                     std::fs::remove_dir_all(&p)?;
                 }
@@ -296,16 +374,17 @@ impl Storage {
         match &self.backend {
             Backend::Dir(p) => match nix::sys::statvfs::statvfs(p.as_path()) {
                 Ok(s) => {
-                    let f = s.fragment_size() as u64;
-                    let total = s.blocks() as u64 * f;
-                    let avail = s.blocks_available() as u64 * f;
-                    let used = total - s.blocks_free() as u64 * f;
+                    let f = s.fragment_size();
+                    let total = s.blocks() * f;
+                    let avail = s.blocks_available() * f;
+                    let used = total - s.blocks_free() * f;
                     (total, used, avail)
                 }
                 Err(_) => (0, 0, 0),
             },
             Backend::Zfs(ds) => {
-                let out = run("zfs", &["get", "-Hp", "-o", "value", "used,available", ds]).unwrap_or_default();
+                let out = run("zfs", &["get", "-Hp", "-o", "value", "used,available", ds])
+                    .unwrap_or_default();
                 let v: Vec<u64> = out.lines().map(|l| l.trim().parse().unwrap_or(0)).collect();
                 let used = v.first().copied().unwrap_or(0);
                 let avail = v.get(1).copied().unwrap_or(0);

@@ -165,7 +165,10 @@ impl Store {
             }
         }
         std::fs::create_dir_all(root.join("lock"))?;
-        Ok(Self { root: root.to_path_buf(), nodes })
+        Ok(Self {
+            root: root.to_path_buf(),
+            nodes,
+        })
     }
 
     pub fn path(&self, node: &str, kind: Kind, vmid: u32) -> PathBuf {
@@ -189,7 +192,8 @@ impl Store {
         let mut out = Vec::new();
         for n in &self.nodes {
             for k in [Kind::Lxc, Kind::Qemu] {
-                let Ok(rd) = std::fs::read_dir(self.root.join("nodes").join(n).join(k.dir())) else {
+                let Ok(rd) = std::fs::read_dir(self.root.join("nodes").join(n).join(k.dir()))
+                else {
                     continue;
                 };
                 for e in rd.flatten() {
@@ -225,9 +229,18 @@ impl Store {
     }
 
     /// Creates a new config only if the VMID is free anywhere in the cluster.
-    pub fn create_new(&self, node: &str, kind: Kind, vmid: u32, conf: &Conf) -> Result<(), ApiError> {
+    pub fn create_new(
+        &self,
+        node: &str,
+        kind: Kind,
+        vmid: u32,
+        conf: &Conf,
+    ) -> Result<(), ApiError> {
         if let Some((n, k)) = self.locate(vmid) {
-            return Err(ApiError::internal(format!("{} {vmid} already exists on node '{n}'", k.label())));
+            return Err(ApiError::internal(format!(
+                "{} {vmid} already exists on node '{n}'",
+                k.label()
+            )));
         }
         let p = self.path(node, kind, vmid);
         use std::io::Write;
@@ -235,7 +248,12 @@ impl Store {
             .write(true)
             .create_new(true)
             .open(&p)
-            .map_err(|_| ApiError::internal(format!("{} {vmid} already exists on node '{node}'", kind.label())))?;
+            .map_err(|_| {
+                ApiError::internal(format!(
+                    "{} {vmid} already exists on node '{node}'",
+                    kind.label()
+                ))
+            })?;
         f.write_all(conf.render().as_bytes())
             .map_err(|e| ApiError::internal(format!("writing {}: {e}", p.display())))
     }
@@ -246,13 +264,18 @@ impl Store {
 
     /// The per-guest config lock (flock), waited for up to 10 s as Proxmox does.
     pub fn lock(&self, vmid: u32) -> Result<GuestLock, ApiError> {
-        let p = self.root.join("lock").join(format!("pve-config-{vmid}.lock"));
+        let p = self
+            .root
+            .join("lock")
+            .join(format!("pve-config-{vmid}.lock"));
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&p)
-            .map_err(|e| ApiError::internal(format!("can't open lock file '{}': {e}", p.display())))?;
+            .map_err(|e| {
+                ApiError::internal(format!("can't open lock file '{}': {e}", p.display()))
+            })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             use std::os::fd::AsRawFd;
@@ -260,7 +283,10 @@ impl Store {
                 return Ok(GuestLock { _f: f });
             }
             if Instant::now() > deadline {
-                return Err(ApiError::internal(format!("can't lock file '{}' - got timeout", p.display())));
+                return Err(ApiError::internal(format!(
+                    "can't lock file '{}' - got timeout",
+                    p.display()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -99,7 +99,12 @@ fn process_start() -> u64 {
 impl Tasks {
     pub fn new(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir, pid: std::process::id(), pstart: process_start(), active: Mutex::new(HashSet::new()) })
+        Ok(Self {
+            dir,
+            pid: std::process::id(),
+            pstart: process_start(),
+            active: Mutex::new(HashSet::new()),
+        })
     }
 
     fn log_path(&self, upid: &str) -> PathBuf {
@@ -135,15 +140,26 @@ impl Tasks {
         // Two tasks in the same second would collide: bump the start time.
         let file = loop {
             let s = upid.to_string_upid();
-            match std::fs::OpenOptions::new().append(true).create_new(true).open(self.log_path(&s)) {
+            match std::fs::OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(self.log_path(&s))
+            {
                 Ok(f) => break f,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => upid.starttime += 1,
                 Err(e) => return Err(e),
             }
         };
         let s = upid.to_string_upid();
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(s.clone());
-        let task = Task { upid: s.clone(), log: Mutex::new(file), fail };
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(s.clone());
+        let task = Task {
+            upid: s.clone(),
+            log: Mutex::new(file),
+            fail,
+        };
         let me = self.clone();
         std::thread::spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&task)))
@@ -159,10 +175,16 @@ impl Tasks {
                     msg
                 }
             };
-            let done = Done { exitstatus, endtime: now() };
+            let done = Done {
+                exitstatus,
+                endtime: now(),
+            };
             let p = me.done_path(&task.upid);
             let _ = std::fs::write(&p, serde_json::to_vec(&done).unwrap_or_default());
-            me.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&task.upid);
+            me.active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&task.upid);
         });
         Ok(s)
     }
@@ -189,8 +211,14 @@ impl Tasks {
         if let Some(t) = tokenid {
             v["tokenid"] = json!(t);
         }
-        let done: Option<Done> = std::fs::read(self.done_path(upid)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let running = self.active.lock().unwrap_or_else(|e| e.into_inner()).contains(upid);
+        let done: Option<Done> = std::fs::read(self.done_path(upid))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let running = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(upid);
         match done {
             Some(d) => {
                 v["status"] = json!("stopped");
@@ -262,7 +290,10 @@ mod tests {
             user: "root@pam!tok".into(),
         };
         let s = u.to_string_upid();
-        assert_eq!(s, "UPID:pve:00001234:00ABCDEF:65000000:vzcreate:100:root@pam!tok:");
+        assert_eq!(
+            s,
+            "UPID:pve:00001234:00ABCDEF:65000000:vzcreate:100:root@pam!tok:"
+        );
         assert_eq!(Upid::parse(&s), Some(u));
         assert!(Upid::parse("UPID:pve:1:2:3:x:y:z").is_none());
         assert!(Upid::parse("UPID:pve:00001234:00ABCDEF:65000000:a/b:100:root@pam:").is_none());
@@ -272,14 +303,25 @@ mod tests {
     fn tasks_log_and_status() {
         let d = tempfile::tempdir().unwrap();
         let t = Arc::new(Tasks::new(d.path().to_path_buf()).unwrap());
-        let ok = t.spawn("pve", "vzstart", "100", "root@pam", None, |task| {
-            task.log("hello");
-            Ok(())
-        }).unwrap();
-        let bad = t.spawn("pve", "vzstop", "100", "root@pam", Some("boom".into()), |task| {
-            task.injected()?;
-            Ok(())
-        }).unwrap();
+        let ok = t
+            .spawn("pve", "vzstart", "100", "root@pam", None, |task| {
+                task.log("hello");
+                Ok(())
+            })
+            .unwrap();
+        let bad = t
+            .spawn(
+                "pve",
+                "vzstop",
+                "100",
+                "root@pam",
+                Some("boom".into()),
+                |task| {
+                    task.injected()?;
+                    Ok(())
+                },
+            )
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert_eq!(t.status(&ok).unwrap()["exitstatus"], "OK");
         assert_eq!(t.status(&bad).unwrap()["exitstatus"], "boom");

@@ -20,12 +20,22 @@ pub struct OciConfig {
 }
 
 fn tar_list(file: &Path) -> Result<Vec<String>> {
-    let out = run("tar", &["--quoting-style=literal", "-tf", &file.to_string_lossy()])?;
+    let out = run(
+        "tar",
+        &["--quoting-style=literal", "-tf", &file.to_string_lossy()],
+    )?;
     Ok(out.lines().map(str::to_string).collect())
 }
 
 fn untar(file: &Path, dest: &Path, exclude_whiteouts: bool) -> Result<()> {
-    let mut args = vec!["-xpf".to_string(), file.to_string_lossy().into_owned(), "-C".into(), dest.to_string_lossy().into_owned(), "--numeric-owner".into(), "--no-same-permissions".into()];
+    let mut args = vec![
+        "-xpf".to_string(),
+        file.to_string_lossy().into_owned(),
+        "-C".into(),
+        dest.to_string_lossy().into_owned(),
+        "--numeric-owner".into(),
+        "--no-same-permissions".into(),
+    ];
     args.retain(|a| a != "--no-same-permissions");
     args.push("--same-permissions".into());
     if exclude_whiteouts {
@@ -44,12 +54,18 @@ fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
         match c {
             Component::Normal(s) => {
                 p.push(s);
-                if i + 1 < comps.len() && p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+                if i + 1 < comps.len()
+                    && p.symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink())
+                {
                     bail!("layer path '{}' goes through a symlink", rel.display());
                 }
             }
             Component::CurDir => {}
-            _ => bail!("layer path '{}' is not a plain relative path", rel.display()),
+            _ => bail!(
+                "layer path '{}' is not a plain relative path",
+                rel.display()
+            ),
         }
     }
     Ok(p)
@@ -80,7 +96,11 @@ fn apply_layer(blob: &Path, rootfs: &Path) -> Result<()> {
                 }
             }
         } else if let Some(target) = base.strip_prefix(".wh.") {
-            let rel = if dir.is_empty() { target.to_string() } else { format!("{dir}/{target}") };
+            let rel = if dir.is_empty() {
+                target.to_string()
+            } else {
+                format!("{dir}/{target}")
+            };
             remove_any(&safe_join(rootfs, &rel)?)?;
         }
     }
@@ -126,8 +146,12 @@ struct ImgCfg {
 }
 
 fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf> {
-    let (alg, hex) = digest.split_once(':').with_context(|| format!("bad digest '{digest}'"))?;
-    if !alg.chars().all(|c| c.is_ascii_alphanumeric()) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    let (alg, hex) = digest
+        .split_once(':')
+        .with_context(|| format!("bad digest '{digest}'"))?;
+    if !alg.chars().all(|c| c.is_ascii_alphanumeric())
+        || !hex.chars().all(|c| c.is_ascii_hexdigit())
+    {
         bail!("bad digest '{digest}'");
     }
     Ok(layout.join("blobs").join(alg).join(hex))
@@ -135,7 +159,10 @@ fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf> {
 
 /// Quotes an argument for lxc.init.cmd (which LXC splits honouring quotes).
 fn quote(a: &str) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c)) {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c))
+    {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
@@ -146,14 +173,21 @@ fn extract_oci(file: &Path, rootfs: &Path, scratch: &Path) -> Result<OciConfig> 
     let layout = scratch.join("oci");
     std::fs::create_dir_all(&layout)?;
     untar(file, &layout, false).context("unpacking the OCI archive")?;
-    let read = |p: &Path| -> Result<Vec<u8>> { std::fs::read(p).with_context(|| format!("reading {}", p.display())) };
-    let mut index: Index = serde_json::from_slice(&read(&layout.join("index.json"))?).context("parsing index.json")?;
+    let read = |p: &Path| -> Result<Vec<u8>> {
+        std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let mut index: Index =
+        serde_json::from_slice(&read(&layout.join("index.json"))?).context("parsing index.json")?;
     // An index may point at another index (multi-platform): take amd64.
     let manifest: Manifest = loop {
         let d = index
             .manifests
             .iter()
-            .find(|m| m.platform.as_ref().is_none_or(|p| p.architecture == "amd64"))
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_none_or(|p| p.architecture == "amd64")
+            })
             .context("index.json lists no amd64 manifest")?;
         let bytes = read(&blob_path(&layout, &d.digest)?)?;
         if d.media_type.contains("image.index") || d.media_type.contains("manifest.list") {
@@ -163,14 +197,18 @@ fn extract_oci(file: &Path, rootfs: &Path, scratch: &Path) -> Result<OciConfig> 
         break serde_json::from_slice(&bytes).context("parsing the image manifest")?;
     };
     for l in &manifest.layers {
-        apply_layer(&blob_path(&layout, &l.digest)?, rootfs).with_context(|| format!("applying layer {}", l.digest))?;
+        apply_layer(&blob_path(&layout, &l.digest)?, rootfs)
+            .with_context(|| format!("applying layer {}", l.digest))?;
     }
-    let cfg: ImageConfig = serde_json::from_slice(&read(&blob_path(&layout, &manifest.config.digest)?)?).unwrap_or_default();
+    let cfg: ImageConfig =
+        serde_json::from_slice(&read(&blob_path(&layout, &manifest.config.digest)?)?)
+            .unwrap_or_default();
     let c = cfg.config.unwrap_or_default();
     let mut argv = c.entrypoint.unwrap_or_default();
     argv.extend(c.cmd.unwrap_or_default());
     Ok(OciConfig {
-        entrypoint: (!argv.is_empty()).then(|| argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")),
+        entrypoint: (!argv.is_empty())
+            .then(|| argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")),
         env: c.env.unwrap_or_default(),
         user: c.user.filter(|u| !u.is_empty()),
         workdir: c.working_dir.filter(|w| !w.is_empty()),
@@ -198,11 +236,22 @@ pub fn shift_ids(root: &Path, offset: u32) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let m = p.symlink_metadata().with_context(|| format!("stat {}", p.display()))?;
+        let m = p
+            .symlink_metadata()
+            .with_context(|| format!("stat {}", p.display()))?;
         if m.uid() < 65536 || m.gid() < 65536 {
-            let uid = if m.uid() < 65536 { m.uid() + offset } else { m.uid() };
-            let gid = if m.gid() < 65536 { m.gid() + offset } else { m.gid() };
-            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).with_context(|| format!("chown {}", p.display()))?;
+            let uid = if m.uid() < 65536 {
+                m.uid() + offset
+            } else {
+                m.uid()
+            };
+            let gid = if m.gid() < 65536 {
+                m.gid() + offset
+            } else {
+                m.gid()
+            };
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", p.display()))?;
             if !m.file_type().is_symlink() && m.mode() & 0o6000 != 0 {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
             }

@@ -33,20 +33,28 @@ fn generate(dir: &Path, nodes: &[String]) -> Result<()> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "Proxmox Virtual Environment");
-    ca.distinguished_name.push(DnType::OrganizationName, "PVE Cluster Manager CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "Proxmox Virtual Environment");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "PVE Cluster Manager CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = rcgen::date_time_ymd(2024, 1, 1);
     ca.not_after = rcgen::date_time_ymd(2034, 1, 1);
     let ca_cert = ca.self_signed(&ca_key)?;
 
-    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     sans.extend(nodes.iter().cloned());
     let leaf_key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(sans)?;
     let cn = nodes.first().map(String::as_str).unwrap_or("pve");
-    leaf.distinguished_name.push(DnType::CommonName, format!("{cn}.local"));
-    leaf.distinguished_name.push(DnType::OrganizationName, "PVE Cluster Node");
+    leaf.distinguished_name
+        .push(DnType::CommonName, format!("{cn}.local"));
+    leaf.distinguished_name
+        .push(DnType::OrganizationName, "PVE Cluster Node");
     leaf.not_before = rcgen::date_time_ymd(2024, 1, 1);
     leaf.not_after = rcgen::date_time_ymd(2034, 1, 1);
     let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
@@ -61,7 +69,11 @@ fn generate(dir: &Path, nodes: &[String]) -> Result<()> {
 /// `AA:BB:...` (uppercase, colon-separated) SHA-256 of DER bytes.
 pub fn fingerprint(der: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, der);
-    d.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    d.as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Loads the node certificate from `dir`, making it first if absent.
@@ -86,5 +98,8 @@ pub fn load_or_create(dir: &Path, nodes: &[String]) -> Result<NodeCert> {
         .with_single_cert(certs, key)
         .context("the node certificate and key do not fit together")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(NodeCert { config: Arc::new(config), fingerprint })
+    Ok(NodeCert {
+        config: Arc::new(config),
+        fingerprint,
+    })
 }

@@ -43,27 +43,38 @@ fn parameters_match_the_official_schema() {
     for ep in ours.as_array().unwrap() {
         let (method, path) = (ep["method"].as_str().unwrap(), ep["path"].as_str().unwrap());
         let Some(node) = find(tree, path) else {
-            problems.push(format!("{method} {path}: no such path in the official schema"));
+            problems.push(format!(
+                "{method} {path}: no such path in the official schema"
+            ));
             continue;
         };
         let Some(info) = node["info"].get(method) else {
-            problems.push(format!("{method} {path}: no such method in the official schema"));
+            problems.push(format!(
+                "{method} {path}: no such method in the official schema"
+            ));
             continue;
         };
         let props = &info["parameters"]["properties"];
         for (name, p) in ep["parameters"]["properties"].as_object().unwrap() {
             checked += 1;
             let Some(o) = props.get(name) else {
-                problems.push(format!("{method} {path}: '{name}' is not an official parameter"));
+                problems.push(format!(
+                    "{method} {path}: '{name}' is not an official parameter"
+                ));
                 continue;
             };
             let at = format!("{method} {path} {name}");
             if p["type"] != o["type"] {
-                problems.push(format!("{at}: type {} != official {}", p["type"], o["type"]));
+                problems.push(format!(
+                    "{at}: type {} != official {}",
+                    p["type"], o["type"]
+                ));
             }
             for k in ["minimum", "maximum"] {
                 // The official file has some bounds as strings ("0").
-                let num = |v: Option<&Value>| v.and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
+                let num = |v: Option<&Value>| {
+                    v.and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+                };
                 let a = num(p.get(k));
                 let b = num(o.get(k));
                 if a != b {
@@ -71,7 +82,11 @@ fn parameters_match_the_official_schema() {
                 }
             }
             if p.get("enum") != o.get("enum") {
-                problems.push(format!("{at}: enum {:?} != official {:?}", p.get("enum"), o.get("enum")));
+                problems.push(format!(
+                    "{at}: enum {:?} != official {:?}",
+                    p.get("enum"),
+                    o.get("enum")
+                ));
             }
             if p.get("maxLength").is_some() && p.get("maxLength") != o.get("maxLength") {
                 problems.push(format!("{at}: maxLength differs"));
@@ -84,30 +99,77 @@ fn parameters_match_the_official_schema() {
         }
         // Official required parameters must all be known to us.
         for (name, o) in props.as_object().into_iter().flatten() {
-            if o.get("optional").and_then(Value::as_i64) != Some(1) && ep["parameters"]["properties"].get(name).is_none() {
-                problems.push(format!("{method} {path}: official required '{name}' is missing"));
+            if o.get("optional").and_then(Value::as_i64) != Some(1)
+                && ep["parameters"]["properties"].get(name).is_none()
+            {
+                problems.push(format!(
+                    "{method} {path}: official required '{name}' is missing"
+                ));
             }
         }
     }
-    println!("checked {checked} parameters on {} endpoints", ours.as_array().unwrap().len());
+    println!(
+        "checked {checked} parameters on {} endpoints",
+        ours.as_array().unwrap().len()
+    );
     assert!(checked > 300, "the table is suspiciously small");
-    assert!(problems.is_empty(), "schema mismatches:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "schema mismatches:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn validator_behaves_like_proxmox() {
     use std::collections::BTreeMap;
     let ep = pve_emulator::schema::find("POST", "/nodes/{node}/lxc").unwrap();
-    let p = |kv: &[(&str, &str)]| kv.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>();
-    let ok = p(&[("node", "pve"), ("vmid", "100"), ("ostemplate", "local:vztmpl/a.tar"), ("net0", "name=eth0"), ("unprivileged", "1")]);
+    let p = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let ok = p(&[
+        ("node", "pve"),
+        ("vmid", "100"),
+        ("ostemplate", "local:vztmpl/a.tar"),
+        ("net0", "name=eth0"),
+        ("unprivileged", "1"),
+    ]);
     assert!(pve_emulator::schema::validate(ep, &ok).is_ok());
-    let e = pve_emulator::schema::validate(ep, &p(&[("node", "pve"), ("vmid", "99"), ("unprivileged", "true"), ("net32", "name=eth0"), ("bogus", "1")])).unwrap_err();
+    let e = pve_emulator::schema::validate(
+        ep,
+        &p(&[
+            ("node", "pve"),
+            ("vmid", "99"),
+            ("unprivileged", "true"),
+            ("net32", "name=eth0"),
+            ("bogus", "1"),
+        ]),
+    )
+    .unwrap_err();
     assert_eq!(e["vmid"], "value must have a minimum value of 100");
-    assert_eq!(e["unprivileged"], "type check ('boolean') failed - got 'true'");
-    assert_eq!(e["ostemplate"], "property is missing and it is not optional");
+    assert_eq!(
+        e["unprivileged"],
+        "type check ('boolean') failed - got 'true'"
+    );
+    assert_eq!(
+        e["ostemplate"],
+        "property is missing and it is not optional"
+    );
     assert!(e["net32"].contains("not defined in schema"));
     assert!(e["bogus"].contains("not defined in schema"));
-    let e = pve_emulator::schema::validate(ep, &p(&[("node", "pve"), ("vmid", "100"), ("ostemplate", "x"), ("hostname", "a\nb"), ("cmode", "x")])).unwrap_err();
+    let e = pve_emulator::schema::validate(
+        ep,
+        &p(&[
+            ("node", "pve"),
+            ("vmid", "100"),
+            ("ostemplate", "x"),
+            ("hostname", "a\nb"),
+            ("cmode", "x"),
+        ]),
+    )
+    .unwrap_err();
     assert!(e.contains_key("hostname"));
     assert!(e["cmode"].contains("enumeration"));
 }

@@ -31,17 +31,36 @@ pub struct Emu {
 impl Emu {
     pub fn start(dir: &Path, extra: &[&str]) -> Emu {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pve-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir", &dir.to_string_lossy(), "--root-password", "pw", "--token", TOKEN, "--auth-fail-delay-ms", "200"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &dir.to_string_lossy(),
+                "--root-password",
+                "pw",
+                "--token",
+                TOKEN,
+                "--auth-fail-delay-ms",
+                "200",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start pve-emulator");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let fp = lines.next().expect("fingerprint line").unwrap();
-        let fingerprint = fp.strip_prefix("fingerprint ").expect("fingerprint line").to_string();
+        let fingerprint = fp
+            .strip_prefix("fingerprint ")
+            .expect("fingerprint line")
+            .to_string();
         let l = lines.next().expect("listening line").unwrap();
         let port = l.rsplit(':').next().unwrap().parse().unwrap();
-        Emu { child, dir: dir.to_path_buf(), port, fingerprint }
+        Emu {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+            fingerprint,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -50,13 +69,26 @@ impl Emu {
 
     /// (status, body) of a request with the API token; `args` go to curl.
     pub fn call(&self, method: &str, path: &str, args: &[&str]) -> (u16, Value) {
-        self.raw(method, &self.url(path), &["-H", &format!("Authorization: PVEAPIToken={TOKEN}")], args)
+        self.raw(
+            method,
+            &self.url(path),
+            &["-H", &format!("Authorization: PVEAPIToken={TOKEN}")],
+            args,
+        )
     }
 
     pub fn raw(&self, method: &str, url: &str, auth: &[&str], args: &[&str]) -> (u16, Value) {
         let ca = self.dir.join("pve-root-ca.pem");
         let out = Command::new("curl")
-            .args(["-s", "--cacert", &ca.to_string_lossy(), "-w", "\n%{http_code}", "-X", method])
+            .args([
+                "-s",
+                "--cacert",
+                &ca.to_string_lossy(),
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                method,
+            ])
             .args(auth)
             .args(args)
             .arg(url)
@@ -64,14 +96,27 @@ impl Emu {
             .expect("curl");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
     }
 
     /// Waits for a task and returns its status object.
     pub fn wait(&self, upid: &str) -> Value {
-        let enc: String = upid.replace(':', "%3A").replace('!', "%21").replace('@', "%40");
+        let enc: String = upid
+            .replace(':', "%3A")
+            .replace('!', "%21")
+            .replace('@', "%40");
         for _ in 0..600 {
-            let (code, v) = self.call("GET", &format!("/nodes/{}/tasks/{enc}/status", upid.split(':').nth(1).unwrap()), &[]);
+            let (code, v) = self.call(
+                "GET",
+                &format!(
+                    "/nodes/{}/tasks/{enc}/status",
+                    upid.split(':').nth(1).unwrap()
+                ),
+                &[],
+            );
             assert_eq!(code, 200, "task status: {v}");
             if v["data"]["status"] == "stopped" {
                 return v["data"].clone();
@@ -82,8 +127,16 @@ impl Emu {
     }
 
     pub fn task_log(&self, upid: &str) -> Value {
-        let enc: String = upid.replace(':', "%3A").replace('!', "%21").replace('@', "%40");
-        self.call("GET", &format!("/nodes/{}/tasks/{enc}/log", upid.split(':').nth(1).unwrap()), &[]).1
+        let enc: String = upid
+            .replace(':', "%3A")
+            .replace('!', "%21")
+            .replace('@', "%40");
+        self.call(
+            "GET",
+            &format!("/nodes/{}/tasks/{enc}/log", upid.split(':').nth(1).unwrap()),
+            &[],
+        )
+        .1
     }
 
     /// Runs a task-returning call and asserts it ends OK.
@@ -92,11 +145,18 @@ impl Emu {
         assert_eq!(code, 200, "{method} {path}: {v}");
         let upid = v["data"].as_str().unwrap().to_string();
         let st = self.wait(&upid);
-        assert_eq!(st["exitstatus"], "OK", "{method} {path}: {st} log {}", self.task_log(&upid));
+        assert_eq!(
+            st["exitstatus"],
+            "OK",
+            "{method} {path}: {st} log {}",
+            self.task_log(&upid)
+        );
     }
 
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -117,9 +177,22 @@ pub fn busybox_template(dir: &Path, name: &str) -> PathBuf {
     for a in ["sh", "sleep", "cat", "ls", "ps", "ip"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
     }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n").unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
+    )
+    .unwrap();
     let out = dir.join(name);
-    let st = Command::new("tar").args(["-acf", &out.to_string_lossy(), "-C", &root.to_string_lossy(), "."]).status().unwrap();
+    let st = Command::new("tar")
+        .args([
+            "-acf",
+            &out.to_string_lossy(),
+            "-C",
+            &root.to_string_lossy(),
+            ".",
+        ])
+        .status()
+        .unwrap();
     assert!(st.success());
     out
 }
@@ -148,6 +221,10 @@ impl Drop for Bridge {
 
 pub fn sh(cmd: &str, args: &[&str]) -> String {
     let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
