@@ -764,8 +764,9 @@ fn check_value(ep: &Endpoint, p: &Param, name: &str, v: &str) -> Result<(), Stri
                     ));
                 }
             }
+            check_controls(name, v)?;
             if let Some(f) = p.format {
-                check_format(ep, f, name, v)?;
+                check_format(ep, f, v)?;
             }
         }
     }
@@ -798,15 +799,30 @@ pub fn is_storage_id(v: &str) -> bool {
     re(STORAGE_RE).is_match(v)
 }
 
+/// Nothing from a request may smuggle a line break (or another control
+/// character) into a config file or an LXC config line. Stricter than the
+/// official patterns for `entrypoint`/`env`, which let `\n` through.
+fn check_controls(name: &str, v: &str) -> Result<(), String> {
+    let bad = match name {
+        // Kept as `#` comment lines, one per line.
+        "description" => v.contains('\r'),
+        // NUL-separated by definition.
+        "env" => v.chars().any(|c| c.is_control() && c != '\0'),
+        // Not stored.
+        "ssh-public-keys" => false,
+        _ => v.chars().any(char::is_control),
+    };
+    if bad {
+        Err("invalid format - value contains control characters".into())
+    } else {
+        Ok(())
+    }
+}
+
 /// Format checks, named as in the table. Formats the emulator does not
 /// interpret are only checked for control characters.
-fn check_format(ep: &Endpoint, f: &str, name: &str, v: &str) -> Result<(), String> {
+fn check_format(ep: &Endpoint, f: &str, v: &str) -> Result<(), String> {
     let bad = |what: &str| Err(format!("invalid format - {what}"));
-    // Nothing from a request may smuggle a newline into a config file.
-    let ctrl_ok = matches!(f, "env-pattern" | "urlencoded");
-    if !ctrl_ok && name != "description" && v.chars().any(|c| c.is_control()) {
-        return bad("value contains control characters");
-    }
     match f {
         "pve-node" if !is_node_name(v) => bad("value does not look like a valid node name"),
         "pve-storage-id" if !is_storage_id(v) => {

@@ -173,3 +173,38 @@ fn validator_behaves_like_proxmox() {
     assert!(e.contains_key("hostname"));
     assert!(e["cmode"].contains("enumeration"));
 }
+
+#[test]
+fn no_line_breaks_reach_a_config() {
+    use std::collections::BTreeMap;
+    let ep = pve_emulator::schema::find("PUT", "/nodes/{node}/lxc/{vmid}/config").unwrap();
+    for (k, v) in [
+        ("env", "A=1\nlxc.x: y"),
+        ("entrypoint", "/bin/sh\nlxc.x: y"),
+        ("tags", "a\nb"),
+        ("description", "a\rb"),
+    ] {
+        let p: BTreeMap<String, String> = [("node", "pve"), ("vmid", "100"), (k, v)]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let e = pve_emulator::schema::validate(ep, &p).unwrap_err();
+        assert!(e.contains_key(k), "{k}: {e:?}");
+    }
+    let p: BTreeMap<String, String> = [
+        ("node", "pve"),
+        ("vmid", "100"),
+        ("env", "A=1\0B=2"),
+        ("description", "two\nlines"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert!(pve_emulator::schema::validate(ep, &p).is_ok());
+    let ep = pve_emulator::schema::find("PUT", "/nodes/{node}/qemu/{vmid}/config").unwrap();
+    let p: BTreeMap<String, String> = [("node", "pve"), ("vmid", "100"), ("args", "-x\nlxc.y: z")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert!(pve_emulator::schema::validate(ep, &p).is_err());
+}
