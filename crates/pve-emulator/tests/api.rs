@@ -342,3 +342,92 @@ fn fault_rules() {
     emu.task_ok("POST", "/nodes/pve/qemu/101/status/stop", &[]);
     emu.task_ok("DELETE", "/nodes/pve/qemu/101", &[]);
 }
+
+#[test]
+fn clone_snapshot_rollback() {
+    let d = tempfile::tempdir().unwrap();
+    let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar.gz"));
+    let emu = Emu::start(d.path(), &[]);
+    let (id, newid) = (vmid(), vmid());
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+            "-d",
+            "hostname=orig",
+            "--data-urlencode",
+            "net0=name=eth0,bridge=vmbr0,ip=dhcp",
+        ],
+    );
+    let root = |vmid: u32| {
+        d.path()
+            .join(format!("storage/local/images/{vmid}/subvol-{vmid}-disk-0"))
+    };
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/snapshot"),
+        &["-d", "snapname=s1", "-d", "description=first"],
+    );
+    std::fs::write(root(id).join("etc/motd"), "changed\n").unwrap();
+    let (c, v) = emu.call(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/snapshot"),
+        &["-d", "snapname=s1"],
+    );
+    assert_eq!(
+        (c, v["message"].as_str()),
+        (500, Some("snapshot name 's1' already used\n"))
+    );
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/snapshot"), &[]);
+    assert_eq!(v["data"][0]["name"], "s1");
+    assert_eq!(v["data"][0]["description"], "first");
+    assert_eq!(v["data"][1]["name"], "current");
+    assert_eq!(v["data"][1]["parent"], "s1");
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/snapshot/s1/rollback"),
+        &[],
+    );
+    assert!(
+        !root(id).join("etc/motd").exists(),
+        "rollback restored the files"
+    );
+
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/clone"),
+        &["-d", &format!("newid={newid}"), "-d", "hostname=copy"],
+    );
+    let (_, a) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    let (_, b) = emu.call("GET", &format!("/nodes/pve/lxc/{newid}/config"), &[]);
+    assert_eq!(b["data"]["hostname"], "copy");
+    assert_eq!(
+        b["data"]["rootfs"],
+        format!("local:subvol-{newid}-disk-0,size=4G")
+    );
+    assert_ne!(
+        a["data"]["net0"], b["data"]["net0"],
+        "a clone gets a new MAC"
+    );
+    assert!(root(newid).join("bin/busybox").exists());
+
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}/snapshot/s1"), &[]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/snapshot"), &[]);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{newid}"), &[]);
+    assert!(std::fs::read_dir(d.path().join("storage/local/images"))
+        .unwrap()
+        .next()
+        .is_none());
+    let (_, v) = emu.call("GET", "/nodes/pve/storage/local/content", &[]);
+    assert_eq!(
+        v["data"].as_array().unwrap().len(),
+        1,
+        "only the template is left: {v}"
+    );
+}

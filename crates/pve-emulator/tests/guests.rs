@@ -412,3 +412,56 @@ fn oci_archive_template() {
         &["-d", "force=1"],
     );
 }
+
+#[test]
+fn vlan_tag_on_host_veth() {
+    let d = tempfile::tempdir().unwrap();
+    let br = Bridge::name();
+    let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar"));
+    let emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    let id = vmid();
+    let net = format!("name=eth0,bridge={},tag=42,ip=10.198.0.2/24", br.0);
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+            "-d",
+            "unprivileged=0",
+            "--data-urlencode",
+            "entrypoint=/bin/sleep 1000",
+            "--data-urlencode",
+            &format!("net0={net}"),
+        ],
+    );
+    let (c, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    assert_eq!(c, 200, "{v}");
+    let st = emu.wait(v["data"].as_str().unwrap());
+    if st["exitstatus"] == "OK" {
+        let vlans = sh("bridge", &["vlan", "show", "dev", &format!("veth{id}i0")]);
+        assert!(vlans.contains("42"), "{vlans}");
+    } else {
+        // The kernel may refuse VLAN filtering: then the error says so and the CT is not left running.
+        let msg = st["exitstatus"].as_str().unwrap();
+        assert!(msg.contains("VLAN tag 42"), "{msg}");
+        let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+        assert_eq!(v["data"]["status"], "stopped");
+    }
+    // Privileged CT: files keep their owners.
+    let (_, v) = emu.call(
+        "GET",
+        &format!("/nodes/pve/storage/local/content/local:subvol-{id}-disk-0"),
+        &[],
+    );
+    use std::os::unix::fs::MetadataExt;
+    let p = format!("{}/bin/busybox", v["data"]["path"].as_str().unwrap());
+    assert_eq!(std::fs::metadata(p).unwrap().uid(), 0);
+    emu.task_ok(
+        "DELETE",
+        &format!("/nodes/pve/lxc/{id}"),
+        &["-d", "force=1"],
+    );
+}
