@@ -32,7 +32,7 @@ struct Cli {
     /// API token `USER@REALM!ID=SECRET` (repeatable).
     #[arg(long = "token", value_parser = auth::parse_token_arg)]
     tokens: Vec<(String, String)>,
-    /// `ID=dir:/path` or `ID=zfspool:POOL/DATASET` (repeatable); default `local=dir:DIR/storage/local`.
+    /// `ID=dir:/path` or `ID=zfspool:POOL/DATASET` (repeatable); `local=dir:DIR/storage/local` unless given.
     #[arg(long = "storage", value_parser = storage::parse_arg)]
     storages: Vec<storage::Storage>,
     /// Bridges to create if missing (repeatable).
@@ -80,7 +80,8 @@ fn run() -> Result<()> {
         anyhow::ensure!(schema::is_node_name(n), "node name '{n}' is not valid");
     }
     let mut storages = cli.storages.clone();
-    if !storages.iter().any(|s| s.id == "local") && cli.storages.is_empty() {
+    // Like every Proxmox node, there is always a `local` directory storage.
+    if !storages.iter().any(|s| s.id == "local") {
         storages.push(storage::Storage {
             id: "local".into(),
             backend: storage::Backend::Dir(dir.join("storage/local")),
