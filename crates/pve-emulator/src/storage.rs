@@ -283,7 +283,26 @@ impl Storage {
                 let _ = std::fs::remove_dir(&d);
             }
             Backend::Zfs(ds) => {
-                run("zfs", &["destroy", "-r", &format!("{ds}/{name}")])?;
+                // Right after a CT stopped its rootfs can still be busy for a
+                // moment; retry, then force the unmount.
+                let full = format!("{ds}/{name}");
+                let mut tries = 0;
+                loop {
+                    let force = tries > 0;
+                    let args: &[&str] = if force {
+                        &["destroy", "-r", "-f", &full]
+                    } else {
+                        &["destroy", "-r", &full]
+                    };
+                    match run("zfs", args) {
+                        Ok(_) => break,
+                        Err(e) if tries < 10 && format!("{e}").contains("busy") => {
+                            tries += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(500));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Ok(())
