@@ -27,22 +27,16 @@ fn tar_list(file: &Path) -> Result<Vec<String>> {
     Ok(out.lines().map(str::to_string).collect())
 }
 
+/// GNU tar as root keeps owners (`--numeric-owner`: ids, not names looked up
+/// on the host) and modes (`-p`), and detects the compression itself.
 fn untar(file: &Path, dest: &Path, exclude_whiteouts: bool) -> Result<()> {
-    let mut args = vec![
-        "-xpf".to_string(),
-        file.to_string_lossy().into_owned(),
-        "-C".into(),
-        dest.to_string_lossy().into_owned(),
-        "--numeric-owner".into(),
-        "--no-same-permissions".into(),
-    ];
-    args.retain(|a| a != "--no-same-permissions");
-    args.push("--same-permissions".into());
+    let file = file.to_string_lossy();
+    let dest = dest.to_string_lossy();
+    let mut args = vec!["-xpf", &file, "-C", &dest, "--numeric-owner"];
     if exclude_whiteouts {
-        args.push("--exclude=.wh.*".into());
+        args.push("--exclude=.wh.*");
     }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    run("tar", &a).map(|_| ())
+    run("tar", &args).map(|_| ())
 }
 
 /// Joins a relative archive path under `root`, refusing `..` and symlinked parents.

@@ -45,6 +45,8 @@ fn busybox_ct_lifecycle_on_dir_storage() {
             "memory=128",
             "-d",
             "cpulimit=1",
+            "-d",
+            "hostname=bb1",
         ],
     );
     // Unprivileged: files shifted by 100000.
@@ -140,10 +142,29 @@ fn busybox_ct_lifecycle_on_dir_storage() {
     let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/snapshot"), &[]);
     assert_eq!(v["data"][0]["name"], "s1");
 
+    // The hostname is the CT's UTS name.
+    let hn = sh("nsenter", &["-t", &pid, "-u", "hostname"]);
+    assert_eq!(hn.trim(), "bb1");
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/suspend"), &[]);
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/resume"), &[]);
     emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/stop"), &[]);
     let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
     assert_eq!(v["data"]["status"], "stopped");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let (c, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/stop"), &[]);
+    assert_eq!(
+        (c, v["message"].as_str().unwrap().to_string()),
+        (500, format!("CT {id} not running\n"))
+    );
+    // Shutdown: sleep as init ignores the halt signal, so forceStop kills it after the timeout.
+    emu.task_ok("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/status/shutdown"),
+        &["-d", "timeout=1", "-d", "forceStop=1"],
+    );
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    assert_eq!(v["data"]["status"], "stopped");
     emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}/snapshot/s1"), &[]);
     emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
     let left: Vec<_> = std::fs::read_dir(d.path().join("storage/local/images"))
