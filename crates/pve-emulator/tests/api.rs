@@ -1,0 +1,433 @@
+//! The API's behaviour without running guests: auth, errors, tasks, nextid,
+//! restart, faults.
+
+mod common;
+use common::*;
+
+#[test]
+fn auth_tickets_csrf_and_tokens() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = Emu::start(d.path(), &[]);
+    // The fingerprint file matches what was printed, in AA:BB form.
+    let fp = std::fs::read_to_string(d.path().join("fingerprint")).unwrap();
+    assert_eq!(fp.trim(), emu.fingerprint);
+    assert!(regex::Regex::new("^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
+        .unwrap()
+        .is_match(&emu.fingerprint));
+
+    let (c, _) = emu.raw("GET", &emu.url("/version"), &[], &[]);
+    assert_eq!(c, 401);
+    let t0 = std::time::Instant::now();
+    let (c, _) = emu.raw(
+        "GET",
+        &emu.url("/version"),
+        &["-H", "Authorization: PVEAPIToken=root@pam!tok=wrong"],
+        &[],
+    );
+    assert_eq!(c, 401);
+    assert!(
+        t0.elapsed().as_millis() >= 200,
+        "401 comes after the configured delay"
+    );
+    let (c, _) = emu.call(
+        "POST",
+        "/access/ticket",
+        &["-d", "username=root@pam", "-d", "password=nope"],
+    );
+    assert_eq!(c, 401);
+
+    let (c, v) = emu.call(
+        "POST",
+        "/access/ticket",
+        &["-d", "username=root@pam", "-d", "password=pw"],
+    );
+    assert_eq!(c, 200, "{v}");
+    let ticket = v["data"]["ticket"].as_str().unwrap().to_string();
+    let csrf = v["data"]["CSRFPreventionToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ticket.starts_with("PVE:root@pam:"));
+    let cookie = format!("Cookie: PVEAuthCookie={ticket}");
+    let (c, v) = emu.raw("GET", &emu.url("/nodes"), &["-H", &cookie], &[]);
+    assert_eq!(c, 200);
+    assert_eq!(v["data"][0]["node"], "pve");
+    // Writes with a ticket need the CSRF token.
+    let (c, _) = emu.raw(
+        "PUT",
+        &emu.url("/nodes/pve/lxc/999/config"),
+        &["-H", &cookie],
+        &["-d", "memory=256"],
+    );
+    assert_eq!(c, 403);
+    let csrf_h = format!("CSRFPreventionToken: {csrf}");
+    let (c, v) = emu.raw(
+        "PUT",
+        &emu.url("/nodes/pve/lxc/999/config"),
+        &["-H", &cookie, "-H", &csrf_h],
+        &["-d", "memory=256"],
+    );
+    assert_eq!(c, 500);
+    assert_eq!(
+        v["message"],
+        "Configuration file 'nodes/pve/lxc/999.conf' does not exist\n"
+    );
+    // Renewal: the ticket as password. JSON bodies work too.
+    let body = serde_json::json!({"username": "root@pam", "password": ticket}).to_string();
+    let (c, v) = emu.call(
+        "POST",
+        "/access/ticket",
+        &["-H", "Content-Type: application/json", "-d", &body],
+    );
+    assert_eq!(c, 200, "{v}");
+}
+
+#[test]
+fn proxmox_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = Emu::start(d.path(), &[]);
+    let (c, v) = emu.call("GET", "/x", &[]);
+    assert_eq!(c, 501);
+    assert_eq!(v["message"], "Method 'GET /x' not implemented\n");
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            "vmid=abc",
+            "-d",
+            "unprivileged=true",
+            "-d",
+            "ostemplate=local:vztmpl/x.tar",
+        ],
+    );
+    assert_eq!(c, 400);
+    assert_eq!(v["message"], "Parameter verification failed.\n");
+    assert_eq!(v["data"], serde_json::Value::Null);
+    assert_eq!(
+        v["errors"]["vmid"],
+        "type check ('integer') failed - got 'abc'"
+    );
+    assert_eq!(
+        v["errors"]["unprivileged"],
+        "type check ('boolean') failed - got 'true'"
+    );
+    let (c, v) = emu.call("POST", "/nodes/pve/lxc", &["-d", "vmid=100"]);
+    assert_eq!(c, 400);
+    assert_eq!(
+        v["errors"]["ostemplate"],
+        "property is missing and it is not optional"
+    );
+    // Root-only options are refused for tokens (root@pam!tok is not root@pam).
+    for extra in [
+        "features=keyctl=1",
+        "dev0=/dev/null",
+        "mp0=/srv,mp=/mnt",
+        "hookscript=local:snippets/x.sh",
+    ] {
+        let (c, v) = emu.call(
+            "POST",
+            "/nodes/pve/lxc",
+            &[
+                "-d",
+                "vmid=100",
+                "-d",
+                "ostemplate=local:vztmpl/x.tar",
+                "--data-urlencode",
+                extra,
+            ],
+        );
+        assert_eq!(c, 403, "{extra}: {v}");
+    }
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/lxc/100/status/start",
+        &["-d", "skiplock=1"],
+    );
+    assert_eq!(c, 403, "{v}");
+    // Unknown task.
+    let (c, v) = emu.call("GET", "/nodes/pve/tasks/UPID%3Apve%3A00000001%3A00000001%3A00000001%3Avzstart%3A100%3Aroot%40pam%3A/status", &[]);
+    assert_eq!(c, 400);
+    assert_eq!(v["errors"]["upid"], "no such task");
+}
+
+#[test]
+fn create_lock_exists_restart_and_nextid() {
+    let d = tempfile::tempdir().unwrap();
+    let tpl = busybox_template(d.path(), "bb.tar.xz");
+    let ost = install_template(d.path(), &tpl);
+    let id = vmid();
+    let mut emu = Emu::start(d.path(), &["--node", "pve", "--node", "pve2"]);
+    let fp = emu.fingerprint.clone();
+    // A slow create (latency fault on nothing; the lock shows while the task runs).
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+            "-d",
+            "hostname=ct1",
+        ],
+    );
+    assert_eq!(c, 200, "{v}");
+    let upid = v["data"].as_str().unwrap().to_string();
+    assert!(
+        regex::Regex::new(
+            r"^UPID:pve:[0-9A-F]{8}:[0-9A-F]{8,9}:[0-9A-F]{8}:vzcreate:\d+:root@pam!tok:$"
+        )
+        .unwrap()
+        .is_match(&upid),
+        "{upid}"
+    );
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve2/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+        ],
+    );
+    assert_eq!(c, 500);
+    assert_eq!(
+        v["message"],
+        format!("CT {id} already exists on node 'pve'\n")
+    );
+    let st = emu.wait(&upid);
+    assert_eq!(st["exitstatus"], "OK");
+    let log = emu.task_log(&upid);
+    assert_eq!(
+        log["data"].as_array().unwrap().last().unwrap()["t"],
+        "TASK OK"
+    );
+    assert!(log["total"].as_u64().unwrap() >= 1);
+
+    // Lock: a conf with lock refuses start.
+    let conf = d.path().join(format!("nodes/pve/lxc/{id}.conf"));
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("unprivileged: 1"));
+    std::fs::write(
+        &conf,
+        format!("{text}lock: create\nlxc.init.cmd: /bin/sleep 5\n"),
+    )
+    .unwrap();
+    let (c, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    assert_eq!(c, 500);
+    assert_eq!(v["message"], "CT is locked (create)\n");
+    // Raw lxc.* lines come back as `lxc`.
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    assert_eq!(v["data"]["lxc"][0][0], "lxc.init.cmd");
+    assert_eq!(v["data"]["memory"], 512);
+    std::fs::write(&conf, text).unwrap();
+    // PUT keeps raw lines and validates.
+    let (c, _) = emu.call(
+        "PUT",
+        &format!("/nodes/pve/lxc/{id}/config"),
+        &["-d", "memory=256", "-d", "delete=hostname"],
+    );
+    assert_eq!(c, 200);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    assert_eq!(v["data"]["memory"], 256);
+    assert!(v["data"].get("hostname").is_none());
+
+    // nextid over both nodes; the id comes back as a string.
+    let (_, v) = emu.call("GET", &format!("/cluster/nextid?vmid={id}"), &[]);
+    assert_eq!(v["errors"]["vmid"], format!("VM {id} already exists"));
+    let (c, v) = emu.call("GET", "/cluster/nextid?vmid=150", &[]);
+    assert_eq!((c, v["data"].clone()), (200, serde_json::json!("150")));
+    assert!(v["data"].is_string());
+
+    // Restart keeps config, tasks and fingerprint.
+    emu.stop();
+    let emu = Emu::start(d.path(), &["--node", "pve", "--node", "pve2"]);
+    assert_eq!(emu.fingerprint, fp);
+    let (c, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    assert_eq!(c, 200);
+    assert_eq!(v["data"]["memory"], 256);
+    assert_eq!(emu.wait(&upid)["exitstatus"], "OK");
+    let (_, v) = emu.call("GET", "/cluster/resources?type=vm", &[]);
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["vmid"] == id && g["type"] == "lxc"));
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
+    assert!(!conf.exists());
+    assert!(std::fs::read_dir(d.path().join("storage/local/images"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn fault_rules() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = Emu::start(
+        d.path(),
+        &[
+            "--fault",
+            r#"{"method":"GET","path":"^/nodes$","action":"error","status":503,"message":"boom","count":1}"#,
+        ],
+    );
+    let (c, v) = emu.call("GET", "/nodes", &[]);
+    assert_eq!((c, v["message"].as_str()), (503, Some("boom\n")));
+    let (c, _) = emu.call("GET", "/nodes", &[]);
+    assert_eq!(c, 200);
+    let ctl = format!("https://127.0.0.1:{}/_emulator/faults", emu.port);
+    let auth = [
+        "-H".to_string(),
+        format!("Authorization: PVEAPIToken={TOKEN}"),
+    ];
+    let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let rules = r#"{"rules":[{"path":"^/version$","action":"drop"},{"method":"GET","path":"^/cluster/nextid$","action":"latency","ms":300},{"method":"POST","path":"/status/start$","action":"lock"},{"method":"POST","path":"^/nodes/[^/]+/qemu$","action":"fail_task","message":"disk on fire"}]}"#;
+    let (c, _) = emu.raw(
+        "POST",
+        &ctl,
+        &auth,
+        &["-H", "Content-Type: application/json", "-d", rules],
+    );
+    assert_eq!(c, 200);
+    let (c, _) = emu.call("GET", "/version", &[]);
+    assert_eq!(c, 0, "connection dropped without an answer");
+    let t0 = std::time::Instant::now();
+    emu.call("GET", "/cluster/nextid", &[]);
+    assert!(t0.elapsed().as_millis() >= 300);
+    let (c, v) = emu.call("POST", "/nodes/pve/lxc/100/status/start", &[]);
+    assert_eq!(
+        (c, v["message"].as_str()),
+        (500, Some("CT is locked (backup)\n"))
+    );
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/qemu",
+        &["-d", "vmid=100", "-d", "name=vm1"],
+    );
+    assert_eq!(c, 200, "{v}");
+    let st = emu.wait(v["data"].as_str().unwrap());
+    assert_eq!(st["exitstatus"], "disk on fire");
+    let (_, v) = emu.raw("GET", &ctl, &auth, &[]);
+    assert_eq!(v["data"].as_array().unwrap().len(), 5);
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["hits"].as_u64().unwrap() >= 1));
+    emu.raw("DELETE", &ctl, &auth, &[]);
+    let (c, _) = emu.call("GET", "/version", &[]);
+    assert_eq!(c, 200);
+    // QEMU guests keep config and status.
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/qemu",
+        &[
+            "-d",
+            "vmid=101",
+            "-d",
+            "name=vm1",
+            "-d",
+            "memory=1024",
+            "--data-urlencode",
+            "scsi0=local:8",
+        ],
+    );
+    emu.task_ok("POST", "/nodes/pve/qemu/101/status/start", &[]);
+    let (_, v) = emu.call("GET", "/nodes/pve/qemu/101/status/current", &[]);
+    assert_eq!(v["data"]["status"], "running");
+    let (_, v) = emu.call("GET", "/nodes/pve/qemu/101/config", &[]);
+    assert_eq!(v["data"]["scsi0"], "local:vm-101-disk-0,size=8G");
+    emu.task_ok("POST", "/nodes/pve/qemu/101/status/stop", &[]);
+    emu.task_ok("DELETE", "/nodes/pve/qemu/101", &[]);
+}
+
+#[test]
+fn clone_snapshot_rollback() {
+    let d = tempfile::tempdir().unwrap();
+    let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar.gz"));
+    let emu = Emu::start(d.path(), &[]);
+    let (id, newid) = (vmid(), vmid());
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+            "-d",
+            "hostname=orig",
+            "--data-urlencode",
+            "net0=name=eth0,bridge=vmbr0,ip=dhcp",
+        ],
+    );
+    let root = |vmid: u32| {
+        d.path()
+            .join(format!("storage/local/images/{vmid}/subvol-{vmid}-disk-0"))
+    };
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/snapshot"),
+        &["-d", "snapname=s1", "-d", "description=first"],
+    );
+    std::fs::write(root(id).join("etc/motd"), "changed\n").unwrap();
+    let (c, v) = emu.call(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/snapshot"),
+        &["-d", "snapname=s1"],
+    );
+    assert_eq!(
+        (c, v["message"].as_str()),
+        (500, Some("snapshot name 's1' already used\n"))
+    );
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/snapshot"), &[]);
+    assert_eq!(v["data"][0]["name"], "s1");
+    assert_eq!(v["data"][0]["description"], "first");
+    assert_eq!(v["data"][1]["name"], "current");
+    assert_eq!(v["data"][1]["parent"], "s1");
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/snapshot/s1/rollback"),
+        &[],
+    );
+    assert!(
+        !root(id).join("etc/motd").exists(),
+        "rollback restored the files"
+    );
+
+    emu.task_ok(
+        "POST",
+        &format!("/nodes/pve/lxc/{id}/clone"),
+        &["-d", &format!("newid={newid}"), "-d", "hostname=copy"],
+    );
+    let (_, a) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
+    let (_, b) = emu.call("GET", &format!("/nodes/pve/lxc/{newid}/config"), &[]);
+    assert_eq!(b["data"]["hostname"], "copy");
+    assert_eq!(
+        b["data"]["rootfs"],
+        format!("local:subvol-{newid}-disk-0,size=4G")
+    );
+    assert_ne!(
+        a["data"]["net0"], b["data"]["net0"],
+        "a clone gets a new MAC"
+    );
+    assert!(root(newid).join("bin/busybox").exists());
+
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}/snapshot/s1"), &[]);
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/snapshot"), &[]);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{id}"), &[]);
+    emu.task_ok("DELETE", &format!("/nodes/pve/lxc/{newid}"), &[]);
+    assert!(std::fs::read_dir(d.path().join("storage/local/images"))
+        .unwrap()
+        .next()
+        .is_none());
+    let (_, v) = emu.call("GET", "/nodes/pve/storage/local/content", &[]);
+    assert_eq!(
+        v["data"].as_array().unwrap().len(),
+        1,
+        "only the template is left: {v}"
+    );
+}
