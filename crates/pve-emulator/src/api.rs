@@ -30,6 +30,8 @@ pub struct App {
     pub storages: Vec<Storage>,
     pub auth_fail_delay_ms: u64,
     pub fingerprint: String,
+    /// Lowest VMID nextid returns.
+    pub next_id_lower: u32,
 }
 
 pub struct Ctx {
@@ -313,7 +315,8 @@ fn nextid(app: &App, p: &P) -> R {
         return ok(json!(id.to_string()));
     }
     let used: std::collections::HashSet<u32> = app.store.list().into_iter().map(|x| x.2).collect();
-    let id = (100..).find(|i| !used.contains(i)).unwrap_or(100);
+    let lower = app.next_id_lower;
+    let id = (lower..).find(|i| !used.contains(i)).unwrap_or(lower);
     ok(json!(id.to_string()))
 }
 

@@ -41,6 +41,11 @@ struct Cli {
     /// Delay before a 401 for bad credentials, as pveproxy's ~3 s.
     #[arg(long, default_value_t = 3000)]
     auth_fail_delay_ms: u64,
+    /// Lowest VMID /cluster/nextid hands out (datacenter.cfg `next-id: lower=`).
+    /// Emulators running side by side need disjoint ranges: a CT's veth is
+    /// named after its VMID (`veth<vmid>i0`) in the host's one namespace.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(100..=999_000_000))]
+    next_id_lower: u32,
     /// A fault rule as JSON (repeatable), as for POST /_emulator/faults.
     #[arg(long = "fault")]
     faults: Vec<String>,
@@ -116,6 +121,7 @@ fn run() -> Result<()> {
         faults: faults::Faults::default(),
         storages,
         auth_fail_delay_ms: cli.auth_fail_delay_ms,
+        next_id_lower: cli.next_id_lower,
         fingerprint: cert.fingerprint.clone(),
     });
     app.faults

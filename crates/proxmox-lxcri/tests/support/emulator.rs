@@ -52,6 +52,8 @@ impl Emulator {
     pub fn start(bin: &Path, dir: &Path, extra: &[&str]) -> Emulator {
         let n = N.fetch_add(1, Ordering::SeqCst);
         let bridge = format!("lxt{}x{n}", std::process::id() % 100000);
+        // Disjoint VMIDs for emulators side by side: veths are named after them.
+        let lower = ((std::process::id() % 10000) * 64 + n % 64) * 100 + 1000;
         let data = dir.join("pve");
         std::fs::create_dir_all(data.join("storage")).unwrap();
         open_up(dir);
@@ -63,6 +65,7 @@ impl Emulator {
             .arg("--storage")
             .arg(format!("local=dir:{}", data.join("storage").display()))
             .args(["--bridge", &bridge])
+            .args(["--next-id-lower", &lower.to_string()])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
