@@ -119,6 +119,19 @@ fn assert_no_leftovers(ctd: &Containerd, rt: &str, ids: &[String]) {
         let lxc: Vec<PathBuf> = dirs.iter().flat_map(|d| paths_naming(d, ids, 3)).collect();
         assert!(lxc.is_empty(), "LXC / proxmox-lxcri leftovers: {lxc:?}");
     }
+    if let Some(emu) = &ctd.pve {
+        // pve-lxc: no CT on the node, no volume on its storage.
+        assert_eq!(
+            emu.ct_ids(),
+            Vec::<u32>::new(),
+            "CTs left on the Proxmox node"
+        );
+        assert!(
+            emu.volumes().is_empty(),
+            "volumes left: {:?}",
+            emu.volumes()
+        );
+    }
     let mounts = ctd.mounts();
     assert!(
         mounts.is_empty(),
@@ -181,6 +194,17 @@ fn kill_sigterm_then_remove() {
     let ctd = Containerd::start();
     let id = cid(&ctd, "term");
     run_detached(&ctd, &rt, &id, TERMINABLE);
+    if let Some(emu) = &ctd.pve {
+        // On pve-lxc the task is a Proxmox CT, tagged with its id.
+        let cts = emu.ct_ids();
+        assert_eq!(cts.len(), 1, "one CT while the task runs: {cts:?}");
+        let conf = emu.get(&format!("/nodes/pve/lxc/{}/config", cts[0]));
+        let tags = conf["data"]["tags"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(tags.contains("proxmox-lxcri"), "{conf}");
+    }
     let o = ctd.ctr(&["task", "kill", "-s", "SIGTERM", &id]);
     assert!(o.status.success(), "ctr task kill:\n{}", ctd.explain(&o));
     ctd.wait_status(&id, "STOPPED", STATUS_TIMEOUT);

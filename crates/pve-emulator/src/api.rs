@@ -1726,7 +1726,10 @@ fn upload(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         }
     }
     let dir = s.template_dir().expect("dir storage");
-    let tmp = dir.join(format!(".upload-{}-{name}", std::process::id()));
+    // One temp file per upload: concurrent uploads of one name must not share it.
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".upload-{}-{n}-{name}", std::process::id()));
     std::fs::write(&tmp, data).map_err(|e| internal(format!("writing upload: {e}")))?;
     let dst = dir.join(name);
     let len = data.len();

@@ -179,8 +179,12 @@ impl Tasks {
                 exitstatus,
                 endtime: now(),
             };
+            // Atomically (temp + rename): a status read never sees half a file.
             let p = me.done_path(&task.upid);
-            let _ = std::fs::write(&p, serde_json::to_vec(&done).unwrap_or_default());
+            let tmp = p.with_extension("tmp");
+            if std::fs::write(&tmp, serde_json::to_vec(&done).unwrap_or_default()).is_ok() {
+                let _ = std::fs::rename(&tmp, &p);
+            }
             me.active
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -211,14 +215,17 @@ impl Tasks {
         if let Some(t) = tokenid {
             v["tokenid"] = json!(t);
         }
-        let done: Option<Done> = std::fs::read(self.done_path(upid))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        // `running` first: a task leaves `active` only after its done file
+        // is in place, so "not running and no done file" is really a task
+        // an earlier process left unfinished.
         let running = self
             .active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(upid);
+        let done: Option<Done> = std::fs::read(self.done_path(upid))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         match done {
             Some(d) => {
                 v["status"] = json!("stopped");

@@ -458,6 +458,31 @@ pub fn ensure_template(client: &Client, cfg: &PveSection, root: &Path) -> Result
     if fs::read_to_string(&marker).is_ok_and(|s| s == key) {
         return Ok(volid);
     }
+    // Concurrent first creates: one uploads, the others wait and reuse.
+    fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
+    let lock_path = root.join("pve-template.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx(|| format!("opening {}", lock_path.display()))?;
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .ctx(|| format!("locking {}", lock_path.display()))
+        .and_then(|guard| {
+            if fs::read_to_string(&marker).is_ok_and(|s| s == key) {
+                return Ok(());
+            }
+            upload_template(client, cfg, root, &volid)?;
+            let _ = write_atomic(&marker, key.as_bytes());
+            drop(guard);
+            Ok(())
+        })?;
+    Ok(volid)
+}
+
+fn upload_template(client: &Client, cfg: &PveSection, root: &Path, volid: &str) -> Result<()> {
     let have = client
         .storage_content(&cfg.node, &cfg.template_storage, Some("vztmpl"), None)
         .map_err(api("listing templates"))?
@@ -465,18 +490,15 @@ pub fn ensure_template(client: &Client, cfg: &PveSection, root: &Path) -> Result
         .any(|v| v.volid == volid);
     if !have {
         // An empty tar archive: two zero blocks, padded to 10 KiB.
-        let tar = root.join(BASE_TEMPLATE);
+        let tar = root.join(format!(".{}-{BASE_TEMPLATE}", std::process::id()));
         fs::write(&tar, vec![0u8; 10240]).ctx(|| format!("writing {}", tar.display()))?;
-        let upid = client
+        let sent = client
             .upload_template(&cfg.node, &cfg.template_storage, &tar, BASE_TEMPLATE)
-            .map_err(api("uploading the base template"))?;
-        client
-            .wait_task(&upid, Duration::from_secs(cfg.task_timeout_secs))
-            .map_err(api("uploading the base template"))?;
+            .and_then(|upid| client.wait_task(&upid, Duration::from_secs(cfg.task_timeout_secs)));
         let _ = fs::remove_file(&tar);
+        sent.map_err(api("uploading the base template"))?;
     }
-    let _ = write_atomic(&marker, key.as_bytes());
-    Ok(volid)
+    Ok(())
 }
 
 /// Forget the cached template (it was deleted on the node).
