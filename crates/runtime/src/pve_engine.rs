@@ -228,7 +228,7 @@ pub fn plan(
 
     // Limits: what the API can say; the exact cgroup values also go raw.
     let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let mem = res.as_ref().and_then(|r| r.memory().clone());
+    let mem = res.as_ref().and_then(|r| *r.memory());
     match mem.as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
         Some(limit) => {
             let mb = (limit as u64).div_ceil(1 << 20).max(16);
