@@ -49,6 +49,10 @@ pub struct Config {
     pub routing: Vec<Route>,
     #[serde(default)]
     pub lxc: LxcSection,
+    /// `[storage]`: where container rootfs live. Absent: the lxc engine
+    /// runs the bundle's rootfs in place, as runc does.
+    #[serde(default)]
+    pub storage: Option<storage::StorageConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +105,7 @@ impl Default for Config {
             default_backend: default_backend(),
             routing: vec![],
             lxc: LxcSection::default(),
+            storage: None,
         }
     }
 }
@@ -142,6 +147,9 @@ impl Config {
                 "lxc.log_level {:?}: not an LXC log level",
                 cfg.lxc.log_level
             ));
+        }
+        if let Some(st) = &cfg.storage {
+            st.validate().map_err(|e| format!("[storage]: {e}"))?;
         }
         Ok(cfg)
     }
@@ -213,5 +221,20 @@ backend = "pve-lxc"
         assert!(Config::parse("typo = 1").is_err());
         assert!(Config::parse("[lxc]\nlog_level = \"LOUD\"").is_err());
         assert_eq!(Config::parse("").unwrap().lxc.log_level, "ERROR");
+    }
+
+    #[test]
+    fn storage_section() {
+        assert!(Config::parse("").unwrap().storage.is_none());
+        let c = Config::parse("[storage]\n").unwrap();
+        assert_eq!(c.storage.unwrap().kind, storage::Kind::Dir);
+        let c = Config::parse(
+            "[storage]\nkind = \"zfs\"\nzfs_parent = \"tank/lxcri\"\ndefault_quota = \"8G\"\nproperties = { compression = \"lz4\", atime = \"off\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.unwrap().zfs_parent.as_deref(), Some("tank/lxcri"));
+        let e = Config::parse("[storage]\nkind = \"zfs\"\n").unwrap_err();
+        assert!(e.contains("[storage]") && e.contains("zfs_parent"), "{e}");
+        assert!(Config::parse("[storage]\nquota = \"1G\"\n").is_err());
     }
 }

@@ -116,6 +116,9 @@ impl Runtime {
             }
         }
 
+        // [storage]: checked now, made after the state records it.
+        let volume_plan = crate::storage_glue::plan(self, id, &annotations, &spec)?;
+
         // From here on everything made is undone if create fails.
         let lock = self.store.claim(id)?;
         let dir = self.store.dir(id);
@@ -124,6 +127,7 @@ impl Runtime {
             paths: LxcPaths::new(&dir, id),
             monitor: None,
             init: None,
+            volume: None,
             armed: true,
         };
         let paths = guard.paths.clone();
@@ -143,8 +147,16 @@ impl Runtime {
             init: None,
             monitor: None,
             exit_status: None,
+            volume: None,
         };
         self.store.save(&state)?;
+        let rootfs = match &volume_plan {
+            Some((storage, plan)) => {
+                guard.volume = Some((storage.clone(), plan.volume.clone()));
+                crate::storage_glue::make(self, &mut state, storage, plan, &rootfs)?
+            }
+            None => rootfs,
+        };
 
         let ctx = TranslateContext {
             id: id.into(),
@@ -466,6 +478,8 @@ impl Runtime {
                     }
                 }
             }
+            // The volume first: if it cannot go, the state stays to retry.
+            crate::storage_glue::destroy(self, &st)?;
             let dir = self.store.dir(id);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
             drop(lock);
@@ -501,6 +515,8 @@ struct CreateGuard {
     paths: LxcPaths,
     monitor: Option<Pid>,
     init: Option<ProcRef>,
+    /// The rootfs volume, once it may exist.
+    volume: Option<(storage::Storage, storage::Volume)>,
     armed: bool,
 }
 
@@ -522,6 +538,12 @@ impl Drop for CreateGuard {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some((storage, vol)) = &self.volume {
+            if let Err(e) = storage.destroy(vol) {
+                // The state (and so the record) goes below; say what stays.
+                tracing::error!("destroying volume {} of a failed create: {e}", vol.name);
             }
         }
         let _ = fs::remove_dir_all(&self.dir);

@@ -30,6 +30,8 @@ const APPLETS: &[&str] = &[
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,
+    /// `--config` for every command, if set.
+    pub config: Option<PathBuf>,
 }
 
 impl Env {
@@ -40,7 +42,11 @@ impl Env {
             .tempdir()
             .unwrap();
         let root = tmp.path().join("root");
-        Env { tmp, root }
+        Env {
+            tmp,
+            root,
+            config: None,
+        }
     }
 
     /// A bundle dir with a busybox rootfs and the default spec edited by `f`.
@@ -75,6 +81,7 @@ impl Env {
         Command::new(BIN)
             .arg("--root")
             .arg(&self.root)
+            .args(self.config_args())
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -91,6 +98,7 @@ impl Env {
         Command::new(BIN)
             .arg("--root")
             .arg(&self.root)
+            .args(self.config_args())
             .arg("--log")
             .arg(self.tmp.path().join(format!("{id}.log")))
             .args(["create", "--bundle"])
@@ -103,6 +111,13 @@ impl Env {
             .stderr(err)
             .output()
             .unwrap()
+    }
+
+    fn config_args(&self) -> Vec<std::ffi::OsString> {
+        match &self.config {
+            Some(c) => vec!["--config".into(), c.clone().into()],
+            None => vec![],
+        }
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
