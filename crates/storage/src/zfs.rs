@@ -91,8 +91,10 @@ impl Zfs {
 
     /// Where a dataset is mounted; an error if it is not.
     pub fn mountpoint(&self, name: &str) -> Result<PathBuf> {
-        let mounted = self.get(name, "mounted")?.unwrap_or_default();
-        let mp = self.get(name, "mountpoint")?.unwrap_or_default();
+        let out = self.run(["get", "-H", "-p", "-o", "value", "mounted,mountpoint", name])?;
+        let mut lines = out.lines();
+        let mounted = lines.next().unwrap_or_default().to_string();
+        let mp = lines.next().unwrap_or_default().to_string();
         if mounted != "yes" || !mp.starts_with('/') {
             return Err(Error::Refused(format!(
                 "dataset {name} is not mounted (mountpoint={mp}, mounted={mounted}); a container rootfs needs a mounted filesystem"
@@ -125,8 +127,8 @@ impl Zfs {
     }
 
     pub fn set(&self, name: &str, prop: &str, value: &str) -> Result<()> {
-        self.run(["set".to_string(), format!("{prop}={value}"), name.into()])
-            .map(|_| ())
+        let kv = format!("{prop}={value}");
+        self.run_patient(&["set", &kv, name]).map(|_| ())
     }
 
     /// `zfs destroy -r`: the dataset and its snapshots; fine if already gone.
@@ -135,25 +137,34 @@ impl Zfs {
         self.destroy_with(&["destroy", "-r", name], name)
     }
 
-    /// Run a destroy of `name`, waiting out a short "dataset is busy".
-    ///
-    /// zfs-fuse reports a filesystem busy for a moment after its last file
-    /// was closed (FUSE sends RELEASE asynchronously); kernel ZFS reports a
-    /// filesystem that is really in use. Neither is forced.
+    /// Run a destroy of `name`; fine if it is gone. See [`Zfs::run_patient`].
     pub fn destroy_with(&self, args: &[&str], name: &str) -> Result<()> {
+        if !self.exists(name) {
+            return Ok(());
+        }
+        match self.run_patient(args) {
+            Ok(_) => Ok(()),
+            Err(_) if !self.exists(name) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Run a command that may meet a short "dataset is busy" and retry it
+    /// for a while. zfs-fuse reports a filesystem busy for a moment after
+    /// its last file was closed or it was mounted (FUSE works
+    /// asynchronously); kernel ZFS reports only a filesystem really in use,
+    /// which stays busy and fails after the wait. Nothing is forced.
+    pub fn run_patient(&self, args: &[&str]) -> Result<String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if !self.exists(name) {
-                return Ok(());
-            }
-            let err = match self.run(args) {
-                Ok(_) => return Ok(()),
-                Err(_) if !self.exists(name) => return Ok(()),
-                Err(e) => e,
-            };
-            let busy = matches!(&err, Error::Zfs { stderr, .. } if stderr.contains("busy"));
-            if !busy || std::time::Instant::now() > deadline {
-                return Err(err);
+            match self.run(args) {
+                Ok(out) => return Ok(out),
+                Err(e) => {
+                    let busy = matches!(&e, Error::Zfs { stderr, .. } if stderr.contains("busy"));
+                    if !busy || std::time::Instant::now() > deadline {
+                        return Err(e);
+                    }
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
