@@ -365,7 +365,7 @@ fn get_xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
 fn shift_acl(v: &mut [u8], sh: &IdShift) -> std::result::Result<(), String> {
     const ACL_USER: u16 = 2;
     const ACL_GROUP: u16 = 8;
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) {
         return Err("malformed".into());
     }
     for e in v[4..].chunks_mut(8) {
