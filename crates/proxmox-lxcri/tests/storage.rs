@@ -362,3 +362,67 @@ fn dir_storage_copies_the_rootfs_and_refuses_quotas() {
     let e = env.fails(&["snapshot", "create", "d2", "s"]);
     assert!(e.contains("does not exist"), "{e}");
 }
+
+#[test]
+fn a_create_killed_mid_copy_leaves_nothing_gc_does_not_remove() {
+    let z = zenv("");
+    let b = z.env.bundle("big", &["true"], |_| {});
+    // 150 MB of incompressible data: the copy into the image takes a while.
+    let st = std::process::Command::new("dd")
+        .args([
+            "if=/dev/urandom",
+            &format!("of={}", b.join("rootfs/blob").display()),
+            "bs=1M",
+            "count=150",
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let before = z.pool.all();
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("--root")
+        .arg(&z.env.root)
+        .arg("--config")
+        .arg(z.env.config.as_ref().unwrap())
+        .args(["create", "--bundle", b.to_str().unwrap(), "k1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the copy has begun (the volume is recorded by then).
+    let state = z.env.root.join("containers/k1/state.json");
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("\"volume\"")
+    {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "create never recorded its volume"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = z.ok(&["gc"]);
+    assert!(out.contains("removed create k1"), "{out}");
+    z.env.assert_gone("k1");
+    // The interrupted image copy (a dataset without its snapshot), if the
+    // kill came after it was begun.
+    let images = z.ok(&["image", "gc"]);
+    eprintln!("image gc: {images}");
+    let after: Vec<String> = z
+        .pool
+        .all()
+        .into_iter()
+        .filter(|d| !before.contains(d))
+        .collect();
+    let parents = [
+        z.parent.clone(),
+        format!("{}/containers", z.parent),
+        format!("{}/images", z.parent),
+    ];
+    assert!(after.iter().all(|d| parents.contains(d)), "{after:?}");
+}

@@ -7,6 +7,8 @@ use crate::size::human;
 
 /// Told about a copy as it goes.
 pub trait Progress {
+    /// The bytes the copy will write, when known (for a percentage).
+    fn set_total(&mut self, _bytes: u64) {}
     fn update(&mut self, stats: &CopyStats);
     fn finish(&mut self, _stats: &CopyStats) {}
 }
@@ -55,6 +57,10 @@ impl TerminalProgress {
 }
 
 impl Progress for TerminalProgress {
+    fn set_total(&mut self, bytes: u64) {
+        self.total_bytes = Some(bytes);
+    }
+
     fn update(&mut self, s: &CopyStats) {
         if !self.enabled || self.start.elapsed() < Duration::from_secs(1) {
             return;

@@ -321,7 +321,11 @@ impl Storage {
         self.ensure_parents()?;
         let key = match &plan.digest {
             Some(d) => ImageKey::from_digest(d, plan.shift.as_ref())?,
-            None => ImageKey::fingerprint(source, plan.shift.as_ref())?.0,
+            None => {
+                let (key, summary) = ImageKey::fingerprint(source, plan.shift.as_ref())?;
+                progress.set_total(summary.bytes);
+                key
+            }
         };
         // Held until the clone exists, so image gc cannot take the image away.
         let image = self.ensure_image(&key, source, plan.shift.as_ref(), progress)?;
@@ -547,23 +551,52 @@ impl Storage {
         let mut out = vec![];
         match self.cfg.kind {
             Kind::Zfs => {
-                for ds in self.zfs.children(&self.containers_dataset())? {
-                    let owner = self.zfs.get(&ds, PROP_OWNER)?.map(PathBuf::from);
-                    let id = self.zfs.get(&ds, PROP_ID)?;
-                    let path = self
-                        .zfs
-                        .get(&ds, "mountpoint")?
-                        .map(PathBuf::from)
-                        .unwrap_or_default();
+                // One command for all: name, property, value per line.
+                let parent = self.containers_dataset();
+                if !self.zfs.exists(&parent) {
+                    return Ok(out);
+                }
+                let props = format!("{PROP_OWNER},{PROP_ID},mountpoint");
+                let text = self.zfs.run([
+                    "get",
+                    "-H",
+                    "-p",
+                    "-o",
+                    "name,property,value",
+                    "-r",
+                    "-d",
+                    "1",
+                    &props,
+                    &parent,
+                ])?;
+                let mut by_name: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+                for line in text.lines() {
+                    let mut f = line.splitn(3, '\t');
+                    let (Some(n), Some(p), Some(v)) = (f.next(), f.next(), f.next()) else {
+                        continue;
+                    };
+                    if n == parent || n.contains('@') {
+                        continue;
+                    }
+                    if v != "-" {
+                        by_name
+                            .entry(n.into())
+                            .or_default()
+                            .insert(p.into(), v.into());
+                    } else {
+                        by_name.entry(n.into()).or_default();
+                    }
+                }
+                for (ds, p) in by_name {
                     out.push(FoundVolume {
                         volume: Volume {
                             kind: Kind::Zfs,
+                            path: p.get("mountpoint").map(PathBuf::from).unwrap_or_default(),
                             name: ds,
-                            path,
                             image: None,
                         },
-                        owner,
-                        id,
+                        owner: p.get(PROP_OWNER).map(PathBuf::from),
+                        id: p.get(PROP_ID).cloned(),
                     });
                 }
             }
