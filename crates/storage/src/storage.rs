@@ -743,6 +743,9 @@ impl Storage {
         let tmp = format!("{dataset}-lxcri-new");
         // A leftover of an interrupted call.
         self.zfs.destroy_recursive(&tmp)?;
+        // Unmounted until it has its final name: renaming a mounted
+        // filesystem can stay "busy" for long on zfs-fuse.
+        props.push(("canmount".into(), "noauto".into()));
         self.zfs.clone_snapshot(&image.snapshot, &tmp, &props)?;
         // From here the old, empty dataset is replaced by the clone.
         if let Err(e) = self.zfs.destroy_with(&["destroy", dataset], dataset) {
@@ -752,6 +755,11 @@ impl Storage {
         self.zfs.run_patient(&["rename", &tmp, dataset])?;
         if let Some(mp) = mountpoint {
             self.zfs.set(dataset, "mountpoint", &mp)?;
+        }
+        self.zfs.set(dataset, "canmount", "on")?;
+        // Setting the properties may have mounted it already.
+        if self.zfs.get(dataset, "mounted")?.as_deref() != Some("yes") {
+            self.zfs.run_patient(&["mount", dataset])?;
         }
         Ok(())
     }

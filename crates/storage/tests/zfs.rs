@@ -403,6 +403,8 @@ fn populate_named_replaces_a_proxmox_volume_by_a_clone() {
     assert_eq!(get(&vol, "refquota"), GIB.to_string());
     assert_eq!(get(&vol, "mountpoint"), mp.display().to_string());
     assert!(mp.join("bin/busybox").exists());
+    assert_eq!(get(&vol, "mounted"), "yes");
+    assert_eq!(get(&vol, "canmount"), "on");
     // Not empty any more: a second fill is refused.
     let e = f
         .storage
