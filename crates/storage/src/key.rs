@@ -82,6 +82,19 @@ impl ImageKey {
         Ok((ImageKey(format!("f-{}", mix(&hexpart, shift))), sum))
     }
 
+    /// The key of a bundle's rootfs: from the digest its annotations give
+    /// (see [`ImageKey::digest_from_annotations`]), else a fingerprint.
+    pub fn for_bundle(
+        annotations: &BTreeMap<String, String>,
+        rootfs: &Path,
+        shift: Option<&IdShift>,
+    ) -> Result<Self> {
+        match Self::digest_from_annotations(annotations)? {
+            Some(d) => Self::from_digest(&d, shift),
+            None => Ok(Self::fingerprint(rootfs, shift)?.0),
+        }
+    }
+
     /// The digest a bundle's annotations give, if any: ours, then CRI's
     /// image-ref, then a CRI image name pinned by digest. A malformed value
     /// of our own annotation is an error; CRI values that are not digests

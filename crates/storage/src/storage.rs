@@ -731,35 +731,25 @@ impl Storage {
                 }
             }
         }
-        let mountpoint = local
-            .iter()
-            .find(|(k, _)| k == "mountpoint")
-            .map(|(_, v)| v.clone());
-        let mut props: Vec<(String, String)> = local
-            .into_iter()
-            .filter(|(k, _)| k != "mountpoint")
-            .collect();
+        // Every locally set property (refquota, mountpoint, acltype, ...)
+        // is kept: the empty dataset goes and the clone takes its name.
+        // (Cloning under a temporary name and renaming would keep the old
+        // one longer, but zfs-fuse leaves a renamed clone "busy" for long.)
+        // Should the clone fail, an empty dataset like the old one is put
+        // back.
+        let mut props = local;
         props.push((PROP_IMAGE.into(), key.to_string()));
-        let tmp = format!("{dataset}-lxcri-new");
-        // A leftover of an interrupted call.
-        self.zfs.destroy_recursive(&tmp)?;
-        // Unmounted until it has its final name: renaming a mounted
-        // filesystem can stay "busy" for long on zfs-fuse.
-        props.push(("canmount".into(), "noauto".into()));
-        self.zfs.clone_snapshot(&image.snapshot, &tmp, &props)?;
-        // From here the old, empty dataset is replaced by the clone.
-        if let Err(e) = self.zfs.destroy_with(&["destroy", dataset], dataset) {
-            let _ = self.zfs.destroy_recursive(&tmp);
+        self.zfs.destroy_with(&["destroy", dataset], dataset)?;
+        if let Err(e) = self.zfs.clone_snapshot(&image.snapshot, dataset, &props) {
+            let restore: Vec<(String, String)> = props
+                .iter()
+                .filter(|(k, _)| k != PROP_IMAGE)
+                .cloned()
+                .collect();
+            if let Err(r) = self.zfs.create(dataset, &restore, false) {
+                tracing::error!("putting back the empty {dataset}: {r}");
+            }
             return Err(e);
-        }
-        self.zfs.run_patient(&["rename", &tmp, dataset])?;
-        if let Some(mp) = mountpoint {
-            self.zfs.set(dataset, "mountpoint", &mp)?;
-        }
-        self.zfs.set(dataset, "canmount", "on")?;
-        // Setting the properties may have mounted it already.
-        if self.zfs.get(dataset, "mounted")?.as_deref() != Some("yes") {
-            self.zfs.run_patient(&["mount", dataset])?;
         }
         Ok(())
     }

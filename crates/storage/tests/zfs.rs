@@ -415,6 +415,22 @@ fn populate_named_replaces_a_proxmox_volume_by_a_clone() {
         .storage
         .populate_named("x/../y", &src, &key, None, &mut NoProgress)
         .is_err());
+    // A second CT of the same image: a clone, no copy.
+    let vol2 = format!("{data}/subvol-106-disk-0");
+    run("zfs", &["create", "-o", "refquota=512M", &vol2]).unwrap();
+    let key2 = ImageKey::for_bundle(&BTreeMap::new(), &src, None).unwrap();
+    assert_eq!(key2, key);
+    let mut count = Count::default();
+    f.storage
+        .populate_named(&vol2, &src, &key2, None, &mut count)
+        .unwrap();
+    assert_eq!(count.0, 0, "no copy for a cached image");
+    assert_eq!(get(&vol2, "origin"), get(&vol, "origin"));
+    assert_eq!(get(&vol2, "refquota"), (512u64 << 20).to_string());
+    f.storage
+        .zfs()
+        .destroy_with(&["destroy", &vol2], &vol2)
+        .unwrap();
     // The image stays while the CT volume needs it.
     assert!(f.storage.image_gc().unwrap().is_empty());
     f.storage
