@@ -150,9 +150,6 @@ pub enum Command {
     Resume { id: String },
     /// Change the resource limits of a live container.
     Update(UpdateArgs),
-    /// Remove what crashed commands left behind (half-made containers,
-    /// their Proxmox CTs, volumes and VMIDs).
-    Gc,
     /// Print container stats (runc's JSON events).
     Events {
         /// Print stats once and exit.
@@ -163,6 +160,48 @@ pub enum Command {
         interval: String,
         id: String,
     },
+    /// Snapshots of a container's rootfs volume ([storage] kind = "zfs").
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// The image cache of [storage] (one dataset per rootfs content).
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Remove what crashed commands left behind: interrupted creates (with
+    /// their Proxmox CT, volume and VMID), storage volumes no container
+    /// records, and Proxmox CTs of this root whose container has no state.
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Take a snapshot of the container's rootfs.
+    Create { id: String, name: String },
+    /// List the container's snapshots.
+    List {
+        #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+    },
+    /// Roll the rootfs back to a snapshot (later snapshots are destroyed);
+    /// the container must not be running.
+    Rollback { id: String, name: String },
+    /// Destroy a snapshot.
+    Delete { id: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// List cached images and the datasets cloned from them.
+    List {
+        #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Remove cached images that no container needs.
+    Gc,
 }
 
 #[derive(Debug, Args)]

@@ -47,11 +47,6 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             ps_args,
         } => ps(&rt, &id, format, &ps_args)?,
         Command::Pause { id } => rt.pause(&id)?,
-        Command::Gc => {
-            for line in rt.gc()? {
-                println!("removed {line}");
-            }
-        }
         Command::Resume { id } => rt.resume(&id)?,
         Command::Update(a) => update(&rt, a)?,
         Command::Events {
@@ -67,6 +62,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 rt.watch(&id, every, |v| println!("{v}"))?;
             }
         }
+        Command::Snapshot(c) => crate::storage_cmds::snapshot(&rt, c)?,
+        Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
+        Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
     }
     Ok(0)

@@ -49,6 +49,10 @@ pub struct Config {
     pub routing: Vec<Route>,
     #[serde(default)]
     pub lxc: LxcSection,
+    /// `[storage]`: where container rootfs live. Absent: the lxc engine
+    /// runs the bundle's rootfs in place, as runc does.
+    #[serde(default)]
+    pub storage: Option<storage::StorageConfig>,
     /// The Proxmox VE node the pve-* engines talk to.
     #[serde(default)]
     pub pve: Option<PveSection>,
@@ -195,6 +199,7 @@ impl Default for Config {
             routing: vec![],
             lxc: LxcSection::default(),
             pve: None,
+            storage: None,
         }
     }
 }
@@ -250,6 +255,9 @@ impl Config {
             if p.fingerprint.is_some() && p.ca_file.is_some() {
                 return Err("[pve]: give fingerprint or ca_file, not both".into());
             }
+        }
+        if let Some(st) = &cfg.storage {
+            st.validate().map_err(|e| format!("[storage]: {e}"))?;
         }
         Ok(cfg)
     }
@@ -330,5 +338,20 @@ backend = "pve-lxc"
         assert!(Config::parse("typo = 1").is_err());
         assert!(Config::parse("[lxc]\nlog_level = \"LOUD\"").is_err());
         assert_eq!(Config::parse("").unwrap().lxc.log_level, "ERROR");
+    }
+
+    #[test]
+    fn storage_section() {
+        assert!(Config::parse("").unwrap().storage.is_none());
+        let c = Config::parse("[storage]\n").unwrap();
+        assert_eq!(c.storage.unwrap().kind, storage::Kind::Dir);
+        let c = Config::parse(
+            "[storage]\nkind = \"zfs\"\nzfs_parent = \"tank/lxcri\"\ndefault_quota = \"8G\"\nproperties = { compression = \"lz4\", atime = \"off\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.unwrap().zfs_parent.as_deref(), Some("tank/lxcri"));
+        let e = Config::parse("[storage]\nkind = \"zfs\"\n").unwrap_err();
+        assert!(e.contains("[storage]") && e.contains("zfs_parent"), "{e}");
+        assert!(Config::parse("[storage]\nquota = \"1G\"\n").is_err());
     }
 }

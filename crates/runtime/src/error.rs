@@ -22,6 +22,8 @@ pub enum Error {
     #[error("bundle {path}: {reason}")]
     Bundle { path: PathBuf, reason: String },
     #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error(transparent)]
     Translate(#[from] proxmox_lxcri_lxc::config::TranslateError),
     #[error("{0}")]
     Spec(String),

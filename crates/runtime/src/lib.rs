@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod gc;
 pub mod hooks;
 pub mod id;
 pub mod lxc_engine;
@@ -15,6 +16,7 @@ pub mod runtime;
 pub mod signal;
 pub mod state;
 pub mod stdio;
+pub mod storage_glue;
 
 pub use error::{Error, Result};
 pub use running::ExecOptions;

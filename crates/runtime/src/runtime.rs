@@ -147,6 +147,9 @@ impl Runtime {
             _ => None,
         };
 
+        // [storage]: checked now, made after the state records it.
+        let volume_plan = crate::storage_glue::plan(self, id, &annotations, &spec)?;
+
         // From here on everything made is undone if create fails.
         let lock = self.store.claim(id)?;
         let dir = self.store.dir(id);
@@ -158,6 +161,7 @@ impl Runtime {
             monitor: None,
             init: None,
             pve: None,
+            volume: None,
             armed: true,
         };
         let paths = guard.paths.clone();
@@ -178,8 +182,16 @@ impl Runtime {
             monitor: None,
             exit_status: None,
             pve: None,
+            volume: None,
         };
         self.store.save(&state)?;
+        let rootfs = match &volume_plan {
+            Some((storage, plan)) => {
+                guard.volume = Some((storage.clone(), plan.volume.clone()));
+                crate::storage_glue::make(self, &mut state, storage, plan, &rootfs)?
+            }
+            None => rootfs,
+        };
 
         let ctx = TranslateContext {
             id: id.into(),
@@ -600,6 +612,8 @@ impl Runtime {
             if let Some(rec) = &st.pve {
                 self.pve_destroy(id, rec)?;
             }
+            // The volume first: if it cannot go, the state stays to retry.
+            crate::storage_glue::destroy(self, &st)?;
             let dir = self.store.dir(id);
             pve::remove_exchange(&dir);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
@@ -640,6 +654,8 @@ struct CreateGuard<'a> {
     init: Option<ProcRef>,
     /// The CT as far as it was made (pve-lxc).
     pve: Option<PveRecord>,
+    /// The rootfs volume, once it may exist.
+    volume: Option<(storage::Storage, storage::Volume)>,
     armed: bool,
 }
 
@@ -678,6 +694,12 @@ impl Drop for CreateGuard<'_> {
             }
         }
         pve::remove_exchange(&self.dir);
+        if let Some((storage, vol)) = &self.volume {
+            if let Err(e) = storage.destroy(vol) {
+                // The state (and so the record) goes below; say what stays.
+                tracing::error!("destroying volume {} of a failed create: {e}", vol.name);
+            }
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -909,39 +931,11 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// Remove what crashed commands left behind: containers whose create
-    /// died half-way (state `creating`, nothing running; their CT, volume
-    /// and VMID go with them), and CTs of this runtime root that have no
-    /// state at all. Returns one line per thing removed.
-    pub fn gc(&self) -> Result<Vec<String>> {
-        let mut removed = vec![];
-        for id in self.store.list()? {
-            let Some(lock) = self.store.try_lock(&id)? else {
-                continue; // a command is working on it
-            };
-            // create holds the lock until it has recorded `created`; a free
-            // lock on a `creating` state means its create died.
-            let Ok(recorded) = self.store.load(&id) else {
-                continue;
-            };
-            if recorded.status != Status::Creating {
-                continue;
-            }
-            drop(lock);
-            self.delete(&id, true)?;
-            removed.push(format!("container {id} (create did not finish)"));
-        }
-        if self.config.pve.is_some() {
-            removed.extend(self.gc_pve_orphans()?);
-        }
-        Ok(removed)
-    }
-
-    /// CTs tagged by us, made from this root, whose container has no state.
-    fn gc_pve_orphans(&self) -> Result<Vec<String>> {
-        let cfg = self.config.pve()?;
+    /// CTs tagged by us, made from this root, whose container has no state:
+    /// (node, vmid, container id).
+    pub(crate) fn pve_orphans(&self) -> Result<Vec<(String, u32, String)>> {
         let client = self.pve()?;
-        let mut removed = vec![];
+        let mut found = vec![];
         let resources = client
             .cluster_resources(Some("vm"))
             .map_err(pve::api("listing guests"))?;
@@ -970,15 +964,30 @@ impl Runtime {
             if self.store.dir(&id).exists() {
                 continue;
             }
-            let rec = PveRecord {
-                node,
-                vmid: Some(vmid),
-                created: true,
-                unprivileged: false,
-            };
-            pve::destroy(client, cfg, &rec, &id, &self.store.root, false)?;
-            removed.push(format!("CT {vmid} of container {id} (no state)"));
+            found.push((node, vmid, id));
         }
-        Ok(removed)
+        Ok(found)
+    }
+
+    /// Destroy a CT found by [`Self::pve_orphans`].
+    pub(crate) fn pve_destroy_orphan(&self, node: &str, vmid: u32, id: &str) -> Result<()> {
+        let rec = PveRecord {
+            node: node.to_string(),
+            vmid: Some(vmid),
+            created: true,
+            unprivileged: false,
+        };
+        // Checked again: it must still be ours and still without state.
+        if self.store.dir(id).exists() {
+            return Ok(());
+        }
+        pve::destroy(
+            self.pve()?,
+            self.config.pve()?,
+            &rec,
+            id,
+            &self.store.root,
+            true,
+        )
     }
 }

@@ -81,6 +81,9 @@ pub struct ContainerState {
     /// The Proxmox CT (pve-lxc engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pve: Option<crate::pve_engine::PveRecord>,
+    /// The rootfs volume from `[storage]`, recorded before it is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<storage::Volume>,
 }
 
 impl ContainerState {
@@ -171,12 +174,6 @@ impl Store {
         Ok(lock)
     }
 
-    /// Lock a container unless another command holds it (`gc` must never
-    /// wait for, or race, a create in progress).
-    pub fn try_lock(&self, id: &str) -> Result<Option<ContainerLock>> {
-        ContainerLock::try_acquire(&self.dir(id), id)
-    }
-
     pub fn load(&self, id: &str) -> Result<ContainerState> {
         let path = self.state_file(id);
         let data = match fs::read(&path) {
@@ -193,6 +190,11 @@ impl Store {
     pub fn save(&self, state: &ContainerState) -> Result<()> {
         let data = serde_json::to_vec_pretty(state).expect("state serializes");
         write_atomic(&self.state_file(&state.id), &data)
+    }
+
+    /// Lock a container if no other command holds it (None if one does).
+    pub fn try_lock(&self, id: &str) -> Result<Option<ContainerLock>> {
+        ContainerLock::try_acquire(&self.dir(id), id)
     }
 
     /// Ids of all containers (directories with a state file), sorted.
@@ -221,24 +223,6 @@ pub struct ContainerLock {
 }
 
 impl ContainerLock {
-    fn try_acquire(dir: &Path, id: &str) -> Result<Option<Self>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)
-            .ctx(|| format!("opening container {id}"))?;
-        // SAFETY: flock on a valid fd we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(Some(ContainerLock { _file: file }));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Ok(None);
-        }
-        Err(err).ctx(|| format!("locking container {id}"))
-    }
-
     fn acquire(dir: &Path, id: &str) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -257,6 +241,25 @@ impl ContainerLock {
             }
         }
         Ok(ContainerLock { _file: file })
+    }
+
+    fn try_acquire(dir: &Path, id: &str) -> Result<Option<Self>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ctx(|| format!("opening container {id}"))?;
+        // SAFETY: flock on a valid fd we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(ContainerLock { _file: file }));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(err).ctx(|| format!("locking container {id}"))
+        }
     }
 }
 
@@ -313,6 +316,7 @@ mod tests {
             monitor: None,
             exit_status: None,
             pve: None,
+            volume: None,
         }
     }
 
@@ -329,6 +333,21 @@ mod tests {
         assert_eq!(store.list().unwrap(), vec!["c1".to_string()]);
         assert!(matches!(store.load("nope"), Err(Error::NotFound(_))));
         assert!(matches!(store.lock("nope"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn old_state_files_without_a_volume_still_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let _l = store.claim("old").unwrap();
+        let mut v = serde_json::to_value(sample("old")).unwrap();
+        v.as_object_mut().unwrap().remove("volume");
+        fs::write(store.state_file("old"), v.to_string()).unwrap();
+        assert!(store.load("old").unwrap().volume.is_none());
+        assert!(
+            store.try_lock("old").unwrap().is_none(),
+            "claim holds the lock"
+        );
     }
 
     #[test]
