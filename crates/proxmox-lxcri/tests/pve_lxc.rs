@@ -343,3 +343,83 @@ fn sigkill_at_each_create_step_then_gc_leaves_nothing() {
         let _ = out;
     }
 }
+
+/// On a zfspool storage with `[storage] kind = "zfs"`, the CT's own volume
+/// (`subvol-<vmid>-disk-0`, which Proxmox sees and snapshots) is a clone of
+/// the image cached under `zfs_parent`: the second CT of a bundle costs no
+/// copy. Unprivileged, so the image is shifted by 100000.
+#[test]
+fn on_zfs_the_ct_volume_is_a_clone_of_the_cached_image() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use storage::testpool::{run, TestPool};
+    let mut env = Env::new();
+    let pool = TestPool::new(2 << 30).expect("a zfs-fuse test pool");
+    // The CT's unprivileged root must reach its rootfs under the pool.
+    for d in [
+        pool.mountpoint().parent().unwrap().to_path_buf(),
+        pool.mountpoint(),
+    ] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    run("zfs", &["create", &format!("{}/pve", pool.name)]).unwrap();
+    let emu = support::emulator::Emulator::start(
+        &support::emulator::emulator_bin(support::BIN),
+        env.tmp.path(),
+        &["--storage", &format!("tank=zfspool:{}/pve", pool.name)],
+    );
+    let cfg = env.tmp.path().join("config.toml");
+    emu.write_config_with(
+        &cfg,
+        "pve-lxc",
+        "tank",
+        &format!(
+            "[storage]\nkind = \"zfs\"\nzfs_parent = \"{}/lxcri\"\nlock_dir = \"{}\"\nproperties = {{ compression = \"on\" }}\n",
+            pool.name,
+            env.tmp.path().join("locks").display()
+        ),
+    );
+    env.config = Some(cfg);
+    env.pve = Some(emu);
+
+    let b = env.bundle("b", &["sh", "-c", "id -u; cat /etc/group | head -1"], |s| {
+        s["annotations"] = json!({"io.proxmox-lxcri.storage.quota": "64M"});
+    });
+    env.must_create("z1", &b);
+    env.must_create("z2", &b);
+    let origin_of = |id: &str| {
+        let ds = format!("{}/pve/subvol-{}-disk-0", pool.name, env.vmid(id));
+        let origin = run("zfs", &["get", "-H", "-o", "value", "origin", &ds]).unwrap();
+        let refquota = run("zfs", &["get", "-H", "-o", "value", "refquota", &ds]).unwrap();
+        (ds, origin.trim().to_string(), refquota.trim().to_string())
+    };
+    let (ds1, o1, q1) = origin_of("z1");
+    let (_, o2, _) = origin_of("z2");
+    assert!(
+        o1.starts_with(&format!("{}/lxcri/images/", pool.name)) && o1.ends_with("@image"),
+        "{ds1}: origin {o1}"
+    );
+    assert_eq!(o1, o2, "both CTs are clones of one image");
+    assert_eq!(q1, "64M", "{ds1}: refquota");
+    // Shifted owners: root of the CT is host uid 100000.
+    let mp = run("zfs", &["get", "-H", "-o", "value", "mountpoint", &ds1]).unwrap();
+    let md = std::fs::metadata(std::path::Path::new(mp.trim()).join("bin/busybox")).unwrap();
+    assert_eq!(md.uid(), 100_000);
+
+    env.ok(&["start", "z1"]);
+    env.wait_status("z1", "stopped");
+    assert_eq!(env.stdout_of("z1"), "0\nroot:x:0:\n");
+    for id in ["z1", "z2"] {
+        env.ok(&["delete", "--force", id]);
+        env.assert_gone(id);
+    }
+    env.ok(&["image", "gc"]);
+    let left: Vec<String> = pool
+        .all()
+        .into_iter()
+        .filter(|d| d.contains("/pve/") || d.contains("/images/"))
+        .collect();
+    assert!(left.is_empty(), "datasets left: {left:?}");
+    assert_node_empty(&env);
+    // The emulator goes before the pool.
+    env.pve = None;
+}

@@ -268,11 +268,9 @@ pub fn plan(
         Some(v) => {
             let bytes = parse_size(v)
                 .ok_or_else(|| bad(QUOTA_ANNOTATION, v, "use a size like 512M or 8G"))?;
-            // Proxmox takes GiB, with decimals.
-            format!("{:.3}", bytes as f64 / (1u64 << 30) as f64)
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
+            // Proxmox takes GiB with decimals; whole MiB (rounded up) are
+            // exact binary fractions, so the volume gets exactly this size.
+            format!("{}", bytes.div_ceil(1 << 20) as f64 / 1024.0)
         }
         None => cfg.rootfs_size_gb.to_string(),
     };
@@ -594,40 +592,52 @@ pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
     Ok(PathBuf::from(info.path))
 }
 
-/// Copy the bundle's rootfs into the CT's volume, shifting owners into the
-/// unprivileged range when asked.
-pub fn fill_rootfs(src: &Path, dst: &Path, shift: Option<u32>) -> Result<()> {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("--")
-        .arg(src.join("."))
-        .arg(dst)
-        .status()
-        .ctx(|| "running cp".into())?;
-    if !st.success() {
-        return Err(Error::Pve(format!(
-            "copying the rootfs {} to the CT volume {} failed ({st})",
-            src.display(),
-            dst.display()
-        )));
+/// Proxmox's fixed idmap of unprivileged CTs: 0..65536 -> 100000..
+pub fn unprivileged_shift() -> storage::IdShift {
+    let r = storage::IdRange {
+        container_id: 0,
+        host_id: ID_SHIFT,
+        size: 65536,
+    };
+    storage::IdShift {
+        uids: vec![r],
+        gids: vec![r],
     }
-    if let Some(off) = shift {
-        shift_tree(dst, off)?;
-    }
-    Ok(())
 }
 
-fn shift_tree(dir: &Path, off: u32) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let md = fs::symlink_metadata(dir).ctx(|| format!("stat {}", dir.display()))?;
-    std::os::unix::fs::lchown(dir, Some(md.uid() % off + off), Some(md.gid() % off + off))
-        .ctx(|| format!("chown {}", dir.display()))?;
-    if md.is_dir() {
-        for e in fs::read_dir(dir).ctx(|| format!("reading {}", dir.display()))? {
-            let e = e.ctx(|| format!("reading {}", dir.display()))?;
-            shift_tree(&e.path(), off)?;
+/// The ZFS dataset mounted at `path`, if any.
+fn dataset_at(path: &Path) -> Option<String> {
+    let out = storage::zfs::Zfs::new("zfs")
+        .run(["list", "-H", "-o", "name,mountpoint", "-t", "filesystem"])
+        .ok()?;
+    out.lines().find_map(|l| {
+        let (name, mp) = l.split_once('\t')?;
+        (Path::new(mp) == path).then(|| name.to_string())
+    })
+}
+
+/// Put the bundle's rootfs into the CT's (empty) volume: with `[storage]`
+/// kind zfs and a ZFS volume, the volume becomes a clone of the cached
+/// image (O(1) once cached; Proxmox keeps seeing its own dataset); else a
+/// copy. Owners are shifted into the unprivileged range when asked.
+pub fn fill_rootfs(
+    store: Option<&storage::Storage>,
+    src: &Path,
+    dst: &Path,
+    annotations: &BTreeMap<String, String>,
+    unprivileged: bool,
+) -> Result<()> {
+    let shift = unprivileged.then(unprivileged_shift);
+    let mut progress =
+        storage::TerminalProgress::new(format!("copying rootfs to {}", dst.display()), None);
+    if let Some(st) = store.filter(|s| s.config().kind == storage::Kind::Zfs) {
+        if let Some(ds) = dataset_at(dst) {
+            let key = storage::ImageKey::for_bundle(annotations, src, shift.as_ref())?;
+            st.populate_named(&ds, src, &key, shift.as_ref(), &mut progress)?;
+            return Ok(());
         }
     }
+    storage::copy_tree(src, dst, shift.as_ref(), &mut progress)?;
     Ok(())
 }
 

@@ -898,7 +898,14 @@ impl Runtime {
             break vmid;
         };
         let volume = pve::rootfs_path(client, &cfg.node, vmid)?;
-        pve::fill_rootfs(rootfs, &volume, plan.unprivileged.then_some(pve::ID_SHIFT))?;
+        let store = crate::storage_glue::configured(self)?;
+        pve::fill_rootfs(
+            store.as_ref(),
+            rootfs,
+            &volume,
+            &state.annotations,
+            plan.unprivileged,
+        )?;
         Ok((vmid, volume))
     }
 

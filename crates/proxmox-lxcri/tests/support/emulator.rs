@@ -103,6 +103,17 @@ impl Emulator {
 
     /// A runtime config file for this emulator; `default_backend` as given.
     pub fn write_config(&self, path: &Path, default_backend: &str) {
+        self.write_config_with(path, default_backend, "local", "");
+    }
+
+    /// The same with the CTs' storage and more TOML (e.g. a `[storage]`).
+    pub fn write_config_with(
+        &self,
+        path: &Path,
+        default_backend: &str,
+        storage: &str,
+        extra: &str,
+    ) {
         let secret = path.with_file_name("token-secret");
         std::fs::write(&secret, TOKEN_SECRET).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -114,10 +125,11 @@ node = "{node}"
 token_id = "{TOKEN_ID}"
 token_secret_file = "{secret}"
 fingerprint = "{fp}"
-storage = "local"
+storage = "{storage}"
 bridge = "{bridge}"
 config_dir = "{conf}"
 task_timeout_secs = 60
+{extra}
 "#,
             url = self.url,
             node = self.node,
