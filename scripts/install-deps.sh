@@ -21,3 +21,8 @@ command -v cargo >/dev/null || {
     echo "install-deps: cargo not found; install Rust (https://rustup.rs) first" >&2
     exit 1
 }
+# Unprivileged containers (user namespaces, Proxmox's unprivileged CTs) map
+# root to 100000..165535; LXC maps through newuidmap, which checks these.
+for f in /etc/subuid /etc/subgid; do
+    grep -qs '^root:100000:65536$' "$f" || echo 'root:100000:65536' >>"$f"
+done

@@ -138,3 +138,42 @@ fn resource_limits_land_in_the_container_cgroup() {
     env.ok(&["delete", "--force", "res"]);
     env.assert_gone("res");
 }
+
+/// A user namespace (linux.uidMappings): root inside is host uid 100000,
+/// and the container still gets through the init's protocol.
+#[test]
+fn user_namespace_maps_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // LXC maps ids through newuidmap, which wants root's range in
+    // /etc/subuid and /etc/subgid (scripts/install-deps.sh adds it, as a
+    // Proxmox node has it).
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        assert!(
+            text.lines().any(|l| l.starts_with("root:100000:65536")),
+            "{f} lacks root:100000:65536 (run scripts/install-deps.sh)"
+        );
+    }
+    // The mapped root must reach the rootfs (tempdirs are 0700).
+    let mut d = Some(env.tmp.path());
+    while let Some(p) = d.filter(|p| *p != std::path::Path::new("/tmp")) {
+        let mode = std::fs::metadata(p).unwrap().permissions().mode() | 0o711;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        d = p.parent();
+    }
+    let b = env.bundle("b", &["sh", "-c", "id -u; cat /proc/self/uid_map"], |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map;
+    });
+    let out = run_and_capture(&env, "userns", &b);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out}");
+    let map: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(map, ["0", "100000", "65536"], "{out}");
+}

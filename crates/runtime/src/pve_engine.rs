@@ -688,15 +688,15 @@ pub fn remove_exchange(container_dir: &Path) {
     }
 }
 
-/// Give the exchange directory to the CT's root (unprivileged CTs).
-pub fn chown_exchange(dir: &Path, uid: u32) -> Result<()> {
+/// Give the exchange directory to the container's root (user namespaces).
+pub fn chown_exchange(dir: &Path, uid: u32, gid: u32) -> Result<()> {
     for e in std::iter::once(dir.to_path_buf()).chain(
         fs::read_dir(dir)
             .ctx(|| format!("reading {}", dir.display()))?
             .flatten()
             .map(|e| e.path()),
     ) {
-        std::os::unix::fs::lchown(&e, Some(uid), Some(uid))
+        std::os::unix::fs::lchown(&e, Some(uid), Some(gid))
             .ctx(|| format!("chown {}", e.display()))?;
     }
     Ok(())

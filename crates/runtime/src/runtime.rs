@@ -256,6 +256,13 @@ impl Runtime {
         let (monitor, mut ready, console_listener) = match &plan {
             None => {
                 lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
+                // With a user namespace the init runs as the mapped root:
+                // the exchange files must be its.
+                if let Some(shift) = crate::storage_glue::id_shift(&spec) {
+                    if let (Some(uid), Some(gid)) = (shift.uid(0), shift.gid(0)) {
+                        pve::chown_exchange(&paths.exchange, uid, gid)?;
+                    }
+                }
                 let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
                 let console = terminal
                     .then(|| bind_nonblocking(&console_path))
@@ -287,10 +294,10 @@ impl Runtime {
                     .then(|| bind_nonblocking(&console_path))
                     .transpose()?;
                 if plan.unprivileged {
-                    pve::chown_exchange(&ctx.exchange_dir, pve::ID_SHIFT)?;
+                    pve::chown_exchange(&ctx.exchange_dir, pve::ID_SHIFT, pve::ID_SHIFT)?;
                     let hooks_dir = dir.join("hooks");
                     fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
-                    pve::chown_exchange(&hooks_dir, pve::ID_SHIFT)?;
+                    pve::chown_exchange(&hooks_dir, pve::ID_SHIFT, pve::ID_SHIFT)?;
                 }
                 let _ = volume;
                 let monitor = pve::spawn_monitor(&paths.exchange, stdio, devnull.as_ref())?;
