@@ -299,9 +299,17 @@ pub fn run() -> ! {
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(dir.join(FILE_EXIT));
-    let prepared = match &exit_file {
-        Ok(_) => prepare(dir),
-        Err(e) => Err(format!("opening {}/{FILE_EXIT}: {e}", dir.display())),
+    // The stdio socket first, when the runtime offers one (pve-lxc): the
+    // monitor learns our host pid from it, even if preparing fails below.
+    let stdio = if dir.join(crate::init_config::SOCKET_STDIO).exists() {
+        stdio_from_runtime(dir)
+    } else {
+        Ok(())
+    };
+    let prepared = match (&exit_file, stdio) {
+        (Ok(_), Ok(())) => prepare(dir),
+        (Err(e), _) => Err(format!("opening {}/{FILE_EXIT}: {e}", dir.display())),
+        (_, Err(e)) => Err(e),
     };
     let exit_file = exit_file.ok();
     let exit = exit_file.as_ref();
@@ -315,9 +323,6 @@ pub fn run() -> ! {
     // A terminal from the container's devpts: master to the runtime, slave
     // as our (and so the user process's) stdio.
     let prepared = prepared.and_then(|p| {
-        if p.cfg.stdio_socket {
-            stdio_from_runtime(dir)?;
-        }
         if p.cfg.terminal && p.cfg.console_socket {
             console_to_runtime(dir)?;
         }

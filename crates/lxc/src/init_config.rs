@@ -67,7 +67,9 @@ pub struct InitConfig {
     /// exchange directory, before answering `ready`.
     #[serde(default)]
     pub console_socket: bool,
-    /// Take fds 0-2 from [`SOCKET_STDIO`] before anything else (pve-lxc).
+    /// The runtime serves fds 0-2 on [`SOCKET_STDIO`] (pve-lxc). The init
+    /// looks for the socket itself, before reading this config, so that
+    /// the monitor learns its pid even when the config is bad.
     #[serde(default)]
     pub stdio_socket: bool,
     /// process.capabilities; `None` means "drop everything".

@@ -678,7 +678,12 @@ impl Drop for CreateGuard<'_> {
             // The lxc monitor ends when lxc-start has torn the container
             // down; the pve monitor may still wait for an init that never
             // came, so it gets a shorter grace.
-            let grace = if self.pve.is_some() { 2 } else { 10 };
+            // (The pve monitor without an init to wait for ends at once.)
+            let grace = match &self.pve {
+                Some(_) if pve::read_init(&self.paths.exchange).is_none() => 0,
+                Some(_) => 2,
+                None => 10,
+            };
             let deadline = Instant::now() + Duration::from_secs(grace);
             while lxc::child_running(m) {
                 if Instant::now() > deadline {

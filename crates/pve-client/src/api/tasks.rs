@@ -12,7 +12,9 @@ use crate::upid::Upid;
 
 /// Polling starts fast (most tasks take well under a second) and slows to
 /// once a second.
-const FIRST_POLL: Duration = Duration::from_millis(50);
+/// A task has just been spawned when its UPID comes back: give it a moment
+/// before the first look (a poll at once almost always reads "running").
+const FIRST_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_secs(1);
 
 impl Client {
@@ -43,13 +45,15 @@ impl Client {
         Ok(())
     }
 
-    /// Polls the task until it stops (50 ms, doubling to 1 s). A task that
+    /// Polls the task until it stops (after 10 ms, then doubling to 1 s). A task that
     /// ends with anything but `OK` or `WARNINGS: N` gives [`Error::Task`]
     /// with its error text; one still running after `timeout` gives
     /// [`Error::Timeout`] (the task itself goes on).
     pub fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskStatus> {
         let deadline = Instant::now() + timeout;
         let mut delay = FIRST_POLL;
+        std::thread::sleep(FIRST_POLL.min(timeout));
+        delay *= 2;
         loop {
             let status = self.task_status(upid)?;
             if !status.is_running() {
