@@ -228,41 +228,7 @@ pub fn plan(
 
     // Limits: what the API can say; the exact cgroup values also go raw.
     let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let mem = res.as_ref().and_then(|r| *r.memory());
-    match mem.as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
-        Some(limit) => {
-            let mb = (limit as u64).div_ceil(1 << 20).max(16);
-            p = p.int("memory", mb as i64);
-            let swap = mem
-                .as_ref()
-                .and_then(|m| m.swap())
-                .filter(|s| *s > 0)
-                .map(|s| (s as u64).saturating_sub(limit as u64).div_ceil(1 << 20))
-                .unwrap_or(0);
-            p = p.int("swap", swap as i64);
-        }
-        // No limit: Proxmox has no "unlimited", so the node's memory.
-        None => {
-            p = p.int("memory", host_memory_mb() as i64);
-            p = p.int("swap", 0);
-        }
-    }
-    if let Some(cpu) = res.as_ref().and_then(|r| r.cpu().clone()) {
-        if let (Some(q), Some(per)) = (cpu.quota(), cpu.period()) {
-            if q > 0 && per > 0 {
-                let limit = (q as f64 / per as f64 * 100.0).ceil() / 100.0;
-                p = p.set("cpulimit", format!("{limit}"));
-            }
-        }
-        if let Some(shares) = cpu.shares() {
-            p = p.int("cpuunits", shares.clamp(1, 10000) as i64);
-        }
-        if let Some(cpus) = cpu.cpus() {
-            let n = count_cpus(cpus)
-                .ok_or_else(|| bad("linux.resources.cpu.cpus", cpus, "not a cpu list"))?;
-            p = p.int("cores", n as i64);
-        }
-    }
+    p = limit_params(res.as_ref(), p)?;
 
     let size = match annotations.get(QUOTA_ANNOTATION) {
         Some(v) => {
@@ -305,6 +271,53 @@ pub fn plan(
         unprivileged,
         net,
     })
+}
+
+/// The CT options for a spec's resources: `memory`/`swap` (without a limit:
+/// the node's memory, Proxmox has no "unlimited"), `cpulimit`, `cpuunits`,
+/// `cores`. Used at create and by `update`.
+pub fn limit_params(
+    res: Option<&oci_spec::runtime::LinuxResources>,
+    mut p: Params,
+) -> Result<Params> {
+    let bad = |what: &str, v: &str, why: &str| Error::Spec(format!("{what}={v:?}: {why}"));
+    let mem = res.and_then(|r| *r.memory());
+    match mem.as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
+        Some(limit) => {
+            let mb = (limit as u64).div_ceil(1 << 20).max(16);
+            p = p.int("memory", mb as i64);
+            let swap = mem
+                .as_ref()
+                .and_then(|m| m.swap())
+                .filter(|s| *s > 0)
+                .map(|s| (s as u64).saturating_sub(limit as u64).div_ceil(1 << 20))
+                .unwrap_or(0);
+            p = p.int("swap", swap as i64);
+        }
+        // No limit: Proxmox has no "unlimited", so the node's memory.
+        None => {
+            p = p.int("memory", host_memory_mb() as i64);
+            p = p.int("swap", 0);
+        }
+    }
+    if let Some(cpu) = res.and_then(|r| r.cpu().clone()) {
+        if let (Some(q), Some(per)) = (cpu.quota(), cpu.period()) {
+            if q > 0 && per > 0 {
+                let limit = (q as f64 / per as f64 * 100.0).ceil() / 100.0;
+                p = p.set("cpulimit", format!("{limit}"));
+            }
+        }
+        if let Some(shares) = cpu.shares() {
+            p = p.int("cpuunits", shares.clamp(1, 10000) as i64);
+        }
+        if let Some(cpus) = cpu.cpus() {
+            let n = count_cpus(cpus)
+                .ok_or_else(|| bad("linux.resources.cpu.cpus", cpus, "not a cpu list"))?;
+            p = p.int("cores", n as i64);
+        }
+    }
+
+    Ok(p)
 }
 
 fn count_cpus(list: &str) -> Option<u32> {

@@ -166,12 +166,24 @@ impl Runtime {
         }
         // Keep the stored spec in step, for a later look at config.json.
         let p = self.store.dir(id).join("config.json");
+        let mut merged = None;
         if let Ok(mut spec) = oci_spec::runtime::Spec::load(&p) {
             if let Some(linux) = spec.linux_mut() {
-                let mut merged = linux.resources().clone().unwrap_or_default();
-                merge_resources(&mut merged, resources);
-                linux.set_resources(Some(merged));
+                let mut m = linux.resources().clone().unwrap_or_default();
+                merge_resources(&mut m, resources);
+                linux.set_resources(Some(m.clone()));
                 let _ = write_atomic(&p, &serde_json::to_vec_pretty(&spec).unwrap_or_default());
+                merged = Some(m);
+            }
+        }
+        // pve-lxc: the CT's options follow, so Proxmox shows the new limits
+        // (the cgroup values above are what the kernel enforces).
+        if let (Some(rec), Some(m)) = (&st.pve, merged) {
+            if let Some(vmid) = rec.vmid {
+                let params = crate::pve_engine::limit_params(Some(&m), pve_client::Params::new())?;
+                self.pve()?
+                    .lxc_set_config(&rec.node, vmid, &params)
+                    .map_err(crate::pve_engine::api("updating the CT's limits"))?;
             }
         }
         Ok(())
@@ -327,11 +339,38 @@ fn stats(pid: i32) -> serde_json::Value {
 
 /// Overlay the fields `update` was given onto the stored resources.
 fn merge_resources(base: &mut LinuxResources, new: &LinuxResources) {
-    if new.memory().is_some() {
-        base.set_memory(*new.memory());
+    // Field by field: `update --cpu-quota` keeps the period, shares, cpus.
+    if let Some(n) = new.memory() {
+        let mut m = base.memory().unwrap_or_default();
+        if n.limit().is_some() {
+            m.set_limit(n.limit());
+        }
+        if n.swap().is_some() {
+            m.set_swap(n.swap());
+        }
+        if n.reservation().is_some() {
+            m.set_reservation(n.reservation());
+        }
+        base.set_memory(Some(m));
     }
-    if new.cpu().is_some() {
-        base.set_cpu(new.cpu().clone());
+    if let Some(n) = new.cpu() {
+        let mut c = base.cpu().clone().unwrap_or_default();
+        if n.shares().is_some() {
+            c.set_shares(n.shares());
+        }
+        if n.quota().is_some() {
+            c.set_quota(n.quota());
+        }
+        if n.period().is_some() {
+            c.set_period(n.period());
+        }
+        if n.cpus().is_some() {
+            c.set_cpus(n.cpus().clone());
+        }
+        if n.mems().is_some() {
+            c.set_mems(n.mems().clone());
+        }
+        base.set_cpu(Some(c));
     }
     if new.pids().is_some() {
         base.set_pids(*new.pids());
