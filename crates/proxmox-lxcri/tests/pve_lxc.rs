@@ -28,62 +28,20 @@ fn assert_node_empty(env: &Env) {
 }
 
 fn add_fault(env: &Env, rule: Value) {
-    let o = std::process::Command::new("curl")
-        .args(["-sS", "-X", "POST", "--cacert"])
-        .arg(env.emu().data.join("pve-root-ca.pem"))
-        .arg("-H")
-        .arg(format!(
-            "Authorization: PVEAPIToken={}={}",
-            support::emulator::TOKEN_ID,
-            support::emulator::TOKEN_SECRET
-        ))
-        .args(["-H", "Content-Type: application/json", "--data"])
-        .arg(json!({ "rules": [rule] }).to_string())
-        .arg(format!(
-            "{}/_emulator/faults",
-            env.emu().url.replace("127.0.0.1", "localhost")
-        ))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "adding a fault: {o:?}");
+    env.emu().request(
+        "POST",
+        "/_emulator/faults",
+        &[],
+        Some(&json!({ "rules": [rule] })),
+    );
 }
 
 fn faults(env: &Env) -> Value {
-    let o = std::process::Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(env.emu().data.join("pve-root-ca.pem"))
-        .arg("-H")
-        .arg(format!(
-            "Authorization: PVEAPIToken={}={}",
-            support::emulator::TOKEN_ID,
-            support::emulator::TOKEN_SECRET
-        ))
-        .arg(format!(
-            "{}/_emulator/faults",
-            env.emu().url.replace("127.0.0.1", "localhost")
-        ))
-        .output()
-        .unwrap();
-    serde_json::from_slice::<Value>(&o.stdout).unwrap()["data"].clone()
+    env.emu().get("/_emulator/faults")["data"].clone()
 }
 
 fn clear_faults(env: &Env) {
-    let o = std::process::Command::new("curl")
-        .args(["-sS", "-X", "DELETE", "--cacert"])
-        .arg(env.emu().data.join("pve-root-ca.pem"))
-        .arg("-H")
-        .arg(format!(
-            "Authorization: PVEAPIToken={}={}",
-            support::emulator::TOKEN_ID,
-            support::emulator::TOKEN_SECRET
-        ))
-        .arg(format!(
-            "{}/_emulator/faults",
-            env.emu().url.replace("127.0.0.1", "localhost")
-        ))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    env.emu().request("DELETE", "/_emulator/faults", &[], None);
 }
 
 #[test]

@@ -172,34 +172,18 @@ task_timeout_secs = 60
         out
     }
 
-    /// A GET through curl with the token (what a user would type).
-    pub fn get(&self, path: &str) -> serde_json::Value {
-        let o = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(self.data.join("pve-root-ca.pem"))
-            .arg("-H")
-            .arg(format!(
-                "Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"
-            ))
-            .arg(format!(
-                "{}/api2/json{path}",
-                self.url.replace("127.0.0.1", "localhost")
-            ))
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "GET {path}: {e}: {} {}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-    }
-
-    /// A POST through curl with the token.
-    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    /// A request through curl with the token (what a user would type), on
+    /// the API (`/api2/json` + `path`) or, with `path` starting at `/_`,
+    /// on the emulator's own control endpoints. Form fields or a JSON body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
         let mut c = Command::new("curl");
-        c.args(["-sS", "-X", "POST", "--cacert"])
+        c.args(["-sS", "-X", method, "--cacert"])
             .arg(self.data.join("pve-root-ca.pem"))
             .arg("-H")
             .arg(format!(
@@ -208,14 +192,40 @@ task_timeout_secs = 60
         for (k, v) in form {
             c.arg("--data-urlencode").arg(format!("{k}={v}"));
         }
-        let o = c
-            .arg(format!(
-                "{}/api2/json{path}",
-                self.url.replace("127.0.0.1", "localhost")
-            ))
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+        if let Some(j) = json {
+            c.args(["-H", "Content-Type: application/json", "--data"])
+                .arg(j.to_string());
+        }
+        let prefix = if path.starts_with("/_") {
+            ""
+        } else {
+            "/api2/json"
+        };
+        // The certificate names localhost, not 127.0.0.1.
+        let url = format!(
+            "{}{prefix}{path}",
+            self.url.replace("127.0.0.1", "localhost")
+        );
+        let o = c.arg(url).output().expect("curl");
+        assert!(
+            o.status.success(),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: {e}: {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        self.request("POST", path, form, None)
     }
 }
 

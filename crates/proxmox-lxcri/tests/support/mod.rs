@@ -55,11 +55,7 @@ impl Env {
             root,
         };
         if emulator::on_pve() {
-            let emu = emulator::Emulator::start(&emulator::emulator_bin(BIN), env.tmp.path(), &[]);
-            let cfg = env.tmp.path().join("config.toml");
-            emu.write_config(&cfg, "pve-lxc");
-            env.config = Some(cfg);
-            env.pve = Some(emu);
+            env.start_pve();
         }
         env
     }
@@ -68,13 +64,18 @@ impl Env {
     pub fn with_pve() -> Env {
         let mut env = Env::new();
         if env.pve.is_none() {
-            let emu = emulator::Emulator::start(&emulator::emulator_bin(BIN), env.tmp.path(), &[]);
-            let cfg = env.tmp.path().join("config.toml");
-            emu.write_config(&cfg, "pve-lxc");
-            env.config = Some(cfg);
-            env.pve = Some(emu);
+            env.start_pve();
         }
         env
+    }
+
+    /// An emulator for this env, and a config file that makes pve-lxc the default.
+    fn start_pve(&mut self) {
+        let emu = emulator::Emulator::start(&emulator::emulator_bin(BIN), self.tmp.path(), &[]);
+        let cfg = self.tmp.path().join("config.toml");
+        emu.write_config(&cfg, "pve-lxc");
+        self.config = Some(cfg);
+        self.pve = Some(emu);
     }
 
     pub fn emu(&self) -> &emulator::Emulator {
