@@ -17,6 +17,10 @@ pub struct Leftover {
     pub name: String,
     /// Why it is a leftover.
     pub reason: String,
+    /// What must still hold when it is removed (a crashed create: the
+    /// `created` time of the state that was found).
+    #[serde(skip)]
+    pub stamp: Option<String>,
 }
 
 /// The outcome for one leftover.
@@ -61,12 +65,17 @@ impl LeftoverSource for CrashedCreates {
                 source: self.name(),
                 name: id,
                 reason: "its create was interrupted".into(),
+                stamp: Some(st.created.clone()),
             });
         }
         Ok(out)
     }
     fn remove(&self, rt: &Runtime, item: &Leftover) -> Result<()> {
-        rt.delete(&item.name, true)
+        // Still the same crashed create? (It may have been deleted and the
+        // id created anew since `find` looked.)
+        rt.delete_if(&item.name, true, |st| {
+            st.status == Status::Creating && Some(&st.created) == item.stamp.as_ref()
+        })
     }
 }
 
@@ -101,6 +110,7 @@ impl LeftoverSource for OrphanVolumes {
                     source: self.name(),
                     name: f.volume.name.clone(),
                     reason: format!("no container {} records it", f.id.as_deref().unwrap_or("?")),
+                    stamp: None,
                 });
             }
         }
@@ -143,6 +153,7 @@ impl LeftoverSource for OrphanCts {
                 reason: format!(
                     "CT {vmid} on {node} belongs to container {id}, which has no state"
                 ),
+                stamp: None,
             })
             .collect())
     }

@@ -33,7 +33,7 @@ use crate::state::{write_atomic, ProcRef};
 
 /// Marker the runtime writes before SIGKILLing the init, so the monitor can
 /// report 137 although the init could not write its exit file.
-const FILE_KILLED: &str = "killed";
+pub(crate) const FILE_KILLED: &str = "killed";
 
 /// Paths of one container's engine files.
 #[derive(Debug, Clone)]
@@ -72,7 +72,13 @@ pub fn prepare(paths: &LxcPaths, lxc_config: &str, init: &InitConfig) -> Result<
     }
     File::create(paths.exchange.join(FILE_EXIT)).ctx(|| "creating the exit file".to_string())?;
     let json = serde_json::to_vec(init).expect("init config serializes");
-    write_atomic(&paths.exchange.join(FILE_INIT_CONFIG), &json)
+    let p = paths.exchange.join(FILE_INIT_CONFIG);
+    write_atomic(&p, &json)?;
+    // It holds the process's environment (often secrets): the container's
+    // root only (the runtime chowns it for user namespaces).
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+        .ctx(|| format!("chmod {}", p.display()))
 }
 
 /// Open a FIFO's read side without blocking (no writer needed yet).

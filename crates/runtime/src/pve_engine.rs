@@ -116,17 +116,21 @@ pub struct CtPlan {
     pub net: NetMode,
 }
 
-/// Description of our CTs: names the container and the runtime root, so
-/// that cleanup never touches a CT that is not ours.
-pub fn description(id: &str, root: &Path) -> String {
-    format!("proxmox-lxcri container {id} (root {})", root.display())
+/// Description of our CTs: names the container, the runtime root and the
+/// node, so that cleanup never touches a CT that is not ours (another
+/// node's runtime may use the same root path).
+pub fn description(id: &str, root: &Path, node: &str) -> String {
+    format!(
+        "proxmox-lxcri container {id} (root {}, node {node})",
+        root.display()
+    )
 }
 
-/// The container id in a description of ours, if it names `root`.
-pub fn description_id(desc: &str, root: &Path) -> Option<String> {
+/// The container id in a description of ours, if it names `root` and `node`.
+pub fn description_id(desc: &str, root: &Path, node: &str) -> Option<String> {
     let rest = desc.trim().strip_prefix("proxmox-lxcri container ")?;
-    let (id, r) = rest.split_once(' ')?;
-    (r == format!("(root {})", root.display())).then(|| id.to_string())
+    let (id, _) = rest.split_once(' ')?;
+    (desc.trim() == description(id, root, node)).then(|| id.to_string())
 }
 
 /// `lxcri-<id>`, in the characters Proxmox allows in tags.
@@ -206,7 +210,7 @@ pub fn plan(
     let bad = |what: &str, v: &str, why: &str| Error::Spec(format!("{what}={v:?}: {why}"));
     let mut p = Params::new();
     p = p.set("ostype", "unmanaged");
-    p = p.set("description", description(id, root));
+    p = p.set("description", description(id, root, &cfg.node));
     p = p.set("tags", format!("{TAG};{}", id_tag(id)));
 
     let unprivileged = match annotations.get(PRIVILEGED_ANNOTATION) {
@@ -518,21 +522,24 @@ pub fn forget_template(root: &Path) {
 }
 
 /// True if the CT `vmid` exists and is this container's (its description
-/// names the id and root). A missing CT is `Ok(false)`.
+/// names the id, root and node). A missing CT is `Ok(false)`.
 pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
     match client.lxc_config(node, vmid) {
         Ok(c) => Ok(c
             .get("description")
-            .is_some_and(|d| d.trim() == description(id, root))),
-        Err(e) if is_missing(&e) => Ok(false),
+            .is_some_and(|d| d.trim() == description(id, root, node))),
+        Err(e) if is_missing(&e, node, vmid) => Ok(false),
         Err(e) => Err(api("reading the CT config")(e)),
     }
 }
 
-/// "does not exist" in any of Proxmox's spellings.
-pub fn is_missing(e: &pve_client::Error) -> bool {
-    let s = e.to_string();
-    s.contains("does not exist") || s.contains("no such")
+/// Proxmox's answer for a CT that does not exist, and only that (a missing
+/// storage or volume in an error must not read as "already gone").
+pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
+    e.status() == Some(500)
+        && e.to_string().contains(&format!(
+            "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
+        ))
 }
 
 /// Destroy the CT with its volumes (purge). `check_owner`: look first that
@@ -556,7 +563,7 @@ pub fn destroy(
     let upid = loop {
         match client.lxc_delete(&rec.node, vmid, true, true) {
             Ok(u) => break u,
-            Err(e) if is_missing(&e) => return Ok(()),
+            Err(e) if is_missing(&e, &rec.node, vmid) => return Ok(()),
             Err(e) if e.to_string().contains("locked") && std::time::Instant::now() < deadline => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(2));
@@ -602,7 +609,14 @@ pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
     let info = client
         .volume_info(node, storage, volid)
         .map_err(api("looking up the rootfs volume"))?;
-    Ok(PathBuf::from(info.path))
+    let path = PathBuf::from(info.path);
+    if !path.is_dir() {
+        return Err(Error::Config(format!(
+            "storage {storage:?} gives CT {vmid} its rootfs {volid} as {} (an image or block device), not a directory on this node; use a zfspool storage (or a dir storage with rootfs_size_gb = 0) for pve.storage",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// Proxmox's fixed idmap of unprivileged CTs: 0..65536 -> 100000..
@@ -674,10 +688,13 @@ pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<
     let mut p = PathBuf::from("/");
     for c in base.components().skip(1) {
         p.push(c);
-        if !p.exists() {
-            fs::create_dir(&p).ctx(|| format!("creating {}", p.display()))?;
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o711))
-                .ctx(|| format!("chmod {}", p.display()))?;
+        match fs::create_dir(&p) {
+            // Made here: traversable, not listable.
+            Ok(()) => fs::set_permissions(&p, fs::Permissions::from_mode(0o711))
+                .ctx(|| format!("chmod {}", p.display()))?,
+            // Concurrent creates race here; one of them makes it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating {}", p.display())),
         }
     }
     let dir = base.join(format!("{h:016x}"));
@@ -690,6 +707,10 @@ pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<
         }
         Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
     }
+    // Only the container's root may look inside (init.json holds the
+    // process's environment).
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .ctx(|| format!("chmod {}", dir.display()))?;
     std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
     Ok(dir)
 }
@@ -721,6 +742,7 @@ pub fn spawn_monitor(
     exchange: &Path,
     listener: UnixListener,
     stdio: Option<&OwnedFd>,
+    wait_for_init: Duration,
 ) -> Result<Pid> {
     let exchange = exchange.to_path_buf();
     let slave = stdio.map(|f| f.as_raw_fd());
@@ -729,14 +751,19 @@ pub fn spawn_monitor(
     match unsafe { fork() }.ctx(|| "forking the monitor".to_string())? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
-            let code = monitor_main(&exchange, listener, slave);
+            let code = monitor_main(&exchange, listener, slave, wait_for_init);
             // SAFETY: leave without running the parent's atexit handlers.
             unsafe { libc::_exit(code) }
         }
     }
 }
 
-fn monitor_main(exchange: &Path, listener: UnixListener, slave: Option<i32>) -> i32 {
+fn monitor_main(
+    exchange: &Path,
+    listener: UnixListener,
+    slave: Option<i32>,
+    wait_for_init: Duration,
+) -> i32 {
     let _ = nix::unistd::setsid();
     // SAFETY: fd juggling in a fresh child; nothing else owns these fds.
     unsafe {
@@ -755,6 +782,13 @@ fn monitor_main(exchange: &Path, listener: UnixListener, slave: Option<i32>) -> 
     std::mem::forget(listener);
     // SAFETY: fd 3 is the listener we just put there.
     let listener = unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(3) };
+    // An init that never comes (the CT did not start, create was killed)
+    // must not keep us, and containerd's stdio, forever.
+    let timeout = PollTimeout::try_from(wait_for_init).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
+        return 255;
+    }
     let Ok((conn, _)) = listener.accept() else {
         return 255;
     };
@@ -787,18 +821,31 @@ fn monitor_main(exchange: &Path, listener: UnixListener, slave: Option<i32>) -> 
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    wait_exit(init.pid);
-    crate::lxc_engine::exit_code(exchange).unwrap_or(128 + libc::SIGKILL)
+    wait_exit(&init);
+    match crate::lxc_engine::exit_code(exchange) {
+        Some(code) => code,
+        // No status from the init: killed from outside (Proxmox stopped
+        // the CT). Say so where `state` looks, too.
+        None => {
+            let _ = fs::write(exchange.join(crate::lxc_engine::FILE_KILLED), "9");
+            128 + libc::SIGKILL
+        }
+    }
 }
 
 fn lxc_pty_send(conn: &std::os::unix::net::UnixStream) -> std::result::Result<(), String> {
     proxmox_lxcri_lxc::pty::send_fds(conn, &[0, 1, 2], b"stdio")
 }
 
-/// Block until `pid` (not our child) has ended.
-fn wait_exit(pid: i32) {
+/// Block until `init` (not our child) has ended.
+fn wait_exit(init: &ProcRef) {
+    let pid = init.pid;
     // SAFETY: pidfd_open(2) returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // The pid may have ended (and been reused) before the pidfd was made.
+    if !proc::is_alive(init) {
+        return;
+    }
     if fd >= 0 {
         // SAFETY: a new fd we own.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
@@ -810,7 +857,7 @@ fn wait_exit(pid: i32) {
             }
         }
     }
-    while Path::new(&format!("/proc/{pid}")).exists() {
+    while proc::is_alive(init) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }

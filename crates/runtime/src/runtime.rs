@@ -44,6 +44,9 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, config: Config) -> Self {
+        // One spelling per root: it goes into CT descriptions and volume
+        // owners, which cleanup compares.
+        let root = normalize(&absolute(&root.into()));
         Runtime {
             store: Store::new(root),
             config,
@@ -147,8 +150,12 @@ impl Runtime {
             _ => None,
         };
 
-        // [storage]: checked now, made after the state records it.
-        let volume_plan = crate::storage_glue::plan(self, id, &annotations, &spec)?;
+        // [storage]: checked now, made after the state records it. A pve-lxc
+        // CT has its own volume on the Proxmox storage instead.
+        let volume_plan = match &plan {
+            None => crate::storage_glue::plan(self, id, &annotations, &spec)?,
+            Some(_) => None,
+        };
 
         // From here on everything made is undone if create fails.
         let lock = self.store.claim(id)?;
@@ -300,8 +307,17 @@ impl Runtime {
                     pve::chown_exchange(&hooks_dir, pve::ID_SHIFT, pve::ID_SHIFT)?;
                 }
                 let _ = volume;
-                let monitor = pve::spawn_monitor(&paths.exchange, stdio, devnull.as_ref())?;
+                let monitor = pve::spawn_monitor(
+                    &paths.exchange,
+                    stdio,
+                    devnull.as_ref(),
+                    Duration::from_secs(cfg.task_timeout_secs + self.config.lxc.start_timeout_secs),
+                )?;
                 guard.monitor = Some(monitor);
+                // Recorded before the start request, which may take long: a
+                // create killed meanwhile leaves a monitor `delete` can find.
+                state.monitor = proc::proc_ref(monitor.as_raw());
+                self.store.save(&state)?;
                 let upid = client
                     .lxc_start(&cfg.node, vmid)
                     .map_err(pve::api(&format!("starting CT {vmid}")))?;
@@ -565,6 +581,18 @@ impl Runtime {
     }
 
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        self.delete_if(id, force, |_| true)
+    }
+
+    /// `delete`, but only if the recorded state, read under the lock, still
+    /// passes `still`: `gc` must not remove a container that was deleted and
+    /// created anew under the same id after it looked.
+    pub(crate) fn delete_if(
+        &self,
+        id: &str,
+        force: bool,
+        still: impl FnOnce(&ContainerState) -> bool,
+    ) -> Result<()> {
         self.logged(id, "delete", || {
             id::validate(id)?;
             let lock = match self.store.lock(id) {
@@ -577,7 +605,11 @@ impl Runtime {
                 }
                 other => other?,
             };
-            let st = self.refresh(self.store.load(id)?);
+            let recorded = self.store.load(id)?;
+            if !still(&recorded) {
+                return Ok(());
+            }
+            let st = self.refresh(recorded);
             let paths = LxcPaths::new(&self.store.dir(id), id);
             match st.status {
                 Status::Stopped => {}
@@ -741,6 +773,22 @@ fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> 
     }
 }
 
+/// `a/./b/../c/` -> `a/c`, without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 pub(crate) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -885,7 +933,7 @@ impl Runtime {
                 }
                 // Sent, but no answer: look whether it landed, never
                 // create twice.
-                Err(e) if e.status().is_none() => {
+                Err(e @ (pve_client::Error::Disconnected(_) | pve_client::Error::Timeout(_))) => {
                     if pve::owns(client, &cfg.node, vmid, id, &self.store.root)? {
                         None
                     } else {
@@ -943,9 +991,11 @@ impl Runtime {
     }
 
     /// Remove a container's CT (with its volumes and VMID).
+    /// The VMID is checked to be still this container's first: the CT may
+    /// have been destroyed from the Proxmox side and its VMID reused.
     pub(crate) fn pve_destroy(&self, id: &str, rec: &PveRecord) -> Result<()> {
         let cfg = self.config.pve()?;
-        pve::destroy(self.pve()?, cfg, rec, id, &self.store.root, !rec.created)
+        pve::destroy(self.pve()?, cfg, rec, id, &self.store.root, true)
     }
 }
 
@@ -966,17 +1016,19 @@ impl Runtime {
             let (Some(vmid), Some(node)) = (r.vmid, r.node.clone()) else {
                 continue;
             };
-            if r.kind != "lxc" || !tagged {
+            // Only this node's: another node's runtime owns its CTs (the
+            // description names the node too).
+            if r.kind != "lxc" || !tagged || node != self.config.pve()?.node {
                 continue;
             }
             let conf = match client.lxc_config(&node, vmid) {
                 Ok(c) => c,
-                Err(e) if pve::is_missing(&e) => continue,
+                Err(e) if pve::is_missing(&e, &node, vmid) => continue,
                 Err(e) => return Err(pve::api("reading a CT config")(e)),
             };
             let Some(id) = conf
                 .get("description")
-                .and_then(|d| pve::description_id(d, &self.store.root))
+                .and_then(|d| pve::description_id(d, &self.store.root, &node))
             else {
                 continue; // another runtime root's, or not ours
             };

@@ -113,7 +113,10 @@ impl Client {
     pub fn lxc_delete(&self, node: &str, vmid: u32, purge: bool, force: bool) -> Result<Upid> {
         let mut params = Params::new();
         if purge {
-            params = params.bool("purge", true);
+            // Purge also takes the disks no config line refers to any more.
+            params = params
+                .bool("purge", true)
+                .bool("destroy-unreferenced-disks", true);
         }
         if force {
             params = params.bool("force", true);
