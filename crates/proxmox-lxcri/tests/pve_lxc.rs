@@ -469,3 +469,22 @@ fn delete_never_destroys_a_guest_that_reused_the_vmid() {
     ));
     assert_node_empty(&env);
 }
+
+/// A token secret others can read is refused at create, before any request.
+#[test]
+fn a_readable_token_secret_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_pve();
+    let secret = env.config.as_ref().unwrap().with_file_name("token-secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let b = env.bundle("b", &["true"], |_| {});
+    let o = env.create("leaky", &b);
+    assert!(!o.status.success());
+    let log = env.log_of("leaky");
+    assert!(
+        log.contains("chmod 600") && log.contains("token_secret_file"),
+        "{log}"
+    );
+    env.assert_gone("leaky");
+    assert_node_empty(&env);
+}
