@@ -332,8 +332,10 @@ fn sigkill_at_each_create_step_then_gc_leaves_nothing() {
 fn on_zfs_the_ct_volume_is_a_clone_of_the_cached_image() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use storage::testpool::{run, TestPool};
-    let mut env = Env::new();
+    // The pool first: locals drop in reverse, so even when the test fails
+    // the env (emulator, CTs) goes before the pool is destroyed.
     let pool = TestPool::new(2 << 30).expect("a zfs-fuse test pool");
+    let mut env = Env::new();
     // The CT's unprivileged root must reach its rootfs under the pool.
     for d in [
         pool.mountpoint().parent().unwrap().to_path_buf(),
