@@ -490,3 +490,28 @@ fn a_readable_token_secret_is_refused() {
     env.assert_gone("leaky");
     assert_node_empty(&env);
 }
+
+/// The Proxmox API restarting (pveproxy restarts, or the emulator here)
+/// leaves running containers alone; the same certificate is pinned after.
+#[test]
+fn containers_outlive_an_api_restart() {
+    let mut env = Env::with_pve();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("r1", &b);
+    env.ok(&["start", "r1"]);
+    let fingerprint = env.emu().fingerprint.clone();
+    env.pve.as_mut().unwrap().restart();
+    assert_eq!(
+        env.emu().fingerprint,
+        fingerprint,
+        "the node certificate changed"
+    );
+    let cfg = env.config.clone().unwrap();
+    env.emu().write_config(&cfg, "pve-lxc");
+    assert_eq!(env.status("r1"), "running");
+    env.ok(&["kill", "r1", "KILL"]);
+    env.wait_status("r1", "stopped");
+    env.ok(&["delete", "r1"]);
+    env.assert_gone("r1");
+    assert_node_empty(&env);
+}

@@ -42,6 +42,9 @@ pub struct Emulator {
     pub fingerprint: String,
     pub bridge: String,
     pub node: String,
+    /// How it was started, for [`Emulator::restart`].
+    argv: Vec<std::ffi::OsString>,
+    log: PathBuf,
 }
 
 static N: AtomicU32 = AtomicU32::new(0);
@@ -57,47 +60,82 @@ impl Emulator {
         let data = dir.join("pve");
         std::fs::create_dir_all(data.join("storage")).unwrap();
         open_up(dir);
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .args(["--node", "pve", "--token"])
-            .arg(format!("{TOKEN_ID}={TOKEN_SECRET}"))
-            .arg("--storage")
-            .arg(format!("local=dir:{}", data.join("storage").display()))
-            .args(["--bridge", &bridge])
-            .args(["--next-id-lower", &lower.to_string()])
-            .args(extra)
+        let mut argv: Vec<std::ffi::OsString> = vec![
+            bin.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data.clone().into(),
+            "--node".into(),
+            "pve".into(),
+            "--token".into(),
+            format!("{TOKEN_ID}={TOKEN_SECRET}").into(),
+            "--storage".into(),
+            format!("local=dir:{}", data.join("storage").display()).into(),
+            "--bridge".into(),
+            bridge.clone().into(),
+            "--next-id-lower".into(),
+            lower.to_string().into(),
+        ];
+        argv.extend(extra.iter().map(|a| a.into()));
+        let mut emu = Emulator {
+            child: None,
+            data,
+            url: String::new(),
+            fingerprint: String::new(),
+            bridge,
+            node: "pve".into(),
+            argv,
+            log: dir.join("emulator.log"),
+        };
+        emu.spawn();
+        emu
+    }
+
+    /// Run the emulator process; read its fingerprint and address.
+    fn spawn(&mut self) {
+        let mut child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("emulator.log")).unwrap())
+            .stderr(std::fs::File::create(&self.log).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("starting {:?}: {e}", self.argv[0]));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut fingerprint = String::new();
-        let mut url = String::new();
+        self.url.clear();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(f) = line.strip_prefix("fingerprint ") {
-                fingerprint = f.trim().to_string();
+                self.fingerprint = f.trim().to_string();
             } else if let Some(a) = line.strip_prefix("listening ") {
-                url = format!("https://{}", a.trim());
+                self.url = format!("https://{}", a.trim());
                 break;
             }
         }
         assert!(
-            !url.is_empty() && !fingerprint.is_empty(),
+            !self.url.is_empty() && !self.fingerprint.is_empty(),
             "pve-emulator did not start: {}",
-            std::fs::read_to_string(dir.join("emulator.log")).unwrap_or_default()
+            std::fs::read_to_string(&self.log).unwrap_or_default()
         );
         // Keep draining its stdout so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Emulator {
-            child: Some(child),
-            data,
-            url,
-            fingerprint,
-            bridge,
-            node: "pve".into(),
+        self.child = Some(child);
+    }
+
+    /// Stop the emulator (SIGTERM; its CTs run on) and start it again on the
+    /// same data dir. It listens on a new port: rewrite the config after.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
         }
     }
 
@@ -241,13 +279,7 @@ impl Drop for Emulator {
                 .stderr(Stdio::null())
                 .status();
         }
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
+        self.stop();
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
