@@ -103,7 +103,12 @@ pub(crate) enum Body<'a> {
 
 /// A blocking Proxmox VE API client. Cheap to share between threads.
 pub struct Client {
+    /// For GETs: keeps connections alive.
     agent: ureq::Agent,
+    /// For writes: a fresh connection each time. ureq silently resends a
+    /// request whose reused connection turned out closed (DELETE and PUT
+    /// too); a write must be sent exactly as often as we count and decide.
+    agent_once: ureq::Agent,
     origin: String,
     base: String,
     auth: AuthState,
@@ -170,14 +175,17 @@ impl Client {
             );
         }
         let tls = crate::tls::client_config(&cfg.tls)?;
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(tls)
-            .timeout_connect(cfg.timeout)
-            .timeout_read(cfg.timeout)
-            .timeout_write(cfg.timeout)
-            .redirects(0)
-            .user_agent(concat!("proxmox-lxcri/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let builder = || {
+            ureq::AgentBuilder::new()
+                .tls_config(tls.clone())
+                .timeout_connect(cfg.timeout)
+                .timeout_read(cfg.timeout)
+                .timeout_write(cfg.timeout)
+                .redirects(0)
+                .user_agent(concat!("proxmox-lxcri/", env!("CARGO_PKG_VERSION")))
+        };
+        let agent = builder().build();
+        let agent_once = builder().max_idle_connections(0).build();
         let auth = match cfg.auth {
             Auth::Token { id, secret } => AuthState::Token {
                 header: Secret::new(format!("PVEAPIToken={id}={}", secret.expose())),
@@ -191,6 +199,7 @@ impl Client {
         };
         Ok(Client {
             agent,
+            agent_once,
             base: format!("{origin}/api2/json"),
             origin,
             auth,
@@ -204,8 +213,8 @@ impl Client {
     }
 
     /// HTTP requests sent so far: API calls, logins, ticket renewals and
-    /// retries. (ureq itself may resend an idempotent request once when a
-    /// kept-alive connection turns out to be closed; that resend is not seen.)
+    /// retries. Writes are exact; ureq may resend a GET once on a kept-alive
+    /// connection that turned out closed, which is not seen here.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -306,7 +315,11 @@ impl Client {
         endpoint: &str,
     ) -> Result<Value> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.agent.request(method.as_str(), &url);
+        let agent = match method {
+            Method::Get => &self.agent,
+            _ => &self.agent_once,
+        };
+        let mut req = agent.request(method.as_str(), &url);
         for (k, v) in headers {
             req = req.set(k, v);
         }

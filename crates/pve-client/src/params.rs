@@ -7,11 +7,29 @@ use crate::error::{Error, Result};
 /// Ordered parameters. Setting a key twice replaces the first value in place.
 /// A bad key does not panic: it is remembered and reported when the request
 /// is made (or by [`Params::check`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 #[must_use]
 pub struct Params {
     pairs: Vec<(String, String)>,
     invalid: Option<String>,
+}
+
+/// Keys only: values include passwords and tickets (login, renewal,
+/// `password` of a new CT), which must never reach a log.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Params")
+            .field(
+                "keys",
+                &self
+                    .pairs
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("invalid", &self.invalid)
+            .finish()
+    }
 }
 
 /// Proxmox parameter names: `vmid`, `net0`, `ssh-public-keys`, `forceStop`,
@@ -120,6 +138,15 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_keys_not_values() {
+        let p = Params::new()
+            .set("username", "root@pam")
+            .set("password", "hunter2");
+        let d = format!("{p:?}");
+        assert!(d.contains("password") && !d.contains("hunter2"), "{d}");
+    }
 
     #[test]
     fn ordered_with_replacement_and_booleans() {
