@@ -122,7 +122,42 @@ impl Conf {
         conf
     }
 
-    pub fn render(&self) -> String {
+    /// The file text. Refuses a key, value or snapshot name that could end
+    /// its line: a stray newline would become a raw `lxc.*` line (run as root).
+    pub fn render(&self) -> Result<String, String> {
+        fn line_safe(what: &str, k: &str, v: &str) -> Result<(), String> {
+            let key_ok = !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !key_ok {
+                return Err(format!("invalid config key '{}'", k.escape_debug()));
+            }
+            if v.contains(['\n', '\r', '\0']) {
+                return Err(format!(
+                    "{what} '{k}' contains a line break or NUL character"
+                ));
+            }
+            Ok(())
+        }
+        for (name, s) in std::iter::once(("", &self.main))
+            .chain(self.snapshots.iter().map(|(n, s)| (n.as_str(), s)))
+        {
+            if !name.is_empty() {
+                line_safe("snapshot name", name, "")?;
+            }
+            for (k, v) in &s.keys {
+                line_safe("value of", k, &encode_value(k, v))?;
+            }
+            for (k, v) in &s.lxc {
+                line_safe("value of", k, v)?;
+            }
+            if s.description
+                .as_deref()
+                .is_some_and(|d| d.contains(['\r', '\0']))
+            {
+                return Err("description contains a CR or NUL character".into());
+            }
+        }
         fn section(out: &mut String, s: &Section) {
             if let Some(d) = &s.description {
                 for l in d.split('\n') {
@@ -144,7 +179,7 @@ impl Conf {
             out.push_str(&format!("\n[{name}]\n"));
             section(&mut out, s);
         }
-        out
+        Ok(out)
     }
 }
 
@@ -223,7 +258,10 @@ impl Store {
     pub fn write(&self, node: &str, kind: Kind, vmid: u32, conf: &Conf) -> Result<(), ApiError> {
         let p = self.path(node, kind, vmid);
         let tmp = p.with_extension("conf.tmp");
-        std::fs::write(&tmp, conf.render())
+        let text = conf
+            .render()
+            .map_err(|e| ApiError::internal(format!("refusing to write {}: {e}", p.display())))?;
+        std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, &p))
             .map_err(|e| ApiError::internal(format!("writing {}: {e}", p.display())))
     }
@@ -243,6 +281,9 @@ impl Store {
             )));
         }
         let p = self.path(node, kind, vmid);
+        let text = conf
+            .render()
+            .map_err(|e| ApiError::internal(format!("refusing to write {}: {e}", p.display())))?;
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -254,7 +295,7 @@ impl Store {
                     kind.label()
                 ))
             })?;
-        f.write_all(conf.render().as_bytes())
+        f.write_all(text.as_bytes())
             .map_err(|e| ApiError::internal(format!("writing {}: {e}", p.display())))
     }
 
@@ -316,7 +357,31 @@ mod tests {
         assert_eq!(c.main.get("env"), Some("A=1\0B=2"));
         assert_eq!(c.main.lxc.len(), 2);
         assert_eq!(c.snapshots[0].0, "snap1");
-        let again = Conf::parse(&c.render());
+        let again = Conf::parse(&c.render().unwrap());
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn render_refuses_line_injection() {
+        let evil = "x\nlxc.hook.pre-start: touch /pwned #";
+        for (k, v) in [
+            ("entrypoint", evil),
+            ("hostname", "a\rb"),
+            ("memory", "1\0"),
+        ] {
+            let mut c = Conf::default();
+            c.main.keys.insert(k.into(), v.into());
+            assert!(c.render().is_err(), "{k}={v:?} was written");
+        }
+        let mut c = Conf::default();
+        c.main.lxc.push(("lxc.init.cwd".into(), evil.into()));
+        assert!(c.render().is_err());
+        let mut c = Conf::default();
+        c.main.keys.insert("a\nlxc.x".into(), "1".into());
+        assert!(c.render().is_err());
+        // env's NULs are encoded as `\0`, so they stay allowed.
+        let mut c = Conf::default();
+        c.main.keys.insert("env".into(), "A=1\0B=2".into());
+        assert_eq!(c.render().unwrap(), "env: A=1\\0B=2\n");
     }
 }

@@ -2,7 +2,8 @@
 //! detects the compression) and OCI-layout archives (layers applied in
 //! order with whiteouts), then the uid/gid shift of unprivileged CTs.
 
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -39,68 +40,6 @@ fn untar(file: &Path, dest: &Path, exclude_whiteouts: bool) -> Result<()> {
     run("tar", &args).map(|_| ())
 }
 
-/// Joins a relative archive path under `root`, refusing `..` and symlinked parents.
-fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
-    let mut p = root.to_path_buf();
-    let rel = Path::new(rel.trim_start_matches("./"));
-    let comps: Vec<Component> = rel.components().collect();
-    for (i, c) in comps.iter().enumerate() {
-        match c {
-            Component::Normal(s) => {
-                p.push(s);
-                if i + 1 < comps.len()
-                    && p.symlink_metadata()
-                        .is_ok_and(|m| m.file_type().is_symlink())
-                {
-                    bail!("layer path '{}' goes through a symlink", rel.display());
-                }
-            }
-            Component::CurDir => {}
-            _ => bail!(
-                "layer path '{}' is not a plain relative path",
-                rel.display()
-            ),
-        }
-    }
-    Ok(p)
-}
-
-fn remove_any(p: &Path) -> Result<()> {
-    match p.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p)?,
-        Ok(_) => std::fs::remove_file(p)?,
-        Err(_) => {}
-    }
-    Ok(())
-}
-
-/// Applies one layer: whiteouts first (they only ever name lower content), then the files.
-fn apply_layer(blob: &Path, rootfs: &Path) -> Result<()> {
-    for name in tar_list(blob)? {
-        let name = name.trim_end_matches('/');
-        let (dir, base) = match name.rsplit_once('/') {
-            Some((d, b)) => (d, b),
-            None => ("", name),
-        };
-        if base == ".wh..wh..opq" {
-            let d = safe_join(rootfs, dir)?;
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                for e in rd.flatten() {
-                    remove_any(&e.path())?;
-                }
-            }
-        } else if let Some(target) = base.strip_prefix(".wh.") {
-            let rel = if dir.is_empty() {
-                target.to_string()
-            } else {
-                format!("{dir}/{target}")
-            };
-            remove_any(&safe_join(rootfs, &rel)?)?;
-        }
-    }
-    untar(blob, rootfs, true)
-}
-
 #[derive(Deserialize)]
 struct Descriptor {
     #[serde(rename = "mediaType", default)]
@@ -121,7 +60,6 @@ struct Index {
 #[derive(Deserialize)]
 struct Manifest {
     config: Descriptor,
-    layers: Vec<Descriptor>,
 }
 #[derive(Deserialize, Default)]
 struct ImageConfig {
@@ -163,47 +101,137 @@ fn quote(a: &str) -> String {
     }
 }
 
+/// Reads a file of the unpacked layout: a regular file, never through a symlink.
+fn read_member(p: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)
+        .with_context(|| format!("opening {} (symlinks are refused)", p.display()))?;
+    if !f.metadata()?.is_file() {
+        bail!("{} is not a regular file", p.display());
+    }
+    let mut b = Vec::new();
+    f.read_to_end(&mut b)?;
+    Ok(b)
+}
+
+/// Refuses an OCI layout holding anything but directories and regular files
+/// with a single link: a symlink or hard link could make a "blob" of a host file.
+fn check_layout(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            let m = p.symlink_metadata()?;
+            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            if m.is_dir() {
+                stack.push(p);
+            } else if !m.is_file() {
+                bail!("OCI archive member '{rel}' is not a regular file or directory");
+            } else if m.nlink() != 1 {
+                bail!("OCI archive member '{rel}' is a hard link");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses control characters (newlines above all) in a value from the image
+/// config: it ends up in a CT config line.
+fn clean_oci(field: &str, v: &str) -> Result<()> {
+    if v.chars().any(char::is_control) {
+        bail!(
+            "OCI image config: {field} '{}' contains a control character",
+            v.escape_debug()
+        );
+    }
+    Ok(())
+}
+
 fn extract_oci(file: &Path, rootfs: &Path, scratch: &Path) -> Result<OciConfig> {
     let layout = scratch.join("oci");
     std::fs::create_dir_all(&layout)?;
     untar(file, &layout, false).context("unpacking the OCI archive")?;
-    let read = |p: &Path| -> Result<Vec<u8>> {
-        std::fs::read(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let mut index: Index =
-        serde_json::from_slice(&read(&layout.join("index.json"))?).context("parsing index.json")?;
+    check_layout(&layout)?;
+    let mut index: Index = serde_json::from_slice(&read_member(&layout.join("index.json"))?)
+        .context("parsing index.json")?;
     // An index may point at another index (multi-platform): take amd64.
-    let manifest: Manifest = loop {
-        let d = index
+    let (manifest, desc): (Manifest, Descriptor) = loop {
+        let i = index
             .manifests
             .iter()
-            .find(|m| {
+            .position(|m| {
                 m.platform
                     .as_ref()
                     .is_none_or(|p| p.architecture == "amd64")
             })
             .context("index.json lists no amd64 manifest")?;
-        let bytes = read(&blob_path(&layout, &d.digest)?)?;
+        let d = index.manifests.swap_remove(i);
+        let bytes = read_member(&blob_path(&layout, &d.digest)?)?;
         if d.media_type.contains("image.index") || d.media_type.contains("manifest.list") {
             index = serde_json::from_slice(&bytes).context("parsing the image index")?;
             continue;
         }
-        break serde_json::from_slice(&bytes).context("parsing the image manifest")?;
+        let m = serde_json::from_slice(&bytes).context("parsing the image manifest")?;
+        break (m, d);
     };
-    for l in &manifest.layers {
-        apply_layer(&blob_path(&layout, &l.digest)?, rootfs)
-            .with_context(|| format!("applying layer {}", l.digest))?;
-    }
     let cfg: ImageConfig =
-        serde_json::from_slice(&read(&blob_path(&layout, &manifest.config.digest)?)?)
+        serde_json::from_slice(&read_member(&blob_path(&layout, &manifest.config.digest)?)?)
             .unwrap_or_default();
     let c = cfg.config.unwrap_or_default();
     let mut argv = c.entrypoint.unwrap_or_default();
     argv.extend(c.cmd.unwrap_or_default());
+    for a in &argv {
+        clean_oci("Entrypoint/Cmd argument", a)?;
+    }
+    let env = c.env.unwrap_or_default();
+    for e in &env {
+        clean_oci("Env entry", e)?;
+    }
+    for (f, v) in [
+        ("User", &c.user),
+        ("WorkingDir", &c.working_dir),
+        ("StopSignal", &c.stop_signal),
+    ] {
+        if let Some(v) = v {
+            clean_oci(f, v)?;
+        }
+    }
+    // umoci applies the layers (whiteouts included) keeping every path inside
+    // the rootfs, also through symlinks an earlier layer made. It needs a
+    // tagged top-level manifest: point a fresh index.json at the chosen one.
+    let size = read_member(&blob_path(&layout, &desc.digest)?)?.len();
+    let media = if desc.media_type.is_empty() {
+        "application/vnd.oci.image.manifest.v1+json"
+    } else {
+        &desc.media_type
+    };
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": media, "digest": desc.digest, "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": "pve-emulator"},
+    }]});
+    std::fs::write(layout.join("index.json"), top.to_string())?;
+    let image = format!("{}:pve-emulator", layout.to_string_lossy());
+    run(
+        "umoci",
+        &[
+            "--log",
+            "error",
+            "raw",
+            "unpack",
+            "--image",
+            &image,
+            &rootfs.to_string_lossy(),
+        ],
+    )
+    .context("applying the image layers (umoci raw unpack)")?;
     Ok(OciConfig {
         entrypoint: (!argv.is_empty())
             .then(|| argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")),
-        env: c.env.unwrap_or_default(),
+        env,
         user: c.user.filter(|u| !u.is_empty()),
         workdir: c.working_dir.filter(|w| !w.is_empty()),
         stop_signal: c.stop_signal,
@@ -278,12 +306,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn safe_join_refuses_escapes() {
+    fn layout_with_links_is_refused() {
         let d = tempfile::tempdir().unwrap();
-        assert!(safe_join(d.path(), "a/b").is_ok());
-        assert!(safe_join(d.path(), "../x").is_err());
-        std::os::unix::fs::symlink("/etc", d.path().join("l")).unwrap();
-        assert!(safe_join(d.path(), "l/passwd").is_err());
+        std::fs::create_dir_all(d.path().join("blobs/sha256")).unwrap();
+        std::fs::write(d.path().join("index.json"), "{}").unwrap();
+        assert!(check_layout(d.path()).is_ok());
+        let b = d.path().join("blobs/sha256/ab");
+        std::os::unix::fs::symlink("/etc/hostname", &b).unwrap();
+        assert!(check_layout(d.path()).is_err());
+        assert!(read_member(&b).is_err());
+        std::fs::remove_file(&b).unwrap();
+        std::fs::hard_link(d.path().join("index.json"), &b).unwrap();
+        assert!(check_layout(d.path()).is_err());
+    }
+
+    #[test]
+    fn control_characters_refused() {
+        assert!(clean_oci("Cmd", "x\nlxc.hook.pre-start: touch /pwned #").is_err());
+        assert!(clean_oci("Cmd", "a\rb").is_err());
+        assert!(clean_oci("Cmd", "/bin/sleep").is_ok());
     }
 
     #[test]

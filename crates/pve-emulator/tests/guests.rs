@@ -360,42 +360,51 @@ fn blob(layout: &std::path::Path, media: &str, data: &[u8]) -> serde_json::Value
     serde_json::json!({"mediaType": media, "digest": format!("sha256:{h}"), "size": data.len()})
 }
 
-/// An OCI-layout archive: busybox, then a layer that whites out bin/ls and adds etc/motd.
-fn oci_archive(dir: &std::path::Path) -> std::path::PathBuf {
-    let layout = dir.join("layout");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let l1 = std::fs::read(busybox_template(dir, "layer1.tar.gz")).unwrap();
-    let l2dir = dir.join("l2");
-    std::fs::create_dir_all(l2dir.join("bin")).unwrap();
-    std::fs::create_dir_all(l2dir.join("etc")).unwrap();
-    std::fs::write(l2dir.join("bin/.wh.ls"), "").unwrap();
-    std::fs::write(l2dir.join("etc/motd"), "layer two\n").unwrap();
-    let l2 = dir.join("layer2.tar");
+/// A tar of `entries` (made under a fresh directory by `make`).
+fn layer_tar(dir: &std::path::Path, make: impl FnOnce(&std::path::Path)) -> Vec<u8> {
+    let src = dir.join(format!("layer-src-{}", unique()));
+    std::fs::create_dir_all(&src).unwrap();
+    make(&src);
+    let out = dir.join(format!("layer-{}.tar", unique()));
     sh(
         "tar",
         &[
             "-cf",
-            &l2.to_string_lossy(),
+            &out.to_string_lossy(),
             "-C",
-            &l2dir.to_string_lossy(),
-            "bin",
-            "etc",
+            &src.to_string_lossy(),
+            ".",
         ],
     );
-    let l2 = std::fs::read(l2).unwrap();
-    let d1 = blob(&layout, "application/vnd.oci.image.layer.v1.tar+gzip", &l1);
-    let d2 = blob(&layout, "application/vnd.oci.image.layer.v1.tar", &l2);
+    std::fs::read(out).unwrap()
+}
+
+/// An OCI-layout archive of uncompressed layers and an image `config`.
+fn oci_layout_archive(
+    dir: &std::path::Path,
+    layers: &[Vec<u8>],
+    config: serde_json::Value,
+) -> std::path::PathBuf {
+    let layout = dir.join(format!("layout-{}", unique()));
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let descs: Vec<_> = layers
+        .iter()
+        .map(|l| blob(&layout, "application/vnd.oci.image.layer.v1.tar", l))
+        .collect();
+    let diff_ids: Vec<_> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
     let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": ["/bin/sleep"], "Cmd": ["1000"], "Env": ["FOO=bar", "PATH=/bin"], "User": "nobody", "WorkingDir": "/tmp"},
-        "rootfs": {"type": "layers", "diff_ids": []},
+        "architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let dc = blob(
         &layout,
         "application/vnd.oci.image.config.v1+json",
         config.to_string().as_bytes(),
     );
-    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": dc, "layers": [d1, d2]});
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": dc, "layers": descs});
     let dm = blob(
         &layout,
         "application/vnd.oci.image.manifest.v1+json",
@@ -411,7 +420,7 @@ fn oci_archive(dir: &std::path::Path) -> std::path::PathBuf {
         r#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    let out = dir.join("bbimg_latest.tar");
+    let out = dir.join(format!("img{}_latest.tar", unique()));
     sh(
         "tar",
         &[
@@ -425,6 +434,132 @@ fn oci_archive(dir: &std::path::Path) -> std::path::PathBuf {
         ],
     );
     out
+}
+
+/// An OCI-layout archive: busybox, then a layer that whites out bin/ls and adds etc/motd.
+fn oci_archive(dir: &std::path::Path) -> std::path::PathBuf {
+    let l1 = std::fs::read(busybox_template(dir, "layer1.tar")).unwrap();
+    let l2 = layer_tar(dir, |d| {
+        std::fs::create_dir_all(d.join("bin")).unwrap();
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::fs::write(d.join("bin/.wh.ls"), "").unwrap();
+        std::fs::write(d.join("etc/motd"), "layer two\n").unwrap();
+    });
+    oci_layout_archive(
+        dir,
+        &[l1, l2],
+        serde_json::json!({"Entrypoint": ["/bin/sleep"], "Cmd": ["1000"], "Env": ["FOO=bar", "PATH=/bin"], "User": "nobody", "WorkingDir": "/tmp"}),
+    )
+}
+
+/// Creates a CT from `ost` and returns the task's exit status and log.
+fn create_from(emu: &Emu, ost: &str) -> (u32, String, String) {
+    let id = vmid();
+    let (_, v) = emu.call(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+        ],
+    );
+    let upid = v["data"].as_str().expect("a UPID").to_string();
+    let st = emu.wait(&upid);
+    let status = st["exitstatus"].as_str().unwrap_or_default().to_string();
+    (id, status, emu.task_log(&upid).to_string())
+}
+
+#[test]
+fn oci_config_newline_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let l1 = std::fs::read(busybox_template(d.path(), "layer1.tar")).unwrap();
+    let ost = install_template(
+        d.path(),
+        &oci_layout_archive(
+            d.path(),
+            &[l1],
+            serde_json::json!({"Cmd": ["/bin/sh", "x\nlxc.hook.pre-start: touch /pwned #"]}),
+        ),
+    );
+    let emu = Emu::start(d.path(), &[]);
+    let (id, status, log) = create_from(&emu, &ost);
+    assert_ne!(status, "OK", "{log}");
+    assert!(log.contains("control character"), "{log}");
+    let conf = d.path().join(format!("nodes/pve/lxc/{id}.conf"));
+    let text = std::fs::read_to_string(conf).unwrap_or_default();
+    assert!(!text.contains("lxc.hook"), "{text}");
+}
+
+#[test]
+fn oci_layers_cannot_escape_the_rootfs() {
+    let d = tempfile::tempdir().unwrap();
+    // The host directory a malicious image aims at.
+    let target = d.path().join(format!("host-target-{}", unique()));
+    std::fs::create_dir_all(&target).unwrap();
+    let l1 = layer_tar(d.path(), |s| {
+        std::os::unix::fs::symlink(&target, s.join("x")).unwrap();
+    });
+    // Only the file, no `x/` entry: tar would then follow the symlink `x`.
+    let src = d.path().join("l2src");
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("x/authorized_keys"), "ssh-ed25519 AAAA evil\n").unwrap();
+    let l2 = d.path().join("l2.tar");
+    sh(
+        "tar",
+        &[
+            "-cf",
+            &l2.to_string_lossy(),
+            "-C",
+            &src.to_string_lossy(),
+            "./x/authorized_keys",
+        ],
+    );
+    let l2 = std::fs::read(l2).unwrap();
+    let ost = install_template(
+        d.path(),
+        &oci_layout_archive(d.path(), &[l1, l2], serde_json::json!({"Cmd": ["/bin/sh"]})),
+    );
+    let emu = Emu::start(d.path(), &[]);
+    let _ = create_from(&emu, &ost);
+    assert!(
+        !target.join("authorized_keys").exists(),
+        "a layer wrote through a symlink to the host"
+    );
+
+    // A blob that is a symlink to a host file is refused.
+    let layout = d.path().join("sym-layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let h = "0".repeat(64);
+    std::os::unix::fs::symlink("/etc/hostname", layout.join("blobs/sha256").join(&h)).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{h}"), "size": 1}]}).to_string(),
+    )
+    .unwrap();
+    let out = d.path().join("symblob_latest.tar");
+    sh(
+        "tar",
+        &[
+            "-cf",
+            &out.to_string_lossy(),
+            "-C",
+            &layout.to_string_lossy(),
+            "oci-layout",
+            "index.json",
+            "blobs",
+        ],
+    );
+    let ost = install_template(d.path(), &out);
+    let (_, status, log) = create_from(&emu, &ost);
+    assert_ne!(status, "OK", "{log}");
+    assert!(log.contains("not a regular file"), "{log}");
 }
 
 #[test]
