@@ -130,7 +130,7 @@ pub fn dispatch(app: &Arc<App>, ctx: &Ctx, method: &str, path: &str, p: &P) -> R
         ("GET", "/nodes/{node}/tasks") => ok(json!(app.tasks.list(&p["node"]))),
         ("GET", "/nodes/{node}/tasks/{upid}/status") => app
             .tasks
-            .status(&p["upid"])
+            .status(task_upid(p)?)
             .map(Data::Plain)
             .ok_or_else(|| ApiError::param("upid", "no such task")),
         ("GET", "/nodes/{node}/tasks/{upid}/log") => {
@@ -138,12 +138,12 @@ pub fn dispatch(app: &Arc<App>, ctx: &Ctx, method: &str, path: &str, p: &P) -> R
             let limit = p.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
             let (lines, total) = app
                 .tasks
-                .log(&p["upid"], start, limit)
+                .log(task_upid(p)?, start, limit)
                 .ok_or_else(|| ApiError::param("upid", "no such task"))?;
             Ok(Data::WithTotal(json!(lines), total))
         }
         ("DELETE", "/nodes/{node}/tasks/{upid}") => {
-            if !app.tasks.exists(&p["upid"]) {
+            if !app.tasks.exists(task_upid(p)?) {
                 return Err(ApiError::param("upid", "no such task"));
             }
             ok(Value::Null)
@@ -322,6 +322,15 @@ fn nextid(app: &App, p: &P) -> R {
 
 // ---- guests: shared helpers ----
 
+/// The `{upid}` of a task path, parsed (it names files) and of the path's node.
+fn task_upid(p: &P) -> Result<&str, ApiError> {
+    let upid = p.get("upid").map(String::as_str).unwrap_or("");
+    match crate::tasks::Upid::parse(upid) {
+        Some(u) if u.node == p["node"] => Ok(upid),
+        _ => Err(ApiError::param("upid", "no such task")),
+    }
+}
+
 fn read(app: &App, p: &P, kind: Kind) -> Result<(Conf, String), ApiError> {
     app.store.read(&p["node"], kind, vmid(p))
 }
@@ -482,6 +491,12 @@ fn put_config(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
                 "unable to delete required option 'rootfs'",
             ));
         }
+        // As pve-container: the idmap of existing files depends on it.
+        if kind == Kind::Lxc && d == "unprivileged" {
+            return Err(internal(format!(
+                "unable to delete read-only option: '{d}'"
+            )));
+        }
         if d == "description" {
             conf.main.description = None;
         }
@@ -494,6 +509,11 @@ fn put_config(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
         }
         if NOT_CONFIG.contains(&k.as_str()) {
             continue;
+        }
+        if kind == Kind::Lxc && k == "unprivileged" {
+            return Err(internal(format!(
+                "unable to modify read-only option: '{k}'"
+            )));
         }
         if k == "rootfs" {
             let old = conf
@@ -982,34 +1002,61 @@ fn lxc_power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R {
     ok(json!(upid))
 }
 
+/// The VMID a volume belongs to: `subvol-<vmid>-disk-<n>` (or vm-/base-).
+fn volume_owner(name: &str) -> Option<u32> {
+    let rest = ["subvol-", "vm-", "base-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
+/// Drops the config's `lock` (best effort: the guest may be gone).
+fn clear_lock(app: &App, node: &str, id: u32) {
+    if let Ok(_l) = app.store.lock(id) {
+        if let Ok((mut conf, _)) = app.store.read(node, Kind::Lxc, id) {
+            if conf.main.keys.remove("lock").is_some() {
+                let _ = app.store.write(node, Kind::Lxc, id, &conf);
+            }
+        }
+    }
+}
+
 fn lxc_delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
     let id = vmid(p);
     let node = p["node"].clone();
-    let (conf, _) = read(app, p, Kind::Lxc)?;
-    check_lock(&conf.main, false)?;
-    if conf.main.get("protection") == Some("1") {
-        return Err(internal(format!(
-            "can't remove CT {id} - protection mode enabled"
-        )));
+    // Checked and locked under the config lock: a second DELETE sees
+    // "CT is locked (destroyed)" while the first one's task runs.
+    {
+        let _l = app.store.lock(id)?;
+        let (mut conf, _) = read(app, p, Kind::Lxc)?;
+        check_lock(&conf.main, false)?;
+        if conf.main.get("protection") == Some("1") {
+            return Err(internal(format!(
+                "can't remove CT {id} - protection mode enabled"
+            )));
+        }
+        if !flag(p, "force") && app.runner.state(id).is_some() {
+            return Err(internal(format!(
+                "unable to destroy CT {id} - container is running"
+            )));
+        }
+        conf.main.keys.insert("lock".into(), "destroyed".into());
+        app.store.write(&node, Kind::Lxc, id, &conf)?;
     }
     let force = flag(p, "force");
-    if !force && app.runner.state(id).is_some() {
-        return Err(internal(format!(
-            "unable to destroy CT {id} - container is running"
-        )));
-    }
     let app2 = app.clone();
-    let upid = app
-        .tasks
-        .spawn(
-            &p["node"],
-            "vzdestroy",
-            &id.to_string(),
-            &ctx.user(),
-            ctx.fail_task.clone(),
-            move |task| {
+    let node2 = node.clone();
+    let spawned = app.tasks.spawn(
+        &p["node"],
+        "vzdestroy",
+        &id.to_string(),
+        &ctx.user(),
+        ctx.fail_task.clone(),
+        move |task| {
+            // Nothing is removed yet on these errors: give the CT back.
+            let before = (|| -> anyhow::Result<_> {
                 task.injected()?;
-                let _l = app2.store.lock(id).map_err(|e| anyhow!(e.message))?;
+                let l = app2.store.lock(id).map_err(|e| anyhow!(e.message))?;
                 let (conf, _) = app2
                     .store
                     .read(&node, Kind::Lxc, id)
@@ -1020,24 +1067,46 @@ fn lxc_delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                     }
                     app2.runner.stop(id)?;
                 }
-                for vol in volumes_of(&conf.main) {
-                    let (sid, name) = storage::split_volid(&vol).unwrap_or_default();
-                    if let Some(s) = app2.storages.iter().find(|s| s.id == sid) {
-                        for (snap, _) in &conf.snapshots {
-                            let _ = s.delete_snapshot(name, snap);
-                        }
-                        s.free(name)
-                            .with_context(|| format!("removing volume '{vol}'"))?;
-                        task.log(format!("removed volume '{vol}'"));
-                    }
+                Ok((l, conf))
+            })();
+            let (_l, conf) = match before {
+                Ok(x) => x,
+                Err(e) => {
+                    clear_lock(&app2, &node, id);
+                    return Err(e);
                 }
-                app2.runner.forget(id);
-                app2.store.remove(&node, Kind::Lxc, id);
-                Ok(())
-            },
-        )
-        .map_err(|e| internal(format!("starting task: {e}")))?;
-    ok(json!(upid))
+            };
+            for vol in volumes_of(&conf.main) {
+                let (sid, name) = storage::split_volid(&vol).unwrap_or_default();
+                // As Proxmox: an `unused[n]`/`mp[n]` may name another guest's
+                // volume; only free our own.
+                if volume_owner(name) != Some(id) {
+                    task.log(format!(
+                        "CT {id} isn't the owner of volume '{vol}', not removing it"
+                    ));
+                    continue;
+                }
+                if let Some(s) = app2.storages.iter().find(|s| s.id == sid) {
+                    for (snap, _) in &conf.snapshots {
+                        let _ = s.delete_snapshot(name, snap);
+                    }
+                    s.free(name)
+                        .with_context(|| format!("removing volume '{vol}'"))?;
+                    task.log(format!("removed volume '{vol}'"));
+                }
+            }
+            app2.runner.forget(id);
+            app2.store.remove(&node, Kind::Lxc, id);
+            Ok(())
+        },
+    );
+    match spawned {
+        Ok(upid) => ok(json!(upid)),
+        Err(e) => {
+            clear_lock(app, &node2, id);
+            Err(internal(format!("starting task: {e}")))
+        }
+    }
 }
 
 fn lxc_interfaces(app: &App, p: &P) -> R {

@@ -194,7 +194,8 @@ impl Tasks {
     }
 
     pub fn exists(&self, upid: &str) -> bool {
-        self.log_path(upid).exists()
+        // Parsed first: the UPID becomes a file name.
+        Upid::parse(upid).is_some() && self.log_path(upid).exists()
     }
 
     /// `status`: running/stopped and `exitstatus` once stopped. A task left
@@ -243,6 +244,7 @@ impl Tasks {
 
     /// Log lines `start..start+limit` as `[{n,t}]` (n from 1) and the total.
     pub fn log(&self, upid: &str, start: usize, limit: usize) -> Option<(Vec<Value>, usize)> {
+        Upid::parse(upid)?;
         let text = std::fs::read_to_string(self.log_path(upid)).ok()?;
         let lines: Vec<&str> = text.lines().collect();
         let total = lines.len();

@@ -431,3 +431,111 @@ fn clone_snapshot_rollback() {
         "only the template is left: {v}"
     );
 }
+
+/// Creates a CT from `ost` on `emu` and returns its VMID.
+fn make_ct(emu: &Emu, ost: &str) -> u32 {
+    let id = vmid();
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("ostemplate={ost}"),
+        ],
+    );
+    id
+}
+
+#[test]
+fn delete_frees_only_owned_volumes_and_locks() {
+    let d = tempfile::tempdir().unwrap();
+    let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar"));
+    let emu = Emu::start(d.path(), &[]);
+    let (a, b) = (make_ct(&emu, &ost), make_ct(&emu, &ost));
+    let vol_b = d
+        .path()
+        .join(format!("storage/local/images/{b}/subvol-{b}-disk-0"));
+    assert!(vol_b.is_dir());
+    // A's config names B's volume (as unused0 and mp0): purging A must keep it.
+    let conf_a = d.path().join(format!("nodes/pve/lxc/{a}.conf"));
+    let text = std::fs::read_to_string(&conf_a).unwrap();
+    std::fs::write(
+        &conf_a,
+        format!("{text}unused0: local:subvol-{b}-disk-0\nmp0: local:subvol-{b}-disk-0,mp=/mnt\n"),
+    )
+    .unwrap();
+    let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{a}"), &["-d", "purge=1"]);
+    assert_eq!(c, 200, "{v}");
+    let upid = v["data"].as_str().unwrap().to_string();
+    assert_eq!(emu.wait(&upid)["exitstatus"], "OK");
+    assert!(vol_b.join("bin/busybox").exists(), "B's volume survived");
+    let log = emu.task_log(&upid).to_string();
+    assert!(log.contains(&format!("CT {a} isn't the owner")), "{log}");
+
+    // While a delete is under way the CT is `lock: destroyed`; a delete that
+    // fails half-way (a busy mount point in the volume) leaves it so, as in PVE.
+    let busy = vol_b.join("tmp");
+    sh("mount", &["-t", "tmpfs", "none", &busy.to_string_lossy()]);
+    let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{b}"), &[]);
+    assert_eq!(c, 200, "{v}");
+    let st = emu.wait(v["data"].as_str().unwrap());
+    sh("umount", &[&busy.to_string_lossy()]);
+    assert_ne!(st["exitstatus"], "OK");
+    let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{b}"), &[]);
+    assert_eq!(
+        (c, v["message"].as_str()),
+        (500, Some("CT is locked (destroyed)\n"))
+    );
+}
+
+#[test]
+fn unprivileged_is_read_only() {
+    let d = tempfile::tempdir().unwrap();
+    let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar"));
+    let emu = Emu::start(d.path(), &[]);
+    let id = make_ct(&emu, &ost);
+    let path = format!("/nodes/pve/lxc/{id}/config");
+    let (c, v) = emu.call("PUT", &path, &["-d", "unprivileged=0"]);
+    assert_eq!(c, 500);
+    assert_eq!(
+        v["message"],
+        "unable to modify read-only option: 'unprivileged'\n"
+    );
+    let (c, v) = emu.call("PUT", &path, &["-d", "delete=unprivileged"]);
+    assert_eq!(c, 500);
+    assert_eq!(
+        v["message"],
+        "unable to delete read-only option: 'unprivileged'\n"
+    );
+    let (_, v) = emu.call("GET", &path, &[]);
+    assert_eq!(v["data"]["unprivileged"], 1);
+}
+
+#[test]
+fn task_paths_cannot_traverse() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("secretlog"), "secret\n").unwrap();
+    let emu = Emu::start(d.path(), &["--node", "pve", "--node", "pve2"]);
+    let (_, v) = emu.call("GET", "/version", &[]);
+    assert!(v["data"].is_object());
+    for upid in [
+        // DATA_DIR/tasks/../secretlog (the log file is "<upid>log").
+        "..%2Fsecret",
+        "..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd%00",
+        // A well-formed UPID of another node.
+        "UPID%3Apve2%3A00000001%3A00000001%3A00000001%3Avzcreate%3A100%3Aroot%40pam%3A",
+    ] {
+        for (m, p) in [
+            ("GET", format!("/nodes/pve/tasks/{upid}/log")),
+            ("GET", format!("/nodes/pve/tasks/{upid}/status")),
+            ("DELETE", format!("/nodes/pve/tasks/{upid}")),
+        ] {
+            let (c, v) = emu.call(m, &p, &[]);
+            assert_eq!(c, 400, "{m} {p}: {v}");
+            assert!(v["errors"]["upid"].is_string(), "{m} {p}: {v}");
+            assert!(!v.to_string().contains("secret"), "{m} {p}: {v}");
+        }
+    }
+}
