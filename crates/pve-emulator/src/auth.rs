@@ -169,17 +169,64 @@ impl Auth {
     }
 }
 
-/// Parses `USER@REALM!ID=SECRET` from the command line.
+/// Parses `USER@REALM!ID=SECRET` from the command line or a token file.
+/// The error never shows the value: it holds a secret.
 pub fn parse_token_arg(s: &str) -> Result<(String, String), String> {
-    let (id, secret) = s
-        .rsplit_once('=')
-        .ok_or_else(|| format!("token '{s}' is not USER@REALM!ID=SECRET"))?;
+    const BAD: &str = "the token is not USER@REALM!ID=SECRET (value not shown)";
+    let (id, secret) = s.rsplit_once('=').ok_or(BAD)?;
     let re = regex::Regex::new(r"^[^\s:/!@]+@[A-Za-z][A-Za-z0-9\.\-_]+![A-Za-z][A-Za-z0-9\.\-_]+$")
         .unwrap();
     if !re.is_match(id) || secret.is_empty() || secret.chars().any(|c| c.is_whitespace()) {
-        return Err(format!("token '{s}' is not USER@REALM!ID=SECRET"));
+        return Err(BAD.into());
     }
     Ok((id.to_string(), secret.to_string()))
+}
+
+/// Reads a secret file, refusing one that group or others may read.
+pub fn read_secret_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
+    if m.mode() & 0o044 != 0 {
+        anyhow::bail!(
+            "{} is readable by group or others (mode {:o}): chmod 600 it",
+            path.display(),
+            m.mode() & 0o7777
+        );
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &f, &mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(text)
+}
+
+/// The tokens of a `--token-file`: one `USER@REALM!ID=SECRET` a line
+/// (blank lines and `#` comments skipped).
+pub fn read_token_file(path: &Path) -> Result<Vec<(String, String)>> {
+    read_secret_file(path)?
+        .lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(i, l)| {
+            parse_token_arg(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The password of a `--root-password-file`: its first line.
+pub fn read_password_file(path: &Path) -> Result<String> {
+    let text = read_secret_file(path)?;
+    let pw = text.lines().next().unwrap_or("");
+    anyhow::ensure!(!pw.is_empty(), "{} holds no password", path.display());
+    Ok(pw.to_string())
 }
 
 #[cfg(test)]
@@ -213,5 +260,35 @@ mod tests {
         // Token names are at least two characters, as in Proxmox.
         assert!(parse_token_arg("root@pam!t=abc").is_err());
         assert!(parse_token_arg("root@pam=abc").is_err());
+        // The secret is not echoed.
+        let e = parse_token_arg("root@pam!t=topsecret").unwrap_err();
+        assert!(!e.contains("topsecret"), "{e}");
+        let e = parse_token_arg("topsecret").unwrap_err();
+        assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    #[test]
+    fn secret_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("tokens");
+        std::fs::write(&f, "# ci\nroot@pam!ci=s3cr3t\n\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_token_file(&f).unwrap(),
+            vec![("root@pam!ci".to_string(), "s3cr3t".to_string())]
+        );
+        for mode in [0o640, 0o604] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_token_file(&f).unwrap_err().to_string();
+            assert!(e.contains("readable by group or others"), "{e}");
+        }
+        let p = d.path().join("pw");
+        std::fs::write(&p, "hunter2\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(read_password_file(&p).unwrap(), "hunter2");
+        let l = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert!(read_password_file(&l).is_err());
     }
 }

@@ -6,8 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest request body accepted (template uploads).
-const MAX_BODY: usize = 2 << 30;
+/// Largest request body ever accepted (template uploads); `Admit` sets the
+/// limit of each request.
+pub const MAX_BODY: usize = 2 << 30;
 
 pub struct Request {
     pub method: String,
@@ -42,21 +43,62 @@ pub enum Outcome {
 }
 
 pub type Handler = dyn Fn(Request) -> Outcome + Send + Sync;
+/// Looks at a request's head (its body still unread, empty): `Ok(limit)` lets
+/// up to `limit` body bytes in, `Err` answers at once and closes the
+/// connection, so unauthenticated clients cannot make it buffer bodies.
+pub type Admit = dyn Fn(&Request) -> Result<usize, Outcome> + Send + Sync;
 
-pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handler: Arc<Handler>) {
+pub fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    admit: Arc<Admit>,
+    handler: Arc<Handler>,
+) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let tls = tls.clone();
-        let handler = handler.clone();
+        let (admit, handler) = (admit.clone(), handler.clone());
         std::thread::spawn(move || {
-            let _ = connection(stream, tls, &*handler);
+            let _ = connection(stream, tls, &*admit, &*handler);
         });
     }
+}
+
+/// What to do with a request whose head has been read.
+enum Next {
+    Handle(Request),
+    /// Answer (then close): refused before or while reading the body.
+    Refuse(Outcome),
+}
+
+fn too_large() -> Outcome {
+    Outcome::Respond(Response {
+        status: 413,
+        reason: "Request Entity Too Large".into(),
+        content_type: "application/json;charset=UTF-8",
+        body: br#"{"data":null,"message":"request too large\n"}"#.to_vec(),
+    })
+}
+
+fn write_response(tls: &mut impl Write, resp: &Response, close: bool) -> std::io::Result<()> {
+    let reason: String = resp.reason.chars().filter(|c| !c.is_control()).collect();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nServer: pve-api-daemon/3.0\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: max-age=0\r\nPragma: no-cache\r\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\r\nConnection: {}\r\n\r\n",
+        resp.status,
+        reason,
+        resp.content_type,
+        resp.body.len(),
+        if close { "close" } else { "Keep-Alive" }
+    );
+    tls.write_all(head.as_bytes())?;
+    tls.write_all(&resp.body)?;
+    tls.flush()
 }
 
 fn connection(
     stream: TcpStream,
     tls: Arc<rustls::ServerConfig>,
+    admit: &Admit,
     handler: &Handler,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -65,30 +107,26 @@ fn connection(
     let mut tls = rustls::StreamOwned::new(conn, stream);
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let Some(req) = read_request(&mut tls, &mut buf)? else {
+        let Some(next) = read_request(&mut tls, &mut buf, admit)? else {
             return Ok(());
         };
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        match handler(req) {
+        let (outcome, close) = match next {
+            Next::Handle(req) => {
+                let close = req
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                (handler(req), close)
+            }
+            // The body was not (fully) read: the connection cannot go on.
+            Next::Refuse(o) => (o, true),
+        };
+        match outcome {
             Outcome::Drop => {
                 let _ = tls.sock.shutdown(std::net::Shutdown::Both);
                 return Ok(());
             }
             Outcome::Respond(resp) => {
-                let reason: String = resp.reason.chars().filter(|c| !c.is_control()).collect();
-                let head = format!(
-                    "HTTP/1.1 {} {}\r\nServer: pve-api-daemon/3.0\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: max-age=0\r\nPragma: no-cache\r\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\r\nConnection: {}\r\n\r\n",
-                    resp.status,
-                    reason,
-                    resp.content_type,
-                    resp.body.len(),
-                    if close { "close" } else { "Keep-Alive" }
-                );
-                tls.write_all(head.as_bytes())?;
-                tls.write_all(&resp.body)?;
-                tls.flush()?;
+                write_response(&mut tls, &resp, close)?;
                 if close {
                     tls.conn.send_close_notify();
                     let _ = tls.flush();
@@ -117,7 +155,11 @@ fn bad(msg: &str) -> std::io::Error {
 }
 
 /// Reads one request; None when the peer closed between requests.
-fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option<Request>> {
+fn read_request(
+    s: &mut (impl Read + Write),
+    buf: &mut Vec<u8>,
+    admit: &Admit,
+) -> std::io::Result<Option<Next>> {
     let (head_len, method, target, headers) = loop {
         let mut hs = [httparse::EMPTY_HEADER; 64];
         let mut r = httparse::Request::new(&mut hs);
@@ -155,39 +197,61 @@ fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option<
         }
     };
     buf.drain(..head_len);
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let body =
-        if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-            read_chunked(s, buf)?
-        } else {
-            let len: usize = match get("content-length") {
-                Some(v) => v.trim().parse().map_err(|_| bad("bad content-length"))?,
-                None => 0,
-            };
-            if len > MAX_BODY {
-                return Err(bad("request body too large"));
-            }
-            while buf.len() < len {
-                if !fill(s, buf)? {
-                    return Err(bad("truncated body"));
-                }
-            }
-            buf.drain(..len).collect()
-        };
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target, String::new()),
     };
-    Ok(Some(Request {
+    let mut req = Request {
         method,
         path,
         query,
         headers,
-        body,
-    }))
+        body: Vec::new(),
+    };
+    let limit = match admit(&req) {
+        Ok(l) => l.min(MAX_BODY),
+        Err(o) => return Ok(Some(Next::Refuse(o))),
+    };
+    if req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        s.flush()?;
+    }
+    let chunked = req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        match read_chunked(s, buf, limit)? {
+            Some(b) => b,
+            None => return Ok(Some(Next::Refuse(too_large()))),
+        }
+    } else {
+        let len: usize = match req.header("content-length") {
+            Some(v) => v.trim().parse().map_err(|_| bad("bad content-length"))?,
+            None => 0,
+        };
+        if len > limit {
+            return Ok(Some(Next::Refuse(too_large())));
+        }
+        while buf.len() < len {
+            if !fill(s, buf)? {
+                return Err(bad("truncated body"));
+            }
+        }
+        buf.drain(..len).collect()
+    };
+    req.body = body;
+    Ok(Some(Next::Handle(req)))
 }
 
-fn read_chunked(s: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+/// A chunked body; None once it grows over `limit`.
+fn read_chunked(
+    s: &mut impl Read,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     loop {
         let line_end = loop {
@@ -209,15 +273,15 @@ fn read_chunked(s: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>
                     let empty = p == 0;
                     buf.drain(..p + 2);
                     if empty {
-                        return Ok(body);
+                        return Ok(Some(body));
                     }
                 } else if !fill(s, buf)? {
-                    return Ok(body);
+                    return Ok(Some(body));
                 }
             }
         }
-        if body.len() + size > MAX_BODY {
-            return Err(bad("request body too large"));
+        if body.len().saturating_add(size) > limit {
+            return Ok(None);
         }
         while buf.len() < size + 2 {
             if !fill(s, buf)? {

@@ -27,11 +27,19 @@ struct Cli {
     #[arg(long = "node")]
     nodes: Vec<String>,
     /// Password of root@pam for /access/ticket (none: ticket login refused).
-    #[arg(long)]
+    /// Prefer --root-password-file: the command line is visible to all users.
+    #[arg(long, conflicts_with = "root_password_file")]
     root_password: Option<String>,
-    /// API token `USER@REALM!ID=SECRET` (repeatable).
-    #[arg(long = "token", value_parser = auth::parse_token_arg)]
-    tokens: Vec<(String, String)>,
+    /// A file (not group/world-readable) whose first line is root@pam's password.
+    #[arg(long)]
+    root_password_file: Option<PathBuf>,
+    /// API token `USER@REALM!ID=SECRET` (repeatable). Parsed in `run`, not by
+    /// clap, whose error would echo the secret. Prefer --token-file.
+    #[arg(long = "token")]
+    tokens: Vec<String>,
+    /// A file (not group/world-readable) of tokens, one `USER@REALM!ID=SECRET` a line (repeatable).
+    #[arg(long = "token-file")]
+    token_files: Vec<PathBuf>,
     /// `ID=dir:/path` or `ID=zfspool:POOL/DATASET` (repeatable); `local=dir:DIR/storage/local` unless given.
     #[arg(long = "storage", value_parser = storage::parse_arg)]
     storages: Vec<storage::Storage>,
@@ -72,6 +80,18 @@ fn run() -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&schema::dump())?);
         return Ok(());
     }
+    let mut tokens = cli
+        .tokens
+        .iter()
+        .map(|t| auth::parse_token_arg(t).map_err(|e| anyhow::anyhow!("--token: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    for f in &cli.token_files {
+        tokens.extend(auth::read_token_file(f).context("--token-file")?);
+    }
+    let root_password = match &cli.root_password_file {
+        Some(f) => Some(auth::read_password_file(f).context("--root-password-file")?),
+        None => cli.root_password.clone(),
+    };
     let listen = cli.listen.clone().unwrap_or_default();
     let dir = cli.data_dir.clone().unwrap_or_default();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -114,7 +134,7 @@ fn run() -> Result<()> {
     let app = Arc::new(api::App {
         data_dir: dir.clone(),
         nodes: nodes.clone(),
-        auth: auth::Auth::new(&dir, cli.root_password.clone(), cli.tokens.clone())?,
+        auth: auth::Auth::new(&dir, root_password, tokens)?,
         store: store::Store::new(&dir, nodes)?,
         tasks: Arc::new(tasks::Tasks::new(dir.join("tasks"))?),
         runner: runner::Runner::new(dir.join("run/lxc"))?,
@@ -137,6 +157,8 @@ fn run() -> Result<()> {
     out.flush()?;
     let a = app.clone();
     let handler: Arc<http::Handler> = Arc::new(move |req| server::handle(&a, req));
-    http::serve(listener, cert.config, handler);
+    let a = app.clone();
+    let admit: Arc<http::Admit> = Arc::new(move |req: &http::Request| server::admit(&a, req));
+    http::serve(listener, cert.config, admit, handler);
     Ok(())
 }

@@ -263,6 +263,53 @@ fn authenticate(app: &App, req: &Request) -> Result<Identity, ApiError> {
     Ok(Identity::Ticket { user })
 }
 
+/// Largest body of a request other than a template upload.
+pub const MAX_SMALL_BODY: usize = 1 << 20;
+
+/// The endpoint of a request, or the 501 answer.
+fn endpoint(
+    req: &Request,
+) -> Result<(&'static schema::Endpoint, String, BTreeMap<String, String>), ApiError> {
+    let not_impl = || {
+        ApiError::new(
+            501,
+            format!("Method '{} {}' not implemented", req.method, req.path),
+        )
+    };
+    let rel = req.path.strip_prefix(PREFIX).ok_or_else(not_impl)?;
+    let rel = if rel.is_empty() { "/" } else { rel }.to_string();
+    let (pattern, path_params) = route(&rel);
+    let ep = pattern
+        .and_then(|p| schema::find(&req.method, p))
+        .ok_or_else(|| {
+            ApiError::new(
+                501,
+                format!("Method '{} {}' not implemented", req.method, rel),
+            )
+        })?;
+    Ok((ep, rel, path_params))
+}
+
+/// Before the body is read: only authenticated requests get to send one
+/// (login aside), and only uploads a large one.
+pub fn admit(app: &Arc<App>, req: &Request) -> Result<usize, Outcome> {
+    if req.path == "/_emulator/faults" {
+        return authenticate(app, req)
+            .map(|_| MAX_SMALL_BODY)
+            .map_err(|e| error_outcome(&e));
+    }
+    let (ep, _, _) = endpoint(req).map_err(|e| error_outcome(&e))?;
+    if ep.path == "/access/ticket" {
+        return Ok(MAX_SMALL_BODY);
+    }
+    authenticate(app, req).map_err(|e| error_outcome(&e))?;
+    Ok(if ep.path == "/nodes/{node}/storage/{storage}/upload" {
+        crate::http::MAX_BODY
+    } else {
+        MAX_SMALL_BODY
+    })
+}
+
 pub fn handle(app: &Arc<App>, req: Request) -> Outcome {
     if req.path == "/_emulator/faults" {
         return match authenticate(app, &req) {
@@ -270,13 +317,19 @@ pub fn handle(app: &Arc<App>, req: Request) -> Outcome {
             Ok(_) => control(app, &req),
         };
     }
-    let Some(rel) = req.path.strip_prefix(PREFIX).map(str::to_string) else {
-        return error_outcome(&ApiError::new(
-            501,
-            format!("Method '{} {}' not implemented", req.method, req.path),
-        ));
+    let (ep, rel, path_params) = match endpoint(&req) {
+        Ok(x) => x,
+        Err(e) => return error_outcome(&e),
     };
-    let rel = if rel.is_empty() { "/".to_string() } else { rel };
+    let identity = if ep.path == "/access/ticket" {
+        None
+    } else {
+        match authenticate(app, &req) {
+            Ok(i) => Some(i),
+            Err(e) => return error_outcome(&e),
+        }
+    };
+    // Faults after auth: an unauthenticated client cannot trigger them.
     let eff = app.faults.check(&req.method, &rel);
     if eff.latency_ms > 0 {
         std::thread::sleep(Duration::from_millis(eff.latency_ms));
@@ -287,21 +340,8 @@ pub fn handle(app: &Arc<App>, req: Request) -> Outcome {
     if let Some((status, message)) = eff.error {
         return error_outcome(&ApiError::new(status, message));
     }
-    let (pattern, path_params) = route(&rel);
-    let ep = pattern.and_then(|p| schema::find(&req.method, p));
-    let Some(ep) = ep else {
-        return error_outcome(&ApiError::new(
-            501,
-            format!("Method '{} {}' not implemented", req.method, rel),
-        ));
-    };
     let result = (|| {
         let (mut p, file) = params(&req, path_params)?;
-        let identity = if ep.path == "/access/ticket" {
-            None
-        } else {
-            Some(authenticate(app, &req)?)
-        };
         if ep.path == "/access/ticket" {
             if let (Some(realm), Some(u)) = (p.get("realm").cloned(), p.get("username").cloned()) {
                 if !u.contains('@') {

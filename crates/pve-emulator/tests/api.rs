@@ -539,3 +539,119 @@ fn task_paths_cannot_traverse() {
         }
     }
 }
+
+/// Peak resident size: a buffered body shows even once freed.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn bodies_need_auth_and_are_capped() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = Emu::start(d.path(), &[]);
+    let big = d.path().join("big");
+    std::fs::write(&big, vec![b'a'; 64 << 20]).unwrap();
+    let data = format!("@{}", big.display());
+    let pid = emu.child.id();
+    let before = peak_rss_kib(pid);
+    let t0 = std::time::Instant::now();
+    for path in ["/nodes/pve/lxc", "/nodes/pve/storage/local/upload"] {
+        let (c, v) = emu.raw("POST", &emu.url(path), &[], &["--data-binary", &data]);
+        assert_eq!(c, 401, "{path}: {v}");
+    }
+    let form = format!("filename=@{}", big.display());
+    let (c, _) = emu.raw(
+        "POST",
+        &emu.url("/nodes/pve/storage/local/upload"),
+        &[],
+        &["-F", "content=vztmpl", "-F", &form],
+    );
+    assert_eq!(c, 401);
+    assert!(t0.elapsed().as_secs() < 10, "answered before the body");
+    let grown = peak_rss_kib(pid).saturating_sub(before);
+    assert!(
+        grown < 32 << 10,
+        "unauthenticated bodies grew it by {grown} KiB"
+    );
+    // Authenticated, a non-upload body is capped.
+    let (c, _) = emu.call(
+        "POST",
+        "/nodes/pve/lxc",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &data,
+        ],
+    );
+    assert_eq!(c, 413);
+    let grown = peak_rss_kib(pid).saturating_sub(before);
+    assert!(grown < 32 << 10, "the emulator grew by {grown} KiB");
+
+    // Fault rules only see authenticated requests.
+    let ctl = format!("https://127.0.0.1:{}/_emulator/faults", emu.port);
+    let rule =
+        r#"{"rules":[{"path":"^/version$","action":"error","status":500,"message":"boom"}]}"#;
+    let (c, _) = emu.raw(
+        "POST",
+        &ctl,
+        &["-H", &format!("Authorization: PVEAPIToken={TOKEN}")],
+        &["-H", "Content-Type: application/json", "-d", rule],
+    );
+    assert_eq!(c, 200);
+    let (c, _) = emu.raw("GET", &emu.url("/version"), &[], &[]);
+    assert_eq!(c, 401);
+    let (c, _) = emu.call("GET", "/version", &[]);
+    assert_eq!(c, 500);
+}
+
+#[test]
+fn secrets_from_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("tokens");
+    std::fs::write(&tf, "root@pam!file=fromfile\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_pve-emulator");
+    let data = d.path().join("data");
+    let data = data.to_string_lossy();
+    // A group/world-readable file is refused before serving.
+    std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let tfs = tf.to_string_lossy();
+    let out = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--token-file",
+            &tfs,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("readable by group or others"), "{err}");
+    // A bad --token is refused without echoing the secret.
+    let out = std::process::Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--data-dir", &data])
+        .args(["--token", "root@pam!x=not a secret-SHOWN"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("SHOWN"), "{err}");
+
+    std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let emu = Emu::start(d.path(), &["--token-file", &tfs]);
+    let (c, _) = emu.raw(
+        "GET",
+        &emu.url("/version"),
+        &["-H", "Authorization: PVEAPIToken=root@pam!file=fromfile"],
+        &[],
+    );
+    assert_eq!(c, 200);
+}
