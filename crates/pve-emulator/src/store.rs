@@ -124,6 +124,7 @@ impl Conf {
 
     /// The file text. Refuses a key, value or snapshot name that could end
     /// its line: a stray newline would become a raw `lxc.*` line (run as root).
+    /// The description needs no check: each of its lines becomes a comment.
     pub fn render(&self) -> Result<String, String> {
         fn line_safe(what: &str, k: &str, v: &str) -> Result<(), String> {
             let key_ok = !k.is_empty()
@@ -142,20 +143,14 @@ impl Conf {
         for (name, s) in std::iter::once(("", &self.main))
             .chain(self.snapshots.iter().map(|(n, s)| (n.as_str(), s)))
         {
-            if !name.is_empty() {
-                line_safe("snapshot name", name, "")?;
+            if name.contains(['\n', '\r', '\0', ']']) {
+                return Err(format!("invalid snapshot name '{}'", name.escape_debug()));
             }
             for (k, v) in &s.keys {
                 line_safe("value of", k, &encode_value(k, v))?;
             }
             for (k, v) in &s.lxc {
                 line_safe("value of", k, v)?;
-            }
-            if s.description
-                .as_deref()
-                .is_some_and(|d| d.contains(['\r', '\0']))
-            {
-                return Err("description contains a CR or NUL character".into());
             }
         }
         fn section(out: &mut String, s: &Section) {
