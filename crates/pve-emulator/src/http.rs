@@ -212,6 +212,17 @@ fn read_request(
         Ok(l) => l.min(MAX_BODY),
         Err(o) => return Ok(Some(Next::Refuse(o))),
     };
+    let chunked = req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let len: usize = match req.header("content-length") {
+        Some(v) if !chunked => v.trim().parse().map_err(|_| bad("bad content-length"))?,
+        _ => 0,
+    };
+    // Too large by its announced length: 413 instead of "100 Continue".
+    if len > limit {
+        return Ok(Some(Next::Refuse(too_large())));
+    }
     if req
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
@@ -219,22 +230,12 @@ fn read_request(
         s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         s.flush()?;
     }
-    let chunked = req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
         match read_chunked(s, buf, limit)? {
             Some(b) => b,
             None => return Ok(Some(Next::Refuse(too_large()))),
         }
     } else {
-        let len: usize = match req.header("content-length") {
-            Some(v) => v.trim().parse().map_err(|_| bad("bad content-length"))?,
-            None => 0,
-        };
-        if len > limit {
-            return Ok(Some(Next::Refuse(too_large())));
-        }
         while buf.len() < len {
             if !fill(s, buf)? {
                 return Err(bad("truncated body"));
