@@ -118,23 +118,37 @@ pub fn spawn_monitor(paths: &LxcPaths, lxc_start: &Path, stdio: Option<&OwnedFd>
     }
 }
 
-/// Body of the monitor process.
-fn monitor_main(args: &[std::ffi::OsString], exchange: &Path, slave: Option<i32>) -> i32 {
-    // Own session: a terminal's ^C or hangup must not reach the monitor,
-    // and the container outlives the command that created it.
+/// First steps of a freshly forked monitor (both engines): its own session
+/// (a terminal's ^C or hangup must not reach it, and the container outlives
+/// the command that created it), `stdio` on 0-2 if given, `keep` moved to fd
+/// 3, every other inherited fd closed (in particular the container lock),
+/// and the usual terminal signals ignored.
+pub(crate) fn detach_monitor(stdio: Option<i32>, keep: Option<i32>) {
     let _ = nix::unistd::setsid();
+    // SAFETY: fd juggling in a fresh child; nothing else owns these fds.
     unsafe {
-        if let Some(fd) = slave {
+        if let Some(fd) = stdio {
             libc::dup2(fd, 0);
             libc::dup2(fd, 1);
             libc::dup2(fd, 2);
         }
-        // Drop every other inherited fd, in particular the container lock.
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        let first_closed = match keep {
+            Some(fd) => {
+                libc::dup2(fd, 3);
+                4u32
+            }
+            None => 3u32,
+        };
+        libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, 0u32);
         for s in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
             libc::signal(s, libc::SIG_IGN);
         }
     }
+}
+
+/// Body of the monitor process.
+fn monitor_main(args: &[std::ffi::OsString], exchange: &Path, slave: Option<i32>) -> i32 {
+    detach_monitor(slave, None);
     let status = std::process::Command::new(&args[0])
         .args(&args[1..])
         .status();

@@ -764,21 +764,8 @@ fn monitor_main(
     slave: Option<i32>,
     wait_for_init: Duration,
 ) -> i32 {
-    let _ = nix::unistd::setsid();
-    // SAFETY: fd juggling in a fresh child; nothing else owns these fds.
-    unsafe {
-        if let Some(fd) = slave {
-            libc::dup2(fd, 0);
-            libc::dup2(fd, 1);
-            libc::dup2(fd, 2);
-        }
-        // Keep 0-2 and the listener (moved to 3); drop the rest (the lock).
-        libc::dup2(listener.as_raw_fd(), 3);
-        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-        for s in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
-            libc::signal(s, libc::SIG_IGN);
-        }
-    }
+    // Keep 0-2 and the listener (moved to 3); drop the rest (the lock).
+    crate::lxc_engine::detach_monitor(slave, Some(listener.as_raw_fd()));
     std::mem::forget(listener);
     // SAFETY: fd 3 is the listener we just put there.
     let listener = unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(3) };
