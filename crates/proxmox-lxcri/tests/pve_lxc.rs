@@ -515,3 +515,28 @@ fn containers_outlive_an_api_restart() {
     env.assert_gone("r1");
     assert_node_empty(&env);
 }
+
+/// The API away for a while: `state` and `kill` need none; `delete` fails
+/// clearly and keeps the state, and succeeds once the API is back.
+#[test]
+fn an_api_outage_is_survived() {
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("o1", &b);
+    env.ok(&["start", "o1"]);
+    add_fault(
+        &env,
+        json!({"method": "*", "path": "^/", "action": "error", "status": 503, "message": "pveproxy restarting"}),
+    );
+    assert_eq!(env.status("o1"), "running");
+    env.ok(&["kill", "o1", "KILL"]);
+    env.wait_status("o1", "stopped");
+    let err = env.fails(&["delete", "o1"]);
+    assert!(err.contains("Proxmox API") && err.contains("503"), "{err}");
+    assert_eq!(env.status("o1"), "stopped", "the state is kept for a retry");
+    assert_eq!(env.emu().ct_ids().len(), 1);
+    clear_faults(&env);
+    env.ok(&["delete", "o1"]);
+    env.assert_gone("o1");
+    assert_node_empty(&env);
+}
