@@ -540,3 +540,66 @@ fn an_api_outage_is_survived() {
     env.assert_gone("o1");
     assert_node_empty(&env);
 }
+
+/// A bind mount of a host directory becomes the CT's `mp0` when the runtime
+/// logs in as root@pam (Proxmox refuses bind mount points to tokens); with
+/// a token it stays a raw LXC mount entry. Either way the container sees it.
+#[test]
+fn bind_mounts_are_mount_points_for_root_pam() {
+    use std::os::unix::fs::PermissionsExt;
+    for root_pam in [true, false] {
+        let mut env = Env::new();
+        let emu = support::emulator::Emulator::start(
+            &support::emulator::emulator_bin(support::BIN),
+            env.tmp.path(),
+            &["--root-password", "pw-for-the-test"],
+        );
+        let cfg = env.tmp.path().join("config.toml");
+        if root_pam {
+            emu.write_config_root_pam(&cfg, "pw-for-the-test");
+        } else {
+            emu.write_config(&cfg, "pve-lxc");
+        }
+        env.config = Some(cfg);
+        env.pve = Some(emu);
+        let host = env.tmp.path().join("shared");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(host.join("hello"), "hello from the host\n").unwrap();
+        let b = env.bundle("b", &["cat", "/data/hello"], |s| {
+            s["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/data", "type": "bind",
+                "source": host.to_str().unwrap(), "options": ["rbind", "ro"]
+            }));
+        });
+        env.must_create("m1", &b);
+        let conf = config_of(&env, env.vmid("m1"));
+        let raw = conf["lxc"].to_string();
+        if root_pam {
+            let mp0 = conf["mp0"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no mp0: {conf}"));
+            assert!(
+                mp0.contains(&format!("{},", host.display()))
+                    && mp0.contains("mp=/data")
+                    && mp0.contains("ro=1"),
+                "{mp0}"
+            );
+            assert!(!raw.contains(host.to_str().unwrap()), "also raw: {raw}");
+        } else {
+            assert!(conf.get("mp0").is_none(), "{conf}");
+            assert!(raw.contains(host.to_str().unwrap()), "not raw: {raw}");
+        }
+        env.ok(&["start", "m1"]);
+        env.wait_status("m1", "stopped");
+        assert_eq!(
+            env.stdout_of("m1"),
+            "hello from the host\n",
+            "root@pam: {root_pam}"
+        );
+        env.ok(&["delete", "m1"]);
+        env.assert_gone("m1");
+        assert_node_empty(&env);
+        assert!(host.join("hello").exists(), "the host directory must stay");
+    }
+}

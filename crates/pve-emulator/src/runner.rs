@@ -127,6 +127,7 @@ impl Runner {
                 .to_string_lossy(),
         )?;
         self.limits(&mut o, conf)?;
+        bind_mount_points(&mut o, conf)?;
         for n in 0..32u32 {
             let Some(net) = conf.get(&format!("net{n}")) else {
                 continue;
@@ -581,6 +582,46 @@ pub fn ensure_subids() -> Result<()> {
             t.push('\n');
             std::fs::write(f, t).with_context(|| format!("adding {line} to {f}"))?;
         }
+    }
+    Ok(())
+}
+
+/// `mp[n]` bind mount points (a host directory as the volume) as LXC mount
+/// entries, as pve-container mounts them before the CT starts. Mount points
+/// on storage volumes are not allocated by the emulator.
+fn bind_mount_points(o: &mut String, conf: &Section) -> Result<()> {
+    for n in 0..256u32 {
+        let key = format!("mp{n}");
+        let Some(v) = conf.get(&key) else { continue };
+        let m = propstr::parse_lxc("lxc-mp", v).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+        let (Some(src), Some(dst)) = (m.get("volume"), m.get("mp")) else {
+            continue;
+        };
+        if !src.starts_with('/') {
+            anyhow::bail!(
+                "{key}: volume mount points are not supported by the emulator, only bind mounts"
+            );
+        }
+        // fstab fields: no whitespace; no `..` out of the rootfs.
+        let plain =
+            |p: &str| !p.chars().any(char::is_whitespace) && !p.split('/').any(|c| c == "..");
+        if !plain(src) || !plain(dst) || !dst.starts_with('/') {
+            anyhow::bail!("{key}: paths with whitespace or '..' cannot be mounted");
+        }
+        if !Path::new(src).is_dir() {
+            anyhow::bail!("{key}: bind mount source '{src}' is not a directory");
+        }
+        let ro = if m.get("ro").map(String::as_str) == Some("1") {
+            ",ro"
+        } else {
+            ""
+        };
+        let rel = dst.trim_start_matches('/');
+        line(
+            o,
+            "lxc.mount.entry",
+            &format!("{src} {rel} none rbind,create=dir{ro} 0 0"),
+        )?;
     }
     Ok(())
 }

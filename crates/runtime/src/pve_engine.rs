@@ -24,7 +24,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::Spec;
-use pve_client::props::{Features, NetConfig};
+use pve_client::props::{Features, MountPoint, NetConfig};
 use pve_client::{Auth, Client, ClientConfig, Params, Secret, Tls, Upid};
 use serde::{Deserialize, Serialize};
 
@@ -114,6 +114,8 @@ pub struct CtPlan {
     pub params: Params,
     pub unprivileged: bool,
     pub net: NetMode,
+    /// Indexes of the spec's mounts that became `mp[n]` (the rest go raw).
+    pub mount_points: Vec<usize>,
 }
 
 /// Description of our CTs: names the container, the runtime root and the
@@ -270,10 +272,19 @@ pub fn plan(
     if let Some(f) = annotations.get(FEATURES_ANNOTATION) {
         p = p.set("features", features(f)?);
     }
+    // Bind mounts as mount points, which Proxmox allows root@pam only.
+    let mut mount_points = vec![];
+    if cfg.username.as_deref() == Some("root@pam") {
+        for (n, (i, mp)) in bind_mount_points(spec)?.into_iter().enumerate() {
+            p = p.set(&format!("mp{n}"), mp);
+            mount_points.push(i);
+        }
+    }
     Ok(CtPlan {
         params: p,
         unprivileged,
         net,
+        mount_points,
     })
 }
 
@@ -322,6 +333,64 @@ pub fn limit_params(
     }
 
     Ok(p)
+}
+
+/// The spec's bind mounts that Proxmox can express as `mp[n]`: a host
+/// directory, plain options, and no other mount nested with it (the order
+/// of mount points and LXC's own entries differs). Index and property string.
+fn bind_mount_points(spec: &Spec) -> Result<Vec<(usize, String)>> {
+    const PLAIN: &[&str] = &["bind", "rbind", "ro", "rw", "private", "rprivate"];
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let nested = |a: &Path, b: &Path| a != b && (a.starts_with(b) || b.starts_with(a));
+    let mut out = vec![];
+    for (i, m) in mounts.iter().enumerate() {
+        let opts = m.options().clone().unwrap_or_default();
+        let is_bind =
+            m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        let Some(src) = m.source().as_ref() else {
+            continue;
+        };
+        let dst = m.destination();
+        if !is_bind
+            || !src.is_absolute()
+            || !src.is_dir()
+            || !dst.is_absolute()
+            || dst == Path::new("/")
+            || !opts.iter().all(|o| PLAIN.contains(&o.as_str()))
+            || mounts
+                .iter()
+                .enumerate()
+                .any(|(j, o)| j != i && (o.destination() == dst || nested(o.destination(), dst)))
+        {
+            continue;
+        }
+        let (Some(src_s), Some(dst_s)) = (src.to_str(), dst.to_str()) else {
+            continue;
+        };
+        let mut mp = MountPoint::new(src_s, dst_s);
+        mp.ro = Some(opts.iter().any(|o| o == "ro"));
+        mp.backup = Some(false);
+        // A path the property string cannot carry stays a raw mount entry.
+        if let Ok(s) = mp.to_property_string() {
+            out.push((i, s));
+        }
+    }
+    Ok(out)
+}
+
+/// The spec without the mounts that became mount points.
+pub fn without_mounts(spec: &Spec, moved: &[usize]) -> Spec {
+    let mut s = spec.clone();
+    if let Some(m) = spec.mounts() {
+        let kept = m
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !moved.contains(i))
+            .map(|(_, m)| m.clone())
+            .collect();
+        s.set_mounts(Some(kept));
+    }
+    s
 }
 
 fn count_cpus(list: &str) -> Option<u32> {

@@ -220,7 +220,13 @@ impl Runtime {
             apparmor_enabled: apparmor_enabled(),
             selinux_enabled: Path::new("/sys/fs/selinux/enforce").exists(),
         };
-        let mut tr = translate(&spec, &ctx)?;
+        // pve-lxc: the bind mounts that became mount points are Proxmox's.
+        let mut tr = match &plan {
+            Some(p) if !p.mount_points.is_empty() => {
+                translate(&pve::without_mounts(&spec, &p.mount_points), &ctx)?
+            }
+            _ => translate(&spec, &ctx)?,
+        };
         if let Some(seccomp) = &tr.init.seccomp {
             proxmox_lxcri_lxc::init::seccomp::compile(seccomp)
                 .map_err(|e| Error::Spec(e.to_string()))?;

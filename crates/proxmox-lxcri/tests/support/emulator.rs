@@ -144,6 +144,31 @@ impl Emulator {
         self.write_config_with(path, default_backend, "local", "");
     }
 
+    /// A config that logs in as root@pam with a password (a ticket), not a
+    /// token: what Proxmox requires for bind mount points. Start the
+    /// emulator with `--root-password PASSWORD`.
+    pub fn write_config_root_pam(&self, path: &Path, password: &str) {
+        self.write_config(path, "pve-lxc");
+        let pw = path.with_file_name("root-password");
+        std::fs::write(&pw, password).unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("token_"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replacen(
+                "[pve]\n",
+                &format!(
+                    "[pve]\nusername = \"root@pam\"\npassword_file = \"{}\"\n",
+                    pw.display()
+                ),
+                1,
+            );
+        std::fs::write(path, text).unwrap();
+    }
+
     /// The same with the CTs' storage and more TOML (e.g. a `[storage]`).
     pub fn write_config_with(
         &self,
