@@ -1,0 +1,308 @@
+//! What the runtime does on the Proxmox node and through its API around a
+//! CT: the base template, the rootfs volume, the CT's config file, the
+//! exchange directory, ownership checks and destruction.
+use super::*;
+
+/// Append raw keys to the CT's config file on this node, as an admin edits
+/// `/etc/pve/lxc/<vmid>.conf` (the API cannot set them).
+pub fn append_raw(config_dir: &Path, vmid: u32, keys: &[(String, String)]) -> Result<()> {
+    let path = config_dir.join(format!("{vmid}.conf"));
+    let mut text = String::new();
+    for (k, v) in keys {
+        // LxcConfig refused newlines already; check again at the boundary.
+        if v.contains(['\n', '\r', '\0']) || k.contains(['\n', ':', ' ']) {
+            return Err(Error::Spec(format!(
+                "raw LXC key {k} has a value that cannot go into a CT config line"
+            )));
+        }
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    let mut f = OpenOptions::new().append(true).open(&path).map_err(|e| {
+        Error::Config(format!(
+            "CT config {}: {e} (the pve-lxc engine runs on the Proxmox node; set pve.config_dir)",
+            path.display()
+        ))
+    })?;
+    f.write_all(text.as_bytes())
+        .ctx(|| format!("writing {}", path.display()))
+}
+
+/// The base template's volid, uploaded on first use. The answer is cached
+/// in `<root>/pve-template` so later creates ask nothing.
+pub fn ensure_template(client: &Client, cfg: &PveSection, root: &Path) -> Result<String> {
+    let volid = format!("{}:vztmpl/{BASE_TEMPLATE}", cfg.template_storage);
+    let marker = root.join("pve-template");
+    let key = format!("{} {} {volid}", cfg.url, cfg.node);
+    if fs::read_to_string(&marker).is_ok_and(|s| s == key) {
+        return Ok(volid);
+    }
+    // Concurrent first creates: one uploads, the others wait and reuse.
+    fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
+    let lock_path = root.join("pve-template.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx(|| format!("opening {}", lock_path.display()))?;
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .ctx(|| format!("locking {}", lock_path.display()))
+        .and_then(|guard| {
+            if fs::read_to_string(&marker).is_ok_and(|s| s == key) {
+                return Ok(());
+            }
+            upload_template(client, cfg, root, &volid)?;
+            let _ = write_atomic(&marker, key.as_bytes());
+            drop(guard);
+            Ok(())
+        })?;
+    Ok(volid)
+}
+
+fn upload_template(client: &Client, cfg: &PveSection, root: &Path, volid: &str) -> Result<()> {
+    let have = client
+        .storage_content(&cfg.node, &cfg.template_storage, Some("vztmpl"), None)
+        .map_err(api("listing templates"))?
+        .iter()
+        .any(|v| v.volid == volid);
+    if !have {
+        // An empty tar archive: two zero blocks, padded to 10 KiB.
+        let tar = root.join(format!(".{}-{BASE_TEMPLATE}", std::process::id()));
+        fs::write(&tar, vec![0u8; 10240]).ctx(|| format!("writing {}", tar.display()))?;
+        let sent = client
+            .upload_template(&cfg.node, &cfg.template_storage, &tar, BASE_TEMPLATE)
+            .and_then(|upid| client.wait_task(&upid, Duration::from_secs(cfg.task_timeout_secs)));
+        let _ = fs::remove_file(&tar);
+        sent.map_err(api("uploading the base template"))?;
+    }
+    Ok(())
+}
+
+/// Forget the cached template (it was deleted on the node).
+pub fn forget_template(root: &Path) {
+    let _ = fs::remove_file(root.join("pve-template"));
+}
+
+/// True if the CT `vmid` exists and is this container's (its description
+/// names the id, root and node). A missing CT is `Ok(false)`.
+pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
+    match client.lxc_config(node, vmid) {
+        Ok(c) => Ok(c
+            .get("description")
+            .is_some_and(|d| d.trim() == description(id, root, node))),
+        Err(e) if is_missing(&e, node, vmid) => Ok(false),
+        Err(e) => Err(api("reading the CT config")(e)),
+    }
+}
+
+/// Proxmox's answer for a CT that does not exist, and only that (a missing
+/// storage or volume in an error must not read as "already gone").
+pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
+    e.status() == Some(500)
+        && e.to_string().contains(&format!(
+            "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
+        ))
+}
+
+/// Destroy the CT with its volumes (purge). `check_owner`: look first that
+/// it is ours (when the VMID was only reserved, someone else may have it).
+pub fn destroy(
+    client: &Client,
+    cfg: &PveSection,
+    rec: &PveRecord,
+    id: &str,
+    root: &Path,
+    check_owner: bool,
+) -> Result<()> {
+    let Some(vmid) = rec.vmid else { return Ok(()) };
+    if check_owner && !owns(client, &rec.node, vmid, id, root)? {
+        return Ok(());
+    }
+    // A CT still in its create task (the runtime died while it ran) is
+    // locked: wait for the lock to go, with backoff.
+    let deadline = std::time::Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
+    let mut pause = Duration::from_millis(200);
+    let upid = loop {
+        match client.lxc_delete(&rec.node, vmid, true, true) {
+            Ok(u) => break u,
+            Err(e) if is_missing(&e, &rec.node, vmid) => return Ok(()),
+            Err(e) if e.to_string().contains("locked") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(api(&format!("destroying CT {vmid}"))(e)),
+        }
+    };
+    client
+        .wait_task(&upid, Duration::from_secs(cfg.task_timeout_secs))
+        .map(|_| ())
+        .map_err(api(&format!("destroying CT {vmid}")))
+}
+
+/// A pseudo-random number in 1..=n (spreads concurrent VMID picks).
+pub fn jitter(n: u32) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    1 + (h.finish() % n.max(1) as u64) as u32
+}
+
+/// The rootfs volume of a created CT: its volid and host path.
+pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
+    let conf = client
+        .lxc_config(node, vmid)
+        .map_err(api("reading the CT config"))?;
+    let rootfs = conf
+        .get("rootfs")
+        .ok_or_else(|| Error::Pve(format!("CT {vmid} has no rootfs")))?;
+    let volid = rootfs.split(',').next().unwrap_or_default();
+    let volid = volid.strip_prefix("volume=").unwrap_or(volid);
+    let (storage, _) = volid.split_once(':').ok_or_else(|| {
+        Error::Pve(format!(
+            "CT {vmid}: rootfs {rootfs:?} is not a storage volume"
+        ))
+    })?;
+    let info = client
+        .volume_info(node, storage, volid)
+        .map_err(api("looking up the rootfs volume"))?;
+    let path = PathBuf::from(info.path);
+    if !path.is_dir() {
+        return Err(Error::Config(format!(
+            "storage {storage:?} gives CT {vmid} its rootfs {volid} as {} (an image or block device), not a directory on this node; use a zfspool storage (or a dir storage with rootfs_size_gb = 0) for pve.storage",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Proxmox's fixed idmap of unprivileged CTs: 0..65536 -> 100000..
+pub fn unprivileged_shift() -> storage::IdShift {
+    let r = storage::IdRange {
+        container_id: 0,
+        host_id: ID_SHIFT,
+        size: 65536,
+    };
+    storage::IdShift {
+        uids: vec![r],
+        gids: vec![r],
+    }
+}
+
+/// The ZFS dataset mounted at `path`, if any.
+fn dataset_at(path: &Path) -> Option<String> {
+    let out = storage::zfs::Zfs::new("zfs")
+        .run(["list", "-H", "-o", "name,mountpoint", "-t", "filesystem"])
+        .ok()?;
+    out.lines().find_map(|l| {
+        let (name, mp) = l.split_once('\t')?;
+        (Path::new(mp) == path).then(|| name.to_string())
+    })
+}
+
+/// Put the bundle's rootfs into the CT's (empty) volume: with `[storage]`
+/// kind zfs and a ZFS volume, the volume becomes a clone of the cached
+/// image (O(1) once cached; Proxmox keeps seeing its own dataset); else a
+/// copy. Owners are shifted into the unprivileged range when asked.
+pub fn fill_rootfs(
+    store: Option<&storage::Storage>,
+    src: &Path,
+    dst: &Path,
+    annotations: &BTreeMap<String, String>,
+    unprivileged: bool,
+) -> Result<()> {
+    let shift = unprivileged.then(unprivileged_shift);
+    let mut progress =
+        storage::TerminalProgress::new(format!("copying rootfs to {}", dst.display()), None);
+    if let Some(st) = store.filter(|s| s.config().kind == storage::Kind::Zfs) {
+        if let Some(ds) = dataset_at(dst) {
+            let key = storage::ImageKey::for_bundle(annotations, src, shift.as_ref())?;
+            st.populate_named(&ds, src, &key, shift.as_ref(), &mut progress)?;
+            return Ok(());
+        }
+    }
+    storage::copy_tree(src, dst, shift.as_ref(), &mut progress)?;
+    Ok(())
+}
+
+/// The exchange directory of a pve-lxc container lives under `base`
+/// (traversable by the CT's unprivileged root, which LXC's mount of it runs
+/// as; a runtime root such as containerd's `/run/containerd/runc` is not),
+/// with `<container dir>/exchange` a symlink to it. Returns its real path.
+pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    // FNV-1a of root and id: unique per container, short, no id in the path.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain(b"\0")
+        .chain(id.as_bytes())
+    {
+        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+    }
+    let mut p = PathBuf::from("/");
+    for c in base.components().skip(1) {
+        p.push(c);
+        match fs::create_dir(&p) {
+            // Made here: traversable, not listable.
+            Ok(()) => fs::set_permissions(&p, fs::Permissions::from_mode(0o711))
+                .ctx(|| format!("chmod {}", p.display()))?,
+            // Concurrent creates race here; one of them makes it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating {}", p.display())),
+        }
+    }
+    let dir = base.join(format!("{h:016x}"));
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A crashed create of the same container: start afresh.
+            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+            fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+    }
+    // Only the container's root may look inside (init.json holds the
+    // process's environment).
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .ctx(|| format!("chmod {}", dir.display()))?;
+    std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
+    Ok(dir)
+}
+
+/// Remove the exchange directory behind `<container dir>/exchange`.
+pub fn remove_exchange(container_dir: &Path) {
+    if let Ok(target) = fs::read_link(container_dir.join("exchange")) {
+        let _ = fs::remove_dir_all(target);
+    }
+}
+
+/// Give the exchange directory to the container's root (user namespaces).
+pub fn chown_exchange(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    for e in std::iter::once(dir.to_path_buf()).chain(
+        fs::read_dir(dir)
+            .ctx(|| format!("reading {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path()),
+    ) {
+        std::os::unix::fs::lchown(&e, Some(uid), Some(gid))
+            .ctx(|| format!("chown {}", e.display()))?;
+    }
+    Ok(())
+}
+
+/// Wait for a task while keeping the caller's deadline.
+pub fn wait(client: &Client, cfg: &PveSection, upid: &Upid, what: &str) -> Result<()> {
+    client
+        .wait_task(upid, Duration::from_secs(cfg.task_timeout_secs))
+        .map(|_| ())
+        .map_err(api(what))
+}
