@@ -287,7 +287,7 @@ impl Runtime {
             Some(plan) => {
                 let cfg = self.config.pve()?;
                 let client = self.pve()?;
-                let (vmid, volume) = self.pve_make_ct(id, plan, &rootfs, &mut state, &mut guard)?;
+                let vmid = self.pve_make_ct(id, plan, &rootfs, &mut state, &mut guard)?;
                 let raw = pve::raw_keys(tr.lxc.entries(), plan.unprivileged, plan.net);
                 pve::append_raw(&cfg.config_dir, vmid, &raw)?;
                 tr.init.stdio_socket = true;
@@ -312,7 +312,6 @@ impl Runtime {
                     fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
                     pve::chown_exchange(&hooks_dir, pve::ID_SHIFT, pve::ID_SHIFT)?;
                 }
-                let _ = volume;
                 let monitor = pve::spawn_monitor(
                     &paths.exchange,
                     stdio,

@@ -1,6 +1,6 @@
 //! The pve-lxc parts of the lifecycle: making the CT (VMID, create, the
 //! rootfs volume), destroying it, and finding CTs whose state was lost.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{self as pve, PveRecord};
@@ -24,7 +24,7 @@ pub(crate) fn task_error(client: &pve_client::Client, upid: &pve_client::Upid) -
 
 impl Runtime {
     /// Allocate a VMID and create the CT (stopped) with the bundle's rootfs
-    /// in its volume. Each step is recorded in the state before it is made.
+    /// in its volume; the VMID. Each step is recorded in the state before it is made.
     pub(crate) fn pve_make_ct(
         &self,
         id: &str,
@@ -32,7 +32,7 @@ impl Runtime {
         rootfs: &Path,
         state: &mut ContainerState,
         guard: &mut CreateGuard,
-    ) -> Result<(u32, PathBuf)> {
+    ) -> Result<u32> {
         let cfg = self.config.pve()?;
         let client = self.pve()?;
         let template = pve::ensure_template(client, cfg, &self.store.root)?;
@@ -103,7 +103,7 @@ impl Runtime {
             &state.annotations,
             plan.unprivileged,
         )?;
-        Ok((vmid, volume))
+        Ok(vmid)
     }
 
     /// Wait until a CT whose create task we lost track of is unlocked.
