@@ -390,6 +390,12 @@ fn on_zfs_the_ct_volume_is_a_clone_of_the_cached_image() {
     env.ok(&["start", "z1"]);
     env.wait_status("z1", "stopped");
     assert_eq!(env.stdout_of("z1"), "0\nroot:x:0:\n");
+    // The image stays while Proxmox's volumes are its clones.
+    env.ok(&["image", "gc"]);
+    assert!(
+        pool.all().contains(&o1),
+        "image gc took {o1} from under its clones"
+    );
     for id in ["z1", "z2"] {
         env.ok(&["delete", "--force", id]);
         env.assert_gone(id);
