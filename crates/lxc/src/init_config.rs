@@ -38,7 +38,9 @@ pub const FILE_EXIT: &str = "exit";
 pub const SOCKET_CONSOLE: &str = "console.sock";
 /// Unix socket (in the exchange dir) on which the runtime's monitor hands
 /// the init the container's stdio (fds 0, 1, 2), when the init is not a
-/// child of ours (the pve-lxc engine: Proxmox starts the CT).
+/// child of ours (the pve-lxc engine: Proxmox starts the CT). The init takes
+/// it when the socket exists, before reading its config, so that the
+/// monitor learns its pid even when the config is bad.
 pub const SOCKET_STDIO: &str = "stdio.sock";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -67,11 +69,6 @@ pub struct InitConfig {
     /// exchange directory, before answering `ready`.
     #[serde(default)]
     pub console_socket: bool,
-    /// The runtime serves fds 0-2 on [`SOCKET_STDIO`] (pve-lxc). The init
-    /// looks for the socket itself, before reading this config, so that
-    /// the monitor learns its pid even when the config is bad.
-    #[serde(default)]
-    pub stdio_socket: bool,
     /// process.capabilities; `None` means "drop everything".
     #[serde(default)]
     pub capabilities: Option<Capabilities>,

@@ -176,7 +176,14 @@ fn a_ct_stopped_from_proxmox_shows_stopped() {
         .post(&format!("/nodes/pve/lxc/{vmid}/status/stop"), &[]);
     assert!(r["data"].as_str().unwrap_or("").starts_with("UPID:"), "{r}");
     env.wait_status("s1", "stopped");
+    // A task of someone else's still holds the CT's lock: delete waits for
+    // it to go, then destroys.
+    add_fault(
+        &env,
+        json!({"method": "DELETE", "path": "^/nodes/pve/lxc/[0-9]+$", "action": "lock", "message": "backup", "count": 1}),
+    );
     env.ok(&["delete", "s1"]);
+    assert_eq!(faults(&env)[0]["hits"].as_u64(), Some(1));
     env.assert_gone("s1");
     assert_node_empty(&env);
 }

@@ -100,10 +100,6 @@ pub struct PveSection {
     /// `DATA/nodes/NODE/lxc` for pve-emulator).
     #[serde(default = "default_pve_config_dir")]
     pub config_dir: PathBuf,
-    /// Where the CTs' exchange directories (FIFOs and files shared with our
-    /// init) live: traversable by unprivileged CT roots.
-    #[serde(default = "default_exchange_dir")]
-    pub exchange_dir: PathBuf,
     /// Rootfs size in GiB when no `io.proxmox-lxcri.storage.quota` is given.
     #[serde(default = "default_rootfs_gb")]
     pub rootfs_size_gb: u32,
@@ -133,7 +129,7 @@ fn default_pve_config_dir() -> PathBuf {
     "/etc/pve/lxc".into()
 }
 fn default_exchange_dir() -> PathBuf {
-    "/run/proxmox-lxcri/pve-exchange".into()
+    "/run/proxmox-lxcri/exchange".into()
 }
 fn default_rootfs_gb() -> u32 {
     8
@@ -167,6 +163,11 @@ pub struct LxcSection {
     /// The lxc-start binary.
     #[serde(default = "default_lxc_start")]
     pub lxc_start: PathBuf,
+    /// Where the exchange directories (FIFOs and files shared with our init)
+    /// of containers whose init runs as a mapped root live: unprivileged
+    /// Proxmox CTs and user-namespace containers. Traversable by those roots.
+    #[serde(default = "default_exchange_dir")]
+    pub exchange_dir: PathBuf,
 }
 
 impl Default for LxcSection {
@@ -175,6 +176,7 @@ impl Default for LxcSection {
             log_level: default_log_level(),
             start_timeout_secs: default_start_timeout(),
             lxc_start: default_lxc_start(),
+            exchange_dir: default_exchange_dir(),
         }
     }
 }

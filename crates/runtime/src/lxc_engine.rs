@@ -406,3 +406,72 @@ pub fn answer_mount_hook(paths: &LxcPaths, answer: &str) -> Result<()> {
     std::io::Write::write_all(&mut f, format!("{answer}\n").as_bytes())
         .ctx(|| "answering the mount hook".into())
 }
+
+/// The exchange directory of a container whose init runs as a mapped root
+/// (a user namespace; every unprivileged Proxmox CT) lives under `base`,
+/// traversable by that root, which LXC's bind mount of it runs as (a runtime
+/// root such as containerd's `/run/containerd/runc` is not), with
+/// `<container dir>/exchange` a symlink to it. Returns its real path.
+pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    // FNV-1a of root and id: unique per container, short, no id in the path.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain(b"\0")
+        .chain(id.as_bytes())
+    {
+        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+    }
+    let mut p = PathBuf::from("/");
+    for c in base.components().skip(1) {
+        p.push(c);
+        match fs::create_dir(&p) {
+            // Made here: traversable, not listable.
+            Ok(()) => fs::set_permissions(&p, fs::Permissions::from_mode(0o711))
+                .ctx(|| format!("chmod {}", p.display()))?,
+            // Concurrent creates race here; one of them makes it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating {}", p.display())),
+        }
+    }
+    let dir = base.join(format!("{h:016x}"));
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A crashed create of the same container: start afresh.
+            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+            fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+    }
+    // Only the container's root may look inside (init.json holds the
+    // process's environment).
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .ctx(|| format!("chmod {}", dir.display()))?;
+    std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
+    Ok(dir)
+}
+
+/// Remove the exchange directory behind `<container dir>/exchange`.
+pub fn remove_exchange(container_dir: &Path) {
+    if let Ok(target) = fs::read_link(container_dir.join("exchange")) {
+        let _ = fs::remove_dir_all(target);
+    }
+}
+
+/// Give the exchange directory to the container's root (user namespaces).
+pub fn chown_exchange(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    for e in std::iter::once(dir.to_path_buf()).chain(
+        fs::read_dir(dir)
+            .ctx(|| format!("reading {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path()),
+    ) {
+        std::os::unix::fs::lchown(&e, Some(uid), Some(gid))
+            .ctx(|| format!("chown {}", e.display()))?;
+    }
+    Ok(())
+}

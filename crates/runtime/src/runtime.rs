@@ -200,14 +200,20 @@ impl Runtime {
             None => rootfs,
         };
 
+        // The host uid/gid of the container's root, when it is mapped (an
+        // unprivileged CT, a user namespace): its exchange files are its.
+        let mapped_root = match &plan {
+            Some(p) => p.unprivileged.then_some((pve::ID_SHIFT, pve::ID_SHIFT)),
+            None => crate::storage_glue::id_shift(&spec).and_then(|s| Some((s.uid(0)?, s.gid(0)?))),
+        };
         let ctx = TranslateContext {
             id: id.into(),
             rootfs: rootfs.clone(),
             bundle: bundle.clone(),
-            exchange_dir: match &plan {
+            exchange_dir: match mapped_root {
                 None => paths.exchange.clone(),
-                Some(_) => pve::make_exchange(
-                    &self.config.pve()?.exchange_dir,
+                Some(_) => lxc::make_exchange(
+                    &self.config.lxc.exchange_dir,
                     &self.store.root,
                     id,
                     &paths.exchange,
@@ -265,21 +271,26 @@ impl Runtime {
         } else {
             None
         };
+        // The mapped root's init (and the mount hook) must reach the
+        // exchange files and sockets: given to it before anything starts.
+        let give_to_mapped_root = || -> Result<()> {
+            if let Some((uid, gid)) = mapped_root {
+                lxc::chown_exchange(&ctx.exchange_dir, uid, gid)?;
+                let hooks_dir = dir.join("hooks");
+                fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
+                lxc::chown_exchange(&hooks_dir, uid, gid)?;
+            }
+            Ok(())
+        };
         let mut start_task = None;
         let (monitor, mut ready, console_listener) = match &plan {
             None => {
                 lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
-                // With a user namespace the init runs as the mapped root:
-                // the exchange files must be its.
-                if let Some(shift) = crate::storage_glue::id_shift(&spec) {
-                    if let (Some(uid), Some(gid)) = (shift.uid(0), shift.gid(0)) {
-                        pve::chown_exchange(&paths.exchange, uid, gid)?;
-                    }
-                }
                 let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
                 let console = terminal
                     .then(|| bind_nonblocking(&console_path))
                     .transpose()?;
+                give_to_mapped_root()?;
                 let monitor =
                     lxc::spawn_monitor(&paths, &self.config.lxc.lxc_start, devnull.as_ref())?;
                 (monitor, ready, console)
@@ -290,7 +301,6 @@ impl Runtime {
                 let vmid = self.pve_make_ct(id, plan, &rootfs, &mut state, &mut guard)?;
                 let raw = pve::raw_keys(tr.lxc.entries(), plan.unprivileged, plan.net);
                 pve::append_raw(&cfg.config_dir, vmid, &raw)?;
-                tr.init.stdio_socket = true;
                 let mut raw_text = proxmox_lxcri_lxc::config::LxcConfig::new();
                 for (k, v) in &raw {
                     raw_text.push(k, v.clone())?;
@@ -306,12 +316,7 @@ impl Runtime {
                 let console = terminal
                     .then(|| bind_nonblocking(&console_path))
                     .transpose()?;
-                if plan.unprivileged {
-                    pve::chown_exchange(&ctx.exchange_dir, pve::ID_SHIFT, pve::ID_SHIFT)?;
-                    let hooks_dir = dir.join("hooks");
-                    fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
-                    pve::chown_exchange(&hooks_dir, pve::ID_SHIFT, pve::ID_SHIFT)?;
-                }
+                give_to_mapped_root()?;
                 let monitor = pve::spawn_monitor(
                     &paths.exchange,
                     stdio,
@@ -604,7 +609,7 @@ impl Runtime {
                 // runc: deleting what is not there is fine with --force
                 // (containerd's shim always calls delete --force).
                 Err(Error::NotFound(_)) if force => {
-                    pve::remove_exchange(&self.store.dir(id));
+                    lxc::remove_exchange(&self.store.dir(id));
                     let _ = fs::remove_dir_all(self.store.dir(id));
                     return Ok(());
                 }
@@ -659,7 +664,7 @@ impl Runtime {
             // The volume first: if it cannot go, the state stays to retry.
             crate::storage_glue::destroy(self, &st)?;
             let dir = self.store.dir(id);
-            pve::remove_exchange(&dir);
+            lxc::remove_exchange(&dir);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
             drop(lock);
             Ok(())
@@ -742,7 +747,7 @@ impl Drop for CreateGuard<'_> {
                 return;
             }
         }
-        pve::remove_exchange(&self.dir);
+        lxc::remove_exchange(&self.dir);
         if let Some((storage, vol)) = &self.volume {
             if let Err(e) = storage.destroy(vol) {
                 // The state (and so the record) goes below; say what stays.

@@ -26,6 +26,21 @@ fn map(ranges: &[IdRange], id: u32) -> Option<u32> {
 }
 
 impl IdShift {
+    /// The same range for uids and gids: container ids `0..size` are host
+    /// ids `host_base..host_base+size` (Proxmox's unprivileged CTs:
+    /// `uniform(100000, 65536)`).
+    pub fn uniform(host_base: u32, size: u32) -> IdShift {
+        let r = IdRange {
+            container_id: 0,
+            host_id: host_base,
+            size,
+        };
+        IdShift {
+            uids: vec![r],
+            gids: vec![r],
+        }
+    }
+
     /// The host uid for a container uid, None when the mapping leaves it out.
     pub fn uid(&self, id: u32) -> Option<u32> {
         map(&self.uids, id)

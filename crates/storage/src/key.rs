@@ -216,18 +216,7 @@ mod tests {
         let k = ImageKey::from_digest(&d, None).unwrap();
         assert_eq!(k.as_str(), format!("d-{}", "ab".repeat(32)));
         assert_eq!(ImageKey::parse(k.as_str()).unwrap(), k);
-        let sh = IdShift {
-            uids: vec![IdRange {
-                container_id: 0,
-                host_id: 100000,
-                size: 65536,
-            }],
-            gids: vec![IdRange {
-                container_id: 0,
-                host_id: 100000,
-                size: 65536,
-            }],
-        };
+        let sh = IdShift::uniform(100000, 65536);
         let ks = ImageKey::from_digest(&d, Some(&sh)).unwrap();
         assert_ne!(k, ks);
         ImageKey::parse(ks.as_str()).unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use storage::testpool::{run, TestPool};
 use storage::{
-    CopyStats, IdRange, IdShift, ImageKey, Kind, NoProgress, Progress, Storage, StorageConfig,
+    CopyStats, IdShift, ImageKey, Kind, NoProgress, Progress, Storage, StorageConfig,
     VolumeRequest, XattrPolicy, DIGEST_ANNOTATION, QUOTA_ANNOTATION, RESERVATION_ANNOTATION,
 };
 
@@ -174,18 +174,7 @@ fn digest_key_shift_and_snapshots() {
     );
 
     // Shifted: its own image, files owned by the mapped ids.
-    let shift = IdShift {
-        uids: vec![IdRange {
-            container_id: 0,
-            host_id: 100000,
-            size: 65536,
-        }],
-        gids: vec![IdRange {
-            container_id: 0,
-            host_id: 100000,
-            size: 65536,
-        }],
-    };
+    let shift = IdShift::uniform(100000, 65536);
     let mut req = f.req("d2", &a);
     req.shift = Some(shift);
     let v2 = f

@@ -553,7 +553,6 @@ pub(crate) fn translate(
         domainname,
         terminal: process.terminal().unwrap_or(false),
         console_socket: false,
-        stdio_socket: false,
         capabilities,
         no_new_privileges,
         seccomp: linux.seccomp().clone(),

@@ -78,14 +78,12 @@ impl Client {
         timeout: Option<u32>,
         force_stop: bool,
     ) -> Result<Upid> {
-        let mut params = Params::new();
-        if let Some(t) = timeout {
-            params = params.int("timeout", t);
-        }
-        if force_stop {
-            params = params.bool("forceStop", true);
-        }
-        self.lxc_action(node, vmid, "shutdown", &params)
+        self.lxc_action(
+            node,
+            vmid,
+            "shutdown",
+            &shutdown_params(timeout, force_stop),
+        )
     }
 
     /// `POST .../status/suspend` (freezes the CT).
@@ -175,4 +173,16 @@ impl Client {
     pub fn lxc_interfaces(&self, node: &str, vmid: u32) -> Result<Vec<Interface>> {
         self.get(&ct(node, vmid, "/interfaces")?, &Params::new())
     }
+}
+
+/// `timeout` and `forceStop` of a CT's or VM's shutdown.
+pub(super) fn shutdown_params(timeout: Option<u32>, force_stop: bool) -> Params {
+    let mut params = Params::new();
+    if let Some(t) = timeout {
+        params = params.int("timeout", t);
+    }
+    if force_stop {
+        params = params.bool("forceStop", true);
+    }
+    params
 }

@@ -70,13 +70,7 @@ impl Client {
         timeout: Option<u32>,
         force_stop: bool,
     ) -> Result<Upid> {
-        let mut params = Params::new();
-        if let Some(t) = timeout {
-            params = params.int("timeout", t);
-        }
-        if force_stop {
-            params = params.bool("forceStop", true);
-        }
+        let params = super::lxc::shutdown_params(timeout, force_stop);
         self.qemu_action(node, vmid, "shutdown", &params)
     }
 

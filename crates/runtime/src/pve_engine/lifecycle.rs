@@ -1,10 +1,9 @@
 //! The pve-lxc parts of the lifecycle: making the CT (VMID, create, the
 //! rootfs volume), destroying it, and finding CTs whose state was lost.
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use super::{self as pve, PveRecord};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::{CreateGuard, Runtime};
 use crate::state::ContainerState;
 
@@ -90,7 +89,7 @@ impl Runtime {
             self.store.save(state)?;
             match upid {
                 Some(u) => pve::wait(client, cfg, &u, &format!("creating CT {vmid}"))?,
-                None => self.pve_wait_unlocked(vmid)?,
+                None => pve::wait_unlocked(client, cfg, &cfg.node, vmid)?,
             }
             break vmid;
         };
@@ -104,27 +103,6 @@ impl Runtime {
             plan.unprivileged,
         )?;
         Ok(vmid)
-    }
-
-    /// Wait until a CT whose create task we lost track of is unlocked.
-    fn pve_wait_unlocked(&self, vmid: u32) -> Result<()> {
-        let cfg = self.config.pve()?;
-        let client = self.pve()?;
-        let deadline = Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let conf = client
-                .lxc_config(&cfg.node, vmid)
-                .map_err(pve::api("reading the CT config"))?;
-            if conf.get("lock").is_none() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Pve(format!("CT {vmid} stayed locked")));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
     }
 
     /// Remove a container's CT (with its volumes and VMID).

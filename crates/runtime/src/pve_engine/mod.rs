@@ -43,7 +43,7 @@ pub const FEATURES_ANNOTATION: &str = "io.proxmox-lxcri.features";
 /// mtu, firewall, nameserver, searchdomain.
 pub const NET_ANNOTATION_PREFIX: &str = "io.proxmox-lxcri.net.";
 /// Rootfs size (`512M`, `8G`): the volume's size (refquota on ZFS).
-pub const QUOTA_ANNOTATION: &str = "io.proxmox-lxcri.storage.quota";
+pub use storage::QUOTA_ANNOTATION;
 /// Host uid/gid of root in an unprivileged CT (Proxmox's fixed idmap).
 pub const ID_SHIFT: u32 = 100_000;
 /// The empty template every CT is created from (its rootfs is ours).

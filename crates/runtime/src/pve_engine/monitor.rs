@@ -60,7 +60,7 @@ fn monitor_main(
     {
         return 255;
     }
-    if lxc_pty_send(&conn).is_err() {
+    if proxmox_lxcri_lxc::pty::send_fds(&conn, &[0, 1, 2], b"stdio").is_err() {
         return 255;
     }
     drop(conn);
@@ -84,10 +84,6 @@ fn monitor_main(
             128 + libc::SIGKILL
         }
     }
-}
-
-fn lxc_pty_send(conn: &std::os::unix::net::UnixStream) -> std::result::Result<(), String> {
-    proxmox_lxcri_lxc::pty::send_fds(conn, &[0, 1, 2], b"stdio")
 }
 
 /// Block until `init` (not our child) has ended.

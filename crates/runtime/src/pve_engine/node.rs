@@ -119,25 +119,42 @@ pub fn destroy(
     if check_owner && !owns(client, &rec.node, vmid, id, root)? {
         return Ok(());
     }
-    // A CT still in its create task (the runtime died while it ran) is
-    // locked: wait for the lock to go, with backoff.
-    let deadline = std::time::Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
-    let mut pause = Duration::from_millis(200);
+    let mut waited = false;
     let upid = loop {
         match client.lxc_delete(&rec.node, vmid, true, true) {
             Ok(u) => break u,
             Err(e) if is_missing(&e, &rec.node, vmid) => return Ok(()),
-            Err(e) if e.to_string().contains("locked") && std::time::Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(2));
+            // Still in its create task (the runtime died while it ran).
+            Err(e) if e.to_string().contains("locked") && !waited => {
+                wait_unlocked(client, cfg, &rec.node, vmid)?;
+                waited = true;
             }
             Err(e) => return Err(api(&format!("destroying CT {vmid}"))(e)),
         }
     };
-    client
-        .wait_task(&upid, Duration::from_secs(cfg.task_timeout_secs))
-        .map(|_| ())
-        .map_err(api(&format!("destroying CT {vmid}")))
+    wait(client, cfg, &upid, &format!("destroying CT {vmid}"))
+}
+
+/// Wait, with backoff, until the CT's config has no `lock` (a task we did
+/// not start, or lost track of, still runs). A CT that is gone is fine.
+pub fn wait_unlocked(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let conf = match client.lxc_config(node, vmid) {
+            Ok(c) => c,
+            Err(e) if is_missing(&e, node, vmid) => return Ok(()),
+            Err(e) => return Err(api("reading the CT config")(e)),
+        };
+        let Some(lock) = conf.get("lock") else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Pve(format!("CT {vmid} stayed locked ({lock})")));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// A pseudo-random number in 1..=n (spreads concurrent VMID picks).
@@ -184,15 +201,7 @@ pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
 
 /// Proxmox's fixed idmap of unprivileged CTs: 0..65536 -> 100000..
 pub fn unprivileged_shift() -> storage::IdShift {
-    let r = storage::IdRange {
-        container_id: 0,
-        host_id: ID_SHIFT,
-        size: 65536,
-    };
-    storage::IdShift {
-        uids: vec![r],
-        gids: vec![r],
-    }
+    storage::IdShift::uniform(ID_SHIFT, 65536)
 }
 
 /// The ZFS dataset mounted at `path`, if any.
@@ -228,74 +237,6 @@ pub fn fill_rootfs(
         }
     }
     storage::copy_tree(src, dst, shift.as_ref(), &mut progress)?;
-    Ok(())
-}
-
-/// The exchange directory of a pve-lxc container lives under `base`
-/// (traversable by the CT's unprivileged root, which LXC's mount of it runs
-/// as; a runtime root such as containerd's `/run/containerd/runc` is not),
-/// with `<container dir>/exchange` a symlink to it. Returns its real path.
-pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    // FNV-1a of root and id: unique per container, short, no id in the path.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in root
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .chain(b"\0")
-        .chain(id.as_bytes())
-    {
-        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
-    }
-    let mut p = PathBuf::from("/");
-    for c in base.components().skip(1) {
-        p.push(c);
-        match fs::create_dir(&p) {
-            // Made here: traversable, not listable.
-            Ok(()) => fs::set_permissions(&p, fs::Permissions::from_mode(0o711))
-                .ctx(|| format!("chmod {}", p.display()))?,
-            // Concurrent creates race here; one of them makes it.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).ctx(|| format!("creating {}", p.display())),
-        }
-    }
-    let dir = base.join(format!("{h:016x}"));
-    match fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // A crashed create of the same container: start afresh.
-            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
-            fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        }
-        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
-    }
-    // Only the container's root may look inside (init.json holds the
-    // process's environment).
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-        .ctx(|| format!("chmod {}", dir.display()))?;
-    std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
-    Ok(dir)
-}
-
-/// Remove the exchange directory behind `<container dir>/exchange`.
-pub fn remove_exchange(container_dir: &Path) {
-    if let Ok(target) = fs::read_link(container_dir.join("exchange")) {
-        let _ = fs::remove_dir_all(target);
-    }
-}
-
-/// Give the exchange directory to the container's root (user namespaces).
-pub fn chown_exchange(dir: &Path, uid: u32, gid: u32) -> Result<()> {
-    for e in std::iter::once(dir.to_path_buf()).chain(
-        fs::read_dir(dir)
-            .ctx(|| format!("reading {}", dir.display()))?
-            .flatten()
-            .map(|e| e.path()),
-    ) {
-        std::os::unix::fs::lchown(&e, Some(uid), Some(gid))
-            .ctx(|| format!("chown {}", e.display()))?;
-    }
     Ok(())
 }
 

@@ -52,23 +52,6 @@ fn flag(v: &str) -> Option<bool> {
     }
 }
 
-/// Sizes like `512M`, `8G`, `1T` (binary units) in bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        c if c.is_ascii_digit() => (s, 1),
-        _ => return None,
-    };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    num.parse::<u64>().ok()?.checked_mul(mul).filter(|n| *n > 0)
-}
-
 fn host_memory_mb() -> u64 {
     fs::read_to_string("/proc/meminfo")
         .ok()
@@ -131,8 +114,8 @@ pub fn plan(
 
     let size = match annotations.get(QUOTA_ANNOTATION) {
         Some(v) => {
-            let bytes = parse_size(v)
-                .ok_or_else(|| bad(QUOTA_ANNOTATION, v, "use a size like 512M or 8G"))?;
+            // The same sizes as [storage] reads (it owns the annotation).
+            let bytes = storage::size::parse(QUOTA_ANNOTATION, v)?;
             // Proxmox takes GiB with decimals; whole MiB (rounded up) are
             // exact binary fractions, so the volume gets exactly this size.
             format!("{}", bytes.div_ceil(1 << 20) as f64 / 1024.0)
@@ -405,16 +388,6 @@ pub fn raw_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("8G"), Some(8 << 30));
-        assert_eq!(parse_size("0G"), None);
-        assert_eq!(parse_size("8 G"), None);
-        assert_eq!(parse_size("-1G"), None);
-        assert_eq!(parse_size("G"), None);
-    }
 
     #[test]
     fn cpu_lists() {
