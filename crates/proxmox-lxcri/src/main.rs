@@ -20,9 +20,9 @@ fn main() {
 
     // LXC runs us as its mount hook for create-phase OCI hooks.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() > 2 && args[1] == proxmox_lxcri_runtime::lxc_engine::MOUNT_HOOK_ARG {
+    if args.len() > 2 && args[1] == proxmox_lxcri_runtime::exchange::MOUNT_HOOK_ARG {
         let exchange = std::path::Path::new(&args[2]);
-        std::process::exit(proxmox_lxcri_runtime::lxc_engine::mount_hook_main(exchange));
+        std::process::exit(proxmox_lxcri_runtime::exchange::mount_hook_main(exchange));
     }
 
     let cli = cli::Cli::parse();

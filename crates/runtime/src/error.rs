@@ -25,15 +25,36 @@ pub enum Error {
     Storage(#[from] storage::Error),
     #[error(transparent)]
     Translate(#[from] proxmox_lxcri_lxc::config::TranslateError),
+    /// The spec asks for something invalid or unsafe.
     #[error("{0}")]
     Spec(String),
+    /// Valid, but this runtime or engine cannot do it.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A state file that cannot be read back.
+    #[error("corrupt state file {}: {reason}", path.display())]
+    CorruptState { path: PathBuf, reason: String },
+    /// The container's cgroups (update, pause, resume).
+    #[error("{0}")]
+    Cgroup(String),
+    /// The terminal: --console-socket and the pty.
+    #[error("{0}")]
+    Console(String),
     #[error("{0}")]
     Hook(String),
     #[error("{0}")]
     Config(String),
-    /// A Proxmox API failure, with what the runtime was doing.
+    /// A Proxmox API request failed; `what` the runtime was doing. The
+    /// client's error is kept, so callers match on its status and message.
+    #[error("Proxmox API: {what}: {source}")]
+    Pve {
+        what: String,
+        #[source]
+        source: pve_client::Error,
+    },
+    /// The Proxmox guest is not as the runtime needs it (locked, no rootfs).
     #[error("{0}")]
-    Pve(String),
+    Guest(String),
     #[error("container {id} failed to start: {reason}")]
     Start { id: String, reason: String },
     #[error("invalid signal {0:?}")]

@@ -1,12 +1,12 @@
 //! `gc`: find and remove what crashed commands left behind. Each source of
-//! leftovers (crashed creates, orphan storage volumes, and more to come,
-//! e.g. Proxmox CTs) is a [`LeftoverSource`]; [`Runtime::gc`] runs them all.
+//! leftovers (crashed creates here; each engine's own, such as orphan
+//! volumes or Proxmox CTs, in `engine/`) is a [`LeftoverSource`];
+//! [`Runtime::gc`] runs them all.
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::runtime::Runtime;
 use crate::state::Status;
-use crate::storage_glue;
 
 /// One thing left behind.
 #[derive(Debug, Clone, Serialize)]
@@ -79,104 +79,12 @@ impl LeftoverSource for CrashedCreates {
     }
 }
 
-/// Storage volumes of this --root whose container has no state (or a state
-/// that records another volume).
-pub struct OrphanVolumes;
-
-impl LeftoverSource for OrphanVolumes {
-    fn name(&self) -> &'static str {
-        "volume"
-    }
-    fn find(&self, rt: &Runtime) -> Result<Vec<Leftover>> {
-        let Some(storage) = storage_glue::configured(rt)? else {
-            return Ok(vec![]);
-        };
-        // Volumes first, states second: a create records its volume before
-        // making it, so a volume listed here has its state saved already.
-        let found = storage.volumes()?;
-        let root = crate::runtime::absolute(&rt.store.root);
-        let mut out = vec![];
-        for f in found {
-            if f.owner.as_deref() != Some(root.as_path()) {
-                continue; // another runtime's (another --root)
-            }
-            let recorded =
-                f.id.as_deref()
-                    .and_then(|id| rt.store.load(id).ok())
-                    .and_then(|st| st.volume)
-                    .is_some_and(|v| v.name == f.volume.name);
-            if !recorded {
-                out.push(Leftover {
-                    source: self.name(),
-                    name: f.volume.name.clone(),
-                    reason: format!("no container {} records it", f.id.as_deref().unwrap_or("?")),
-                    stamp: None,
-                });
-            }
-        }
-        Ok(out)
-    }
-    fn remove(&self, rt: &Runtime, item: &Leftover) -> Result<()> {
-        let Some(storage) = storage_glue::configured(rt)? else {
-            return Ok(());
-        };
-        // Looked up again: only a volume storage lists can be destroyed.
-        if let Some(f) = storage
-            .volumes()?
-            .into_iter()
-            .find(|f| f.volume.name == item.name)
-        {
-            storage.destroy(&f.volume)?;
-        }
-        Ok(())
-    }
-}
-
-/// Proxmox CTs tagged `proxmox-lxcri` whose description names this
-/// runtime root and a container that has no state (its state was lost).
-pub struct OrphanCts;
-
-impl LeftoverSource for OrphanCts {
-    fn name(&self) -> &'static str {
-        "pve-ct"
-    }
-    fn find(&self, rt: &Runtime) -> Result<Vec<Leftover>> {
-        if rt.config.pve.is_none() {
-            return Ok(vec![]);
-        }
-        Ok(rt
-            .pve_orphans()?
-            .into_iter()
-            .map(|(node, vmid, id)| Leftover {
-                source: self.name(),
-                name: format!("{node}/{vmid}/{id}"),
-                reason: format!(
-                    "CT {vmid} on {node} belongs to container {id}, which has no state"
-                ),
-                stamp: None,
-            })
-            .collect())
-    }
-    fn remove(&self, rt: &Runtime, item: &Leftover) -> Result<()> {
-        let mut parts = item.name.splitn(3, '/');
-        let (Some(node), Some(vmid), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-            return Ok(());
-        };
-        let Ok(vmid) = vmid.parse() else {
-            return Ok(());
-        };
-        rt.pve_destroy_orphan(node, vmid, id)
-    }
-}
-
 impl Runtime {
     /// Every source of leftovers this runtime knows.
     pub fn leftover_sources(&self) -> Vec<Box<dyn LeftoverSource>> {
-        vec![
-            Box::new(CrashedCreates),
-            Box::new(OrphanVolumes),
-            Box::new(OrphanCts),
-        ]
+        let mut sources: Vec<Box<dyn LeftoverSource>> = vec![Box::new(CrashedCreates)];
+        sources.extend(crate::engine::leftover_sources());
+        sources
     }
 
     /// Find leftovers of every source and (unless `dry_run`) remove them.

@@ -1,22 +1,35 @@
 //! Container lifecycle shared by every engine: the state store and its
-//! locks, the events log, OCI hooks, process liveness, and the lxc engine.
+//! locks, the events log, OCI hooks, process liveness, the protocol with
+//! the container's init, and the engines behind one trait.
+//!
+//! ```text
+//! runtime.rs   Runtime: start, state, kill, delete, run, list
+//! create.rs    create: one pipeline for every engine, with its rollback
+//! running.rs   exec, ps, pause/resume, update, events on a live container
+//! engine/      the Engine trait; lxc/ (liblxc on this host), pve_lxc/ (a
+//!              Proxmox CT through the API: every API request is there)
+//! exchange.rs  files, FIFOs and monitor rules shared with the init
+//! state.rs     state.json, the store, locks      gc.rs  leftovers
+//! snapshots.rs [storage] and the snapshot/image commands
+//! ```
 //!
 //! The binary (`proxmox-lxcri`) is a thin CLI over [`Runtime`].
 pub mod config;
+pub mod create;
+pub mod engine;
 pub mod error;
 pub mod events;
+pub mod exchange;
 pub mod gc;
 pub mod hooks;
 pub mod id;
-pub mod lxc_engine;
 pub mod proc;
-pub mod pve_engine;
 pub mod running;
 pub mod runtime;
 pub mod signal;
+pub mod snapshots;
 pub mod state;
 pub mod stdio;
-pub mod storage_glue;
 
 pub use error::{Error, Result};
 pub use running::ExecOptions;

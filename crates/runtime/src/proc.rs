@@ -2,7 +2,15 @@
 //! liveness, parent/child links and cgroup membership.
 use std::fs;
 
-use crate::state::ProcRef;
+use serde::{Deserialize, Serialize};
+
+/// A process identified beyond its pid: the start time (clock ticks since
+/// boot, /proc/<pid>/stat field 22) tells a reused pid from ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
 
 /// Fields of /proc/<pid>/stat after the command name.
 fn stat_fields(pid: i32) -> Option<Vec<String>> {

@@ -46,7 +46,10 @@ impl Runtime {
     pub fn container_process(&self, id: &str) -> Result<InitConfig> {
         let p = self.store.dir(id).join("exchange").join(FILE_INIT_CONFIG);
         let data = fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
-        serde_json::from_slice(&data).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
+        serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
+            path: p,
+            reason: e.to_string(),
+        })
     }
 
     /// Run `process` in the container; returns its exit status, or 0 once
@@ -162,7 +165,7 @@ impl Runtime {
             }
         }
         if let Some((key, value, e)) = failed.into_iter().next() {
-            return Err(Error::Spec(format!("update {key}={value}: {e}")));
+            return Err(Error::Cgroup(format!("update {key}={value}: {e}")));
         }
         // Keep the stored spec in step, for a later look at config.json.
         let p = self.store.dir(id).join("config.json");
@@ -176,15 +179,9 @@ impl Runtime {
                 merged = Some(m);
             }
         }
-        // pve-lxc: the CT's options follow, so Proxmox shows the new limits
-        // (the cgroup values above are what the kernel enforces).
-        if let (Some(rec), Some(m)) = (&st.pve, merged) {
-            if let Some(vmid) = rec.vmid {
-                let params = crate::pve_engine::limit_params(Some(&m), pve_client::Params::new())?;
-                self.pve()?
-                    .lxc_set_config(&rec.node, vmid, &params)
-                    .map_err(crate::pve_engine::api("updating the CT's limits"))?;
-            }
+        // The engine's view follows (a Proxmox CT's options).
+        if let Some(m) = merged {
+            crate::engine::for_record(&st.engine).update_limits(self, &st, &m)?;
         }
         Ok(())
     }
@@ -257,7 +254,7 @@ pub(crate) fn freeze(pid: i32, on: bool) -> Result<()> {
             if on { "1" } else { "0" },
         )
     } else {
-        return Err(Error::Spec(
+        return Err(Error::Cgroup(
             "no freezer: neither a v1 freezer nor a cgroup v2 hierarchy".into(),
         ));
     };
@@ -271,7 +268,7 @@ pub(crate) fn freeze(pid: i32, on: bool) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(Error::Spec(format!(
+    Err(Error::Cgroup(format!(
         "{} did not reach {done}",
         file.display()
     )))

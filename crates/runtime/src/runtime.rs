@@ -3,29 +3,23 @@
 //! creating -> created -> running -> stopped, as the runtime spec says;
 //! `refresh` reconciles a recorded status with the processes, so a container
 //! whose process exited reads as stopped without another command.
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
-use proxmox_lxcri_lxc::config::{translate, CgroupLayout, TranslateContext};
-use proxmox_lxcri_lxc::init_config::FIFO_READY;
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
+use crate::engine;
 use crate::error::{Context, Error, Result};
 use crate::events;
+use crate::exchange::{self, Paths};
 use crate::hooks::{self, Place};
 use crate::id;
-use crate::lxc_engine::{self as lxc, LxcPaths};
 use crate::proc;
-use crate::pve_engine::{self as pve, PveRecord};
-use crate::state::{
-    now_rfc3339, write_atomic, ContainerState, ProcRef, Status, Store, OCI_VERSION,
-};
+use crate::state::{ContainerState, Status, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -38,8 +32,10 @@ pub struct CreateOptions {
 pub struct Runtime {
     pub store: Store,
     pub config: Config,
-    /// The Proxmox API client, made on first use (pve-* engines only).
-    pve_client: std::sync::OnceLock<pve_client::Client>,
+    /// The Proxmox API client, made on first use by the pve-* engines.
+    pub(crate) pve_client: std::sync::OnceLock<pve_client::Client>,
+    /// `[storage]`, made on first use.
+    pub(crate) storage: std::sync::OnceLock<storage::Storage>,
 }
 
 impl Runtime {
@@ -51,16 +47,8 @@ impl Runtime {
             store: Store::new(root),
             config,
             pve_client: std::sync::OnceLock::new(),
+            storage: std::sync::OnceLock::new(),
         }
-    }
-
-    /// The Proxmox API client for `[pve]`.
-    pub fn pve(&self) -> Result<&pve_client::Client> {
-        if let Some(c) = self.pve_client.get() {
-            return Ok(c);
-        }
-        let c = pve::connect(self.config.pve()?)?;
-        Ok(self.pve_client.get_or_init(|| c))
     }
 
     fn api_requests(&self) -> u64 {
@@ -86,403 +74,6 @@ impl Runtime {
         self.logged(id, "create", || self.create_inner(id, opts).map(|_| ()))
     }
 
-    fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
-        id::validate(id)?;
-        let bundle = fs::canonicalize(&opts.bundle).map_err(|e| Error::Bundle {
-            path: opts.bundle.clone(),
-            reason: format!("cannot open the bundle directory: {e}"),
-        })?;
-        let spec = load_spec(&bundle)?;
-        let root = spec.root().as_ref().ok_or_else(|| Error::Bundle {
-            path: bundle.clone(),
-            reason: "config.json has no root".into(),
-        })?;
-        let rootfs = bundle.join(root.path());
-        let rootfs = match fs::canonicalize(&rootfs) {
-            Ok(p) if p.is_dir() => p,
-            _ => {
-                return Err(Error::Bundle {
-                    path: bundle.clone(),
-                    reason: format!("root.path {} is not a directory", rootfs.display()),
-                })
-            }
-        };
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::Spec("process: required by create".into()))?;
-        let terminal = process.terminal().unwrap_or(false);
-        if terminal && opts.console_socket.is_none() {
-            return Err(Error::Spec(
-                "process.terminal is true but no --console-socket was given".into(),
-            ));
-        }
-        if opts.preserve_fds > 0 {
-            return Err(Error::Spec(
-                "--preserve-fds is not supported by the lxc engine (LXC closes inherited fds)"
-                    .into(),
-            ));
-        }
-        let annotations: BTreeMap<String, String> = spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let backend = self.config.backend_for(id, &annotations)?;
-        if backend == Backend::PveVm {
-            return Err(Error::Config(
-                "engine pve-vm is not available in this build; use lxc or pve-lxc".into(),
-            ));
-        }
-        // Check the [pve] section and its secrets before anything is made.
-        let plan = match backend {
-            Backend::PveLxc => {
-                self.pve()?;
-                Some(pve::plan(
-                    id,
-                    &spec,
-                    &annotations,
-                    self.config.pve()?,
-                    &self.store.root,
-                )?)
-            }
-            _ => None,
-        };
-
-        // [storage]: checked now, made after the state records it. A pve-lxc
-        // CT has its own volume on the Proxmox storage instead.
-        let volume_plan = match &plan {
-            None => crate::storage_glue::plan(self, id, &annotations, &spec)?,
-            Some(_) => None,
-        };
-
-        // From here on everything made is undone if create fails.
-        let lock = self.store.claim(id)?;
-        let dir = self.store.dir(id);
-        let mut guard = CreateGuard {
-            rt: self,
-            id: id.to_string(),
-            dir: dir.clone(),
-            paths: LxcPaths::new(&dir, id),
-            monitor: None,
-            init: None,
-            pve: None,
-            volume: None,
-            armed: true,
-        };
-        let paths = guard.paths.clone();
-
-        let spec_json = serde_json::to_vec_pretty(&spec).expect("spec serializes");
-        write_atomic(&dir.join("config.json"), &spec_json)?;
-        let mut state = ContainerState {
-            oci_version: OCI_VERSION.into(),
-            id: id.into(),
-            status: Status::Creating,
-            bundle: bundle.clone(),
-            rootfs: rootfs.clone(),
-            created: now_rfc3339(),
-            annotations,
-            owner: String::new(),
-            engine: backend.name().into(),
-            init: None,
-            monitor: None,
-            exit_status: None,
-            pve: None,
-            volume: None,
-        };
-        self.store.save(&state)?;
-        let rootfs = match &volume_plan {
-            Some((storage, plan)) => {
-                guard.volume = Some((storage.clone(), plan.volume.clone()));
-                crate::storage_glue::make(self, &mut state, storage, plan, &rootfs)?
-            }
-            None => rootfs,
-        };
-
-        // The host uid/gid of the container's root, when it is mapped (an
-        // unprivileged CT, a user namespace): its exchange files are its.
-        let mapped_root = match &plan {
-            Some(p) => p.unprivileged.then_some((pve::ID_SHIFT, pve::ID_SHIFT)),
-            None => crate::storage_glue::id_shift(&spec).and_then(|s| Some((s.uid(0)?, s.gid(0)?))),
-        };
-        let ctx = TranslateContext {
-            id: id.into(),
-            rootfs: rootfs.clone(),
-            bundle: bundle.clone(),
-            exchange_dir: match mapped_root {
-                None => paths.exchange.clone(),
-                Some(_) => lxc::make_exchange(
-                    &self.config.lxc.exchange_dir,
-                    &self.store.root,
-                    id,
-                    &paths.exchange,
-                )?,
-            },
-            init_binary: std::env::current_exe().ctx(|| "finding our own binary".into())?,
-            log_file: paths.log.clone(),
-            log_level: self.config.lxc.log_level.to_ascii_uppercase(),
-            cgroups: CgroupLayout::detect()?,
-            apparmor_enabled: apparmor_enabled(),
-            selinux_enabled: Path::new("/sys/fs/selinux/enforce").exists(),
-        };
-        // pve-lxc: the bind mounts that became mount points are Proxmox's.
-        let mut tr = match &plan {
-            Some(p) if !p.mount_points.is_empty() => {
-                translate(&pve::without_mounts(&spec, &p.mount_points), &ctx)?
-            }
-            _ => translate(&spec, &ctx)?,
-        };
-        if let Some(seccomp) = &tr.init.seccomp {
-            proxmox_lxcri_lxc::init::seccomp::compile(seccomp)
-                .map_err(|e| Error::Spec(e.to_string()))?;
-        }
-        let mut hook_state = state.oci_json();
-        hook_state["status"] = "created".into();
-        hook_state["pid"] = 1.into();
-        tr.init.hook_state = hook_state;
-        tr.init.console_socket = terminal;
-        let hooks = spec.hooks().clone().unwrap_or_default();
-        let has =
-            |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
-        let create_hooks =
-            has(hooks.prestart()) || has(hooks.create_runtime()) || has(hooks.create_container());
-        if create_hooks {
-            tr.lxc.insert_before_first(
-                "lxc.hook.mount",
-                lxc::mount_hook_line(&ctx.init_binary, &paths.exchange)?,
-            )?;
-        }
-        // With a terminal, the init makes the pty inside the container and
-        // hands us the master through this socket.
-        let console_path = paths
-            .exchange
-            .join(proxmox_lxcri_lxc::init_config::SOCKET_CONSOLE);
-        // With a terminal the container's stdio is the pty; the monitor must
-        // not hold on to ours (the shim waits for create's output pipes).
-        let devnull = if terminal {
-            Some(std::os::fd::OwnedFd::from(
-                fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                    .ctx(|| "opening /dev/null".into())?,
-            ))
-        } else {
-            None
-        };
-        // The mapped root's init (and the mount hook) must reach the
-        // exchange files and sockets: given to it before anything starts.
-        let give_to_mapped_root = || -> Result<()> {
-            if let Some((uid, gid)) = mapped_root {
-                lxc::chown_exchange(&ctx.exchange_dir, uid, gid)?;
-                let hooks_dir = dir.join("hooks");
-                fs::create_dir_all(&hooks_dir).ctx(|| "creating the hooks dir".into())?;
-                lxc::chown_exchange(&hooks_dir, uid, gid)?;
-            }
-            Ok(())
-        };
-        let mut start_task = None;
-        let (monitor, mut ready, console_listener) = match &plan {
-            None => {
-                lxc::prepare(&paths, &tr.lxc.render(), &tr.init)?;
-                let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
-                let console = terminal
-                    .then(|| bind_nonblocking(&console_path))
-                    .transpose()?;
-                give_to_mapped_root()?;
-                let monitor =
-                    lxc::spawn_monitor(&paths, &self.config.lxc.lxc_start, devnull.as_ref())?;
-                (monitor, ready, console)
-            }
-            Some(plan) => {
-                let cfg = self.config.pve()?;
-                let client = self.pve()?;
-                let vmid = self.pve_make_ct(id, plan, &rootfs, &mut state, &mut guard)?;
-                let raw = pve::raw_keys(tr.lxc.entries(), plan.unprivileged, plan.net);
-                pve::append_raw(&cfg.config_dir, vmid, &raw)?;
-                let mut raw_text = proxmox_lxcri_lxc::config::LxcConfig::new();
-                for (k, v) in &raw {
-                    raw_text.push(k, v.clone())?;
-                }
-                lxc::prepare(&paths, &raw_text.render(), &tr.init)?;
-                let stdio = std::os::unix::net::UnixListener::bind(
-                    paths
-                        .exchange
-                        .join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
-                )
-                .ctx(|| "binding the stdio socket".into())?;
-                let ready = lxc::open_fifo_reader(&paths.exchange.join(FIFO_READY))?;
-                let console = terminal
-                    .then(|| bind_nonblocking(&console_path))
-                    .transpose()?;
-                give_to_mapped_root()?;
-                let monitor = pve::spawn_monitor(
-                    &paths.exchange,
-                    stdio,
-                    devnull.as_ref(),
-                    Duration::from_secs(cfg.task_timeout_secs + self.config.lxc.start_timeout_secs),
-                )?;
-                guard.monitor = Some(monitor);
-                // Recorded before the start request, which may take long: a
-                // create killed meanwhile leaves a monitor `delete` can find.
-                state.monitor = proc::proc_ref(monitor.as_raw());
-                self.store.save(&state)?;
-                let upid = client
-                    .lxc_start(&cfg.node, vmid)
-                    .map_err(pve::api(&format!("starting CT {vmid}")))?;
-                start_task = Some((vmid, upid));
-                (monitor, ready, console)
-            }
-        };
-        drop(devnull);
-        guard.monitor = Some(monitor);
-        state.monitor = proc::proc_ref(monitor.as_raw());
-        self.store.save(&state)?;
-
-        let deadline = Instant::now() + Duration::from_secs(self.config.lxc.start_timeout_secs);
-        let fail = |reason: String| Error::Start {
-            id: id.into(),
-            reason,
-        };
-        let hook_dir = dir.join("hooks");
-        // Is the container still on its way? On pve-lxc, also ask (at most
-        // once a second) whether Proxmox's start task failed.
-        let mut last_check = Instant::now();
-        let start_failed: std::cell::Cell<Option<String>> = Default::default();
-        let mut alive = || {
-            if !lxc::child_running(monitor) {
-                return false;
-            }
-            if let Some((_, upid)) = &start_task {
-                if last_check.elapsed() >= Duration::from_secs(1) {
-                    last_check = Instant::now();
-                    if let Ok(Some(err)) = self.pve().map(|c| pve::task_error(c, upid)) {
-                        start_failed.set(Some(err));
-                        return false;
-                    }
-                }
-            }
-            true
-        };
-        let find_init = |pve_hooks: bool| -> Option<ProcRef> {
-            match &start_task {
-                None => lxc::find_init(monitor),
-                Some(_) if !pve_hooks => pve::read_init(&paths.exchange),
-                Some((vmid, _)) => {
-                    let c = self.pve().ok()?;
-                    let st = c.lxc_status(&self.config.pve().ok()?.node, *vmid).ok()?;
-                    proc::proc_ref(st.pid? as i32)
-                }
-            }
-        };
-        loop {
-            let line = lxc::read_status_line(&mut ready, deadline, &mut alive);
-            match line {
-                Ok(l) if l == "ok" => break,
-                Ok(l) if l == "hooks" => {
-                    // LXC's mount hook asks for prestart and createRuntime
-                    // (runtime namespaces, container init known), then runs
-                    // createContainer itself.
-                    let init = find_init(true)
-                        .ok_or_else(|| fail("cannot find the container init".into()))?;
-                    guard.init = Some(init);
-                    state.init = Some(init);
-                    self.store.save(&state)?;
-                    let hook_json =
-                        serde_json::to_vec(&state.oci_json()).expect("state serializes");
-                    let res = hooks::run_all(
-                        "prestart",
-                        hooks.prestart().as_deref().unwrap_or_default(),
-                        &hook_json,
-                        Place::Runtime,
-                        &hook_dir,
-                    )
-                    .and_then(|_| {
-                        hooks::run_all(
-                            "createRuntime",
-                            hooks.create_runtime().as_deref().unwrap_or_default(),
-                            &hook_json,
-                            Place::Runtime,
-                            &hook_dir,
-                        )
-                    });
-                    if let Err(e) = res {
-                        let _ = lxc::answer_mount_hook(&paths, &format!("error: {e}"));
-                        return Err(e);
-                    }
-                    let cc = lxc::CreateContainerHooks {
-                        hooks: hooks.create_container().clone().unwrap_or_default(),
-                        state: state.oci_json(),
-                        log_dir: hook_dir.clone(),
-                    };
-                    write_atomic(
-                        &paths.exchange.join(lxc::FILE_CREATE_CONTAINER),
-                        &serde_json::to_vec(&cc).expect("serializes"),
-                    )?;
-                    lxc::answer_mount_hook(&paths, "ok")?;
-                }
-                Ok(l) => {
-                    let msg = l.strip_prefix("error: ").unwrap_or(&l).to_string();
-                    return Err(fail(msg));
-                }
-                Err(e) => {
-                    if let Ok(hook_err) =
-                        fs::read_to_string(paths.exchange.join(lxc::FILE_HOOK_ERROR))
-                    {
-                        return Err(Error::Hook(hook_err));
-                    }
-                    if let Some(task_err) = start_failed.take() {
-                        let lxc_errors = lxc::log_errors(&paths);
-                        return Err(fail(format!(
-                            "Proxmox start task: {task_err}; container log: {lxc_errors}"
-                        )));
-                    }
-                    let lxc_errors = lxc::log_errors(&paths);
-                    return Err(fail(if lxc_errors.is_empty() {
-                        e
-                    } else {
-                        format!("{e}: {lxc_errors}")
-                    }));
-                }
-            }
-        }
-        let init = find_init(false).ok_or_else(|| fail("cannot find the container init".into()))?;
-        guard.init = Some(init);
-        if let Some((vmid, upid)) = &start_task {
-            pve::wait(
-                self.pve()?,
-                self.config.pve()?,
-                upid,
-                &format!("starting CT {vmid}"),
-            )?;
-        }
-        state.init = Some(init);
-        self.store.save(&state)?;
-
-        if let Some(listener) = console_listener {
-            // The init connected and sent the master before answering ok.
-            let (conn, _) = listener
-                .accept()
-                .ctx(|| "accepting the console from the init".into())?;
-            conn.set_nonblocking(false)
-                .ctx(|| "console socket".into())?;
-            let master = proxmox_lxcri_lxc::pty::recv_fd(&conn).map_err(Error::Spec)?;
-            let sock = opts.console_socket.as_ref().expect("checked above");
-            crate::stdio::send_console(sock, &master)?;
-        }
-
-        state.status = Status::Created;
-        self.store.save(&state)?;
-        if let Some(pid_file) = &opts.pid_file {
-            let pid_file = absolute(pid_file);
-            write_atomic(&pid_file, monitor.as_raw().to_string().as_bytes())?;
-        }
-        guard.armed = false;
-        drop(lock);
-        Ok(monitor)
-    }
-
     pub fn start(&self, id: &str) -> Result<()> {
         self.logged(id, "start", || {
             id::validate(id)?;
@@ -492,11 +83,11 @@ impl Runtime {
                 return Err(bad_state(&st, "start", "created"));
             }
             let init = st.init.expect("created containers have an init");
-            let paths = LxcPaths::new(&self.store.dir(id), id);
+            let paths = Paths::new(&self.store.dir(id), id);
             let timeout = Duration::from_secs(self.config.lxc.start_timeout_secs);
-            if let Err(e) = lxc::release(&paths, &init, timeout) {
+            if let Err(e) = exchange::release(&paths, &init, timeout) {
                 // A failed start (startContainer hook, exec) ends the container.
-                let _ = lxc::signal_init(&paths, &init, Signal::SIGKILL);
+                let _ = exchange::signal_init(&paths, &init, Signal::SIGKILL);
                 return Err(e);
             }
             st.status = Status::Running;
@@ -537,7 +128,7 @@ impl Runtime {
 
     /// Reconcile a recorded status with reality (no lock, no write).
     pub fn refresh(&self, mut st: ContainerState) -> ContainerState {
-        let paths = LxcPaths::new(&self.store.dir(&st.id), &st.id);
+        let paths = Paths::new(&self.store.dir(&st.id), &st.id);
         match st.status {
             Status::Created | Status::Running | Status::Paused => {
                 if !st.init.as_ref().is_some_and(proc::is_alive) {
@@ -558,7 +149,7 @@ impl Runtime {
             st.status = Status::Paused;
         }
         if st.status == Status::Stopped && st.exit_status.is_none() {
-            st.exit_status = lxc::exit_code(&paths.exchange);
+            st.exit_status = exchange::exit_code(&paths.exchange);
         }
         st
     }
@@ -575,13 +166,13 @@ impl Runtime {
                 return Err(Error::NotRunning(id.into()));
             }
             let init = st.init.expect("live containers have an init");
-            let paths = LxcPaths::new(&self.store.dir(id), id);
+            let paths = Paths::new(&self.store.dir(id), id);
             if all {
                 for pid in cgroup_pids(init.pid) {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
                 }
             }
-            lxc::signal_init(&paths, &init, sig)?;
+            exchange::signal_init(&paths, &init, sig)?;
             // A frozen task dies of SIGKILL only once thawed.
             if st.status == Status::Paused && sig == Signal::SIGKILL {
                 let _ = crate::running::freeze(init.pid, false);
@@ -609,7 +200,7 @@ impl Runtime {
                 // runc: deleting what is not there is fine with --force
                 // (containerd's shim always calls delete --force).
                 Err(Error::NotFound(_)) if force => {
-                    lxc::remove_exchange(&self.store.dir(id));
+                    exchange::remove_exchange(&self.store.dir(id));
                     let _ = fs::remove_dir_all(self.store.dir(id));
                     return Ok(());
                 }
@@ -620,7 +211,7 @@ impl Runtime {
                 return Ok(());
             }
             let st = self.refresh(recorded);
-            let paths = LxcPaths::new(&self.store.dir(id), id);
+            let paths = Paths::new(&self.store.dir(id), id);
             match st.status {
                 Status::Stopped => {}
                 // runc deletes a created container by killing it.
@@ -628,17 +219,15 @@ impl Runtime {
                 Status::Running | Status::Paused if force => {}
                 _ => return Err(bad_state(&st, "delete", "stopped (or use --force)")),
             }
+            let engine = engine::for_record(&st.engine);
             if let Some(init) = st.init {
-                lxc::signal_init(&paths, &init, Signal::SIGKILL)?;
+                exchange::signal_init(&paths, &init, Signal::SIGKILL)?;
                 if st.status == Status::Paused {
                     let _ = crate::running::freeze(init.pid, false);
                 }
-            } else if let (Some(_), Some(m)) = (&st.pve, &st.monitor) {
-                // A create that died before the init was known: the pve
-                // monitor may still wait for it.
-                if proc::is_alive(m) {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-                }
+            } else {
+                // A create that died before the init was known.
+                engine.stop_without_init(&st);
             }
             wait_gone(&st, Duration::from_secs(10));
             if let Ok(spec) = self.stored_spec(id) {
@@ -658,13 +247,11 @@ impl Runtime {
                     }
                 }
             }
-            if let Some(rec) = &st.pve {
-                self.pve_destroy(id, rec)?;
-            }
-            // The volume first: if it cannot go, the state stays to retry.
-            crate::storage_glue::destroy(self, &st)?;
+            // What the engine made first: if it cannot go, the state stays
+            // for a retry.
+            engine.destroy(self, &st)?;
             let dir = self.store.dir(id);
-            lxc::remove_exchange(&dir);
+            exchange::remove_exchange(&dir);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
             drop(lock);
             Ok(())
@@ -687,91 +274,10 @@ impl Runtime {
         Ok(code)
     }
 
-    fn stored_spec(&self, id: &str) -> Result<Spec> {
+    pub(crate) fn stored_spec(&self, id: &str) -> Result<Spec> {
         let p = self.store.dir(id).join("config.json");
         Spec::load(&p).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
     }
-}
-
-/// Undoes a half-made create when dropped armed.
-pub(crate) struct CreateGuard<'a> {
-    rt: &'a Runtime,
-    id: String,
-    dir: PathBuf,
-    paths: LxcPaths,
-    monitor: Option<Pid>,
-    init: Option<ProcRef>,
-    /// The CT as far as it was made (pve-lxc).
-    pub(crate) pve: Option<PveRecord>,
-    /// The rootfs volume, once it may exist.
-    volume: Option<(storage::Storage, storage::Volume)>,
-    armed: bool,
-}
-
-impl Drop for CreateGuard<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(init) = &self.init {
-            let _ = lxc::signal_init(&self.paths, init, Signal::SIGKILL);
-        }
-        if let Some(m) = self.monitor {
-            // The lxc monitor ends when lxc-start has torn the container
-            // down; the pve monitor may still wait for an init that never
-            // came, so it gets a shorter grace.
-            // (The pve monitor without an init to wait for ends at once.)
-            let grace = match &self.pve {
-                Some(_) if pve::read_init(&self.paths.exchange).is_none() => 0,
-                Some(_) => 2,
-                None => 10,
-            };
-            let deadline = Instant::now() + Duration::from_secs(grace);
-            while lxc::child_running(m) {
-                if Instant::now() > deadline {
-                    let _ = nix::sys::signal::kill(m, Signal::SIGKILL);
-                    let _ = waitpid(m, None);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        if let Some(rec) = &self.pve {
-            if let Err(e) = self.rt.pve_destroy(&self.id, rec) {
-                // Keep the state: `gc` (or `delete`) finishes the job once
-                // the API answers again.
-                tracing::error!(
-                    "create of {} failed and its CT could not be removed yet ({e}); run `proxmox-lxcri gc` later",
-                    self.id
-                );
-                return;
-            }
-        }
-        lxc::remove_exchange(&self.dir);
-        if let Some((storage, vol)) = &self.volume {
-            if let Err(e) = storage.destroy(vol) {
-                // The state (and so the record) goes below; say what stays.
-                tracing::error!("destroying volume {} of a failed create: {e}", vol.name);
-            }
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn load_spec(bundle: &Path) -> Result<Spec> {
-    let path = bundle.join("config.json");
-    let text = fs::read_to_string(&path).map_err(|e| Error::Bundle {
-        path: path.clone(),
-        reason: if e.kind() == std::io::ErrorKind::NotFound {
-            "config.json not found".into()
-        } else {
-            e.to_string()
-        },
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::Bundle {
-        path,
-        reason: format!("invalid config.json: {e}"),
-    })
 }
 
 fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> Error {
@@ -807,12 +313,6 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
     }
-}
-
-fn apparmor_enabled() -> bool {
-    fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .map(|s| s.trim() == "Y")
-        .unwrap_or(false)
 }
 
 /// Wait until the container's init and our monitor have ended (a zombie
@@ -873,10 +373,4 @@ fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 
     })
     .or_else(|| rt.state(id).ok().and_then(|s| s.exit_status))
     .unwrap_or(255)
-}
-
-fn bind_nonblocking(p: &Path) -> Result<std::os::unix::net::UnixListener> {
-    let l = std::os::unix::net::UnixListener::bind(p).ctx(|| format!("binding {}", p.display()))?;
-    l.set_nonblocking(true).ctx(|| "console socket".into())?;
-    Ok(l)
 }

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EngineRecord;
 use crate::error::{Context, Error, Result};
+use crate::proc::ProcRef;
 
 /// OCI runtime-spec version we implement and report.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -43,14 +45,6 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// A process identified beyond its pid: the start time (clock ticks since
-/// boot, /proc/<pid>/stat field 22) tells a reused pid from ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcRef {
-    pub pid: i32,
-    pub start_time: u64,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerState {
     #[serde(rename = "ociVersion")]
@@ -67,8 +61,10 @@ pub struct ContainerState {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub owner: String,
-    /// Engine that runs the container ("lxc", ...).
-    pub engine: String,
+    /// The engine that runs the container and what it made (`"engine":
+    /// "lxc"` with its volume, `"engine": "pve-lxc"` with its CT).
+    #[serde(flatten)]
+    pub engine: EngineRecord,
     /// The container's init, as seen from the host.
     #[serde(default)]
     pub init: Option<ProcRef>,
@@ -78,12 +74,6 @@ pub struct ContainerState {
     /// Exit status (shell form) once known.
     #[serde(default)]
     pub exit_status: Option<i32>,
-    /// The Proxmox CT (pve-lxc engine).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pve: Option<crate::pve_engine::PveRecord>,
-    /// The rootfs volume from `[storage]`, recorded before it is made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<storage::Volume>,
 }
 
 impl ContainerState {
@@ -183,8 +173,10 @@ impl Store {
             }
             Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
         };
-        serde_json::from_slice(&data)
-            .map_err(|e| Error::Spec(format!("corrupt state file {}: {e}", path.display())))
+        serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     pub fn save(&self, state: &ContainerState) -> Result<()> {
@@ -308,15 +300,13 @@ mod tests {
             created: now_rfc3339(),
             annotations: BTreeMap::new(),
             owner: String::new(),
-            engine: "lxc".into(),
+            engine: EngineRecord::Lxc(Default::default()),
             init: Some(ProcRef {
                 pid: 42,
                 start_time: 7,
             }),
             monitor: None,
             exit_status: None,
-            pve: None,
-            volume: None,
         }
     }
 
@@ -343,7 +333,8 @@ mod tests {
         let mut v = serde_json::to_value(sample("old")).unwrap();
         v.as_object_mut().unwrap().remove("volume");
         fs::write(store.state_file("old"), v.to_string()).unwrap();
-        assert!(store.load("old").unwrap().volume.is_none());
+        let st = store.load("old").unwrap();
+        assert!(matches!(&st.engine, EngineRecord::Lxc(r) if r.volume.is_none()));
         assert!(
             store.try_lock("old").unwrap().is_none(),
             "claim holds the lock"

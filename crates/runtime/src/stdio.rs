@@ -9,11 +9,11 @@ use crate::error::{Error, Result};
 /// Send the pty master to the console socket (one fd via SCM_RIGHTS, as runc).
 pub fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
     let stream = UnixStream::connect(socket).map_err(|e| {
-        Error::Spec(format!(
+        Error::Console(format!(
             "--console-socket {}: cannot connect: {e}",
             socket.display()
         ))
     })?;
     proxmox_lxcri_lxc::pty::send_fd(&stream, master.as_raw_fd())
-        .map_err(|e| Error::Spec(format!("--console-socket {}: {e}", socket.display())))
+        .map_err(|e| Error::Console(format!("--console-socket {}: {e}", socket.display())))
 }

@@ -28,12 +28,14 @@
 //!   local properties (refquota, mountpoint, ...). Get the key with
 //!   [`ImageKey::from_digest`] or [`ImageKey::fingerprint`].
 //! * [`copy_tree`]`(src, dst, shift, progress)` fills a plain directory.
+//! * [`fill_volume`] picks between the two for a volume mounted at a path.
 //!
 //! Everything that reaches a `zfs` command line or a path is checked
 //! ([`names`], [`size`]); `zfs` runs without a shell.
 pub mod config;
 pub mod copy;
 pub mod error;
+pub mod foreign;
 pub mod idshift;
 pub mod key;
 pub mod lock;
@@ -47,6 +49,7 @@ pub mod zfs;
 pub use config::{Kind, StorageConfig, XattrPolicy};
 pub use copy::{copy_tree, copy_tree_with, CopyOptions, CopyStats};
 pub use error::{Error, Result};
+pub use foreign::fill_volume;
 pub use idshift::{IdRange, IdShift};
 pub use key::{ImageKey, TreeSummary, DIGEST_ANNOTATION};
 pub use progress::{NoProgress, Progress, TerminalProgress};

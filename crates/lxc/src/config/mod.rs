@@ -177,11 +177,29 @@ impl TranslateError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LxcConfig {
     entries: Vec<(String, String)>,
+    /// Keys the host writes itself (see [`translate_excluding`]): checked,
+    /// never kept. A pattern ending in `.` is a prefix.
+    host_keys: Vec<String>,
 }
 
 impl LxcConfig {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A config that never holds `host_keys` (patterns; `x.` is a prefix).
+    pub fn excluding(host_keys: &[String]) -> Self {
+        LxcConfig {
+            entries: vec![],
+            host_keys: host_keys.to_vec(),
+        }
+    }
+
+    fn host_owns(&self, key: &str) -> bool {
+        self.host_keys.iter().any(|p| match p.strip_suffix('.') {
+            Some(prefix) => key.starts_with(p.as_str()) || key == prefix,
+            None => key == p,
+        })
     }
 
     /// Appends `key = value`. The key must match `[A-Za-z0-9._-]+` and start
@@ -191,7 +209,9 @@ impl LxcConfig {
     pub fn push(&mut self, key: &str, value: impl Into<String>) -> Result<(), TranslateError> {
         let value = value.into();
         Self::check(key, &value)?;
-        self.entries.push((key.to_string(), value));
+        if !self.host_owns(key) {
+            self.entries.push((key.to_string(), value));
+        }
         Ok(())
     }
 
@@ -224,6 +244,9 @@ impl LxcConfig {
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> Result<(), TranslateError> {
         let value = value.into();
         Self::check(key, &value)?;
+        if self.host_owns(key) {
+            return Ok(());
+        }
         match self.entries.iter().position(|(k, _)| k == key) {
             Some(first) => {
                 self.entries[first].1 = value;
@@ -251,6 +274,9 @@ impl LxcConfig {
     ) -> Result<(), TranslateError> {
         let value = value.into();
         Self::check(key, &value)?;
+        if self.host_owns(key) {
+            return Ok(());
+        }
         let at = self
             .entries
             .iter()
@@ -322,9 +348,28 @@ impl LxcConfig {
 
 /// Translates `spec` for the lxc engine. See the module docs.
 pub fn translate(spec: &Spec, ctx: &TranslateContext) -> Result<Translation, TranslateError> {
+    translate_into(spec, ctx, LxcConfig::new())
+}
+
+/// Translates `spec` for a host that writes part of the LXC config itself
+/// (a Proxmox node writes rootfs, hostname, net, idmap ... from its own CT
+/// options): keys matching `host_keys` are checked but never emitted, so
+/// the result is what goes raw into the host's config.
+pub fn translate_excluding(
+    spec: &Spec,
+    ctx: &TranslateContext,
+    host_keys: &[String],
+) -> Result<Translation, TranslateError> {
+    translate_into(spec, ctx, LxcConfig::excluding(host_keys))
+}
+
+fn translate_into(
+    spec: &Spec,
+    ctx: &TranslateContext,
+    mut lxc: LxcConfig,
+) -> Result<Translation, TranslateError> {
     reject_foreign_sections(spec)?;
     check_context(ctx)?;
-    let mut lxc = LxcConfig::new();
 
     // Basics, the container init, console, logging.
     lxc.push("lxc.rootfs.path", format!("dir:{}", ctx.rootfs.display()))?;

@@ -100,9 +100,11 @@ pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Re
 /// storage or volume in an error must not read as "already gone").
 pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
     e.status() == Some(500)
-        && e.to_string().contains(&format!(
-            "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
-        ))
+        && e.server_message().is_some_and(|m| {
+            m.contains(&format!(
+                "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
+            ))
+        })
 }
 
 /// Destroy the CT with its volumes (purge). `check_owner`: look first that
@@ -125,7 +127,7 @@ pub fn destroy(
             Ok(u) => break u,
             Err(e) if is_missing(&e, &rec.node, vmid) => return Ok(()),
             // Still in its create task (the runtime died while it ran).
-            Err(e) if e.to_string().contains("locked") && !waited => {
+            Err(e) if is_locked(&e) && !waited => {
                 wait_unlocked(client, cfg, &rec.node, vmid)?;
                 waited = true;
             }
@@ -150,7 +152,7 @@ pub fn wait_unlocked(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -
             return Ok(());
         };
         if std::time::Instant::now() > deadline {
-            return Err(Error::Pve(format!("CT {vmid} stayed locked ({lock})")));
+            return Err(Error::Guest(format!("CT {vmid} stayed locked ({lock})")));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(2));
@@ -178,11 +180,11 @@ pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
         .map_err(api("reading the CT config"))?;
     let rootfs = conf
         .get("rootfs")
-        .ok_or_else(|| Error::Pve(format!("CT {vmid} has no rootfs")))?;
+        .ok_or_else(|| Error::Guest(format!("CT {vmid} has no rootfs")))?;
     let volid = rootfs.split(',').next().unwrap_or_default();
     let volid = volid.strip_prefix("volume=").unwrap_or(volid);
     let (storage, _) = volid.split_once(':').ok_or_else(|| {
-        Error::Pve(format!(
+        Error::Guest(format!(
             "CT {vmid}: rootfs {rootfs:?} is not a storage volume"
         ))
     })?;
@@ -202,42 +204,6 @@ pub fn rootfs_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
 /// Proxmox's fixed idmap of unprivileged CTs: 0..65536 -> 100000..
 pub fn unprivileged_shift() -> storage::IdShift {
     storage::IdShift::uniform(ID_SHIFT, 65536)
-}
-
-/// The ZFS dataset mounted at `path`, if any.
-fn dataset_at(path: &Path) -> Option<String> {
-    let out = storage::zfs::Zfs::new("zfs")
-        .run(["list", "-H", "-o", "name,mountpoint", "-t", "filesystem"])
-        .ok()?;
-    out.lines().find_map(|l| {
-        let (name, mp) = l.split_once('\t')?;
-        (Path::new(mp) == path).then(|| name.to_string())
-    })
-}
-
-/// Put the bundle's rootfs into the CT's (empty) volume: with `[storage]`
-/// kind zfs and a ZFS volume, the volume becomes a clone of the cached
-/// image (O(1) once cached; Proxmox keeps seeing its own dataset); else a
-/// copy. Owners are shifted into the unprivileged range when asked.
-pub fn fill_rootfs(
-    store: Option<&storage::Storage>,
-    src: &Path,
-    dst: &Path,
-    annotations: &BTreeMap<String, String>,
-    unprivileged: bool,
-) -> Result<()> {
-    let shift = unprivileged.then(unprivileged_shift);
-    let mut progress =
-        storage::TerminalProgress::new(format!("copying rootfs to {}", dst.display()), None);
-    if let Some(st) = store.filter(|s| s.config().kind == storage::Kind::Zfs) {
-        if let Some(ds) = dataset_at(dst) {
-            let key = storage::ImageKey::for_bundle(annotations, src, shift.as_ref())?;
-            st.populate_named(&ds, src, &key, shift.as_ref(), &mut progress)?;
-            return Ok(());
-        }
-    }
-    storage::copy_tree(src, dst, shift.as_ref(), &mut progress)?;
-    Ok(())
 }
 
 /// Wait for a task while keeping the caller's deadline.

@@ -1,19 +1,21 @@
-//! The lxc engine: runs a bundle with `lxc-start -F` under a monitor process
-//! of ours.
+//! The protocol every engine shares with the container's init: the exchange
+//! directory (bind-mounted into the container), its FIFOs and files, the
+//! monitor's first steps and exit status, release on `start`, signals, and
+//! the mount hook that runs createContainer hooks.
 //!
 //! ```text
-//! create ──fork──> monitor (pid in --pid-file; setsid)
-//!                     └─ lxc-start -F -q -P <dir> -n <id>
-//!                           └─ container init (/dev/.lxcri-init, pid 1 inside)
-//!                                 └─ user process (after `start`)
+//! <container dir>/exchange/   (or a symlink to it, for a mapped root)
+//!   init.json    what the init does (InitConfig)       runtime -> init
+//!   ready        "ok" / "hooks" / "error: ..."          init    -> create
+//!   start        one byte releases the process          start   -> init
+//!   started      "ok" / "error: ..."                    init    -> start
+//!   hooks-done   answer to the mount hook               create  -> hook
+//!   exit         the process's exit status (JSON)       init    -> monitor
+//!   killed       the signal the runtime killed it with  runtime -> monitor
 //! ```
-//! The monitor ends exactly when the container ends and exits with its
-//! status (read from the `exit` file the init writes, since lxc-start does
-//! not pass it on), so containerd's shim, which reaps the pid-file pid,
-//! sees the container's exit status.
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,14 +24,14 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, mkfifo, ForkResult, Pid};
+use nix::unistd::{mkfifo, Pid};
 use proxmox_lxcri_lxc::init_config::{
     ExitStatus, InitConfig, FIFO_READY, FIFO_START, FIFO_STARTED, FILE_EXIT, FILE_INIT_CONFIG,
 };
 
 use crate::error::{Context, Error, Result};
-use crate::proc;
-use crate::state::{write_atomic, ProcRef};
+use crate::proc::{self, ProcRef};
+use crate::state::write_atomic;
 
 /// Marker the runtime writes before SIGKILLing the init, so the monitor can
 /// report 137 although the init could not write its exit file.
@@ -37,34 +39,31 @@ pub(crate) const FILE_KILLED: &str = "killed";
 
 /// Paths of one container's engine files.
 #[derive(Debug, Clone)]
-pub struct LxcPaths {
-    /// lxcpath for lxc-start -P (the container directory).
+pub struct Paths {
+    /// lxcpath for LXC (the container directory).
     pub lxcpath: PathBuf,
     pub name: String,
     pub exchange: PathBuf,
     pub log: PathBuf,
 }
 
-impl LxcPaths {
+impl Paths {
     pub fn new(container_dir: &Path, id: &str) -> Self {
-        LxcPaths {
+        Paths {
             lxcpath: container_dir.to_path_buf(),
             name: id.to_string(),
             exchange: container_dir.join("exchange"),
             log: container_dir.join("lxc.log"),
         }
     }
+    /// The LXC config file of the lxc engine (`<lxcpath>/<name>/config`).
     pub fn config_file(&self) -> PathBuf {
         self.lxcpath.join(&self.name).join("config")
     }
 }
 
-/// Write the LXC config, the init config and the exchange FIFOs.
-pub fn prepare(paths: &LxcPaths, lxc_config: &str, init: &InitConfig) -> Result<()> {
-    let cfg = paths.config_file();
-    let cfg_dir = cfg.parent().expect("config has a parent");
-    fs::create_dir_all(cfg_dir).ctx(|| format!("creating {}", cfg_dir.display()))?;
-    write_atomic(&cfg, lxc_config.as_bytes())?;
+/// Write the init config and make the exchange FIFOs.
+pub fn prepare(paths: &Paths, init: &InitConfig) -> Result<()> {
     fs::create_dir_all(&paths.exchange).ctx(|| format!("creating {}", paths.exchange.display()))?;
     for fifo in [FIFO_READY, FIFO_START, FIFO_STARTED, FIFO_HOOKS_DONE] {
         let p = paths.exchange.join(fifo);
@@ -88,34 +87,6 @@ pub fn open_fifo_reader(path: &Path) -> Result<File> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .ctx(|| format!("opening {}", path.display()))
-}
-
-/// Start the monitor. Returns its pid; it is our child.
-///
-/// `stdio`: fds to become the container's 0, 1, 2 (a pty slave), or None to
-/// pass ours through.
-pub fn spawn_monitor(paths: &LxcPaths, lxc_start: &Path, stdio: Option<&OwnedFd>) -> Result<Pid> {
-    let args = [
-        lxc_start.as_os_str().to_owned(),
-        "-F".into(),
-        "-q".into(),
-        "-P".into(),
-        paths.lxcpath.as_os_str().to_owned(),
-        "-n".into(),
-        paths.name.clone().into(),
-    ];
-    let exchange = paths.exchange.clone();
-    let slave = stdio.map(|f| f.as_raw_fd());
-    // SAFETY: the CLI is single-threaded when it forks the monitor, so the
-    // child may use the allocator and std::process.
-    match unsafe { fork() }.ctx(|| "forking the monitor".to_string())? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            let code = monitor_main(&args, &exchange, slave);
-            // SAFETY: leave without running the parent's atexit handlers.
-            unsafe { libc::_exit(code) }
-        }
-    }
 }
 
 /// First steps of a freshly forked monitor (both engines): its own session
@@ -144,18 +115,6 @@ pub(crate) fn detach_monitor(stdio: Option<i32>, keep: Option<i32>) {
             libc::signal(s, libc::SIG_IGN);
         }
     }
-}
-
-/// Body of the monitor process.
-fn monitor_main(args: &[std::ffi::OsString], exchange: &Path, slave: Option<i32>) -> i32 {
-    detach_monitor(slave, None);
-    let status = std::process::Command::new(&args[0])
-        .args(&args[1..])
-        .status();
-    if status.is_err() {
-        return 255;
-    }
-    exit_code(exchange).unwrap_or(255)
 }
 
 /// The container's exit status in shell form, once it is known.
@@ -229,25 +188,9 @@ pub fn child_running(pid: Pid) -> bool {
     )
 }
 
-/// Find the container init: the child of lxc-start, the child of the monitor.
-pub fn find_init(monitor: Pid) -> Option<ProcRef> {
-    for _ in 0..50 {
-        let parents = proc::all_parents();
-        if let Some(lxc_start) = proc::children_of(&parents, monitor.as_raw()).first() {
-            if let Some(init) = proc::children_of(&parents, *lxc_start).first() {
-                if let Some(r) = proc::proc_ref(*init) {
-                    return Some(r);
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    None
-}
-
 /// Release a created container: one byte on `start`, then the init's answer
 /// on `started`.
-pub fn release(paths: &LxcPaths, init: &ProcRef, timeout: Duration) -> Result<()> {
+pub fn release(paths: &Paths, init: &ProcRef, timeout: Duration) -> Result<()> {
     let fail = |reason: String| Error::Start {
         id: paths.name.clone(),
         reason,
@@ -274,7 +217,7 @@ pub fn release(paths: &LxcPaths, init: &ProcRef, timeout: Duration) -> Result<()
 }
 
 /// Signal the container init; SIGKILL is recorded so the exit status is 137.
-pub fn signal_init(paths: &LxcPaths, init: &ProcRef, sig: Signal) -> Result<()> {
+pub fn signal_init(paths: &Paths, init: &ProcRef, sig: Signal) -> Result<()> {
     if sig == Signal::SIGKILL {
         let _ = fs::write(paths.exchange.join(FILE_KILLED), (sig as i32).to_string());
     }
@@ -285,17 +228,6 @@ pub fn signal_init(paths: &LxcPaths, init: &ProcRef, sig: Signal) -> Result<()> 
         Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
         Err(e) => Err(e).ctx(|| format!("sending {sig} to pid {}", init.pid)),
     }
-}
-
-/// Tail of the LXC log: its ERROR lines, for error messages.
-pub fn log_errors(paths: &LxcPaths) -> String {
-    let text = fs::read_to_string(&paths.log).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("ERROR"))
-        .map(|l| l.split(" - ").last().unwrap_or(l))
-        .collect();
-    lines[lines.len().saturating_sub(3)..].join("; ")
 }
 
 /// Hidden command LXC runs as `lxc.hook.mount` when the spec has
@@ -396,7 +328,7 @@ pub fn mount_hook_main(exchange: &Path) -> i32 {
 }
 
 /// Reply to the mount hook.
-pub fn answer_mount_hook(paths: &LxcPaths, answer: &str) -> Result<()> {
+pub fn answer_mount_hook(paths: &Paths, answer: &str) -> Result<()> {
     let p = paths.exchange.join(FIFO_HOOKS_DONE);
     let mut f = OpenOptions::new()
         .write(true)

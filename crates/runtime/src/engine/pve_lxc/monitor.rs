@@ -31,7 +31,7 @@ fn monitor_main(
     wait_for_init: Duration,
 ) -> i32 {
     // Keep 0-2 and the listener (moved to 3); drop the rest (the lock).
-    crate::lxc_engine::detach_monitor(slave, Some(listener.as_raw_fd()));
+    crate::exchange::detach_monitor(slave, Some(listener.as_raw_fd()));
     std::mem::forget(listener);
     // SAFETY: fd 3 is the listener we just put there.
     let listener = unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(3) };
@@ -75,12 +75,12 @@ fn monitor_main(
         }
     }
     wait_exit(&init);
-    match crate::lxc_engine::exit_code(exchange) {
+    match crate::exchange::exit_code(exchange) {
         Some(code) => code,
         // No status from the init: killed from outside (Proxmox stopped
         // the CT). Say so where `state` looks, too.
         None => {
-            let _ = fs::write(exchange.join(crate::lxc_engine::FILE_KILLED), "9");
+            let _ = fs::write(exchange.join(crate::exchange::FILE_KILLED), "9");
             128 + libc::SIGKILL
         }
     }

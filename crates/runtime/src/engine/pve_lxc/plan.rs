@@ -360,29 +360,27 @@ fn features(s: &str) -> Result<String> {
         .map_err(|e| Error::Spec(format!("annotation {FEATURES_ANNOTATION}: {e}")))
 }
 
-/// The translated LXC keys that go raw into the CT's config: everything
-/// but what Proxmox sets itself from the API (rootfs, hostname, net0 when
-/// the API makes it, the unprivileged idmap) or refuses (`lxc.rootfs.*`).
-pub fn raw_keys(
-    entries: &[(String, String)],
-    unprivileged: bool,
-    net: NetMode,
-) -> Vec<(String, String)> {
-    entries
-        .iter()
-        .filter(|(k, _)| {
-            let k = k.as_str();
-            !(k.starts_with("lxc.rootfs.")
-                || k == "lxc.uts.name"
-                || k.starts_with("lxc.cgroup.dir")
-                // Proxmox gives every CT these namespaces anyway.
-                || k == "lxc.namespace.clone"
-                || k == "lxc.namespace.keep"
-                || (net == NetMode::Api && k.starts_with("lxc.net."))
-                || (unprivileged && k == "lxc.idmap"))
-        })
-        .cloned()
-        .collect()
+/// The LXC keys Proxmox writes itself from the API (rootfs, hostname, the
+/// namespaces every CT gets, its cgroup, net0 when the API makes it, the
+/// unprivileged idmap) or refuses (`lxc.rootfs.*`): never translated for a
+/// CT. A pattern ending in `.` is a prefix.
+pub fn host_keys(unprivileged: bool, net: NetMode) -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "lxc.rootfs.",
+        "lxc.uts.name",
+        "lxc.cgroup.dir.",
+        "lxc.namespace.clone",
+        "lxc.namespace.keep",
+    ]
+    .map(String::from)
+    .to_vec();
+    if net == NetMode::Api {
+        keys.push("lxc.net.".into());
+    }
+    if unprivileged {
+        keys.push("lxc.idmap".into());
+    }
+    keys
 }
 
 #[cfg(test)]
@@ -404,22 +402,79 @@ mod tests {
     }
 
     #[test]
-    fn raw_keys_drop_what_the_api_sets() {
-        let e = |k: &str, v: &str| (k.to_string(), v.to_string());
-        let entries = vec![
-            e("lxc.rootfs.path", "dir:/x"),
-            e("lxc.uts.name", "h"),
-            e("lxc.net.0.type", "empty"),
-            e("lxc.idmap", "u 0 1 1"),
-            e("lxc.init.cmd", "/dev/.lxcri-init"),
-            e("lxc.mount.entry", "a b none bind 0 0"),
-        ];
-        let out = raw_keys(&entries, true, NetMode::Api);
-        let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["lxc.init.cmd", "lxc.mount.entry"]);
-        let out = raw_keys(&entries, false, NetMode::Raw);
-        assert!(out.iter().any(|(k, _)| k == "lxc.net.0.type"));
-        assert!(out.iter().any(|(k, _)| k == "lxc.idmap"));
+    fn host_keys_name_what_the_api_sets() {
+        let k = host_keys(true, NetMode::Api);
+        assert!(k.contains(&"lxc.net.".to_string()));
+        assert!(k.contains(&"lxc.idmap".to_string()));
+        let k = host_keys(false, NetMode::Raw);
+        assert!(!k.iter().any(|k| k == "lxc.net." || k == "lxc.idmap"));
+        assert!(k.contains(&"lxc.rootfs.".to_string()));
+    }
+
+    /// Translating without the host's keys gives exactly what filtering a
+    /// full translation gave (the raw keys written to a CT's config).
+    #[test]
+    fn excluding_host_keys_equals_filtering_a_full_translation() {
+        use proxmox_lxcri_lxc::config::{translate, CgroupLayout, TranslateContext};
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "web",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"},
+                               {"type": "uts"}, {"type": "ipc"}, {"type": "user"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "resources": {"memory": {"limit": 67108864}, "pids": {"limit": 50}},
+                "sysctl": {"net.ipv4.ip_forward": "1"}
+            }
+        }))
+        .unwrap();
+        let ctx = TranslateContext {
+            id: "c1".into(),
+            rootfs: "/b/rootfs".into(),
+            bundle: std::env::temp_dir(),
+            exchange_dir: "/run/x/exch".into(),
+            init_binary: "/usr/bin/proxmox-lxcri".into(),
+            log_file: "/run/x/lxc.log".into(),
+            log_level: "ERROR".into(),
+            cgroups: CgroupLayout::hybrid(
+                &["memory", "pids", "cpu", "cpuacct", "devices", "freezer"],
+                &[],
+            ),
+            apparmor_enabled: false,
+            selinux_enabled: false,
+        };
+        let full = translate(&spec, &ctx).unwrap();
+        for (unprivileged, net) in [(true, NetMode::Api), (false, NetMode::Raw)] {
+            let owned = host_keys(unprivileged, net);
+            let filtered: Vec<_> = full
+                .lxc
+                .entries()
+                .iter()
+                .filter(|(k, _)| {
+                    !(k.starts_with("lxc.rootfs.")
+                        || k == "lxc.uts.name"
+                        || k.starts_with("lxc.cgroup.dir")
+                        || k == "lxc.namespace.clone"
+                        || k == "lxc.namespace.keep"
+                        || (net == NetMode::Api && k.starts_with("lxc.net."))
+                        || (unprivileged && k == "lxc.idmap"))
+                })
+                .cloned()
+                .collect();
+            let raw = translate_excluding(&spec, &ctx, &owned).unwrap();
+            assert_eq!(raw.lxc.entries(), filtered.as_slice());
+            assert!(!raw.lxc.entries().is_empty());
+            assert!(raw.lxc.entries().len() < full.lxc.entries().len());
+            assert_eq!(
+                serde_json::to_value(&raw.init).unwrap(),
+                serde_json::to_value(&full.init).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! Making the CT: a VMID, the create request, the rootfs volume filled from
+//! the bundle. Each step is recorded in the state before it is made.
+use std::path::Path;
+
+use super::*;
+
+/// The error text of a task that ended badly; None while it runs or if OK.
+pub(super) fn task_error(client: &Client, upid: &Upid) -> Option<String> {
+    let st = client.task_status(upid).ok()?;
+    if st.status != "stopped" {
+        return None;
+    }
+    match st.exitstatus.as_deref() {
+        Some("OK") => None,
+        Some(s) if s.starts_with("WARNINGS") => None,
+        Some(s) => Some(s.to_string()),
+        None => Some("the task ended without a status".into()),
+    }
+}
+
+/// Allocate a VMID and create the CT (stopped) with the bundle's rootfs in
+/// its volume; returns the VMID.
+pub(super) fn make_ct(cx: &mut Cx, plan: &CtPlan, rootfs: &Path) -> Result<u32> {
+    let rt = cx.rt;
+    let cfg = rt.config.pve()?;
+    let client = client(rt)?;
+    let id = cx.state.id.clone();
+    let template = ensure_template(client, cfg, &rt.store.root)?;
+    let mut rec = PveRecord {
+        node: cfg.node.clone(),
+        vmid: None,
+        created: false,
+        unprivileged: plan.unprivileged,
+    };
+    let mut attempt = 0u32;
+    let mut skip = 0u32;
+    let vmid = loop {
+        attempt += 1;
+        // nextid gives every concurrent create the same lowest free id;
+        // after a collision, spread out above it.
+        let vmid = client
+            .next_id(None)
+            .map_err(api("allocating a VMID"))?
+            .saturating_add(skip);
+        rec.vmid = Some(vmid);
+        rec.created = false;
+        set_record(&mut cx.state, rec.clone());
+        cx.save()?;
+        let params = plan
+            .params
+            .clone()
+            .int("vmid", vmid as i64)
+            .set("ostemplate", template.clone());
+        let upid = match client.lxc_create(&cfg.node, &params) {
+            Ok(u) => Some(u),
+            // Another node (or runtime) took the VMID between nextid and
+            // create: ask again.
+            Err(e) if is_taken(&e) && attempt < 30 => {
+                skip = jitter(attempt * 3);
+                continue;
+            }
+            // Sent, but no answer: look whether it landed, never create
+            // twice.
+            Err(e @ (pve_client::Error::Disconnected(_) | pve_client::Error::Timeout(_))) => {
+                if owns(client, &cfg.node, vmid, &id, &rt.store.root)? {
+                    None
+                } else {
+                    return Err(api("creating the CT")(e));
+                }
+            }
+            Err(e) => {
+                if is_missing_template(&e) {
+                    forget_template(&rt.store.root);
+                }
+                return Err(api("creating the CT")(e));
+            }
+        };
+        rec.created = true;
+        set_record(&mut cx.state, rec.clone());
+        cx.save()?;
+        match upid {
+            Some(u) => wait(client, cfg, &u, &format!("creating CT {vmid}"))?,
+            None => wait_unlocked(client, cfg, &cfg.node, vmid)?,
+        }
+        break vmid;
+    };
+    let volume = rootfs_path(client, &cfg.node, vmid)?;
+    let shift = plan.unprivileged.then(unprivileged_shift);
+    let mut progress =
+        storage::TerminalProgress::new(format!("copying rootfs to {}", volume.display()), None);
+    storage::fill_volume(
+        rt.storage()?,
+        rootfs,
+        &volume,
+        &cx.state.annotations,
+        shift.as_ref(),
+        &mut progress,
+    )?;
+    Ok(vmid)
+}

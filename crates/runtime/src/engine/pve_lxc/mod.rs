@@ -1,0 +1,386 @@
+//! The pve-lxc engine: each OCI container is a Proxmox VE CT. Every Proxmox
+//! API request of the runtime is made from this module.
+//!
+//! ```text
+//! plan:      spec + annotations -> CT create parameters (nothing sent)
+//! configure: nextid -> POST /nodes/N/lxc (base template, rootfs volume,
+//!            limits, net0, tags) -> the bundle's rootfs into the CT's
+//!            volume (the runtime runs on the node) -> raw lxc.* keys (our
+//!            init, exchange dir, seccomp/caps via init, hooks) appended to
+//!            the CT's config file on the node
+//! start:     POST status/start: LXC starts our init, which waits for
+//!            `start` exactly as on the lxc engine
+//! ```
+//! The CT is not our child, so the pid-file pid is a monitor of ours that
+//! hands the init our stdio over a socket in the exchange dir, learns the
+//! init's host pid from that connection (SO_PEERCRED), and exits with the
+//! container's status when that pid ends (also when Proxmox stops the CT).
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{LinuxResources, Spec};
+use proxmox_lxcri_lxc::config::{translate_excluding, TranslateContext, Translation};
+use pve_client::props::{Features, MountPoint, NetConfig};
+use pve_client::{Auth, Client, ClientConfig, Params, Secret, Tls, Upid};
+use serde::{Deserialize, Serialize};
+
+use super::{Cx, Engine, EngineRecord, Request};
+use crate::config::PveSection;
+use crate::error::{Context, Error, Result};
+use crate::exchange::Paths;
+use crate::proc::{self, ProcRef};
+use crate::runtime::Runtime;
+use crate::state::{write_atomic, ContainerState};
+
+mod gc;
+mod make;
+mod monitor;
+mod node;
+mod plan;
+
+pub use gc::OrphanCts;
+pub use monitor::*;
+pub use node::*;
+pub use plan::*;
+
+/// Every CT we make carries this tag (and one derived from the id).
+pub const TAG: &str = "proxmox-lxcri";
+/// `true`/`1`: a privileged CT (`unprivileged=0`).
+pub const PRIVILEGED_ANNOTATION: &str = "io.proxmox-lxcri.privileged";
+/// `nesting=1,fuse=1,keyctl=1`: the CT's `features`.
+pub const FEATURES_ANNOTATION: &str = "io.proxmox-lxcri.features";
+/// Prefix of the net0 annotations: bridge, vlan, ip, gw, ip6, gw6, hwaddr,
+/// mtu, firewall, nameserver, searchdomain.
+pub const NET_ANNOTATION_PREFIX: &str = "io.proxmox-lxcri.net.";
+/// Rootfs size (`512M`, `8G`): the volume's size (refquota on ZFS).
+pub use storage::QUOTA_ANNOTATION;
+/// Host uid/gid of root in an unprivileged CT (Proxmox's fixed idmap).
+pub const ID_SHIFT: u32 = 100_000;
+/// The empty template every CT is created from (its rootfs is ours).
+const BASE_TEMPLATE: &str = "proxmox-lxcri-base.tar";
+/// Written by the monitor: the init's host pid and start time.
+pub const FILE_INIT_PID: &str = "init-pid";
+
+/// What the state file records of the CT (`"pve": {...}`), before each
+/// step that makes something, so that a crash can be cleaned up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PveLxcRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pve: Option<PveRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PveRecord {
+    pub node: String,
+    /// Reserved (and maybe created) VMID.
+    #[serde(default)]
+    pub vmid: Option<u32>,
+    /// POST create succeeded for `vmid`: the CT is certainly ours.
+    #[serde(default)]
+    pub created: bool,
+    #[serde(default)]
+    pub unprivileged: bool,
+}
+
+/// The CT record of a state, if it has one.
+pub fn record_of(st: &ContainerState) -> Option<&PveRecord> {
+    match &st.engine {
+        EngineRecord::PveLxc(r) => r.pve.as_ref(),
+        _ => None,
+    }
+}
+
+fn set_record(st: &mut ContainerState, rec: PveRecord) {
+    st.engine = EngineRecord::PveLxc(PveLxcRecord { pve: Some(rec) });
+}
+
+/// A client for `[pve]`. Secrets come from files that must not be
+/// readable by group or others.
+pub fn connect(cfg: &PveSection) -> Result<Client> {
+    let auth = match (&cfg.token_id, &cfg.token_secret_file) {
+        (Some(id), Some(file)) => Auth::Token {
+            id: id.clone(),
+            secret: Secret::from_file(file)
+                .map_err(|e| Error::Config(format!("pve.token_secret_file: {e}")))?,
+        },
+        _ => Auth::Password {
+            username: cfg.username.clone().unwrap_or_default(),
+            password: Secret::from_file(cfg.password_file.as_deref().unwrap_or(Path::new("")))
+                .map_err(|e| Error::Config(format!("pve.password_file: {e}")))?,
+        },
+    };
+    let tls = if cfg.insecure {
+        Tls::Insecure
+    } else if let Some(fp) = &cfg.fingerprint {
+        Tls::Fingerprint(fp.clone())
+    } else {
+        Tls::Verify {
+            ca_file: cfg.ca_file.clone(),
+        }
+    };
+    let mut cc = ClientConfig::new(cfg.url.clone(), auth, tls);
+    cc.timeout = Duration::from_secs(cfg.timeout_secs);
+    cc.retries = cfg.retries;
+    Client::new(cc).map_err(|e| Error::Config(format!("pve: {e}")))
+}
+
+/// The runtime's client for `[pve]`, made on first use.
+pub fn client(rt: &Runtime) -> Result<&Client> {
+    if let Some(c) = rt.pve_client.get() {
+        return Ok(c);
+    }
+    let c = connect(rt.config.pve()?)?;
+    Ok(rt.pve_client.get_or_init(|| c))
+}
+
+/// Wrap a client error with what the runtime was doing.
+pub fn api(what: &str) -> impl Fn(pve_client::Error) -> Error + '_ {
+    move |source| Error::Pve {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Proxmox's answer to a create whose VMID is taken (in the message, or
+/// as the `vmid` parameter's error).
+fn is_taken(e: &pve_client::Error) -> bool {
+    match e {
+        pve_client::Error::Http {
+            message, errors, ..
+        } => {
+            message.contains("already exists")
+                || errors
+                    .get("vmid")
+                    .is_some_and(|m| m.contains("already exists"))
+        }
+        _ => false,
+    }
+}
+
+/// Proxmox's answer to a create whose base template is gone.
+fn is_missing_template(e: &pve_client::Error) -> bool {
+    match e {
+        pve_client::Error::Http {
+            message, errors, ..
+        } => message.contains("vztmpl") || errors.values().any(|m| m.contains("vztmpl")),
+        _ => false,
+    }
+}
+
+/// Proxmox's answer for a CT that a task holds locked.
+fn is_locked(e: &pve_client::Error) -> bool {
+    e.server_message().is_some_and(|m| m.contains("locked"))
+}
+
+/// How the CT's network is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMode {
+    /// A new network namespace: net0 through the API.
+    Api,
+    /// The host's, or a given namespace path: LXC's own keys, raw.
+    Raw,
+}
+
+#[derive(Default)]
+pub struct PveLxcEngine {
+    plan: Option<CtPlan>,
+    /// The init's stdio socket, handed to the monitor at start.
+    stdio: Option<UnixListener>,
+    /// The CT and its start task, once the start request was sent.
+    start_task: Option<(u32, Upid)>,
+    last_check: Option<Instant>,
+}
+
+impl PveLxcEngine {
+    fn planned(&self) -> &CtPlan {
+        self.plan.as_ref().expect("plan runs first")
+    }
+}
+
+impl Engine for PveLxcEngine {
+    fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
+        // The [pve] section and its secrets, before anything is made.
+        client(rt)?;
+        self.plan = Some(plan::plan(
+            &req.id,
+            &req.spec,
+            &req.annotations,
+            rt.config.pve()?,
+            &rt.store.root,
+        )?);
+        Ok(())
+    }
+
+    fn record(&self) -> EngineRecord {
+        EngineRecord::PveLxc(PveLxcRecord::default())
+    }
+
+    fn provision(&mut self, _cx: &mut Cx, req: &Request) -> Result<PathBuf> {
+        // The CT's own volume comes with the CT (configure); no [storage]
+        // volume of ours.
+        Ok(req.rootfs.clone())
+    }
+
+    fn mapped_root(&self, _spec: &Spec) -> Option<(u32, u32)> {
+        self.planned().unprivileged.then_some((ID_SHIFT, ID_SHIFT))
+    }
+
+    fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
+        let plan = self.planned();
+        let owned = host_keys(plan.unprivileged, plan.net);
+        // The bind mounts that became mount points are Proxmox's.
+        let tr = if plan.mount_points.is_empty() {
+            translate_excluding(spec, ctx, &owned)?
+        } else {
+            translate_excluding(&without_mounts(spec, &plan.mount_points), ctx, &owned)?
+        };
+        Ok(tr)
+    }
+
+    fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
+        let plan = self.plan.take().expect("plan runs first");
+        let made = make::make_ct(cx, &plan, &req.rootfs);
+        self.plan = Some(plan);
+        let vmid = made?;
+        append_raw(&cx.rt.config.pve()?.config_dir, vmid, tr.lxc.entries())?;
+        let stdio = UnixListener::bind(
+            cx.paths
+                .exchange
+                .join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
+        )
+        .ctx(|| "binding the stdio socket".into())?;
+        self.stdio = Some(stdio);
+        Ok(())
+    }
+
+    fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
+        let rt = cx.rt;
+        let cfg = rt.config.pve()?;
+        let listener = self.stdio.take().expect("configure runs first");
+        let monitor = spawn_monitor(
+            &cx.paths.exchange,
+            listener,
+            stdio,
+            Duration::from_secs(cfg.task_timeout_secs + rt.config.lxc.start_timeout_secs),
+        )?;
+        // Recorded before the start request, which may take long.
+        cx.record_monitor(monitor)?;
+        let vmid = record_of(&cx.state)
+            .and_then(|r| r.vmid)
+            .expect("configure made the CT");
+        let upid = client(rt)?
+            .lxc_start(&cfg.node, vmid)
+            .map_err(api(&format!("starting CT {vmid}")))?;
+        self.start_task = Some((vmid, upid));
+        self.last_check = Some(Instant::now());
+        Ok(monitor)
+    }
+
+    fn start_failed(&mut self, rt: &Runtime) -> Option<String> {
+        // Asked at most once a second: did Proxmox's start task fail?
+        let (_, upid) = self.start_task.as_ref()?;
+        if self
+            .last_check
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.last_check = Some(Instant::now());
+        let err = make::task_error(client(rt).ok()?, upid)?;
+        Some(format!("Proxmox start task: {err}"))
+    }
+
+    fn find_init(
+        &self,
+        rt: &Runtime,
+        paths: &Paths,
+        _monitor: Pid,
+        early: bool,
+    ) -> Option<ProcRef> {
+        if !early {
+            return read_init(&paths.exchange);
+        }
+        // At the mount hook the monitor has not heard from the init yet:
+        // ask Proxmox for the CT's init pid.
+        let (vmid, _) = self.start_task.as_ref()?;
+        let st = client(rt)
+            .ok()?
+            .lxc_status(&rt.config.pve().ok()?.node, *vmid)
+            .ok()?;
+        proc::proc_ref(st.pid? as i32)
+    }
+
+    fn started(&mut self, rt: &Runtime) -> Result<()> {
+        if let Some((vmid, upid)) = &self.start_task {
+            wait(
+                client(rt)?,
+                rt.config.pve()?,
+                upid,
+                &format!("starting CT {vmid}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn monitor_grace(&self, paths: &Paths) -> Duration {
+        // Without an init to wait for the monitor ends at once; with one,
+        // once Proxmox has stopped the CT.
+        match read_init(&paths.exchange) {
+            None => Duration::ZERO,
+            Some(_) => Duration::from_secs(2),
+        }
+    }
+
+    fn stop_without_init(&self, st: &ContainerState) {
+        // The monitor may still wait for an init that never comes.
+        if let Some(m) = st.monitor.filter(proc::is_alive) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+        }
+    }
+
+    fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
+        let Some(rec) = record_of(st) else {
+            return Ok(());
+        };
+        // The VMID is checked to be still this container's first: the CT
+        // may have been destroyed from the Proxmox side and its VMID reused.
+        destroy(
+            client(rt)?,
+            rt.config.pve()?,
+            rec,
+            &st.id,
+            &rt.store.root,
+            true,
+        )
+    }
+
+    fn update_limits(
+        &self,
+        rt: &Runtime,
+        st: &ContainerState,
+        merged: &LinuxResources,
+    ) -> Result<()> {
+        // The CT's options follow, so Proxmox shows the new limits (the
+        // cgroup values are what the kernel enforces).
+        let Some(rec) = record_of(st) else {
+            return Ok(());
+        };
+        let Some(vmid) = rec.vmid else {
+            return Ok(());
+        };
+        let params = limit_params(Some(merged), Params::new())?;
+        client(rt)?
+            .lxc_set_config(&rec.node, vmid, &params)
+            .map_err(api("updating the CT's limits"))?;
+        Ok(())
+    }
+}
