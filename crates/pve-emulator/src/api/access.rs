@@ -1,0 +1,77 @@
+//! /access: the login ticket, and the permission checks of the other calls
+//! (this emulator knows root@pam and everyone else).
+
+use serde_json::json;
+
+use super::{ok, Ctx, P, R};
+use crate::api::App;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::propstr;
+
+pub(super) fn login(app: &App, p: &P) -> R {
+    let user = p.get("username").cloned().unwrap_or_default();
+    match app
+        .auth
+        .login(&user, p.get("password").map(String::as_str).unwrap_or(""))
+    {
+        Some(u) => ok(json!({
+            "username": u,
+            "ticket": app.auth.make_ticket(&u),
+            "CSRFPreventionToken": app.auth.make_csrf(&u),
+            "cap": {"vms": {}, "storage": {}, "nodes": {}, "access": {}, "dc": {}, "sdn": {}, "mapping": {}},
+        })),
+        None => {
+            std::thread::sleep(std::time::Duration::from_millis(app.auth_fail_delay_ms));
+            Err(ApiError::new(401, "authentication failure"))
+        }
+    }
+}
+
+impl Ctx {
+    fn who(&self) -> &Identity {
+        self.identity.as_ref().expect("authenticated")
+    }
+    pub(super) fn user(&self) -> String {
+        self.who().name()
+    }
+    pub(super) fn root_only(&self, what: &str) -> Result<(), ApiError> {
+        if self.who().is_root_pam() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "Permission check failed ({what})"
+            )))
+        }
+    }
+}
+
+/// Keys that only root@pam may set (pve-container's check_ct_modify_config_perm).
+pub(super) fn check_root_only(ctx: &Ctx, p: &P) -> Result<(), ApiError> {
+    for (k, v) in p {
+        let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+        match base {
+            "features" => {
+                let f = propstr::parse_lxc("lxc-features", v).unwrap_or_default();
+                if f.keys().any(|k| k != "nesting") {
+                    ctx.root_only(
+                        "changing feature flags (except nesting) is only allowed for root@pam",
+                    )?;
+                }
+            }
+            "mp" => {
+                let m = propstr::parse_lxc("lxc-mp", v).unwrap_or_default();
+                if m.get("volume").is_some_and(|v| v.starts_with('/')) {
+                    ctx.root_only(&format!(
+                        "only root can set '{k}' config for non-volume mount"
+                    ))?;
+                }
+            }
+            "dev" => ctx.root_only(&format!("only root can set '{k}' config"))?,
+            "hookscript" => ctx.root_only("only root can set 'hookscript' config")?,
+            "skiplock" if v == "1" => ctx.root_only("Only root may use this option.")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! /nodes/{node}/tasks: the task list, a task's status and log. The tasks
+//! themselves run in crate::tasks.
+
+use serde_json::{json, Value};
+
+use super::{ok, App, Data, P, R};
+use crate::error::ApiError;
+
+pub(super) fn list(app: &App, p: &P) -> R {
+    ok(json!(app.tasks.list(&p["node"])))
+}
+
+pub(super) fn status(app: &App, p: &P) -> R {
+    app.tasks
+        .status(task_upid(p)?)
+        .map(Data::Plain)
+        .ok_or_else(|| ApiError::param("upid", "no such task"))
+}
+
+pub(super) fn log(app: &App, p: &P) -> R {
+    let start = p.get("start").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit = p.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
+    let (lines, total) = app
+        .tasks
+        .log(task_upid(p)?, start, limit)
+        .ok_or_else(|| ApiError::param("upid", "no such task"))?;
+    Ok(Data::WithTotal(json!(lines), total))
+}
+
+/// Stopping a task is not emulated: a known task answers null.
+pub(super) fn delete(app: &App, p: &P) -> R {
+    if !app.tasks.exists(task_upid(p)?) {
+        return Err(ApiError::param("upid", "no such task"));
+    }
+    ok(Value::Null)
+}
+
+/// The `{upid}` of a task path, parsed (it names files) and of the path's node.
+fn task_upid(p: &P) -> Result<&str, ApiError> {
+    let upid = p.get("upid").map(String::as_str).unwrap_or("");
+    match crate::tasks::Upid::parse(upid) {
+        Some(u) if u.node == p["node"] => Ok(upid),
+        _ => Err(ApiError::param("upid", "no such task")),
+    }
+}
