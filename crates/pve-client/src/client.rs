@@ -98,7 +98,7 @@ pub(crate) enum Body<'a> {
     /// Parameters in the query string (GET, DELETE) or form-encoded (POST, PUT).
     Params(&'a Params),
     /// A multipart upload: head, file, tail.
-    Multipart(&'a crate::api::storage::Multipart),
+    Multipart(&'a crate::multipart::Multipart),
 }
 
 /// A blocking Proxmox VE API client. Cheap to share between threads.

@@ -25,6 +25,7 @@ mod client;
 mod config;
 mod de;
 mod error;
+mod multipart;
 mod params;
 pub mod props;
 mod secret;

@@ -14,27 +14,7 @@ use std::os::fd::AsRawFd;
 use crate::config::XattrPolicy;
 use crate::error::{Error, Result};
 use crate::idshift::IdShift;
-use crate::progress::Progress;
-
-/// What a copy did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CopyStats {
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
-    pub hardlinks: u64,
-    pub specials: u64,
-    /// Data bytes written (holes of sparse files are not written).
-    pub bytes: u64,
-    /// Extended attributes the target could not store (policy "skip").
-    pub xattrs_skipped: u64,
-}
-
-impl CopyStats {
-    pub fn entries(&self) -> u64 {
-        self.files + self.dirs + self.symlinks + self.hardlinks + self.specials
-    }
-}
+use crate::progress::{CopyStats, Progress};
 
 /// How to copy.
 #[derive(Debug, Clone, Copy, Default)]

@@ -47,12 +47,12 @@ pub mod testpool;
 pub mod zfs;
 
 pub use config::{Kind, StorageConfig, XattrPolicy};
-pub use copy::{copy_tree, copy_tree_with, CopyOptions, CopyStats};
+pub use copy::{copy_tree, copy_tree_with, CopyOptions};
 pub use error::{Error, Result};
 pub use foreign::fill_volume;
 pub use idshift::{IdRange, IdShift};
 pub use key::{ImageKey, TreeSummary, DIGEST_ANNOTATION};
-pub use progress::{NoProgress, Progress, TerminalProgress};
+pub use progress::{CopyStats, NoProgress, Progress, TerminalProgress};
 pub use storage::{
     FoundVolume, ImageInfo, SnapshotInfo, Storage, Volume, VolumePlan, VolumeRequest,
     QUOTA_ANNOTATION, RESERVATION_ANNOTATION,

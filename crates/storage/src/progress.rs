@@ -2,8 +2,27 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use crate::copy::CopyStats;
 use crate::size::human;
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub specials: u64,
+    /// Data bytes written (holes of sparse files are not written).
+    pub bytes: u64,
+    /// Extended attributes the target could not store (policy "skip").
+    pub xattrs_skipped: u64,
+}
+
+impl CopyStats {
+    pub fn entries(&self) -> u64 {
+        self.files + self.dirs + self.symlinks + self.hardlinks + self.specials
+    }
+}
 
 /// Told about a copy as it goes.
 pub trait Progress {

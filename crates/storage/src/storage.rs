@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Kind, QuotaProperty, ReservationProperty, StorageConfig};
-use crate::copy::{copy_tree_with, CopyOptions, CopyStats};
+use crate::copy::{copy_tree_with, CopyOptions};
 use crate::error::{invalid, Context, Error, Result};
 use crate::idshift::IdShift;
 use crate::key::ImageKey;
 use crate::lock::{self, Lock};
 use crate::names;
+use crate::progress::CopyStats;
 use crate::progress::Progress;
 use crate::size::{self, human};
 use crate::zfs::{dir_is_empty, Zfs};
