@@ -83,7 +83,7 @@ fn join_cgroups(pid: i32) -> Result<(), AttachError> {
         let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        let Some(mnt) = cgroup_mount(&mountinfo, ctrls) else {
+        let Some(mnt) = proxmox_lxcri_cgroups::mount_point(&mountinfo, ctrls) else {
             continue;
         };
         let procs = format!("{mnt}{path}/cgroup.procs");
@@ -95,30 +95,6 @@ fn join_cgroups(pid: i32) -> Result<(), AttachError> {
         }
     }
     Ok(())
-}
-
-/// Mount point of the hierarchy with exactly these controllers ("" = v2).
-pub fn cgroup_mount(mountinfo: &str, ctrls: &str) -> Option<String> {
-    let want: Vec<&str> = ctrls.split(',').filter(|s| !s.is_empty()).collect();
-    for l in mountinfo.lines() {
-        let (pre, post) = l.split_once(" - ")?;
-        let mut post = post.split_whitespace();
-        let fstype = post.next()?;
-        let _src = post.next();
-        let opts = post.next().unwrap_or("");
-        let mnt = pre.split_whitespace().nth(4)?;
-        match fstype {
-            "cgroup2" if want.is_empty() => return Some(mnt.to_string()),
-            "cgroup" if !want.is_empty() => {
-                let have: Vec<&str> = opts.split(',').collect();
-                if want.iter().all(|w| have.contains(w)) {
-                    return Some(mnt.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Namespaces of `pid` that differ from ours, user namespace first.
@@ -258,29 +234,5 @@ pub fn wait_forwarding(
         if let Ok(s) = Signal::try_from(sig) {
             forward(s);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_cgroup_mounts() {
-        let mi = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
-                  33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-                  40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
-                  41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup_mount(mi, "cpu").unwrap(), "/sys/fs/cgroup/cpu");
-        assert_eq!(
-            cgroup_mount(mi, "cpu,cpuacct").unwrap(),
-            "/sys/fs/cgroup/cpu,cpuacct"
-        );
-        assert_eq!(
-            cgroup_mount(mi, "name=systemd").unwrap(),
-            "/sys/fs/cgroup/systemd"
-        );
-        assert_eq!(cgroup_mount(mi, "").unwrap(), "/sys/fs/cgroup/unified");
-        assert!(cgroup_mount(mi, "memory").is_none());
     }
 }

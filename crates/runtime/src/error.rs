@@ -25,6 +25,8 @@ pub enum Error {
     Storage(#[from] storage::Error),
     #[error(transparent)]
     Translate(#[from] proxmox_lxcri_lxc::config::TranslateError),
+    #[error(transparent)]
+    Cgroup(#[from] proxmox_lxcri_cgroups::Error),
     #[error("{0}")]
     Spec(String),
     #[error("{0}")]

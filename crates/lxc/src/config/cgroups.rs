@@ -1,40 +1,12 @@
-//! Cgroup layout of the host, cgroupsPath placement and linux.resources.
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
+//! cgroupsPath placement and linux.resources -> `lxc.cgroup*` keys, for
+//! the host's [`CgroupLayout`].
 use oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxThrottleDevice, Spec,
 };
 
+use proxmox_lxcri_cgroups::CgroupLayout;
+
 use super::{LxcConfig, TranslateContext, TranslateError};
-
-/// Controllers a v1 hierarchy can carry (the names in mount options).
-const V1_CONTROLLERS: [&str; 13] = [
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "memory",
-    "devices",
-    "freezer",
-    "net_cls",
-    "net_prio",
-    "blkio",
-    "perf_event",
-    "hugetlb",
-    "pids",
-    "rdma",
-];
-
-/// Which controllers are on cgroup v1 hierarchies and which on the unified
-/// (v2) one, and where the unified hierarchy is mounted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CgroupLayout {
-    v1: BTreeSet<String>,
-    v2: BTreeSet<String>,
-    /// Mount point of the unified hierarchy: `/sys/fs/cgroup` (pure v2) or
-    /// `/sys/fs/cgroup/unified` (hybrid); None when there is none.
-    unified_mount: Option<PathBuf>,
-}
 
 /// Where a controller's limits go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,134 +15,37 @@ enum Target {
     V2,
 }
 
-impl CgroupLayout {
-    /// Reads /proc/self/mountinfo (cgroup mounts under /sys/fs/cgroup) and
-    /// the unified hierarchy's cgroup.controllers.
-    pub fn detect() -> Result<Self, TranslateError> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
-            TranslateError::CgroupDetect(format!("reading /proc/self/mountinfo: {e}"))
-        })?;
-        let mut layout = Self::from_mountinfo(&mountinfo);
-        if let Some(m) = &layout.unified_mount {
-            let p = m.join("cgroup.controllers");
-            let c = std::fs::read_to_string(&p).map_err(|e| {
-                TranslateError::CgroupDetect(format!("reading {}: {e}", p.display()))
-            })?;
-            layout.v2 = c.split_whitespace().map(str::to_string).collect();
-        }
-        if layout.v1.is_empty() && layout.unified_mount.is_none() {
-            return Err(TranslateError::CgroupDetect(
-                "no cgroup hierarchy is mounted under /sys/fs/cgroup".to_string(),
-            ));
-        }
-        Ok(layout)
+/// Where limits for `controller` go, or why they cannot be set.
+fn target(
+    layout: &CgroupLayout,
+    controller: &str,
+    field: &str,
+    value: &str,
+) -> Result<Target, TranslateError> {
+    if layout.has_v1(controller) {
+        return Ok(Target::V1);
     }
-
-    /// The v1 part and the unified mount point from mountinfo text (the v2
-    /// controllers come from cgroup.controllers, see [`Self::detect`]).
-    pub(crate) fn from_mountinfo(mountinfo: &str) -> Self {
-        let mut layout = Self::default();
-        for line in mountinfo.lines() {
-            // "36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices"
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let Some(mount_point) = pre.split(' ').nth(4) else {
-                continue;
-            };
-            if !(mount_point == "/sys/fs/cgroup" || mount_point.starts_with("/sys/fs/cgroup/")) {
-                continue;
-            }
-            let mut post = post.split(' ');
-            let fstype = post.next().unwrap_or("");
-            let _source = post.next();
-            let superopts = post.next().unwrap_or("");
-            match fstype {
-                "cgroup" => {
-                    for o in superopts.split(',') {
-                        if V1_CONTROLLERS.contains(&o) {
-                            layout.v1.insert(o.to_string());
-                        }
-                    }
-                }
-                "cgroup2" => layout.unified_mount = Some(PathBuf::from(mount_point)),
-                _ => {}
-            }
-        }
-        layout
+    // On cgroup v2 the device controller is a BPF program LXC attaches,
+    // not a listed controller.
+    let on_v2 =
+        layout.has_v2(controller) || (controller == "devices" && layout.unified_mount().is_some());
+    if on_v2 && layout.is_pure_v2() {
+        return Ok(Target::V2);
     }
-
-    /// Pure cgroup v1 (no unified hierarchy), for tests.
-    pub fn v1(controllers: &[&str]) -> Self {
-        Self {
-            v1: controllers.iter().map(|s| s.to_string()).collect(),
-            v2: BTreeSet::new(),
-            unified_mount: None,
-        }
-    }
-
-    /// Pure cgroup v2 (unified at /sys/fs/cgroup), for tests.
-    pub fn v2(controllers: &[&str]) -> Self {
-        Self {
-            v1: BTreeSet::new(),
-            v2: controllers.iter().map(|s| s.to_string()).collect(),
-            unified_mount: Some(PathBuf::from("/sys/fs/cgroup")),
-        }
-    }
-
-    /// Hybrid (v1 hierarchies plus unified at /sys/fs/cgroup/unified), for tests.
-    pub fn hybrid(v1: &[&str], v2: &[&str]) -> Self {
-        Self {
-            v1: v1.iter().map(|s| s.to_string()).collect(),
-            v2: v2.iter().map(|s| s.to_string()).collect(),
-            unified_mount: Some(PathBuf::from("/sys/fs/cgroup/unified")),
-        }
-    }
-
-    /// Only the unified hierarchy, mounted at /sys/fs/cgroup.
-    pub fn is_pure_v2(&self) -> bool {
-        self.v1.is_empty() && self.unified_mount.as_deref() == Some(Path::new("/sys/fs/cgroup"))
-    }
-
-    pub fn v1_controllers(&self) -> impl Iterator<Item = &str> {
-        self.v1.iter().map(String::as_str)
-    }
-
-    pub fn v2_controllers(&self) -> impl Iterator<Item = &str> {
-        self.v2.iter().map(String::as_str)
-    }
-
-    pub fn unified_mount(&self) -> Option<&Path> {
-        self.unified_mount.as_deref()
-    }
-
-    /// Where limits for `controller` go, or why they cannot be set.
-    fn target(&self, controller: &str, field: &str, value: &str) -> Result<Target, TranslateError> {
-        if self.v1.contains(controller) {
-            return Ok(Target::V1);
-        }
-        // On cgroup v2 the device controller is a BPF program LXC attaches,
-        // not a listed controller.
-        let on_v2 = self.v2.contains(controller)
-            || (controller == "devices" && self.unified_mount.is_some());
-        if on_v2 && self.is_pure_v2() {
-            return Ok(Target::V2);
-        }
-        if on_v2 {
-            return Err(TranslateError::unsupported(
+    if on_v2 {
+        return Err(TranslateError::unsupported(
                 field,
                 value,
                 format!("the {controller} controller is only on the cgroup v2 hierarchy of this hybrid host, and LXC 5.0 ignores lxc.cgroup2.* limits unless the host is pure cgroup v2"),
                 format!("remove {field}, or enable {controller} on a cgroup v1 hierarchy"),
             ));
-        }
-        Err(TranslateError::unsupported(
-            field,
-            value,
-            format!("the {controller} cgroup controller is not available on this host"),
-            format!("remove {field} or enable the {controller} controller"),
-        ))
     }
+    Err(TranslateError::unsupported(
+        field,
+        value,
+        format!("the {controller} cgroup controller is not available on this host"),
+        format!("remove {field} or enable the {controller} controller"),
+    ))
 }
 
 /// Resolves linux.cgroupsPath to a path relative to the hierarchy roots.
@@ -418,7 +293,7 @@ pub(crate) fn translate(
         for d in DEFAULT_ALLOWED_DEVICES {
             lines.push((true, d.to_string()));
         }
-        match layout.target("devices", &field, "[...]") {
+        match target(layout, "devices", &field, "[...]") {
             Ok(t) => {
                 for (allow, rule) in lines {
                     let file = if allow {
@@ -461,7 +336,7 @@ pub(crate) fn translate(
             ));
         }
         if any {
-            let t = layout.target("memory", &f, "{...}")?;
+            let t = target(layout, "memory", &f, "{...}")?;
             if let Some(l) = m.limit() {
                 if l < -1 || l == 0 {
                     return Err(TranslateError::invalid(
@@ -592,7 +467,7 @@ pub(crate) fn translate(
             || c.realtime_period().is_some()
             || c.idle().is_some();
         if cpu_any {
-            let t = layout.target("cpu", &f, "{...}")?;
+            let t = target(layout, "cpu", &f, "{...}")?;
             if let Some(p) = c.period() {
                 if !(1000..=1_000_000).contains(&p) {
                     return Err(TranslateError::invalid(
@@ -676,7 +551,7 @@ pub(crate) fn translate(
         let cpus = c.cpus().as_deref().filter(|s| !s.is_empty());
         let mems = c.mems().as_deref().filter(|s| !s.is_empty());
         if cpus.is_some() || mems.is_some() {
-            let t = layout.target("cpuset", &f, "{cpus/mems}")?;
+            let t = target(layout, "cpuset", &f, "{cpus/mems}")?;
             if let Some(s) = cpus {
                 check_cpuset(&format!("{f}.cpus"), s)?;
                 em.put(t, "cpuset.cpus", s.to_string())?;
@@ -693,7 +568,7 @@ pub(crate) fn translate(
         let f = format!("{F}.pids.limit");
         let l = p.limit();
         if l != 0 {
-            let t = layout.target("pids", &f, &l.to_string())?;
+            let t = target(layout, "pids", &f, &l.to_string())?;
             em.put(t, "pids.max", max_or(l))?;
         }
     }
@@ -713,7 +588,8 @@ pub(crate) fn translate(
             .iter()
             .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
         if any {
-            let t = layout.target(
+            let t = target(
+                layout,
                 if layout.is_pure_v2() { "io" } else { "blkio" },
                 &f,
                 "{...}",
@@ -821,7 +697,7 @@ pub(crate) fn translate(
                 "use a size like 2MB or 1GB",
             ));
         }
-        let t = layout.target("hugetlb", &f, size)?;
+        let t = target(layout, "hugetlb", &f, size)?;
         match t {
             Target::V1 => em.put(
                 t,
@@ -836,12 +712,12 @@ pub(crate) fn translate(
     if let Some(n) = r.network() {
         let f = format!("{F}.network");
         if let Some(id) = n.class_id() {
-            let t = layout.target("net_cls", &format!("{f}.classID"), &id.to_string())?;
+            let t = target(layout, "net_cls", &format!("{f}.classID"), &id.to_string())?;
             em.put(t, "net_cls.classid", id.to_string())?;
         }
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             let field = format!("{f}.priorities[{i}]");
-            let t = layout.target("net_prio", &field, p.name())?;
+            let t = target(layout, "net_prio", &field, p.name())?;
             let name = p.name();
             if name.is_empty()
                 || name.len() > 15
@@ -882,7 +758,7 @@ pub(crate) fn translate(
             if let Some(o) = l.hca_objects() {
                 v.push_str(&format!(" hca_object={o}"));
             }
-            let t = layout.target("rdma", &field, &v)?;
+            let t = target(layout, "rdma", &field, &v)?;
             em.put(t, "rdma.max", v)?;
         }
     }
@@ -924,7 +800,7 @@ pub(crate) fn translate(
                 controller,
                 "cpu" | "io" | "memory" | "pids" | "cpuset" | "hugetlb" | "rdma" | "misc"
             );
-            if builtin && !layout.v2.contains(controller) {
+            if builtin && !layout.has_v2(controller) {
                 return Err(TranslateError::unsupported(
                     field,
                     key,

@@ -911,46 +911,6 @@ fn unified_only_on_pure_v2() {
     assert!(e.to_string().contains("inject"), "{e}");
 }
 
-#[test]
-fn layout_from_mountinfo() {
-    let hybrid_text = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-36 31 0:33 / /sys/fs/cgroup/net_cls,net_prio rw,relatime - cgroup cgroup rw,net_cls,net_prio
-40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-99 23 0:50 / /other/cgroup rw - cgroup cgroup rw,pids
-";
-    let l = CgroupLayout::from_mountinfo(hybrid_text);
-    assert_eq!(
-        l.v1_controllers().collect::<Vec<_>>(),
-        vec!["cpu", "cpuacct", "memory", "net_cls", "net_prio"]
-    );
-    assert_eq!(
-        l.unified_mount(),
-        Some(std::path::Path::new("/sys/fs/cgroup/unified"))
-    );
-    assert!(!l.is_pure_v2());
-    let v2 = CgroupLayout::from_mountinfo(
-        "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
-    );
-    assert!(v2.v1_controllers().next().is_none());
-    assert_eq!(
-        v2.unified_mount(),
-        Some(std::path::Path::new("/sys/fs/cgroup"))
-    );
-    assert!(CgroupLayout::v2(&[]).is_pure_v2());
-}
-
-#[test]
-fn detect_on_this_host() {
-    // Whatever the host is, detection must succeed and be self-consistent.
-    let l = CgroupLayout::detect().expect("cgroups are mounted");
-    assert!(l.v1_controllers().next().is_some() || l.unified_mount().is_some());
-}
-
 // ---------------------------------------------------------------- misc linux / process
 
 #[test]
