@@ -10,21 +10,56 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::Process;
 
-use crate::init::{prepare_process, process::exec_user};
+use crate::init::{prepare_process, process::exec_user, InitError};
 use crate::init_config::{Capabilities, InitConfig};
 
+/// Why `exec` failed; every message starts with `exec: `.
 #[derive(Debug, thiserror::Error)]
-#[error("exec: {0}")]
-pub struct AttachError(pub String);
-
-fn err(m: impl Into<String>) -> AttachError {
-    AttachError(m.into())
+pub enum AttachError {
+    #[error("exec: process.args must not be empty")]
+    NoArgs,
+    #[error("exec: process.cwd {0:?} must be absolute")]
+    RelativeCwd(String),
+    #[error("exec: reading the container's cgroups: {0}")]
+    ReadCgroups(std::io::Error),
+    #[error("exec: reading mountinfo: {0}")]
+    ReadMountinfo(std::io::Error),
+    #[error("exec: joining cgroup {}: {source}", path.display())]
+    JoinCgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exec: opening {}: {source}", path.display())]
+    OpenNamespace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exec: entering the container's {flag:?}: {source}")]
+    EnterNamespace {
+        flag: CloneFlags,
+        source: nix::Error,
+    },
+    /// The process cannot run in the container (user, capabilities,
+    /// seccomp, cwd, executable ...).
+    #[error("exec: {0}")]
+    Prepare(#[from] InitError),
+    /// Making the pty or sending its master to the console socket.
+    #[error("exec: {0}")]
+    Pty(String),
+    #[error("exec: pipe: {0}")]
+    Pipe(nix::Error),
+    #[error("exec: fork: {0}")]
+    Fork(nix::Error),
+    /// The forked process failed before exec (its message).
+    #[error("exec: {0}")]
+    Process(String),
 }
 
 /// The InitConfig for an exec'd process: its own process fields, the
@@ -35,7 +70,7 @@ pub fn init_config_for(
 ) -> Result<InitConfig, AttachError> {
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
-        return Err(err("process.args must not be empty"));
+        return Err(AttachError::NoArgs);
     }
     let user = process.user();
     let caps = process.capabilities().as_ref().map(|c| {
@@ -54,7 +89,7 @@ pub fn init_config_for(
     });
     let cwd = process.cwd().to_string_lossy().into_owned();
     if !cwd.starts_with('/') {
-        return Err(err(format!("process.cwd {cwd:?} must be absolute")));
+        return Err(AttachError::RelativeCwd(cwd));
     }
     Ok(InitConfig {
         args,
@@ -74,51 +109,30 @@ pub fn init_config_for(
 
 /// Join the cgroups of `pid` on every hierarchy mounted here.
 fn join_cgroups(pid: i32) -> Result<(), AttachError> {
-    let theirs = fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .map_err(|e| err(format!("reading the container's cgroups: {e}")))?;
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| err(format!("reading mountinfo: {e}")))?;
+    let theirs =
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(AttachError::ReadCgroups)?;
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(AttachError::ReadMountinfo)?;
     for line in theirs.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        let Some(mnt) = cgroup_mount(&mountinfo, ctrls) else {
+        let Some(mnt) = proxmox_lxcri_cgroups::mount_point(&mountinfo, ctrls) else {
             continue;
         };
-        let procs = format!("{mnt}{path}/cgroup.procs");
-        if let Err(e) = fs::write(&procs, "0") {
+        let procs = PathBuf::from(format!("{mnt}{path}/cgroup.procs"));
+        if let Err(source) = fs::write(&procs, "0") {
             // The named systemd hierarchy is bookkeeping only.
             if !ctrls.starts_with("name=") {
-                return Err(err(format!("joining cgroup {procs}: {e}")));
+                return Err(AttachError::JoinCgroup {
+                    path: procs,
+                    source,
+                });
             }
         }
     }
     Ok(())
-}
-
-/// Mount point of the hierarchy with exactly these controllers ("" = v2).
-pub fn cgroup_mount(mountinfo: &str, ctrls: &str) -> Option<String> {
-    let want: Vec<&str> = ctrls.split(',').filter(|s| !s.is_empty()).collect();
-    for l in mountinfo.lines() {
-        let (pre, post) = l.split_once(" - ")?;
-        let mut post = post.split_whitespace();
-        let fstype = post.next()?;
-        let _src = post.next();
-        let opts = post.next().unwrap_or("");
-        let mnt = pre.split_whitespace().nth(4)?;
-        match fstype {
-            "cgroup2" if want.is_empty() => return Some(mnt.to_string()),
-            "cgroup" if !want.is_empty() => {
-                let have: Vec<&str> = opts.split(',').collect();
-                if want.iter().all(|w| have.contains(w)) {
-                    return Some(mnt.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Namespaces of `pid` that differ from ours, user namespace first.
@@ -143,7 +157,10 @@ fn namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags)>, AttachError> {
         if a.ino() == b.ino() && a.dev() == b.dev() {
             continue;
         }
-        let f = File::open(&theirs).map_err(|e| err(format!("opening {theirs}: {e}")))?;
+        let f = File::open(&theirs).map_err(|source| AttachError::OpenNamespace {
+            path: theirs.into(),
+            source,
+        })?;
         // SAFETY: ownership moves from the File.
         out.push((unsafe { OwnedFd::from_raw_fd(f.into_raw_fd()) }, flag));
     }
@@ -169,26 +186,28 @@ pub fn exec(
     let ns = namespaces(init_pid)?;
     join_cgroups(init_pid)?;
     for (fd, flag) in &ns {
-        setns(fd, *flag).map_err(|e| err(format!("entering the container's {flag:?}: {e}")))?;
+        setns(fd, *flag).map_err(|source| AttachError::EnterNamespace {
+            flag: *flag,
+            source,
+        })?;
     }
     drop(ns);
     // Root and cwd are the container's now; check the process against them.
-    let prepared = prepare_process(cfg).map_err(err)?;
+    let prepared = prepare_process(cfg)?;
     // The terminal comes from the container's own devpts; its master goes
     // to the console socket, connected before we left the host's mounts.
     let pty = match &console {
         Some(sock) => {
-            let (master, slave) = crate::pty::open_pty().map_err(err)?;
-            crate::pty::send_fd(sock, master.as_raw_fd()).map_err(err)?;
+            let (master, slave) = crate::pty::open_pty().map_err(AttachError::Pty)?;
+            crate::pty::send_fd(sock, master.as_raw_fd()).map_err(AttachError::Pty)?;
             Some(slave)
         }
         None => None,
     };
     let stdio: Option<RawFd> = pty.as_ref().map(|s| s.as_raw_fd());
-    let (r, w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err(format!("pipe: {e}")))?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(AttachError::Pipe)?;
     // SAFETY: single-threaded caller; the child only sets itself up and execs.
-    let child = match unsafe { fork() }.map_err(|e| err(format!("fork: {e}")))? {
+    let child = match unsafe { fork() }.map_err(AttachError::Fork)? {
         ForkResult::Child => {
             drop(r);
             if let Some(fd) = stdio {
@@ -210,7 +229,7 @@ pub fn exec(
     let _ = File::from(r).read_to_string(&mut msg);
     if !msg.is_empty() {
         let _ = waitpid(child, None);
-        return Err(err(msg));
+        return Err(AttachError::Process(msg));
     }
     if detach {
         return Ok(Spawned::Detached(child.as_raw()));
@@ -266,21 +285,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_cgroup_mounts() {
-        let mi = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
-                  33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-                  40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
-                  41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup_mount(mi, "cpu").unwrap(), "/sys/fs/cgroup/cpu");
+    fn messages_are_the_old_strings() {
+        let mut p = Process::default();
+        p.set_args(Some(vec![]));
+        let c = InitConfig::default();
         assert_eq!(
-            cgroup_mount(mi, "cpu,cpuacct").unwrap(),
-            "/sys/fs/cgroup/cpu,cpuacct"
+            init_config_for(&p, &c).unwrap_err().to_string(),
+            "exec: process.args must not be empty"
+        );
+        p.set_args(Some(vec!["sh".into()]));
+        p.set_cwd("rel".into());
+        assert_eq!(
+            init_config_for(&p, &c).unwrap_err().to_string(),
+            "exec: process.cwd \"rel\" must be absolute"
+        );
+        let e = AttachError::JoinCgroup {
+            path: "/sys/fs/cgroup/x/cgroup.procs".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(
+            e.to_string(),
+            "exec: joining cgroup /sys/fs/cgroup/x/cgroup.procs: Permission denied (os error 13)"
+        );
+        let e = AttachError::EnterNamespace {
+            flag: CloneFlags::CLONE_NEWNET,
+            source: nix::Error::EPERM,
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "exec: entering the container's {:?}: {}",
+                CloneFlags::CLONE_NEWNET,
+                nix::Error::EPERM
+            )
         );
         assert_eq!(
-            cgroup_mount(mi, "name=systemd").unwrap(),
-            "/sys/fs/cgroup/systemd"
+            AttachError::from(InitError::NoArgs).to_string(),
+            "exec: process.args must not be empty"
         );
-        assert_eq!(cgroup_mount(mi, "").unwrap(), "/sys/fs/cgroup/unified");
-        assert!(cgroup_mount(mi, "memory").is_none());
     }
 }

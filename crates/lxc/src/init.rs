@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -41,6 +41,59 @@ pub struct Prepared {
     pub env: Vec<CString>,
     pub caps: capabilities::CapSets,
     pub seccomp: Option<seccomp::Filter>,
+}
+
+/// Why the init cannot prepare the user process. The message goes to the
+/// runtime on the `ready` FIFO (or, for `exec`, to the caller); the tests
+/// and the runtime's users read some of them.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("reading {}: {source}", path.display())]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {}: {source}", path.display())]
+    ParseConfig {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("process.args must not be empty")]
+    NoArgs,
+    /// Domainname, devices, masked or read-only paths, cwd or executable
+    /// (see [`prepare`]).
+    #[error("{0}")]
+    Prepare(String),
+    #[error("{0}")]
+    Capabilities(String),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("hooks.startContainer[{index}].timeout must be greater than zero, got {timeout}")]
+    HookTimeout { index: usize, timeout: i64 },
+    #[error("process.args[0] contains a NUL byte")]
+    NulInPath,
+    /// process.args or process.env with a NUL byte.
+    #[error("{0}")]
+    CString(String),
+    /// Opening an exchange-dir file (exit file, start FIFO).
+    #[error("opening {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Connecting to the runtime's console or stdio socket.
+    #[error("connecting {}: {source}", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Making the pty or passing fds over a socket.
+    #[error("{0}")]
+    Pty(String),
+    #[error("dup2 of the pty slave: {0}")]
+    DupPty(nix::Error),
+    #[error("dup2 of stdio fd {fd}: {source}")]
+    DupStdio { fd: usize, source: nix::Error },
 }
 
 fn log(msg: &str) {
@@ -92,25 +145,30 @@ fn close_inherited_fds() {
 }
 
 /// Step 1: read the config and prepare the container.
-fn prepare(dir: &Path) -> Result<Prepared, String> {
-    let p = dir.join(FILE_INIT_CONFIG);
-    let data = std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
-    let cfg: InitConfig =
-        serde_json::from_slice(&data).map_err(|e| format!("parsing {}: {e}", p.display()))?;
+fn prepare(dir: &Path) -> Result<Prepared, InitError> {
+    let path = dir.join(FILE_INIT_CONFIG);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(source) => return Err(InitError::ReadConfig { path, source }),
+    };
+    let cfg: InitConfig = match serde_json::from_slice(&data) {
+        Ok(c) => c,
+        Err(source) => return Err(InitError::ParseConfig { path, source }),
+    };
     if cfg.args.is_empty() {
-        return Err("process.args must not be empty".into());
+        return Err(InitError::NoArgs);
     }
     if let Some(d) = &cfg.domainname {
-        prepare::set_domainname(d)?;
+        prepare::set_domainname(d).map_err(InitError::Prepare)?;
     }
     for (i, d) in cfg.devices.iter().enumerate() {
-        prepare::create_device(i, d)?;
+        prepare::create_device(i, d).map_err(InitError::Prepare)?;
     }
     for (i, m) in cfg.masked_paths.iter().enumerate() {
-        prepare::mask_path(i, m)?;
+        prepare::mask_path(i, m).map_err(InitError::Prepare)?;
     }
     for (i, r) in cfg.readonly_paths.iter().enumerate() {
-        prepare::readonly_path(i, r)?;
+        prepare::readonly_path(i, r).map_err(InitError::Prepare)?;
     }
     prepare_process(cfg)
 }
@@ -118,29 +176,31 @@ fn prepare(dir: &Path) -> Result<Prepared, String> {
 /// Check and compile what the user process needs (capabilities, seccomp,
 /// hooks, cwd, executable), relative to the current root. Also used by
 /// `exec`, after it has joined the container.
-pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, String> {
+pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, InitError> {
     if cfg.args.is_empty() {
-        return Err("process.args must not be empty".into());
+        return Err(InitError::NoArgs);
     }
-    let caps = capabilities::parse(cfg.capabilities.as_ref())?;
+    let caps = capabilities::parse(cfg.capabilities.as_ref()).map_err(InitError::Capabilities)?;
     let seccomp = match &cfg.seccomp {
-        Some(s) => Some(seccomp::compile(s).map_err(|e| e.to_string())?),
+        Some(s) => Some(seccomp::compile(s)?),
         None => None,
     };
     for (i, h) in cfg.start_container_hooks.iter().enumerate() {
         if let Some(t) = h.timeout() {
             if t <= 0 {
-                return Err(format!(
-                    "hooks.startContainer[{i}].timeout must be greater than zero, got {t}"
-                ));
+                return Err(InitError::HookTimeout {
+                    index: i,
+                    timeout: t,
+                });
             }
         }
     }
-    prepare::check_cwd(&cfg.cwd, Path::new("/"))?;
-    let path = prepare::lookup(&cfg.args[0], &cfg.env, &cfg.cwd, Path::new("/"))?;
-    let path = CString::new(path).map_err(|_| "process.args[0] contains a NUL byte")?;
-    let args = process::cstrings(&cfg.args, "process.args")?;
-    let env = process::cstrings(&cfg.env, "process.env")?;
+    prepare::check_cwd(&cfg.cwd, Path::new("/")).map_err(InitError::Prepare)?;
+    let path = prepare::lookup(&cfg.args[0], &cfg.env, &cfg.cwd, Path::new("/"))
+        .map_err(InitError::Prepare)?;
+    let path = CString::new(path).map_err(|_| InitError::NulInPath)?;
+    let args = process::cstrings(&cfg.args, "process.args").map_err(InitError::CString)?;
+    let env = process::cstrings(&cfg.env, "process.env").map_err(InitError::CString)?;
     Ok(Prepared {
         cfg,
         path,
@@ -153,29 +213,33 @@ pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, String> {
 
 /// Make a pty in the container, send its master over the exchange dir's
 /// console socket, and put the slave on fds 0-2.
-fn console_to_runtime(dir: &Path) -> Result<(), String> {
-    let (master, slave) = crate::pty::open_pty()?;
-    let sock_path = dir.join(crate::init_config::SOCKET_CONSOLE);
-    let sock = std::os::unix::net::UnixStream::connect(&sock_path)
-        .map_err(|e| format!("connecting {}: {e}", sock_path.display()))?;
-    crate::pty::send_fd(&sock, std::os::fd::AsRawFd::as_raw_fd(&master))?;
+fn console_to_runtime(dir: &Path) -> Result<(), InitError> {
+    let (master, slave) = crate::pty::open_pty().map_err(InitError::Pty)?;
+    let path = dir.join(crate::init_config::SOCKET_CONSOLE);
+    let sock = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(source) => return Err(InitError::Connect { path, source }),
+    };
+    crate::pty::send_fd(&sock, std::os::fd::AsRawFd::as_raw_fd(&master)).map_err(InitError::Pty)?;
     for fd in 0..3 {
         nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd)
-            .map_err(|e| format!("dup2 of the pty slave: {e}"))?;
+            .map_err(InitError::DupPty)?;
     }
     Ok(())
 }
 
 /// Take the container's stdio from the runtime's monitor: three fds over
 /// the exchange dir's stdio socket, put on fds 0-2.
-fn stdio_from_runtime(dir: &Path) -> Result<(), String> {
-    let sock_path = dir.join(crate::init_config::SOCKET_STDIO);
-    let sock = std::os::unix::net::UnixStream::connect(&sock_path)
-        .map_err(|e| format!("connecting {}: {e}", sock_path.display()))?;
-    let fds = crate::pty::recv_fds(&sock, 3)?;
+fn stdio_from_runtime(dir: &Path) -> Result<(), InitError> {
+    let path = dir.join(crate::init_config::SOCKET_STDIO);
+    let sock = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(source) => return Err(InitError::Connect { path, source }),
+    };
+    let fds = crate::pty::recv_fds(&sock, 3).map_err(InitError::Pty)?;
     for (i, fd) in fds.iter().enumerate() {
         nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), i as i32)
-            .map_err(|e| format!("dup2 of stdio fd {i}: {e}"))?;
+            .map_err(|source| InitError::DupStdio { fd: i, source })?;
     }
     Ok(())
 }
@@ -306,12 +370,17 @@ pub fn run() -> ! {
     } else {
         Ok(())
     };
-    let prepared = match (&exit_file, stdio) {
-        (Ok(_), Ok(())) => prepare(dir),
-        (Err(e), _) => Err(format!("opening {}/{FILE_EXIT}: {e}", dir.display())),
-        (_, Err(e)) => Err(e),
+    let (exit_file, prepared) = match (exit_file, stdio) {
+        (Ok(f), Ok(())) => (Some(f), prepare(dir)),
+        (Err(source), _) => (
+            None,
+            Err(InitError::Open {
+                path: dir.join(FILE_EXIT),
+                source,
+            }),
+        ),
+        (Ok(f), Err(e)) => (Some(f), Err(e)),
     };
-    let exit_file = exit_file.ok();
     let exit = exit_file.as_ref();
 
     // Open `start` before answering on `ready`, so that the runtime finds
@@ -331,7 +400,10 @@ pub fn run() -> ! {
     let prepared = match (prepared, start) {
         (Ok(p), Ok(s)) => Ok((p, s)),
         (Err(e), _) => Err(e),
-        (_, Err(e)) => Err(format!("opening {}/{FIFO_START}: {e}", dir.display())),
+        (_, Err(source)) => Err(InitError::Open {
+            path: dir.join(FIFO_START),
+            source,
+        }),
     };
 
     // Step 1 result on `ready`.
@@ -352,8 +424,8 @@ pub fn run() -> ! {
             let _ = ready.write_all(b"ok\n");
             p
         }
-        Err(m) => {
-            let _ = ready.write_all(&line("error: ", &m));
+        Err(e) => {
+            let _ = ready.write_all(&line("error: ", &e.to_string()));
             write_exit(exit, code(1));
             std::process::exit(1);
         }
@@ -476,6 +548,36 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(t.path()).unwrap(),
             r#"{"code":3,"signal":null}"#
+        );
+    }
+
+    #[test]
+    fn error_messages() {
+        let e = InitError::HookTimeout {
+            index: 2,
+            timeout: 0,
+        };
+        assert_eq!(
+            e.to_string(),
+            "hooks.startContainer[2].timeout must be greater than zero, got 0"
+        );
+        let e = InitError::Open {
+            path: Path::new(EXCHANGE_DIR).join(FILE_EXIT),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "opening {EXCHANGE_DIR}/{FILE_EXIT}: {}",
+                std::io::Error::from_raw_os_error(libc::ENOENT)
+            )
+        );
+        assert_eq!(
+            prepare_process(InitConfig::default())
+                .err()
+                .unwrap()
+                .to_string(),
+            "process.args must not be empty"
         );
     }
 

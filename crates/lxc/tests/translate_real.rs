@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use proxmox_lxcri_lxc::config::{translate, CgroupLayout, TranslateContext};
+use proxmox_lxcri_cgroups::CgroupLayout;
+use proxmox_lxcri_lxc::config::{translate, TranslateContext};
 use serde_json::{json, Value};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use proxmox_lxcri_lxc::config::CgroupLayout;
+use proxmox_lxcri_cgroups::CgroupLayout;
 
 use crate::propstr;
 use crate::storage::run;

@@ -22,7 +22,8 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Hook, Hooks, Spec};
-use proxmox_lxcri_lxc::config::{CgroupLayout, TranslateContext, Translation};
+use proxmox_lxcri_cgroups::CgroupLayout;
+use proxmox_lxcri_lxc::config::{TranslateContext, Translation};
 use proxmox_lxcri_lxc::init_config::{FIFO_READY, SOCKET_CONSOLE};
 
 use crate::engine::{self, Cx, Engine, Request};

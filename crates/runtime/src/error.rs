@@ -25,6 +25,8 @@ pub enum Error {
     Storage(#[from] storage::Error),
     #[error(transparent)]
     Translate(#[from] proxmox_lxcri_lxc::config::TranslateError),
+    #[error(transparent)]
+    Cgroup(#[from] proxmox_lxcri_cgroups::Error),
     /// The spec asks for something invalid or unsafe.
     #[error("{0}")]
     Spec(String),
@@ -34,9 +36,9 @@ pub enum Error {
     /// A state file that cannot be read back.
     #[error("corrupt state file {}: {reason}", path.display())]
     CorruptState { path: PathBuf, reason: String },
-    /// The container's cgroups (update, pause, resume).
+    /// `update` could not write a limit.
     #[error("{0}")]
-    Cgroup(String),
+    Update(String),
     /// The terminal: --console-socket and the pty.
     #[error("{0}")]
     Console(String),

@@ -1,5 +1,5 @@
 //! Reading /proc: process start times (to tell a reused pid from ours),
-//! liveness, parent/child links and cgroup membership.
+//! liveness and parent/child links.
 use std::fs;
 
 use serde::{Deserialize, Serialize};
@@ -60,22 +60,6 @@ pub fn children_of(parents: &[(i32, i32)], pid: i32) -> Vec<i32> {
         .filter(|(_, pp)| *pp == pid)
         .map(|(p, _)| *p)
         .collect()
-}
-
-/// The cgroup of `pid` for a v1 controller (e.g. "freezer") or, with
-/// `None`, on the unified hierarchy.
-pub fn cgroup_of(pid: i32, controller: Option<&str>) -> Option<String> {
-    let s = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    for line in s.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        match controller {
-            None if ctrls.is_empty() => return Some(path.to_string()),
-            Some(c) if ctrls.split(',').any(|x| x == c) => return Some(path.to_string()),
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oci_spec::runtime::{LinuxResources, Process};
+use proxmox_lxcri_cgroups::{Cgroup, CgroupLayout};
 use proxmox_lxcri_lxc::attach::{self, Spawned};
-use proxmox_lxcri_lxc::config::{resource_settings, CgroupLayout};
+use proxmox_lxcri_lxc::config::resource_settings;
 use proxmox_lxcri_lxc::init_config::{InitConfig, FILE_INIT_CONFIG};
 use serde_json::json;
 
 use crate::error::{Context, Error, Result};
 use crate::proc;
-use crate::runtime::{absolute, cgroup_pids, Runtime};
+use crate::runtime::{absolute, Runtime};
 use crate::state::{write_atomic, ContainerState, Status};
 
 #[derive(Debug, Default)]
@@ -124,20 +125,20 @@ impl Runtime {
             .map(|m| m.pid)
             .into_iter()
             .collect();
-        pids.extend(cgroup_pids(st.init.expect("live").pid));
+        pids.extend(Cgroup::of_pid(st.init.expect("live").pid).pids());
         Ok(pids)
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "pause", &[Status::Running])?;
-        freeze(st.init.expect("live").pid, true)
+        Ok(Cgroup::of_pid(st.init.expect("live").pid).freeze()?)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "resume", &[Status::Paused])?;
-        freeze(st.init.expect("live").pid, false)
+        Ok(Cgroup::of_pid(st.init.expect("live").pid).thaw()?)
     }
 
     /// Change the resources of a live container in place.
@@ -148,24 +149,24 @@ impl Runtime {
             "update",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
-        let pid = st.init.expect("live").pid;
+        let cg = Cgroup::of_pid(st.init.expect("live").pid);
         let layout = CgroupLayout::detect()?;
         let settings = resource_settings(resources, &layout)?;
         // Some writes depend on others (memory.limit before memsw when
         // raising, the reverse when lowering): retry what failed once.
         let mut failed = vec![];
         for (key, value) in &settings {
-            if let Err(e) = write_setting(pid, key, value) {
+            if let Err(e) = cg.set(key, value) {
                 failed.push((key, value, e));
             }
         }
         for (key, value, _) in std::mem::take(&mut failed) {
-            if let Err(e) = write_setting(pid, key, value) {
+            if let Err(e) = cg.set(key, value) {
                 failed.push((key, value, e));
             }
         }
         if let Some((key, value, e)) = failed.into_iter().next() {
-            return Err(Error::Cgroup(format!("update {key}={value}: {e}")));
+            return Err(Error::Update(format!("update {key}={value}: {e}")));
         }
         // Keep the stored spec in step, for a later look at config.json.
         let p = self.store.dir(id).join("config.json");
@@ -194,7 +195,7 @@ impl Runtime {
             &[Status::Created, Status::Running, Status::Paused],
         )?;
         let pid = st.init.expect("live").pid;
-        Ok(json!({"type": "stats", "id": id, "data": stats(pid)}))
+        Ok(json!({"type": "stats", "id": id, "data": Cgroup::of_pid(pid).stats()}))
     }
 
     /// Poll until the container stops, calling `emit` every `interval`.
@@ -213,125 +214,6 @@ impl Runtime {
             std::thread::sleep(interval);
         }
     }
-}
-
-/// The directory of `pid`'s cgroup for a v1 controller, or v2 with None.
-pub fn cgroup_dir(pid: i32, controller: Option<&str>) -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let rel = proc::cgroup_of(pid, controller)?;
-    let mnt = attach::cgroup_mount(&mountinfo, controller.unwrap_or(""))?;
-    Some(PathBuf::from(format!("{mnt}{rel}")))
-}
-
-fn write_setting(pid: i32, key: &str, value: &str) -> std::result::Result<(), String> {
-    let (dir, file) = if let Some(file) = key.strip_prefix("lxc.cgroup2.") {
-        (cgroup_dir(pid, None), file)
-    } else if let Some(rest) = key.strip_prefix("lxc.cgroup.") {
-        let ctrl = rest.split('.').next().unwrap_or_default();
-        (cgroup_dir(pid, Some(ctrl)), rest)
-    } else {
-        return Err(format!("not a cgroup setting: {key}"));
-    };
-    let dir = dir.ok_or_else(|| "cgroup of the container not found".to_string())?;
-    // Defence in depth: the file name comes from our own translation.
-    if file.contains('/') || file.contains("..") {
-        return Err(format!("bad cgroup file {file:?}"));
-    }
-    fs::write(dir.join(file), value).map_err(|e| format!("{}: {e}", dir.join(file).display()))
-}
-
-pub(crate) fn freeze(pid: i32, on: bool) -> Result<()> {
-    let (file, value, done) = if let Some(d) = cgroup_dir(pid, Some("freezer")) {
-        (
-            d.join("freezer.state"),
-            if on { "FROZEN" } else { "THAWED" },
-            if on { "FROZEN" } else { "THAWED" },
-        )
-    } else if let Some(d) = cgroup_dir(pid, None) {
-        (
-            d.join("cgroup.freeze"),
-            if on { "1" } else { "0" },
-            if on { "1" } else { "0" },
-        )
-    } else {
-        return Err(Error::Cgroup(
-            "no freezer: neither a v1 freezer nor a cgroup v2 hierarchy".into(),
-        ));
-    };
-    fs::write(&file, value).ctx(|| format!("writing {}", file.display()))?;
-    for _ in 0..500 {
-        if fs::read_to_string(&file)
-            .map(|s| s.trim() == done)
-            .unwrap_or(false)
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Err(Error::Cgroup(format!(
-        "{} did not reach {done}",
-        file.display()
-    )))
-}
-
-fn read_u64(p: PathBuf) -> Option<u64> {
-    fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-fn read_kv(p: PathBuf) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    for l in fs::read_to_string(p).unwrap_or_default().lines() {
-        if let Some((k, v)) = l.split_once(' ') {
-            if let Ok(n) = v.trim().parse::<u64>() {
-                m.insert(k.to_string(), n.into());
-            }
-        }
-    }
-    m
-}
-
-/// Stats in runc's `events --stats` shape, from v1 or v2 files.
-fn stats(pid: i32) -> serde_json::Value {
-    let mut data =
-        json!({"cpu": {"usage": {}, "throttling": {}}, "memory": {}, "pids": {}, "blkio": {}});
-    if let Some(d) = cgroup_dir(pid, Some("cpuacct")) {
-        data["cpu"]["usage"]["total"] = read_u64(d.join("cpuacct.usage")).into();
-        data["cpu"]["usage"]["kernel"] = read_u64(d.join("cpuacct.usage_sys")).into();
-        data["cpu"]["usage"]["user"] = read_u64(d.join("cpuacct.usage_user")).into();
-        let percpu: Vec<u64> = fs::read_to_string(d.join("cpuacct.usage_percpu"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        data["cpu"]["usage"]["percpu"] = percpu.into();
-    } else if let Some(d) = cgroup_dir(pid, None) {
-        let m = read_kv(d.join("cpu.stat"));
-        let us = |k: &str| m.get(k).and_then(|v| v.as_u64()).map(|v| v * 1000);
-        data["cpu"]["usage"]["total"] = us("usage_usec").into();
-        data["cpu"]["usage"]["kernel"] = us("system_usec").into();
-        data["cpu"]["usage"]["user"] = us("user_usec").into();
-    }
-    if let Some(d) = cgroup_dir(pid, Some("memory")) {
-        data["memory"]["usage"] = json!({
-            "usage": read_u64(d.join("memory.usage_in_bytes")),
-            "max": read_u64(d.join("memory.max_usage_in_bytes")),
-            "limit": read_u64(d.join("memory.limit_in_bytes")),
-            "failcnt": read_u64(d.join("memory.failcnt")),
-        });
-        data["memory"]["raw"] = read_kv(d.join("memory.stat")).into();
-    } else if let Some(d) = cgroup_dir(pid, None) {
-        data["memory"]["usage"] = json!({
-            "usage": read_u64(d.join("memory.current")),
-            "limit": read_u64(d.join("memory.max")),
-        });
-        data["memory"]["raw"] = read_kv(d.join("memory.stat")).into();
-    }
-    let pids_dir = cgroup_dir(pid, Some("pids")).or_else(|| cgroup_dir(pid, None));
-    if let Some(d) = pids_dir {
-        data["pids"]["current"] = read_u64(d.join("pids.current")).into();
-        data["pids"]["limit"] = read_u64(d.join("pids.max")).into();
-    }
-    data
 }
 
 /// Overlay the fields `update` was given onto the stored resources.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
+use proxmox_lxcri_cgroups::Cgroup;
 
 use crate::config::Config;
 use crate::engine;
@@ -145,7 +146,9 @@ impl Runtime {
             }
             Status::Stopped => {}
         }
-        if st.status == Status::Running && is_frozen(&st) {
+        if st.status == Status::Running
+            && st.init.is_some_and(|i| Cgroup::of_pid(i.pid).is_frozen())
+        {
             st.status = Status::Paused;
         }
         if st.status == Status::Stopped && st.exit_status.is_none() {
@@ -168,14 +171,14 @@ impl Runtime {
             let init = st.init.expect("live containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
             if all {
-                for pid in cgroup_pids(init.pid) {
+                for pid in Cgroup::of_pid(init.pid).pids() {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
                 }
             }
             exchange::signal_init(&paths, &init, sig)?;
             // A frozen task dies of SIGKILL only once thawed.
             if st.status == Status::Paused && sig == Signal::SIGKILL {
-                let _ = crate::running::freeze(init.pid, false);
+                let _ = Cgroup::of_pid(init.pid).thaw();
             }
             Ok(())
         })
@@ -223,7 +226,7 @@ impl Runtime {
             if let Some(init) = st.init {
                 exchange::signal_init(&paths, &init, Signal::SIGKILL)?;
                 if st.status == Status::Paused {
-                    let _ = crate::running::freeze(init.pid, false);
+                    let _ = Cgroup::of_pid(init.pid).thaw();
                 }
             } else {
                 // A create that died before the init was known.
@@ -327,42 +330,6 @@ fn wait_gone(st: &ContainerState, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// Pids in the container's cgroup (v1 pids/freezer hierarchy or unified).
-pub fn cgroup_pids(init_pid: i32) -> Vec<i32> {
-    for (ctrl, base) in [
-        (Some("pids"), "/sys/fs/cgroup/pids"),
-        (Some("freezer"), "/sys/fs/cgroup/freezer"),
-        (None, "/sys/fs/cgroup/unified"),
-        (None, "/sys/fs/cgroup"),
-    ] {
-        let Some(rel) = proc::cgroup_of(init_pid, ctrl) else {
-            continue;
-        };
-        let f = format!("{base}{rel}/cgroup.procs");
-        if let Ok(s) = fs::read_to_string(&f) {
-            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        }
-    }
-    vec![init_pid]
-}
-
-fn is_frozen(st: &ContainerState) -> bool {
-    let Some(init) = st.init else { return false };
-    if let Some(rel) = proc::cgroup_of(init.pid, Some("freezer")) {
-        return fs::read_to_string(format!("/sys/fs/cgroup/freezer{rel}/freezer.state"))
-            .map(|s| s.trim() == "FROZEN")
-            .unwrap_or(false);
-    }
-    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        if let Some(rel) = proc::cgroup_of(init.pid, None) {
-            if let Ok(s) = fs::read_to_string(format!("{base}{rel}/cgroup.freeze")) {
-                return s.trim() == "1";
-            }
-        }
-    }
-    false
 }
 
 /// `run` in the foreground: forward the usual termination signals to the

@@ -50,6 +50,7 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
+use proxmox_lxcri_cgroups::CgroupLayout;
 
 use crate::init_config::InitConfig;
 
@@ -60,7 +61,7 @@ mod process;
 #[cfg(test)]
 mod tests;
 
-pub use cgroups::{resource_settings, CgroupLayout};
+pub use cgroups::resource_settings;
 
 /// The `lxc.hook.mount` that makes the rootfs read-only (root.readonly).
 pub const READONLY_ROOTFS_HOOK: &str =
@@ -83,6 +84,7 @@ pub struct TranslateContext {
     pub log_file: PathBuf,
     /// `lxc.log.level` (e.g. "ERROR", "DEBUG").
     pub log_level: String,
+    /// The host's cgroup layout (which controllers are on v1, which on v2).
     pub cgroups: CgroupLayout,
     /// The host has AppArmor; else a profile in the spec is an error (as runc).
     pub apparmor_enabled: bool,
@@ -121,19 +123,15 @@ pub enum TranslateError {
         reason: String,
         hint: String,
     },
-    /// Reading the host's cgroup layout failed.
-    #[error("cgroup layout detection: {0}")]
-    CgroupDetect(String),
 }
 
 impl TranslateError {
-    /// The OCI field the error is about (empty for [`TranslateError::CgroupDetect`]).
+    /// The OCI field the error is about.
     pub fn field(&self) -> &str {
         match self {
             Self::Missing { field, .. }
             | Self::Invalid { field, .. }
             | Self::Unsupported { field, .. } => field,
-            Self::CgroupDetect(_) => "",
         }
     }
 

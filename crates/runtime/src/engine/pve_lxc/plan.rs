@@ -415,7 +415,8 @@ mod tests {
     /// full translation gave (the raw keys written to a CT's config).
     #[test]
     fn excluding_host_keys_equals_filtering_a_full_translation() {
-        use proxmox_lxcri_lxc::config::{translate, CgroupLayout, TranslateContext};
+        use proxmox_lxcri_cgroups::CgroupLayout;
+        use proxmox_lxcri_lxc::config::{translate, TranslateContext};
         let spec: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs", "readonly": true},
