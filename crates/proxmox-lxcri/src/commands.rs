@@ -3,7 +3,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use proxmox_lxcri_runtime::config::Config;
-use proxmox_lxcri_runtime::{signal, CreateOptions, Runtime};
+use proxmox_lxcri_runtime::{signal, CreateOptions, ExecFlags, ResourceFlags, Runtime};
 
 use crate::cli::{Cli, Command, CreateArgs, ExecArgs, ListFormat, UpdateArgs};
 
@@ -187,64 +187,19 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
             serde_json::from_str(&text)
                 .with_context(|| format!("--process {}: invalid process JSON", p.display()))?
         }
-        None => {
-            if a.command.is_empty() {
-                bail!("exec needs a command or --process");
-            }
-            // As runc: the container's process settings, overridden by flags.
-            let spec = oci_spec::runtime::Spec::load(rt.store.dir(&a.id).join("config.json"))
-                .map_err(|_| proxmox_lxcri_runtime::Error::NotFound(a.id.clone()))?;
-            let mut p = spec.process().clone().unwrap_or_default();
-            p.set_args(Some(a.command.clone()));
-            p.set_terminal(Some(a.tty));
-            if let Some(cwd) = &a.cwd {
-                p.set_cwd(cwd.into());
-            }
-            let mut env = p.env().clone().unwrap_or_default();
-            env.extend(a.env.iter().cloned());
-            p.set_env(Some(env));
-            if let Some(u) = &a.user {
-                let (uid, gid) = match u.split_once(':') {
-                    Some((u, g)) => (u.parse::<u32>()?, g.parse::<u32>()?),
-                    None => (u.parse::<u32>()?, 0),
-                };
-                let mut user = p.user().clone();
-                user.set_uid(uid);
-                user.set_gid(gid);
-                p.set_user(user);
-            }
-            if !a.additional_gids.is_empty() {
-                let mut user = p.user().clone();
-                user.set_additional_gids(Some(a.additional_gids.clone()));
-                p.set_user(user);
-            }
-            if a.no_new_privs {
-                p.set_no_new_privileges(Some(true));
-            }
-            if !a.cap.is_empty() {
-                let mut caps = p.capabilities().clone().unwrap_or_default();
-                for name in &a.cap {
-                    let c: oci_spec::runtime::Capability = name
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
-                    let add = |s: &Option<oci_spec::runtime::Capabilities>| {
-                        let mut s = s.clone().unwrap_or_default();
-                        s.insert(c);
-                        Some(s)
-                    };
-                    let (b, e, pm) = (
-                        add(caps.bounding()),
-                        add(caps.effective()),
-                        add(caps.permitted()),
-                    );
-                    caps.set_bounding(b);
-                    caps.set_effective(e);
-                    caps.set_permitted(pm);
-                }
-                p.set_capabilities(Some(caps));
-            }
-            p
-        }
+        None => rt.exec_process(
+            &a.id,
+            &ExecFlags {
+                args: a.command.clone(),
+                tty: a.tty,
+                cwd: a.cwd.clone(),
+                env: a.env.clone(),
+                user: a.user.clone(),
+                additional_gids: a.additional_gids.clone(),
+                no_new_privs: a.no_new_privs,
+                caps: a.cap.clone(),
+            },
+        )?,
     };
     let opts = proxmox_lxcri_runtime::ExecOptions {
         console_socket: a.console_socket.clone(),
@@ -293,7 +248,7 @@ fn ps(rt: &Runtime, id: &str, format: ListFormat, ps_args: &[String]) -> Result<
 }
 
 fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
-    use oci_spec::runtime::{LinuxPids, LinuxResources};
+    use oci_spec::runtime::LinuxResources;
     let mut r: LinuxResources = match &a.resources {
         Some(p) => {
             let text = if p.as_os_str() == "-" {
@@ -306,48 +261,18 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
         }
         None => LinuxResources::default(),
     };
-    if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
-        let mut m = (*r.memory()).unwrap_or_default();
-        if let Some(v) = a.memory {
-            m.set_limit(Some(v));
-        }
-        if let Some(v) = a.memory_swap {
-            m.set_swap(Some(v));
-        }
-        if let Some(v) = a.memory_reservation {
-            m.set_reservation(Some(v));
-        }
-        r.set_memory(Some(m));
+    ResourceFlags {
+        memory: a.memory,
+        memory_swap: a.memory_swap,
+        memory_reservation: a.memory_reservation,
+        cpu_shares: a.cpu_shares,
+        cpu_quota: a.cpu_quota,
+        cpu_period: a.cpu_period,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
+        pids_limit: a.pids_limit,
     }
-    if a.cpu_shares.is_some()
-        || a.cpu_quota.is_some()
-        || a.cpu_period.is_some()
-        || a.cpuset_cpus.is_some()
-        || a.cpuset_mems.is_some()
-    {
-        let mut c = r.cpu().clone().unwrap_or_default();
-        if let Some(v) = a.cpu_shares {
-            c.set_shares(Some(v));
-        }
-        if let Some(v) = a.cpu_quota {
-            c.set_quota(Some(v));
-        }
-        if let Some(v) = a.cpu_period {
-            c.set_period(Some(v));
-        }
-        if let Some(v) = &a.cpuset_cpus {
-            c.set_cpus(Some(v.clone()));
-        }
-        if let Some(v) = &a.cpuset_mems {
-            c.set_mems(Some(v.clone()));
-        }
-        r.set_cpu(Some(c));
-    }
-    if let Some(v) = a.pids_limit {
-        let mut p = LinuxPids::default();
-        p.set_limit(v);
-        r.set_pids(Some(p));
-    }
+    .apply(&mut r);
     rt.update(&a.id, &r)?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! engine/      the Engine trait; lxc/ (liblxc on this host), pve_lxc/ (a
 //!              Proxmox CT through the API: every API request is there)
 //! exchange.rs  files, FIFOs and monitor rules shared with the init
+//! flags.rs     runc's exec/update flags as changes to the spec
 //! state.rs     state.json, the store, locks      gc.rs  leftovers
 //! snapshots.rs [storage] and the snapshot/image commands
 //! ```
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod flags;
 pub mod gc;
 pub mod hooks;
 pub mod id;
@@ -32,6 +34,7 @@ pub mod state;
 pub mod stdio;
 
 pub use error::{Error, Result};
+pub use flags::{ExecFlags, ResourceFlags};
 pub use running::ExecOptions;
 pub use runtime::{CreateOptions, Runtime};
 pub use state::{ContainerState, Status};
