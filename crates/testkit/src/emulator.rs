@@ -644,3 +644,18 @@ fn split_status(out: &[u8]) -> (u16, &[u8]) {
         None => (0, out),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_status;
+
+    #[test]
+    fn curl_status_is_split_off_the_body() {
+        assert_eq!(
+            split_status(b"{\"data\":1}\n200"),
+            (200, &b"{\"data\":1}"[..])
+        );
+        assert_eq!(split_status(b"\n000"), (0, &b""[..]));
+        assert_eq!(split_status(b""), (0, &b""[..]));
+    }
+}

@@ -18,9 +18,9 @@ pub struct Rootfs {
 }
 
 /// `/etc/passwd` of [`Rootfs::users`].
-pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n";
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n";
 /// `/etc/group` of [`Rootfs::users`].
-pub const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
+const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
 
 impl Rootfs {
     /// `/bin/busybox`, `/bin/sh`, and empty `bin dev etc proc sys tmp`.

@@ -164,3 +164,31 @@ impl From<Spec> for Value {
         s.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_pointers_and_removal() {
+        let s = Spec::runc()
+            .args(&["sleep", "1"])
+            .terminal(false)
+            .user(65534, 65534)
+            .set("/linux/sysctl/net~1ipv4~1ip_forward", json!("1"))
+            .remove("/process/rlimits")
+            .without_mount("/dev/mqueue")
+            .annotation("a", "b")
+            .into_value();
+        assert_eq!(s["process"]["args"], json!(["sleep", "1"]));
+        assert_eq!(s["process"]["terminal"], json!(false));
+        assert_eq!(s["process"]["user"], json!({"uid": 65534, "gid": 65534}));
+        assert_eq!(s["linux"]["sysctl"]["net/ipv4/ip_forward"], "1");
+        assert!(s["process"].get("rlimits").is_none());
+        assert_eq!(s["mounts"].as_array().unwrap().len(), 6);
+        assert_eq!(s["annotations"]["a"], "b");
+        // The rest is runc's.
+        assert_eq!(s["root"], json!({"path": "rootfs", "readonly": true}));
+        assert_eq!(s["hostname"], "runc");
+    }
+}
