@@ -4,29 +4,20 @@
 //!
 //! Needs root, lxc-start and a static /bin/busybox; fails (never skips) if
 //! they are missing.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proxmox_lxcri_cgroups::CgroupLayout;
 use proxmox_lxcri_lxc::config::{translate, TranslateContext};
 use serde_json::{json, Value};
+use testkit::Spec;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn require_env() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "translate_real tests need root (they run lxc-start); run them as root"
-    );
-    assert!(
-        Command::new("lxc-start").arg("--version").output().is_ok(),
-        "translate_real tests need lxc-start (apt-get install lxc)"
-    );
-    assert!(
-        Path::new("/bin/busybox").exists(),
-        "translate_real tests need a static /bin/busybox (apt-get install busybox-static)"
-    );
+    testkit::require_root_and_lxc("the translate_real tests (they run lxc-start)");
+    testkit::busybox();
 }
 
 struct Bundle {
@@ -44,12 +35,7 @@ fn bundle() -> Bundle {
         .tempdir()
         .unwrap();
     let root = dir.path().to_path_buf();
-    let rootfs = root.join("rootfs");
-    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    let rootfs = testkit::Rootfs::busybox().build(&root.join("rootfs"));
     let exchange = root.join("exchange");
     std::fs::create_dir(&exchange).unwrap();
     let name = format!(
@@ -66,25 +52,22 @@ fn bundle() -> Bundle {
     }
 }
 
+/// runc's spec with no process restrictions (capabilities, rlimits, no new
+/// privileges, masked and read-only paths) and no /dev/mqueue: each test
+/// sees what it adds.
 fn base_spec() -> Value {
-    json!({
-        "ociVersion": "1.2.0",
-        "process": {"user": {"uid": 0, "gid": 0}, "args": ["/bin/sh"], "cwd": "/", "env": ["PATH=/bin"]},
-        "root": {"path": "rootfs", "readonly": true},
-        "hostname": "trhost",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}]
-        }
-    })
+    Spec::runc()
+        .args(&["/bin/sh"])
+        .env(&["PATH=/bin"])
+        .hostname("trhost")
+        .without_mount("/dev/mqueue")
+        .remove("/process/terminal")
+        .remove("/process/capabilities")
+        .remove("/process/rlimits")
+        .remove("/process/noNewPrivileges")
+        .remove("/linux/maskedPaths")
+        .remove("/linux/readonlyPaths")
+        .into_value()
 }
 
 /// Translates, replaces the init by `script`, runs the container, returns

@@ -14,6 +14,7 @@
 mod common;
 
 use common::containerd::{stderr, stdout, Containerd};
+use common::emulator::RuntimeConfig;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};

@@ -19,24 +19,10 @@ const APPLETS: &[&str] = &[
     "pwd", "env", "tr", "test", "kill", "head",
 ];
 
+/// Fails (never silently passes) without root, LXC and busybox.
 fn require_env() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "init_helper tests need root (they start real LXC containers)"
-    );
-    let ok = Command::new("lxc-start")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "init_helper tests need lxc-start (Debian package `lxc`)"
-    );
-    assert!(
-        Path::new("/bin/busybox").exists(),
-        "init_helper tests need a static /bin/busybox (Debian package `busybox-static`)"
-    );
+    testkit::require_root_and_lxc("the init_helper tests (they start real LXC containers)");
+    testkit::busybox();
 }
 
 struct Ct {
@@ -105,16 +91,10 @@ impl Ct {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let rootfs = tmp.path().join("rootfs");
-        for d in ["bin", "proc", "dev", "etc", "sys"] {
-            fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        fs::create_dir_all(rootfs.join("tmp")).unwrap();
-        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-        }
+        let rootfs = testkit::Rootfs::busybox()
+            .applets(APPLETS)
+            .mode("tmp", 0o1777)
+            .build(&tmp.path().join("rootfs"));
         extra(&rootfs);
         let exch = tmp.path().join("exchange");
         fs::create_dir(&exch).unwrap();

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::emulator::RuntimeConfig;
 use support::Env;
 
 fn config_of(env: &Env, vmid: u64) -> Value {
@@ -72,7 +73,7 @@ fn the_ct_carries_the_spec_and_is_gone_after_delete() {
     assert_eq!(conf["hostname"], "lxcri-test");
     let net0 = conf["net0"].as_str().unwrap();
     assert!(
-        net0.contains(&format!("bridge={}", env.emu().bridge)),
+        net0.contains(&format!("bridge={}", env.emu().bridge().unwrap())),
         "{net0}"
     );
     assert!(
@@ -109,7 +110,7 @@ fn the_ct_carries_the_spec_and_is_gone_after_delete() {
     assert_eq!(env.status("web"), "running");
     // Its NIC is on the bridge.
     let links = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "master", &env.emu().bridge])
+        .args(["-o", "link", "show", "master", env.emu().bridge().unwrap()])
         .output()
         .unwrap();
     assert!(
@@ -351,11 +352,9 @@ fn on_zfs_the_ct_volume_is_a_clone_of_the_cached_image() {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711)).unwrap();
     }
     run("zfs", &["create", &format!("{}/pve", pool.name)]).unwrap();
-    let emu = support::emulator::Emulator::start(
-        &support::emulator::emulator_bin(support::BIN),
-        env.tmp.path(),
-        &["--storage", &format!("tank=zfspool:{}/pve", pool.name)],
-    );
+    let emu = support::emulator::builder(env.tmp.path())
+        .args(&["--storage", &format!("tank=zfspool:{}/pve", pool.name)])
+        .start();
     let cfg = env.tmp.path().join("config.toml");
     emu.write_config_with(
         &cfg,
@@ -512,10 +511,10 @@ fn containers_outlive_an_api_restart() {
     let b = env.bundle("b", &["sleep", "1000"], |_| {});
     env.must_create("r1", &b);
     env.ok(&["start", "r1"]);
-    let fingerprint = env.emu().fingerprint.clone();
+    let fingerprint = env.emu().fingerprint().to_string();
     env.pve.as_mut().unwrap().restart();
     assert_eq!(
-        env.emu().fingerprint,
+        env.emu().fingerprint(),
         fingerprint,
         "the node certificate changed"
     );
@@ -562,14 +561,12 @@ fn bind_mounts_are_mount_points_for_root_pam() {
     use std::os::unix::fs::PermissionsExt;
     for root_pam in [true, false] {
         let mut env = Env::new();
-        let emu = support::emulator::Emulator::start(
-            &support::emulator::emulator_bin(support::BIN),
-            env.tmp.path(),
-            &["--root-password", "pw-for-the-test"],
-        );
+        let emu = support::emulator::builder(env.tmp.path())
+            .root_password("pw-for-the-test")
+            .start();
         let cfg = env.tmp.path().join("config.toml");
         if root_pam {
-            emu.write_config_root_pam(&cfg, "pw-for-the-test");
+            emu.write_config_root_pam(&cfg);
         } else {
             emu.write_config(&cfg, "pve-lxc");
         }

@@ -143,7 +143,6 @@ fn resource_limits_land_in_the_container_cgroup() {
 /// and the container still gets through the init's protocol.
 #[test]
 fn user_namespace_maps_root() {
-    use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     // LXC maps ids through newuidmap, which wants root's range in
     // /etc/subuid and /etc/subgid (scripts/install-deps.sh adds it, as a
@@ -156,12 +155,7 @@ fn user_namespace_maps_root() {
         );
     }
     // The mapped root must reach the rootfs (tempdirs are 0700).
-    let mut d = Some(env.tmp.path());
-    while let Some(p) = d.filter(|p| *p != std::path::Path::new("/tmp")) {
-        let mode = std::fs::metadata(p).unwrap().permissions().mode() | 0o711;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-        d = p.parent();
-    }
+    testkit::make_traversable(env.tmp.path());
     let b = env.bundle("b", &["sh", "-c", "id -u; cat /proc/self/uid_map"], |s| {
         s["linux"]["namespaces"]
             .as_array_mut()

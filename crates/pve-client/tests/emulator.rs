@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{busybox_template, unique, Emulator};
+use common::{busybox_template, Clients, Emulator};
 use pve_client::props::{Features, Rootfs};
 use pve_client::{Auth, Client, Error, Method, Params, Tls, Upid};
 use serde_json::json;
@@ -15,7 +15,7 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
 fn token_auth_reads_node_cluster_and_storage() {
-    let emu = Emulator::start();
+    let emu = common::start();
     let c = emu.token_client();
 
     let v = c.version().unwrap();
@@ -23,16 +23,16 @@ fn token_auth_reads_node_cluster_and_storage() {
     let nodes = c.nodes().unwrap();
     let node = nodes
         .iter()
-        .find(|n| n.node == emu.node)
+        .find(|n| n.node == emu.node())
         .expect("node listed");
     assert_eq!(node.status, "online");
-    let st = c.node_status(&emu.node).unwrap();
+    let st = c.node_status(emu.node()).unwrap();
     assert!(st.memory.as_ref().is_some_and(|m| m.total > 0), "{st:?}");
 
     let res = c.cluster_resources(Some("node")).unwrap();
     assert!(res
         .iter()
-        .any(|r| r.kind == "node" && r.id == format!("node/{}", emu.node)));
+        .any(|r| r.kind == "node" && r.id == format!("node/{}", emu.node())));
     let res = c.cluster_resources(Some("storage")).unwrap();
     assert!(res.iter().all(|r| r.kind == "storage"), "{res:?}");
     assert!(res.iter().any(|r| r.storage.as_deref() == Some("local")));
@@ -40,7 +40,7 @@ fn token_auth_reads_node_cluster_and_storage() {
     let id = c.next_id(None).unwrap();
     assert!(id >= 100);
 
-    let storages = c.storage_list(&emu.node).unwrap();
+    let storages = c.storage_list(emu.node()).unwrap();
     let local = storages
         .iter()
         .find(|s| s.storage == "local")
@@ -63,20 +63,23 @@ fn token_auth_reads_node_cluster_and_storage() {
             .starts_with("GET /nodes/pve/no-such-thing: HTTP 501"),
         "{err}"
     );
-    let err = c.lxc_config(&emu.node, 999_999_990).unwrap_err();
+    let err = c.lxc_config(emu.node(), 999_999_990).unwrap_err();
     assert_eq!(err.status(), Some(500), "{err}");
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
 #[test]
 fn password_login_and_csrf_on_writes() {
-    let emu = Emulator::start();
+    let emu = common::start();
     // Without the client: the emulator insists on CSRFPreventionToken for
     // ticket-authenticated writes ...
     let agent = emu.raw_agent();
     let login = agent
         .post(&format!("{}/api2/json/access/ticket", emu.url()))
-        .send_form(&[("username", "root@pam"), ("password", &emu.password)])
+        .send_form(&[
+            ("username", "root@pam"),
+            ("password", emu.root_password().unwrap()),
+        ])
         .unwrap();
     let login: serde_json::Value = serde_json::from_reader(login.into_reader()).unwrap();
     let ticket = login["data"]["ticket"].as_str().unwrap().to_string();
@@ -89,7 +92,7 @@ fn password_login_and_csrf_on_writes() {
             .put(&format!(
                 "{}/api2/json/nodes/{}/lxc/999999991/config",
                 emu.url(),
-                emu.node
+                emu.node()
             ))
             .set("Cookie", &format!("PVEAuthCookie={ticket}"));
         if with_csrf {
@@ -116,7 +119,7 @@ fn password_login_and_csrf_on_writes() {
     let c = emu.password_client();
     let err = c
         .lxc_set_config(
-            &emu.node,
+            emu.node(),
             999_999_991,
             &Params::new().set("description", "x"),
         )
@@ -130,7 +133,7 @@ fn password_login_and_csrf_on_writes() {
     // Wrong password: an Auth error naming the user, not the password.
     let bad = Client::new(emu.config(
         Auth::password("root@pam", "not-the-password-Xy"),
-        Tls::Fingerprint(emu.fingerprint.clone()),
+        Tls::Fingerprint(emu.fingerprint().to_string()),
     ))
     .unwrap();
     let err = bad.version().unwrap_err();
@@ -144,8 +147,8 @@ fn password_login_and_csrf_on_writes() {
 
     // Wrong token secret: 401 from the API itself.
     let bad = Client::new(emu.config(
-        Auth::token(emu.token_id.clone(), "00000000-bad"),
-        Tls::Fingerprint(emu.fingerprint.clone()),
+        Auth::token(emu.token_id(), "00000000-bad"),
+        Tls::Fingerprint(emu.fingerprint().to_string()),
     ))
     .unwrap();
     let err = bad.version().unwrap_err();
@@ -155,7 +158,7 @@ fn password_login_and_csrf_on_writes() {
 
 #[test]
 fn ticket_is_renewed_before_expiry() {
-    let emu = Emulator::start();
+    let emu = common::start();
     let c = emu.password_client();
     c.set_ticket_renew_after(Duration::ZERO);
     for _ in 0..3 {
@@ -169,7 +172,7 @@ fn ticket_is_renewed_before_expiry() {
     // The renewed ticket's CSRF token is accepted for writes.
     let err = c
         .lxc_set_config(
-            &emu.node,
+            emu.node(),
             999_999_992,
             &Params::new().set("description", "x"),
         )
@@ -191,21 +194,21 @@ fn ticket_is_renewed_before_expiry() {
 
 #[test]
 fn tls_fingerprint_pinning_and_ca_file() {
-    let emu = Emulator::start();
+    let emu = common::start();
     // The printed fingerprint is the node certificate's, as Proxmox shows it.
-    let on_disk = std::fs::read_to_string(emu.dir.path().join("fingerprint")).unwrap();
-    assert_eq!(on_disk.trim(), emu.fingerprint);
-    let pem = std::fs::read(emu.dir.path().join("pve-ssl.pem")).unwrap();
+    let on_disk = std::fs::read_to_string(emu.data_dir().join("fingerprint")).unwrap();
+    assert_eq!(on_disk.trim(), emu.fingerprint());
+    let pem = std::fs::read(emu.data_dir().join("pve-ssl.pem")).unwrap();
     use rustls::pki_types::pem::PemObject;
     let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
-    assert_eq!(pve_client::fingerprint_of(der.as_ref()), emu.fingerprint);
+    assert_eq!(pve_client::fingerprint_of(der.as_ref()), emu.fingerprint());
 
     let client = |tls: Tls| Client::new(emu.config(emu.token_auth(), tls)).unwrap();
 
-    client(Tls::Fingerprint(emu.fingerprint.clone()))
+    client(Tls::Fingerprint(emu.fingerprint().to_string()))
         .version()
         .unwrap();
-    let loose = emu.fingerprint.replace(':', "").to_lowercase();
+    let loose = emu.fingerprint().replace(':', "").to_lowercase();
     client(Tls::Fingerprint(loose)).version().unwrap();
     client(Tls::Verify {
         ca_file: Some(emu.ca_file()),
@@ -215,7 +218,7 @@ fn tls_fingerprint_pinning_and_ca_file() {
     client(Tls::Insecure).version().unwrap();
 
     // A wrong pin is refused, and not retried.
-    let mut wrong = emu.fingerprint.clone().into_bytes();
+    let mut wrong = emu.fingerprint().as_bytes().to_vec();
     wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
     let c = client(Tls::Fingerprint(String::from_utf8(wrong).unwrap()));
     let err = c.version().unwrap_err();
@@ -225,7 +228,7 @@ fn tls_fingerprint_pinning_and_ca_file() {
             .contains("does not match the pinned fingerprint"),
         "{err}"
     );
-    assert!(err.to_string().contains(&emu.fingerprint), "{err}");
+    assert!(err.to_string().contains(emu.fingerprint()), "{err}");
     assert_eq!(c.requests(), 1);
 
     // The node certificate is not signed by any system CA.
@@ -235,7 +238,7 @@ fn tls_fingerprint_pinning_and_ca_file() {
     assert_eq!(c.requests(), 1);
 
     // A CA that did not sign the node certificate is refused too.
-    let other = Emulator::start();
+    let other = common::start();
     let c = client(Tls::Verify {
         ca_file: Some(other.ca_file()),
     });
@@ -244,7 +247,7 @@ fn tls_fingerprint_pinning_and_ca_file() {
 
 #[test]
 fn gets_are_retried_on_injected_faults_and_writes_are_not() {
-    let emu = Emulator::start();
+    let emu = common::start();
 
     // 503 twice, then through: three requests, one answer.
     emu.add_faults(
@@ -277,7 +280,10 @@ fn gets_are_retried_on_injected_faults_and_writes_are_not() {
     emu.add_faults(
         json!([{"method":"GET","path":"^/cluster/resources$","action":"error","status":503}]),
     );
-    let mut cfg = emu.config(emu.token_auth(), Tls::Fingerprint(emu.fingerprint.clone()));
+    let mut cfg = emu.config(
+        emu.token_auth(),
+        Tls::Fingerprint(emu.fingerprint().to_string()),
+    );
     cfg.retries = 2;
     let mut c = Client::new(cfg).unwrap();
     c.set_retry_backoff(Duration::from_millis(5));
@@ -293,7 +299,7 @@ fn gets_are_retried_on_injected_faults_and_writes_are_not() {
         .set("ostemplate", "local:vztmpl/none.tar.gz");
     emu.add_faults(json!([{"method":"POST","path":"^/nodes/[^/]+/lxc$","action":"error","status":503,"count":1}]));
     let c = emu.token_client();
-    let err = c.lxc_create(&emu.node, &create).unwrap_err();
+    let err = c.lxc_create(emu.node(), &create).unwrap_err();
     assert_eq!(err.status(), Some(503), "{err}");
     assert_eq!(c.requests(), 1);
     assert_eq!(emu.hits(0), 1);
@@ -304,7 +310,7 @@ fn gets_are_retried_on_injected_faults_and_writes_are_not() {
         json!([{"method":"POST","path":"^/nodes/[^/]+/lxc$","action":"drop","count":1}]),
     );
     let c = emu.token_client();
-    let err = c.lxc_create(&emu.node, &create).unwrap_err();
+    let err = c.lxc_create(emu.node(), &create).unwrap_err();
     assert!(matches!(err, Error::Disconnected(_)), "{err:?}");
     assert!(err.to_string().starts_with("POST /nodes/pve/lxc:"), "{err}");
     assert_eq!(c.requests(), 1);
@@ -314,12 +320,15 @@ fn gets_are_retried_on_injected_faults_and_writes_are_not() {
 
 #[test]
 fn timeouts_are_reported_and_only_gets_retried() {
-    let emu = Emulator::start();
+    let emu = common::start();
     emu.add_faults(json!([
         {"method":"GET","path":"^/version$","action":"latency","ms":3000},
         {"method":"POST","path":"^/nodes/[^/]+/lxc$","action":"latency","ms":3000}
     ]));
-    let mut cfg = emu.config(emu.token_auth(), Tls::Fingerprint(emu.fingerprint.clone()));
+    let mut cfg = emu.config(
+        emu.token_auth(),
+        Tls::Fingerprint(emu.fingerprint().to_string()),
+    );
     cfg.timeout = Duration::from_millis(400);
     cfg.retries = 1;
     let mut c = Client::new(cfg).unwrap();
@@ -336,7 +345,7 @@ fn timeouts_are_reported_and_only_gets_retried() {
     assert_eq!(c.requests(), 2);
 
     let err = c
-        .lxc_create(&emu.node, &Params::new().int("vmid", 100))
+        .lxc_create(emu.node(), &Params::new().int("vmid", 100))
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     assert_eq!(c.requests(), 3);
@@ -351,7 +360,7 @@ struct CtGuard<'a> {
 
 impl Drop for CtGuard<'_> {
     fn drop(&mut self) {
-        let node = &self.emu.node;
+        let node = self.emu.node();
         // Stop whatever the status says (it may lag), then destroy.
         if let Ok(u) = self.c.lxc_stop(node, self.vmid) {
             let _ = self.c.wait_task(&u, TASK_TIMEOUT);
@@ -364,7 +373,7 @@ impl Drop for CtGuard<'_> {
         let _ = std::process::Command::new("lxc-stop")
             .arg("-k")
             .arg("-P")
-            .arg(self.emu.dir.path().join("run/lxc"))
+            .arg(self.emu.data_dir().join("run/lxc"))
             .args(["-n", &self.vmid.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -373,13 +382,15 @@ impl Drop for CtGuard<'_> {
 }
 
 fn upload_busybox(emu: &Emulator, c: &Client) -> String {
-    let name = format!("busybox-{}.tar.gz", unique());
-    let file = busybox_template(emu.dir.path(), &name);
-    let upid = c.upload_template(&emu.node, "local", &file, &name).unwrap();
+    let name = format!("busybox-{}.tar.gz", testkit::unique());
+    let file = busybox_template(emu.data_dir(), &name);
+    let upid = c
+        .upload_template(emu.node(), "local", &file, &name)
+        .unwrap();
     c.wait_task(&upid, TASK_TIMEOUT).unwrap();
     let volid = format!("local:vztmpl/{name}");
     let content = c
-        .storage_content(&emu.node, "local", Some("vztmpl"), None)
+        .storage_content(emu.node(), "local", Some("vztmpl"), None)
         .unwrap();
     assert!(content.iter().any(|v| v.volid == volid), "{content:?}");
     volid
@@ -387,10 +398,10 @@ fn upload_busybox(emu: &Emulator, c: &Client) -> String {
 
 #[test]
 fn task_errors_are_surfaced() {
-    let emu = Emulator::start();
+    let emu = common::start();
     let c = emu.password_client();
     let template = upload_busybox(&emu, &c);
-    let vmid = 100_000 + unique();
+    let vmid = testkit::vmid();
     let _guard = CtGuard {
         c: &c,
         emu: &emu,
@@ -400,7 +411,7 @@ fn task_errors_are_surfaced() {
     emu.add_faults(json!([{"method":"POST","path":"^/nodes/[^/]+/lxc$","action":"fail_task","message":text,"count":1}]));
     let upid = c
         .lxc_create(
-            &emu.node,
+            emu.node(),
             &Params::new()
                 .int("vmid", vmid)
                 .set("ostemplate", &template)
@@ -408,7 +419,7 @@ fn task_errors_are_surfaced() {
         )
         .unwrap();
     assert_eq!(upid.kind, "vzcreate");
-    assert_eq!(upid.node, emu.node);
+    assert_eq!(upid.node, emu.node());
     match c.wait_task(&upid, TASK_TIMEOUT) {
         Err(Error::Task {
             upid: u,
@@ -427,7 +438,7 @@ fn task_errors_are_surfaced() {
     // An unknown task is a 400 naming the parameter.
     let fake: Upid = format!(
         "UPID:{}:00000001:00000001:00000001:vzstart:1:root@pam:",
-        emu.node
+        emu.node()
     )
     .parse()
     .unwrap();
@@ -437,11 +448,11 @@ fn task_errors_are_surfaced() {
 
 #[test]
 fn ct_lifecycle() {
-    let emu = Emulator::start();
+    let emu = common::start();
     let c = emu.password_client();
-    let node = emu.node.clone();
+    let node = emu.node().to_string();
     let template = upload_busybox(&emu, &c);
-    let vmid = 100_000 + unique();
+    let vmid = testkit::vmid();
     let _guard = CtGuard {
         c: &c,
         emu: &emu,
@@ -502,7 +513,7 @@ fn ct_lifecycle() {
     let (storage, _) = rootfs.split_once(':').unwrap();
 
     // Raw lxc.* lines, added on the node as an admin would, come back as pairs.
-    let conf = emu.dir.path().join(format!("nodes/{node}/lxc/{vmid}.conf"));
+    let conf = emu.data_dir().join(format!("nodes/{node}/lxc/{vmid}.conf"));
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str("lxc.cap.drop: sys_module\n");
     std::fs::write(&conf, text).unwrap();
@@ -613,10 +624,10 @@ fn ct_lifecycle() {
 
 #[test]
 fn qemu_vm_lifecycle() {
-    let emu = Emulator::start();
+    let emu = common::start();
     let c = emu.token_client();
-    let node = emu.node.clone();
-    let vmid = 100_000 + unique();
+    let node = emu.node().to_string();
+    let vmid = testkit::vmid();
     let upid = c
         .qemu_create(
             &node,

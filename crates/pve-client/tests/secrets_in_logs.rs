@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Emulator;
+use common::Clients;
 use pve_client::{Auth, Client, Params, Tls};
 
 /// Collects every tracing event's fields as text.
@@ -34,7 +34,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
 #[test]
 fn secrets_never_reach_logs_or_errors() {
     use tracing_subscriber::layer::SubscriberExt;
-    let emu = Emulator::start();
+    let emu = common::start();
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     let mut errors = Vec::new();
@@ -45,7 +45,7 @@ fn secrets_never_reach_logs_or_errors() {
         c.version().unwrap();
         errors.push(
             c.lxc_set_config(
-                &emu.node,
+                emu.node(),
                 999_999_993,
                 &Params::new().set("description", "x"),
             )
@@ -55,7 +55,10 @@ fn secrets_never_reach_logs_or_errors() {
         let t = emu.token_client();
         t.nodes().unwrap();
         let bad = Client::new(emu.config(
-            Auth::password("root@pam", format!("{}-wrong", emu.password)),
+            Auth::password(
+                "root@pam",
+                format!("{}-wrong", emu.root_password().unwrap()),
+            ),
             Tls::Insecure,
         ))
         .unwrap();
@@ -70,11 +73,11 @@ fn secrets_never_reach_logs_or_errors() {
     assert!(logs.contains("WARN") && logs.contains("DISABLED"), "{logs}");
     let all = format!("{logs}\n{}", errors.join("\n"));
     for secret in [
-        &emu.password,
-        &emu.token_secret,
-        &"PVE:root@pam".to_string(),
-        &"PVEAPIToken".to_string(),
+        emu.root_password().unwrap(),
+        emu.token_secret(),
+        "PVE:root@pam",
+        "PVEAPIToken",
     ] {
-        assert!(!all.contains(secret.as_str()), "{secret:?} leaked:\n{all}");
+        assert!(!all.contains(secret), "{secret:?} leaked:\n{all}");
     }
 }

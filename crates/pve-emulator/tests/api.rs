@@ -7,22 +7,21 @@ use common::*;
 #[test]
 fn auth_tickets_csrf_and_tokens() {
     let d = tempfile::tempdir().unwrap();
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     // The fingerprint file matches what was printed, in AA:BB form.
     let fp = std::fs::read_to_string(d.path().join("fingerprint")).unwrap();
-    assert_eq!(fp.trim(), emu.fingerprint);
+    assert_eq!(fp.trim(), emu.fingerprint());
     assert!(regex::Regex::new("^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
         .unwrap()
-        .is_match(&emu.fingerprint));
+        .is_match(emu.fingerprint()));
 
-    let (c, _) = emu.raw("GET", &emu.url("/version"), &[], &[]);
+    let (c, _) = emu.curl("GET", &emu.api_url("/version"), &[]);
     assert_eq!(c, 401);
     let t0 = std::time::Instant::now();
-    let (c, _) = emu.raw(
+    let (c, _) = emu.curl(
         "GET",
-        &emu.url("/version"),
+        &emu.api_url("/version"),
         &["-H", "Authorization: PVEAPIToken=root@pam!tok=wrong"],
-        &[],
     );
     assert_eq!(c, 401);
     assert!(
@@ -49,23 +48,21 @@ fn auth_tickets_csrf_and_tokens() {
         .to_string();
     assert!(ticket.starts_with("PVE:root@pam:"));
     let cookie = format!("Cookie: PVEAuthCookie={ticket}");
-    let (c, v) = emu.raw("GET", &emu.url("/nodes"), &["-H", &cookie], &[]);
+    let (c, v) = emu.curl("GET", &emu.api_url("/nodes"), &["-H", &cookie]);
     assert_eq!(c, 200);
     assert_eq!(v["data"][0]["node"], "pve");
     // Writes with a ticket need the CSRF token.
-    let (c, _) = emu.raw(
+    let (c, _) = emu.curl(
         "PUT",
-        &emu.url("/nodes/pve/lxc/999/config"),
-        &["-H", &cookie],
-        &["-d", "memory=256"],
+        &emu.api_url("/nodes/pve/lxc/999/config"),
+        &["-H", &cookie, "-d", "memory=256"],
     );
     assert_eq!(c, 403);
     let csrf_h = format!("CSRFPreventionToken: {csrf}");
-    let (c, v) = emu.raw(
+    let (c, v) = emu.curl(
         "PUT",
-        &emu.url("/nodes/pve/lxc/999/config"),
-        &["-H", &cookie, "-H", &csrf_h],
-        &["-d", "memory=256"],
+        &emu.api_url("/nodes/pve/lxc/999/config"),
+        &["-H", &cookie, "-H", &csrf_h, "-d", "memory=256"],
     );
     assert_eq!(c, 500);
     assert_eq!(
@@ -85,7 +82,7 @@ fn auth_tickets_csrf_and_tokens() {
 #[test]
 fn proxmox_errors() {
     let d = tempfile::tempdir().unwrap();
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let (c, v) = emu.call("GET", "/x", &[]);
     assert_eq!(c, 501);
     assert_eq!(v["message"], "Method 'GET /x' not implemented\n");
@@ -157,8 +154,8 @@ fn create_lock_exists_restart_and_nextid() {
     let tpl = busybox_template(d.path(), "bb.tar.xz");
     let ost = install_template(d.path(), &tpl);
     let id = vmid();
-    let mut emu = Emu::start(d.path(), &["--node", "pve", "--node", "pve2"]);
-    let fp = emu.fingerprint.clone();
+    let mut emu = start(d.path(), &["--node", "pve", "--node", "pve2"]);
+    let fp = emu.fingerprint().to_string();
     // A slow create (latency fault on nothing; the lock shows while the task runs).
     let (c, v) = emu.call(
         "POST",
@@ -197,7 +194,7 @@ fn create_lock_exists_restart_and_nextid() {
         v["message"],
         format!("CT {id} already exists on node 'pve'\n")
     );
-    let st = emu.wait(&upid);
+    let st = emu.wait_task(&upid);
     assert_eq!(st["exitstatus"], "OK");
     let log = emu.task_log(&upid);
     assert_eq!(
@@ -242,13 +239,12 @@ fn create_lock_exists_restart_and_nextid() {
     assert!(v["data"].is_string());
 
     // Restart keeps config, tasks and fingerprint.
-    emu.stop();
-    let emu = Emu::start(d.path(), &["--node", "pve", "--node", "pve2"]);
-    assert_eq!(emu.fingerprint, fp);
+    emu.restart();
+    assert_eq!(emu.fingerprint(), fp);
     let (c, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/config"), &[]);
     assert_eq!(c, 200);
     assert_eq!(v["data"]["memory"], 256);
-    assert_eq!(emu.wait(&upid)["exitstatus"], "OK");
+    assert_eq!(emu.wait_task(&upid)["exitstatus"], "OK");
     let (_, v) = emu.call("GET", "/cluster/resources?type=vm", &[]);
     assert!(v["data"]
         .as_array()
@@ -266,7 +262,7 @@ fn create_lock_exists_restart_and_nextid() {
 #[test]
 fn fault_rules() {
     let d = tempfile::tempdir().unwrap();
-    let emu = Emu::start(
+    let emu = start(
         d.path(),
         &[
             "--fault",
@@ -277,18 +273,21 @@ fn fault_rules() {
     assert_eq!((c, v["message"].as_str()), (503, Some("boom\n")));
     let (c, _) = emu.call("GET", "/nodes", &[]);
     assert_eq!(c, 200);
-    let ctl = format!("https://127.0.0.1:{}/_emulator/faults", emu.port);
+    let ctl = format!("https://127.0.0.1:{}/_emulator/faults", emu.port());
     let auth = [
         "-H".to_string(),
         format!("Authorization: PVEAPIToken={TOKEN}"),
     ];
     let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
     let rules = r#"{"rules":[{"path":"^/version$","action":"drop"},{"method":"GET","path":"^/cluster/nextid$","action":"latency","ms":300},{"method":"POST","path":"/status/start$","action":"lock"},{"method":"POST","path":"^/nodes/[^/]+/qemu$","action":"fail_task","message":"disk on fire"}]}"#;
-    let (c, _) = emu.raw(
+    let (c, _) = emu.curl(
         "POST",
         &ctl,
-        &auth,
-        &["-H", "Content-Type: application/json", "-d", rules],
+        &[
+            &auth[..],
+            &["-H", "Content-Type: application/json", "-d", rules],
+        ]
+        .concat(),
     );
     assert_eq!(c, 200);
     let (c, _) = emu.call("GET", "/version", &[]);
@@ -307,16 +306,16 @@ fn fault_rules() {
         &["-d", "vmid=100", "-d", "name=vm1"],
     );
     assert_eq!(c, 200, "{v}");
-    let st = emu.wait(v["data"].as_str().unwrap());
+    let st = emu.wait_task(v["data"].as_str().unwrap());
     assert_eq!(st["exitstatus"], "disk on fire");
-    let (_, v) = emu.raw("GET", &ctl, &auth, &[]);
+    let (_, v) = emu.curl("GET", &ctl, &auth);
     assert_eq!(v["data"].as_array().unwrap().len(), 5);
     assert!(v["data"]
         .as_array()
         .unwrap()
         .iter()
         .all(|r| r["hits"].as_u64().unwrap() >= 1));
-    emu.raw("DELETE", &ctl, &auth, &[]);
+    emu.curl("DELETE", &ctl, &auth);
     let (c, _) = emu.call("GET", "/version", &[]);
     assert_eq!(c, 200);
     // QEMU guests keep config and status.
@@ -347,7 +346,7 @@ fn fault_rules() {
 fn clone_snapshot_rollback() {
     let d = tempfile::tempdir().unwrap();
     let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar.gz"));
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let (id, newid) = (vmid(), vmid());
     emu.task_ok(
         "POST",
@@ -433,7 +432,7 @@ fn clone_snapshot_rollback() {
 }
 
 /// Creates a CT from `ost` on `emu` and returns its VMID.
-fn make_ct(emu: &Emu, ost: &str) -> u32 {
+fn make_ct(emu: &Emulator, ost: &str) -> u32 {
     let id = vmid();
     emu.task_ok(
         "POST",
@@ -452,7 +451,7 @@ fn make_ct(emu: &Emu, ost: &str) -> u32 {
 fn delete_frees_only_owned_volumes_and_locks() {
     let d = tempfile::tempdir().unwrap();
     let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar"));
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let (a, b) = (make_ct(&emu, &ost), make_ct(&emu, &ost));
     let vol_b = d
         .path()
@@ -469,7 +468,7 @@ fn delete_frees_only_owned_volumes_and_locks() {
     let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{a}"), &["-d", "purge=1"]);
     assert_eq!(c, 200, "{v}");
     let upid = v["data"].as_str().unwrap().to_string();
-    assert_eq!(emu.wait(&upid)["exitstatus"], "OK");
+    assert_eq!(emu.wait_task(&upid)["exitstatus"], "OK");
     assert!(vol_b.join("bin/busybox").exists(), "B's volume survived");
     let log = emu.task_log(&upid).to_string();
     assert!(log.contains(&format!("CT {a} isn't the owner")), "{log}");
@@ -480,7 +479,7 @@ fn delete_frees_only_owned_volumes_and_locks() {
     sh("mount", &["-t", "tmpfs", "none", &busy.to_string_lossy()]);
     let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{b}"), &[]);
     assert_eq!(c, 200, "{v}");
-    let st = emu.wait(v["data"].as_str().unwrap());
+    let st = emu.wait_task(v["data"].as_str().unwrap());
     sh("umount", &[&busy.to_string_lossy()]);
     assert_ne!(st["exitstatus"], "OK");
     let (c, v) = emu.call("DELETE", &format!("/nodes/pve/lxc/{b}"), &[]);
@@ -494,7 +493,7 @@ fn delete_frees_only_owned_volumes_and_locks() {
 fn unprivileged_is_read_only() {
     let d = tempfile::tempdir().unwrap();
     let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar"));
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let id = make_ct(&emu, &ost);
     let path = format!("/nodes/pve/lxc/{id}/config");
     let (c, v) = emu.call("PUT", &path, &["-d", "unprivileged=0"]);
@@ -517,7 +516,7 @@ fn unprivileged_is_read_only() {
 fn task_paths_cannot_traverse() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("secretlog"), "secret\n").unwrap();
-    let emu = Emu::start(d.path(), &["--node", "pve", "--node", "pve2"]);
+    let emu = start(d.path(), &["--node", "pve", "--node", "pve2"]);
     let (_, v) = emu.call("GET", "/version", &[]);
     assert!(v["data"].is_object());
     for upid in [
@@ -552,22 +551,21 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[test]
 fn bodies_need_auth_and_are_capped() {
     let d = tempfile::tempdir().unwrap();
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let big = d.path().join("big");
     std::fs::write(&big, vec![b'a'; 64 << 20]).unwrap();
     let data = format!("@{}", big.display());
-    let pid = emu.child.id();
+    let pid = emu.pid();
     let before = peak_rss_kib(pid);
     let t0 = std::time::Instant::now();
     for path in ["/nodes/pve/lxc", "/nodes/pve/storage/local/upload"] {
-        let (c, v) = emu.raw("POST", &emu.url(path), &[], &["--data-binary", &data]);
+        let (c, v) = emu.curl("POST", &emu.api_url(path), &["--data-binary", &data]);
         assert_eq!(c, 401, "{path}: {v}");
     }
     let form = format!("filename=@{}", big.display());
-    let (c, _) = emu.raw(
+    let (c, _) = emu.curl(
         "POST",
-        &emu.url("/nodes/pve/storage/local/upload"),
-        &[],
+        &emu.api_url("/nodes/pve/storage/local/upload"),
         &["-F", "content=vztmpl", "-F", &form],
     );
     assert_eq!(c, 401);
@@ -593,17 +591,23 @@ fn bodies_need_auth_and_are_capped() {
     assert!(grown < 32 << 10, "the emulator grew by {grown} KiB");
 
     // Fault rules only see authenticated requests.
-    let ctl = format!("https://127.0.0.1:{}/_emulator/faults", emu.port);
+    let ctl = format!("https://127.0.0.1:{}/_emulator/faults", emu.port());
     let rule =
         r#"{"rules":[{"path":"^/version$","action":"error","status":500,"message":"boom"}]}"#;
-    let (c, _) = emu.raw(
+    let (c, _) = emu.curl(
         "POST",
         &ctl,
-        &["-H", &format!("Authorization: PVEAPIToken={TOKEN}")],
-        &["-H", "Content-Type: application/json", "-d", rule],
+        &[
+            "-H",
+            &format!("Authorization: PVEAPIToken={TOKEN}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            rule,
+        ],
     );
     assert_eq!(c, 200);
-    let (c, _) = emu.raw("GET", &emu.url("/version"), &[], &[]);
+    let (c, _) = emu.curl("GET", &emu.api_url("/version"), &[]);
     assert_eq!(c, 401);
     let (c, _) = emu.call("GET", "/version", &[]);
     assert_eq!(c, 500);
@@ -646,12 +650,11 @@ fn secrets_from_files() {
     assert!(!err.contains("SHOWN"), "{err}");
 
     std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let emu = Emu::start(d.path(), &["--token-file", &tfs]);
-    let (c, _) = emu.raw(
+    let emu = start(d.path(), &["--token-file", &tfs]);
+    let (c, _) = emu.curl(
         "GET",
-        &emu.url("/version"),
+        &emu.api_url("/version"),
         &["-H", "Authorization: PVEAPIToken=root@pam!file=fromfile"],
-        &[],
     );
     assert_eq!(c, 200);
 }

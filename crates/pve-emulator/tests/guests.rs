@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use testkit::{unique, OciImage};
 
 fn ns(pid: &str, kind: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
@@ -13,8 +14,8 @@ fn ns(pid: &str, kind: &str) -> String {
 #[test]
 fn busybox_ct_lifecycle_on_dir_storage() {
     let d = tempfile::tempdir().unwrap();
-    let br = Bridge::name();
-    let mut emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    let mut emu = builder(d.path()).own_bridge().start();
+    let br = emu.bridge().unwrap().to_string();
     let tpl = busybox_template(d.path(), "busybox.tar.gz");
     // Upload through the API (multipart, file part named `filename`).
     emu.task_ok(
@@ -28,7 +29,7 @@ fn busybox_ct_lifecycle_on_dir_storage() {
         ],
     );
     let id = vmid();
-    let net = format!("name=eth0,bridge={},ip=10.199.0.2/24", br.0);
+    let net = format!("name=eth0,bridge={},ip=10.199.0.2/24", br);
     emu.task_ok(
         "POST",
         "/nodes/pve/lxc",
@@ -83,7 +84,7 @@ fn busybox_ct_lifecycle_on_dir_storage() {
         "{status}"
     );
     // Its veth is on the bridge.
-    let links = sh("ip", &["link", "show", "master", &br.0]);
+    let links = sh("ip", &["link", "show", "master", &br]);
     assert!(links.contains(&format!("veth{id}i0")), "{links}");
     let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/interfaces"), &[]);
     assert!(
@@ -128,8 +129,7 @@ fn busybox_ct_lifecycle_on_dir_storage() {
     );
 
     // Restarting the emulator (SIGTERM) leaves the CT running.
-    emu.stop();
-    let emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    emu.restart();
     let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
     assert_eq!(v["data"]["pid"].as_u64().unwrap().to_string(), pid);
 
@@ -282,7 +282,7 @@ fn zfs_in_private_namespace() {
     );
     let tpl = busybox_template(d.path(), "bb.tar.zst");
     let ost = install_template(d.path(), &tpl);
-    let emu = Emu::start(
+    let emu = start(
         d.path(),
         &[
             "--storage",
@@ -345,115 +345,22 @@ fn zfs_in_private_namespace() {
     assert_eq!(left.trim(), format!("{}/ct", pool.0), "no dataset left");
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
-/// Writes a blob into an OCI layout and returns its descriptor.
-fn blob(layout: &std::path::Path, media: &str, data: &[u8]) -> serde_json::Value {
-    let h = sha256_hex(data);
-    std::fs::write(layout.join("blobs/sha256").join(&h), data).unwrap();
-    serde_json::json!({"mediaType": media, "digest": format!("sha256:{h}"), "size": data.len()})
-}
-
-/// A tar of `entries` (made under a fresh directory by `make`).
-fn layer_tar(dir: &std::path::Path, make: impl FnOnce(&std::path::Path)) -> Vec<u8> {
-    let src = dir.join(format!("layer-src-{}", unique()));
-    std::fs::create_dir_all(&src).unwrap();
-    make(&src);
-    let out = dir.join(format!("layer-{}.tar", unique()));
-    sh(
-        "tar",
-        &[
-            "-cf",
-            &out.to_string_lossy(),
-            "-C",
-            &src.to_string_lossy(),
-            ".",
-        ],
-    );
-    std::fs::read(out).unwrap()
-}
-
-/// An OCI-layout archive of uncompressed layers and an image `config`.
-fn oci_layout_archive(
-    dir: &std::path::Path,
-    layers: &[Vec<u8>],
-    config: serde_json::Value,
-) -> std::path::PathBuf {
-    let layout = dir.join(format!("layout-{}", unique()));
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let descs: Vec<_> = layers
-        .iter()
-        .map(|l| blob(&layout, "application/vnd.oci.image.layer.v1.tar", l))
-        .collect();
-    let diff_ids: Vec<_> = layers
-        .iter()
-        .map(|l| format!("sha256:{}", sha256_hex(l)))
-        .collect();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": config,
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let dc = blob(
-        &layout,
-        "application/vnd.oci.image.config.v1+json",
-        config.to_string().as_bytes(),
-    );
-    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": dc, "layers": descs});
-    let dm = blob(
-        &layout,
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.to_string().as_bytes(),
-    );
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::json!({"schemaVersion": 2, "manifests": [dm]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let out = dir.join(format!("img{}_latest.tar", unique()));
-    sh(
-        "tar",
-        &[
-            "-cf",
-            &out.to_string_lossy(),
-            "-C",
-            &layout.to_string_lossy(),
-            "oci-layout",
-            "index.json",
-            "blobs",
-        ],
-    );
-    out
-}
-
 /// An OCI-layout archive: busybox, then a layer that whites out bin/ls and adds etc/motd.
 fn oci_archive(dir: &std::path::Path) -> std::path::PathBuf {
-    let l1 = std::fs::read(busybox_template(dir, "layer1.tar")).unwrap();
-    let l2 = layer_tar(dir, |d| {
-        std::fs::create_dir_all(d.join("bin")).unwrap();
-        std::fs::create_dir_all(d.join("etc")).unwrap();
-        std::fs::write(d.join("bin/.wh.ls"), "").unwrap();
-        std::fs::write(d.join("etc/motd"), "layer two\n").unwrap();
-    });
-    oci_layout_archive(
-        dir,
-        &[l1, l2],
-        serde_json::json!({"Entrypoint": ["/bin/sleep"], "Cmd": ["1000"], "Env": ["FOO=bar", "PATH=/bin"], "User": "nobody", "WorkingDir": "/tmp"}),
-    )
+    OciImage::new()
+        .layer(busybox_layer(dir))
+        .layer_from(dir, |d| {
+            std::fs::create_dir_all(d.join("bin")).unwrap();
+            std::fs::create_dir_all(d.join("etc")).unwrap();
+            std::fs::write(d.join("bin/.wh.ls"), "").unwrap();
+            std::fs::write(d.join("etc/motd"), "layer two\n").unwrap();
+        })
+        .config(serde_json::json!({"Entrypoint": ["/bin/sleep"], "Cmd": ["1000"], "Env": ["FOO=bar", "PATH=/bin"], "User": "nobody", "WorkingDir": "/tmp"}))
+        .archive(dir)
 }
 
 /// Creates a CT from `ost` and returns the task's exit status and log.
-fn create_from(emu: &Emu, ost: &str) -> (u32, String, String) {
+fn create_from(emu: &Emulator, ost: &str) -> (u32, String, String) {
     let id = vmid();
     let (_, v) = emu.call(
         "POST",
@@ -466,7 +373,7 @@ fn create_from(emu: &Emu, ost: &str) -> (u32, String, String) {
         ],
     );
     let upid = v["data"].as_str().expect("a UPID").to_string();
-    let st = emu.wait(&upid);
+    let st = emu.wait_task(&upid);
     let status = st["exitstatus"].as_str().unwrap_or_default().to_string();
     (id, status, emu.task_log(&upid).to_string())
 }
@@ -474,16 +381,16 @@ fn create_from(emu: &Emu, ost: &str) -> (u32, String, String) {
 #[test]
 fn oci_config_newline_is_refused() {
     let d = tempfile::tempdir().unwrap();
-    let l1 = std::fs::read(busybox_template(d.path(), "layer1.tar")).unwrap();
     let ost = install_template(
         d.path(),
-        &oci_layout_archive(
-            d.path(),
-            &[l1],
-            serde_json::json!({"Cmd": ["/bin/sh", "x\nlxc.hook.pre-start: touch /pwned #"]}),
-        ),
+        &OciImage::new()
+            .layer(busybox_layer(d.path()))
+            .config(
+                serde_json::json!({"Cmd": ["/bin/sh", "x\nlxc.hook.pre-start: touch /pwned #"]}),
+            )
+            .archive(d.path()),
     );
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let (id, status, log) = create_from(&emu, &ost);
     assert_ne!(status, "OK", "{log}");
     assert!(log.contains("control character"), "{log}");
@@ -498,7 +405,7 @@ fn oci_layers_cannot_escape_the_rootfs() {
     // The host directory a malicious image aims at.
     let target = d.path().join(format!("host-target-{}", unique()));
     std::fs::create_dir_all(&target).unwrap();
-    let l1 = layer_tar(d.path(), |s| {
+    let image = OciImage::new().layer_from(d.path(), |s| {
         std::os::unix::fs::symlink(&target, s.join("x")).unwrap();
     });
     // Only the file, no `x/` entry: tar would then follow the symlink `x`.
@@ -519,9 +426,12 @@ fn oci_layers_cannot_escape_the_rootfs() {
     let l2 = std::fs::read(l2).unwrap();
     let ost = install_template(
         d.path(),
-        &oci_layout_archive(d.path(), &[l1, l2], serde_json::json!({"Cmd": ["/bin/sh"]})),
+        &image
+            .layer(l2)
+            .config(serde_json::json!({"Cmd": ["/bin/sh"]}))
+            .archive(d.path()),
     );
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let _ = create_from(&emu, &ost);
     assert!(
         !target.join("authorized_keys").exists(),
@@ -566,7 +476,7 @@ fn oci_layers_cannot_escape_the_rootfs() {
 fn oci_archive_template() {
     let d = tempfile::tempdir().unwrap();
     let ost = install_template(d.path(), &oci_archive(d.path()));
-    let emu = Emu::start(d.path(), &[]);
+    let emu = start(d.path(), &[]);
     let id = vmid();
     emu.task_ok(
         "POST",
@@ -634,11 +544,11 @@ fn oci_archive_template() {
 #[test]
 fn vlan_tag_on_host_veth() {
     let d = tempfile::tempdir().unwrap();
-    let br = Bridge::name();
     let ost = install_template(d.path(), &busybox_template(d.path(), "bb.tar"));
-    let emu = Emu::start(d.path(), &["--bridge", &br.0]);
+    let emu = builder(d.path()).own_bridge().start();
+    let br = emu.bridge().unwrap().to_string();
     let id = vmid();
-    let net = format!("name=eth0,bridge={},tag=42,ip=10.198.0.2/24", br.0);
+    let net = format!("name=eth0,bridge={},tag=42,ip=10.198.0.2/24", br);
     emu.task_ok(
         "POST",
         "/nodes/pve/lxc",
@@ -657,7 +567,7 @@ fn vlan_tag_on_host_veth() {
     );
     let (c, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
     assert_eq!(c, 200, "{v}");
-    let st = emu.wait(v["data"].as_str().unwrap());
+    let st = emu.wait_task(v["data"].as_str().unwrap());
     if st["exitstatus"] == "OK" {
         let vlans = sh("bridge", &["vlan", "show", "dev", &format!("veth{id}i0")]);
         assert!(vlans.contains("42"), "{vlans}");

@@ -49,10 +49,7 @@ fn tree(root: &Path) {
 
 #[test]
 fn copies_every_kind_of_entry_and_attribute() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "copy tests need root (chown, mknod)"
-    );
+    testkit::require_root("the copy tests (chown, mknod)");
     let t = tempfile::tempdir().unwrap();
     let (src, dst) = (t.path().join("src"), t.path().join("dst"));
     fs::create_dir(&src).unwrap();

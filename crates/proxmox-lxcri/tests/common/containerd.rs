@@ -19,7 +19,6 @@
 use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -46,31 +45,14 @@ static TEST_IMAGE: OnceLock<PathBuf> = OnceLock::new();
 /// Panics with a clear message unless we run as root and containerd, ctr and the runc v2
 /// shim are installed. Tests call it first: they must fail loudly, never pass silently.
 pub fn require_root() {
-    let euid = nix::unistd::geteuid();
-    assert!(
-        euid.is_root(),
-        "the containerd end-to-end tests need root (running as uid {euid}); \
-         run them as root, e.g. `sudo -E cargo test -p proxmox-lxcri --test containerd`"
-    );
+    testkit::require_root("the containerd end-to-end tests");
     for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
         assert!(
-            which(tool).is_some(),
+            testkit::which(tool).is_some(),
             "`{tool}` not found in PATH: the containerd end-to-end tests need containerd \
              (Debian: apt-get install containerd)"
         );
     }
-}
-
-/// Looks `name` up in `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 /// The workspace root (two levels above this crate).
@@ -304,8 +286,8 @@ disabled_plugins = [
         let mut pve = None;
         let mut cmd = Command::new("containerd");
         if super::emulator::on_pve() {
-            let bin = super::emulator::emulator_bin(env!("CARGO_BIN_EXE_proxmox-lxcri"));
-            let emu = super::emulator::Emulator::start(&bin, &d, &[]);
+            use super::emulator::RuntimeConfig;
+            let emu = super::emulator::start(&d);
             let rt_config = d.join("lxcri.toml");
             emu.write_config(&rt_config, "pve-lxc");
             cmd.env("PROXMOX_LXCRI_CONFIG", &rt_config);

@@ -1,33 +1,43 @@
-//! Shared helpers for tests that run real containers: a busybox bundle, a
-//! runc-like default spec, and a runner for our binary with its own --root.
+//! Shared helpers for tests that run real containers: a busybox bundle with
+//! runc's default spec (from the test kit), and a runner for our binary with
+//! its own --root.
 #![allow(dead_code)]
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use testkit::{Rootfs, Spec};
 
 pub mod emulator;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_proxmox-lxcri");
+use emulator::RuntimeConfig;
 
-/// Fail loudly (never skip silently) when the machine cannot run containers.
-pub fn require_root_and_lxc() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests run real LXC containers and need root (CI runs them as root)"
-    );
-    assert!(
-        Command::new("lxc-start").arg("--version").output().is_ok(),
-        "lxc-start not found: install the Debian package `lxc` (.ci/run does)"
-    );
-}
+pub const BIN: &str = env!("CARGO_BIN_EXE_proxmox-lxcri");
 
 /// Applets linked into the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "id", "true", "false", "mkdir", "touch", "grep", "head",
     "stat", "hostname", "env", "pwd", "test", "wc", "kill", "ps", "dd", "rm", "umask", "sync",
 ];
+
+/// The rootfs of [`Env::bundle`]: busybox with [`APPLETS`], root and nobody.
+pub fn rootfs() -> Rootfs {
+    Rootfs::busybox()
+        .dirs(&["root", "run"])
+        .applets(APPLETS)
+        .users()
+}
+
+/// runc's default spec (`runc spec`), non-terminal, running `args`, with a
+/// writable root, hostname `lxcri-test` and no /sys/fs/cgroup mount.
+pub fn default_spec(args: &[&str]) -> Spec {
+    Spec::runc()
+        .terminal(false)
+        .args(args)
+        .readonly_root(false)
+        .hostname("lxcri-test")
+        .without_mount("/sys/fs/cgroup")
+}
 
 pub struct Env {
     /// The Proxmox node of this test (LXCRI_TEST_ENGINE=pve-lxc); dropped
@@ -42,7 +52,8 @@ pub struct Env {
 impl Env {
     /// On the engine `LXCRI_TEST_ENGINE` names (default lxc).
     pub fn new() -> Env {
-        require_root_and_lxc();
+        // Fail loudly (never skip silently) when the machine cannot run containers.
+        testkit::require_root_and_lxc("the runtime tests (they run real LXC containers)");
         let tmp = tempfile::Builder::new()
             .prefix("lxcri-test")
             .tempdir()
@@ -71,7 +82,7 @@ impl Env {
 
     /// An emulator for this env, and a config file that makes pve-lxc the default.
     fn start_pve(&mut self) {
-        let emu = emulator::Emulator::start(&emulator::emulator_bin(BIN), self.tmp.path(), &[]);
+        let emu = emulator::start(self.tmp.path());
         let cfg = self.tmp.path().join("config.toml");
         emu.write_config(&cfg, "pve-lxc");
         self.config = Some(cfg);
@@ -103,29 +114,11 @@ impl Env {
 
     /// A bundle dir with a busybox rootfs and the default spec edited by `f`.
     pub fn bundle(&self, name: &str, args: &[&str], f: impl FnOnce(&mut Value)) -> PathBuf {
-        let b = self.tmp.path().join(name);
-        let rootfs = b.join("rootfs");
-        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "run"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for a in APPLETS {
-            symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-        }
-        std::fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        testkit::bundle(
+            &self.tmp.path().join(name),
+            &rootfs(),
+            &default_spec(args).edit(f),
         )
-        .unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
-        let mut spec = default_spec(args);
-        f(&mut spec);
-        std::fs::write(
-            b.join("config.json"),
-            serde_json::to_vec_pretty(&spec).unwrap(),
-        )
-        .unwrap();
-        b
     }
 
     /// Run our binary with this env's --root.
@@ -234,7 +227,7 @@ impl Env {
         }
         if let Some(emu) = &self.pve {
             // No CT of it on the node, and no volume without a CT.
-            let confs = emu.data.join("nodes").join(&emu.node).join("lxc");
+            let confs = emu.data_dir().join("nodes").join(emu.node()).join("lxc");
             let cts = emu.ct_ids();
             for vmid in &cts {
                 let conf =
@@ -255,38 +248,4 @@ impl Env {
             }
         }
     }
-}
-
-/// runc's default spec (`runc spec`), non-terminal, running `args`.
-pub fn default_spec(args: &[&str]) -> Value {
-    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-    json!({
-        "ociVersion": "1.2.0",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "lxcri-test",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
-    })
 }
