@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo build --release -q -p proxmox-lxcri-storage --bin storage-bench
+cargo build --release -q -p proxmox-lxcri-storage --features testpool --bin storage-bench
 exec target/x86_64-unknown-linux-gnu/release/storage-bench "$@"

@@ -43,6 +43,7 @@ pub mod names;
 pub mod progress;
 pub mod size;
 pub mod storage;
+#[cfg(feature = "testpool")]
 pub mod testpool;
 pub mod zfs;
 
