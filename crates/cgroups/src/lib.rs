@@ -11,6 +11,7 @@
 mod cgroup;
 mod layout;
 mod stats;
+pub mod tree;
 
 pub use cgroup::{Cgroup, Version};
 pub use layout::{mount_point, CgroupLayout, Mode};
@@ -33,6 +34,18 @@ pub enum Error {
     FreezeTimeout {
         file: std::path::PathBuf,
         state: &'static str,
+    },
+    /// A cgroup path that is not a plain relative path.
+    #[error("bad cgroup path {0:?}: must be relative, without `..`")]
+    BadPath(String),
+    /// Processes kept coming back to the cgroup.
+    #[error("cgroup {0} still has processes after SIGKILL")]
+    Busy(String),
+    /// Removing a cgroup directory failed.
+    #[error("removing cgroup {}: {source}", path.display())]
+    Remove {
+        path: std::path::PathBuf,
+        source: std::io::Error,
     },
     /// A setting key that is not `lxc.cgroup.*` / `lxc.cgroup2.*`.
     #[error("not a cgroup setting: {0}")]

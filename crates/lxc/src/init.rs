@@ -7,10 +7,18 @@
 //!    read-only paths), resolves the executable, and reports on `ready`;
 //! 2. waits for the `start` byte;
 //! 3. hides the exchange directory and itself, runs the startContainer
-//!    hooks, forks the user process (see [`process::exec_user`] for the
-//!    order of the privileged steps) and reports on `started`;
-//! 4. stays pid 1: forwards signals, reaps zombies, and records the user
-//!    process's [`ExitStatus`] in the `exit` file.
+//!    hooks, then either
+//!    * with [`InitConfig::exec_in_place`] (the lxc engine), reports `exec`
+//!      on `started` and becomes the user process (see
+//!      [`process::exec_user`] for the order of the privileged steps): the
+//!      OCI process is pid 1, as under runc, and the `started` FIFO closes
+//!      on the successful exec (an error is reported on it otherwise);
+//!      reaping orphans is then the image's business, as under runc
+//!      (`--init` exists for that);
+//!    * or forks the user process, reports `ok` on `started`, and stays
+//!      pid 1: forwards signals, reaps zombies, and records the user
+//!      process's [`ExitStatus`] in the `exit` file (a Proxmox CT, whose
+//!      init's parent is Proxmox's monitor, not ours).
 pub mod capabilities;
 pub mod prepare;
 pub mod process;
@@ -480,6 +488,12 @@ pub fn run() -> ! {
     }
 
     // Step 4.
+    if prepared.cfg.exec_in_place {
+        // `started` is close-on-exec: a successful exec closes it.
+        let _ = started.write_all(b"exec\n");
+        let (c, msg) = process::exec_user(&prepared);
+        fail_started(&mut started, &msg, c as i32);
+    }
     let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => fail_started(&mut started, &format!("pipe: {e}"), 1),

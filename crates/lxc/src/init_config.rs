@@ -91,6 +91,12 @@ pub struct InitConfig {
     /// The OCI state JSON (status "created") piped to startContainer hooks.
     #[serde(default)]
     pub hook_state: serde_json::Value,
+    /// Become the user process (execve in place: it is pid 1 and the
+    /// runtime's pid-file pid, as with runc) instead of forking it and
+    /// staying its supervisor (engines whose guest's init is not ours to
+    /// hand over, such as a Proxmox CT).
+    #[serde(default)]
+    pub exec_in_place: bool,
 }
 
 /// The five capability sets, as capability names (`CAP_CHOWN`, ...).

@@ -8,8 +8,9 @@
 //! translate OCI -> LXC keys + the init's config
 //! launch    exchange files; the engine's config (and guest); the monitor
 //!           started, the init waiting at `ready`
-//! ready     hooks on the way; the init found; console handed over
-//! finish    state "created", --pid-file
+//! ready     hooks on the way; the init found; the container handed over
+//!           to whoever reaps the pid-file process
+//! finish    console handed over; state "created", --pid-file
 //! ```
 //! Everything made is undone by [`Creation`]'s drop if a step fails.
 use std::fs;
@@ -131,6 +132,8 @@ pub(crate) struct Creation<'a> {
     ready: Option<fs::File>,
     /// Where the init sends the pty master (with a terminal).
     console: Option<UnixListener>,
+    /// The --pid-file process, once the engine handed the container over.
+    pid_file_proc: Option<crate::proc::ProcRef>,
     armed: bool,
 }
 
@@ -171,6 +174,7 @@ impl<'a> Creation<'a> {
                 .unwrap_or(false),
             ready: None,
             console: None,
+            pid_file_proc: None,
             armed: true,
         };
         let spec_json = serde_json::to_vec_pretty(&req.spec).expect("spec serializes");
@@ -321,7 +325,9 @@ impl<'a> Creation<'a> {
         self.cx.init = Some(init);
         self.engine.started(rt)?;
         self.cx.state.init = Some(init);
-        self.cx.save()
+        self.cx.save()?;
+        self.pid_file_proc = Some(self.engine.hand_over(&mut self.cx, init)?);
+        Ok(())
     }
 
     /// LXC's mount hook asks for prestart and createRuntime (runtime
@@ -388,12 +394,12 @@ impl<'a> Creation<'a> {
         }
         self.cx.state.status = Status::Created;
         self.cx.save()?;
-        let monitor = self.cx.monitor.expect("started");
+        let pid = Pid::from_raw(self.pid_file_proc.expect("handed over").pid);
         if let Some(pid_file) = &opts.pid_file {
-            write_atomic(&absolute(pid_file), monitor.as_raw().to_string().as_bytes())?;
+            write_atomic(&absolute(pid_file), pid.as_raw().to_string().as_bytes())?;
         }
         self.armed = false;
-        Ok(monitor)
+        Ok(pid)
     }
 }
 

@@ -133,8 +133,17 @@ pub fn exit_code(exchange: &Path) -> Option<i32> {
 pub fn read_status_line(
     fifo: &mut File,
     deadline: Instant,
-    mut alive: impl FnMut() -> bool,
+    alive: impl FnMut() -> bool,
 ) -> std::result::Result<String, String> {
+    read_status(fifo, deadline, alive).map(|(line, _)| line)
+}
+
+/// [`read_status_line`], and what came after the line in the same read.
+fn read_status(
+    fifo: &mut File,
+    deadline: Instant,
+    mut alive: impl FnMut() -> bool,
+) -> std::result::Result<(String, Vec<u8>), String> {
     let mut buf = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -161,7 +170,7 @@ pub fn read_status_line(
                     Err(e) => return Err(format!("reading status: {e}")),
                 }
                 if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    return Ok(String::from_utf8_lossy(&buf[..pos]).into_owned());
+                    return Ok(split_line(&buf, pos));
                 }
             }
             Err(e) => return Err(format!("poll: {e}")),
@@ -173,11 +182,18 @@ pub fn read_status_line(
                 buf.extend_from_slice(&chunk[..n]);
             }
             if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                return Ok(String::from_utf8_lossy(&buf[..pos]).into_owned());
+                return Ok(split_line(&buf, pos));
             }
             return Err("the container init exited".into());
         }
     }
+}
+
+fn split_line(buf: &[u8], pos: usize) -> (String, Vec<u8>) {
+    (
+        String::from_utf8_lossy(&buf[..pos]).into_owned(),
+        buf[pos + 1..].to_vec(),
+    )
 }
 
 /// True while our child `pid` has not exited (reaps it when it has).
@@ -205,15 +221,50 @@ pub fn release(paths: &Paths, init: &ProcRef, timeout: Duration) -> Result<()> {
     std::io::Write::write_all(&mut start, b"1")
         .map_err(|e| fail(format!("signalling start: {e}")))?;
     drop(start);
-    let line = read_status_line(&mut started, Instant::now() + timeout, || {
-        proc::is_alive(init)
-    })
-    .map_err(fail)?;
+    let deadline = Instant::now() + timeout;
+    let (line, rest) =
+        read_status(&mut started, deadline, || proc::is_alive(init)).map_err(fail)?;
     match line.strip_prefix("error: ") {
         None if line == "ok" => Ok(()),
+        // The init becomes the process: `started` closes on a successful
+        // exec, or carries why it failed.
+        None if line == "exec" => match read_after_exec(&mut started, rest, deadline) {
+            None => Ok(()),
+            Some(msg) => Err(fail(msg)),
+        },
         Some(msg) => Err(fail(msg.to_string())),
         None => Err(fail(format!("unexpected answer from init: {line:?}"))),
     }
+}
+
+/// After `exec`: None once the FIFO's writer has closed (the exec
+/// succeeded), or the error the init wrote before it gave up.
+fn read_after_exec(fifo: &mut File, mut buf: Vec<u8>, deadline: Instant) -> Option<String> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some("timed out waiting for the container process to exec".into());
+        }
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        let ms = left.as_millis().min(100) as u16;
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::Error::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Some(format!("poll: {e}")),
+        }
+        let mut chunk = [0u8; 4096];
+        match fifo.read(&mut chunk) {
+            // The writer existed (it wrote `exec`), so EOF means it closed.
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Some(format!("reading status: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map(str::to_string)
 }
 
 /// Signal the container init; SIGKILL is recorded so the exit status is 137.

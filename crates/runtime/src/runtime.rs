@@ -264,6 +264,12 @@ impl Runtime {
     /// create + start, then (unless detached) wait for the container's end,
     /// delete it and return its exit status.
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        if !detach {
+            // The container's process comes to us when create hands it over
+            // (as to containerd's shim): we reap it and learn its status.
+            // SAFETY: plain prctl.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
         let monitor = self.logged(id, "create", || self.create_inner(id, opts))?;
         if let Err(e) = self.start(id) {
             let _ = self.delete(id, true);
@@ -319,11 +325,12 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Wait until the container's init and our monitor have ended (a zombie
-/// monitor waiting for the shim's reaping counts as ended).
+/// waiting for the shim's reaping counts as ended).
 fn wait_gone(st: &ContainerState, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let init_live = st.init.as_ref().is_some_and(proc::exists);
+        // A zombie init waits for its reaper (the shim): it has ended.
+        let init_live = st.init.as_ref().is_some_and(proc::is_alive);
         let mon_live = st.monitor.as_ref().is_some_and(proc::is_alive);
         if !init_live && !mon_live {
             return;
@@ -333,7 +340,7 @@ fn wait_gone(st: &ContainerState, timeout: Duration) {
 }
 
 /// `run` in the foreground: forward the usual termination signals to the
-/// container, and return its exit status when the monitor ends.
+/// container, and return its exit status when the pid-file process ends.
 fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 {
     proxmox_lxcri_lxc::attach::wait_forwarding(monitor, |s| {
         let _ = rt.kill(id, s, false);

@@ -199,8 +199,11 @@ pub fn exec_user(p: &Prepared) -> ExecFailure {
     let cfg = &p.cfg;
     let fail = |m: String| (127u8, m);
     reset_signals();
+    // A fresh session; the init that execs in place may lead one already.
     if let Err(e) = nix::unistd::setsid() {
-        return fail(format!("setsid: {e}"));
+        if nix::unistd::getsid(None) != Ok(nix::unistd::getpid()) {
+            return fail(format!("setsid: {e}"));
+        }
     }
     if cfg.terminal {
         // SAFETY: ioctl on fd 0 with an integer argument.

@@ -225,6 +225,17 @@ impl Env {
                 assert!(!cmd.contains(&needle), "{id}: process left behind: {cmd}");
             }
         }
+        if self.pve.is_none() {
+            // No cgroup of it (lxc-start does not stay to remove them).
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            for l in mountinfo.lines().filter(|l| l.contains(" - cgroup")) {
+                let mnt = l.split_whitespace().nth(4).unwrap();
+                for c in [id.to_string(), format!("{id}.monitor")] {
+                    let d = std::path::Path::new(mnt).join("proxmox-lxcri").join(&c);
+                    assert!(!d.exists(), "{id}: cgroup {} left behind", d.display());
+                }
+            }
+        }
         if let Some(emu) = &self.pve {
             // No CT of it on the node, and no volume without a CT.
             let confs = emu.data_dir().join("nodes").join(emu.node()).join("lxc");

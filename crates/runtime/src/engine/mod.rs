@@ -4,6 +4,7 @@
 //! ```text
 //! create:  plan -> (claim, record) -> provision -> translate -> configure
 //!          -> (exchange files) -> start -> find_init ... -> started
+//!          -> hand_over (the pid-file process)
 //! delete:  (kill the init) -> stop_without_init -> destroy
 //! update:  (cgroups) -> update_limits
 //! gc:      leftover_sources
@@ -134,6 +135,12 @@ pub trait Engine {
     fn started(&mut self, _rt: &Runtime) -> Result<()> {
         Ok(())
     }
+
+    /// The container is created: hand it over to whoever reaps the pid-file
+    /// process (containerd's shim, `run`), and return that process: the
+    /// container's own process where the engine can make it so (as runc),
+    /// else a monitor that ends with it.
+    fn hand_over(&mut self, cx: &mut Cx, init: ProcRef) -> Result<ProcRef>;
 
     /// How long an undone create waits for the monitor to end by itself.
     fn monitor_grace(&self, paths: &Paths) -> Duration;

@@ -87,5 +87,6 @@ pub(crate) fn translate(
         devices,
         start_container_hooks,
         hook_state: serde_json::Value::Null,
+        exec_in_place: false,
     })
 }

@@ -1,20 +1,24 @@
-//! The lxc engine: runs a bundle with `lxc-start -F` on this host, under a
-//! monitor process of ours; with `[storage]`, on a volume of its own.
+//! The lxc engine: runs a bundle with `lxc-start -F` on this host; with
+//! `[storage]`, on a volume of its own.
 //!
 //! ```text
-//! create ──fork──> monitor (pid in --pid-file; setsid)
-//!                     └─ lxc-start -F -q -P <dir> -n <id>
-//!                           └─ container init (/dev/.lxcri-init, pid 1 inside)
-//!                                 └─ user process (after `start`)
+//! create ──fork──> monitor (setsid) ──exec──> lxc-start -F -q -P <dir> -n <id>
+//!                                               └─ container init (/dev/.lxcri-init, pid 1)
+//! create, once the init is ready:  SIGKILL lxc-start
+//!   -> the init is re-parented to the nearest subreaper (containerd's shim; `run`)
+//! start:  the init execs the OCI process in place: pid 1, and the --pid-file pid
 //! ```
-//! The monitor ends exactly when the container ends and exits with its
-//! status (read from the `exit` file the init writes, since lxc-start does
-//! not pass it on), so containerd's shim, which reaps the pid-file pid,
-//! sees the container's exit status.
+//! As with runc, the pid in `--pid-file` is the container's own process, so
+//! the shim reaps its exact exit status and containerd finds the
+//! container's namespaces under `/proc/<pid>/ns`. `lxc.monitor.signal.pdeath
+//! = 0` lets the container outlive lxc-start; what lxc-start would have done
+//! after the container's end (removing its cgroups) is done by `delete`.
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::Spec;
 use proxmox_lxcri_lxc::config::{translate, TranslateContext, Translation};
@@ -37,6 +41,10 @@ pub use volume::{id_shift, OrphanVolumes};
 pub struct LxcRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<storage::Volume>,
+    /// The container's and LXC's monitor cgroups (paths under each
+    /// hierarchy's root), recorded before lxc-start makes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<String>,
 }
 
 #[derive(Default)]
@@ -68,10 +76,24 @@ impl Engine for LxcEngine {
     }
 
     fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
-        Ok(translate(spec, ctx)?)
+        let mut tr = translate(spec, ctx)?;
+        // The container outlives lxc-start (see hand_over), and the init
+        // becomes the OCI process.
+        tr.lxc.push("lxc.monitor.signal.pdeath", "0")?;
+        tr.init.exec_in_place = true;
+        Ok(tr)
     }
 
     fn configure(&mut self, cx: &mut Cx, _req: &Request, tr: &Translation) -> Result<()> {
+        let cgroups: Vec<String> = ["lxc.cgroup.dir.container", "lxc.cgroup.dir.monitor"]
+            .iter()
+            .flat_map(|k| tr.lxc.get(k))
+            .map(str::to_string)
+            .collect();
+        if let EngineRecord::Lxc(rec) = &mut cx.state.engine {
+            rec.cgroups = cgroups;
+        }
+        cx.save()?;
         let cfg = cx.paths.config_file();
         let dir = cfg.parent().expect("config has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
@@ -92,65 +114,83 @@ impl Engine for LxcEngine {
         find_init(monitor)
     }
 
+    fn hand_over(&mut self, cx: &mut Cx, init: ProcRef) -> Result<ProcRef> {
+        // lxc-start must not stay the container's parent: the init goes to
+        // the nearest subreaper, which reaps it as it reaps runc's.
+        if let Some(m) = cx.monitor.take() {
+            let _ = nix::sys::signal::kill(m, Signal::SIGKILL);
+            let _ = waitpid(m, None);
+        }
+        cx.state.monitor = None;
+        cx.save()?;
+        Ok(init)
+    }
+
     fn monitor_grace(&self, _paths: &Paths) -> Duration {
         // The monitor ends once lxc-start has torn the container down.
         Duration::from_secs(10)
     }
 
+    fn stop_without_init(&self, st: &ContainerState) {
+        // A create that died before the init was known: lxc-start may still
+        // run (destroy then empties the container's cgroups).
+        if let Some(m) = st.monitor.filter(proc::is_alive) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+        }
+    }
+
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
+        if let EngineRecord::Lxc(rec) = &st.engine {
+            for cg in &rec.cgroups {
+                proxmox_lxcri_cgroups::tree::kill_and_remove(cg, Duration::from_secs(10))?;
+            }
+        }
         volume::destroy(rt, st)
     }
 }
 
-/// Start the monitor. Returns its pid; it is our child.
+/// Start `lxc-start -F` in its own session. Returns its pid; it is our
+/// child until create hands the container over.
 ///
-/// `stdio`: fds to become the container's 0, 1, 2 (a pty slave), or None to
-/// pass ours through.
+/// `stdio`: fds to become the container's 0, 1, 2 (a pty's /dev/null), or
+/// None to pass ours through.
 fn spawn_monitor(paths: &Paths, lxc_start: &Path, stdio: Option<&OwnedFd>) -> Result<Pid> {
-    let args = [
-        lxc_start.as_os_str().to_owned(),
-        "-F".into(),
-        "-q".into(),
-        "-P".into(),
-        paths.lxcpath.as_os_str().to_owned(),
-        "-n".into(),
-        paths.name.clone().into(),
-    ];
-    let exchange = paths.exchange.clone();
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<CString> = [
+        lxc_start.as_os_str(),
+        "-F".as_ref(),
+        "-q".as_ref(),
+        "-P".as_ref(),
+        paths.lxcpath.as_os_str(),
+        "-n".as_ref(),
+        paths.name.as_ref(),
+    ]
+    .iter()
+    .map(|a| CString::new(a.as_bytes()))
+    .collect::<std::result::Result<_, _>>()
+    .map_err(|_| crate::error::Error::Config("a NUL byte in the lxc-start command".into()))?;
     let slave = stdio.map(|f| f.as_raw_fd());
-    // SAFETY: the CLI is single-threaded when it forks the monitor, so the
-    // child may use the allocator and std::process.
-    match unsafe { fork() }.ctx(|| "forking the monitor".to_string())? {
+    // SAFETY: the CLI is single-threaded when it forks; the child only
+    // juggles fds and execs.
+    match unsafe { fork() }.ctx(|| "forking lxc-start".to_string())? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
-            let code = monitor_main(&args, &exchange, slave);
+            exchange::detach_monitor(slave, None);
+            let _ = nix::unistd::execvp(&args[0], &args);
             // SAFETY: leave without running the parent's atexit handlers.
-            unsafe { libc::_exit(code) }
+            unsafe { libc::_exit(255) }
         }
     }
 }
 
-/// Body of the monitor process.
-fn monitor_main(args: &[std::ffi::OsString], exchange: &Path, slave: Option<i32>) -> i32 {
-    exchange::detach_monitor(slave, None);
-    let status = std::process::Command::new(&args[0])
-        .args(&args[1..])
-        .status();
-    if status.is_err() {
-        return 255;
-    }
-    exchange::exit_code(exchange).unwrap_or(255)
-}
-
-/// Find the container init: the child of lxc-start, the child of the monitor.
-fn find_init(monitor: Pid) -> Option<ProcRef> {
+/// Find the container init: the child of lxc-start.
+fn find_init(lxc_start: Pid) -> Option<ProcRef> {
     for _ in 0..50 {
         let parents = proc::all_parents();
-        if let Some(lxc_start) = proc::children_of(&parents, monitor.as_raw()).first() {
-            if let Some(init) = proc::children_of(&parents, *lxc_start).first() {
-                if let Some(r) = proc::proc_ref(*init) {
-                    return Some(r);
-                }
+        if let Some(init) = proc::children_of(&parents, lxc_start.as_raw()).first() {
+            if let Some(r) = proc::proc_ref(*init) {
+                return Some(r);
             }
         }
         std::thread::sleep(Duration::from_millis(2));

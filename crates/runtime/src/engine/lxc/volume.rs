@@ -85,7 +85,10 @@ fn set_volume(st: &mut ContainerState, vol: Option<storage::Volume>) {
 
 /// Destroy a container's volume, if it has one.
 pub(super) fn destroy(rt: &Runtime, st: &ContainerState) -> Result<()> {
-    let EngineRecord::Lxc(super::LxcRecord { volume: Some(vol) }) = &st.engine else {
+    let EngineRecord::Lxc(super::LxcRecord {
+        volume: Some(vol), ..
+    }) = &st.engine
+    else {
         return Ok(());
     };
     rt.storage_for(vol)?.destroy(vol)?;

@@ -331,6 +331,14 @@ impl Engine for PveLxcEngine {
         Ok(())
     }
 
+    fn hand_over(&mut self, cx: &mut Cx, _init: ProcRef) -> Result<ProcRef> {
+        // Proxmox's monitor is the CT init's parent: the pid-file process
+        // is our monitor, which ends with the container's status.
+        cx.state
+            .monitor
+            .ok_or_else(|| Error::Guest("the CT's monitor was not recorded".into()))
+    }
+
     fn monitor_grace(&self, paths: &Paths) -> Duration {
         // Without an init to wait for the monitor ends at once; with one,
         // once Proxmox has stopped the CT.
