@@ -29,6 +29,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow};
@@ -237,8 +238,9 @@ fn console_to_runtime(dir: &Path) -> Result<(), InitError> {
 }
 
 /// Take the container's stdio from the runtime's monitor: three fds over
-/// the exchange dir's stdio socket, put on fds 0-2.
-fn stdio_from_runtime(dir: &Path) -> Result<(), InitError> {
+/// the exchange dir's stdio socket, put on fds 0-2. The connection stays:
+/// the exit status goes back over it (see [`report_status`]).
+fn stdio_from_runtime(dir: &Path) -> Result<UnixStream, InitError> {
     let path = dir.join(crate::init_config::SOCKET_STDIO);
     let sock = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
@@ -249,7 +251,7 @@ fn stdio_from_runtime(dir: &Path) -> Result<(), InitError> {
         nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), i as i32)
             .map_err(|source| InitError::DupStdio { fd: i, source })?;
     }
-    Ok(())
+    Ok(sock)
 }
 
 /// Signals that do nothing by default: they do not end a created container.
@@ -328,14 +330,36 @@ fn forward(child: Pid, sig: i32) {
     unsafe { libc::kill(child.as_raw(), sig) };
 }
 
+/// Tell the runtime's pid-file process the exit status, and give it a
+/// moment to leave: it lives in our pid namespace, which dies with us.
+fn report_status(report: Option<UnixStream>, st: ExitStatus) {
+    let Some(mut s) = report else { return };
+    let json = serde_json::to_string(&st).unwrap_or_default();
+    if s.write_all(format!("{json}\n").as_bytes()).is_err() {
+        return;
+    }
+    // Bounded, in case it is gone; generous, as a loaded node is slow.
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut b = [0u8; 64];
+    // Until EOF (it left), an error or the timeout.
+    while matches!(std::io::Read::read(&mut s, &mut b), Ok(n) if n > 0) {}
+}
+
 /// Step 5: pid 1 duties until the user process ends.
-fn supervise(child: Pid, sigfd: &SignalFd, exit: Option<&File>, pending: Vec<i32>) -> ! {
+fn supervise(
+    child: Pid,
+    sigfd: &SignalFd,
+    exit: Option<&File>,
+    pending: Vec<i32>,
+    report: Option<UnixStream>,
+) -> ! {
     for s in pending {
         forward(child, s);
     }
     loop {
         if let Some(st) = reap(child) {
             write_exit(exit, st);
+            report_status(report, st);
             std::process::exit(st.shell_code());
         }
         process::poll_in(&[sigfd.as_raw_fd()], -1);
@@ -374,20 +398,21 @@ pub fn run() -> ! {
     // The stdio socket first, when the runtime offers one (pve-lxc): the
     // monitor learns our host pid from it, even if preparing fails below.
     let stdio = if dir.join(crate::init_config::SOCKET_STDIO).exists() {
-        stdio_from_runtime(dir)
+        stdio_from_runtime(dir).map(Some)
     } else {
-        Ok(())
+        Ok(None)
     };
-    let (exit_file, prepared) = match (exit_file, stdio) {
-        (Ok(f), Ok(())) => (Some(f), prepare(dir)),
+    let (exit_file, prepared, report) = match (exit_file, stdio) {
+        (Ok(f), Ok(report)) => (Some(f), prepare(dir), report),
         (Err(source), _) => (
             None,
             Err(InitError::Open {
                 path: dir.join(FILE_EXIT),
                 source,
             }),
+            None,
         ),
-        (Ok(f), Err(e)) => (Some(f), Err(e)),
+        (Ok(f), Err(e)) => (Some(f), Err(e), None),
     };
     let exit = exit_file.as_ref();
 
@@ -523,7 +548,7 @@ pub fn run() -> ! {
             }
             let _ = started.write_all(b"ok\n");
             drop(started);
-            supervise(child, &sigfd, exit, pending)
+            supervise(child, &sigfd, exit, pending, report)
         }
     }
 }

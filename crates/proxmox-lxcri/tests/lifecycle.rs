@@ -256,21 +256,33 @@ fn run_in_the_foreground_forwards_sigterm_to_the_container() {
 /// As with runc: the pid in --pid-file is the container's own process, pid 1
 /// of its pid namespace, in the container's namespaces (containerd joins a
 /// pod's containers to /proc/<pid>/ns/*), and after `start` it is the OCI
-/// process itself. (On pve-lxc Proxmox starts the CT, so the pid-file
-/// process is our monitor; docs/pve-lxc.md says what it is.)
+/// process itself. On pve-lxc Proxmox's monitor is the CT init's parent, so
+/// the pid-file process is ours, but in every namespace of the container.
 #[test]
 fn pid_file_pid_is_the_containers_pid_1() {
     let env = Env::new();
-    if env.pve.is_some() {
-        return;
-    }
     let b = env.bundle("b", &["sleep", "1000"], |_| {});
     env.must_create("p1", &b);
     let pid: i32 = std::fs::read_to_string(env.tmp.path().join("p1.pid"))
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(env.state("p1")["pid"], pid);
+    let init = env.state("p1")["pid"].as_i64().unwrap() as i32;
+    if env.pve.is_some() {
+        for ns in ["pid", "mnt", "uts", "ipc", "net", "user", "cgroup"] {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+            let init_ns = std::fs::read_link(format!("/proc/{init}/ns/{ns}")).unwrap();
+            assert_eq!(
+                theirs, init_ns,
+                "{ns}: the pid-file process is not in the CT's"
+            );
+        }
+        env.ok(&["start", "p1"]);
+        env.ok(&["delete", "--force", "p1"]);
+        env.assert_gone("p1");
+        return;
+    }
+    assert_eq!(init, pid);
     let nspid = |pid: i32| -> String {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap()

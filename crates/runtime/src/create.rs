@@ -280,16 +280,14 @@ impl<'a> Creation<'a> {
         let mut start_failed: Option<String> = None;
         loop {
             let engine = &mut self.engine;
+            let paths = &self.cx.paths;
             let line = exchange::read_status_line(&mut ready, deadline, || {
-                if !exchange::child_running(monitor) {
-                    return false;
-                }
-                match engine.start_failed(rt) {
+                match engine.start_failed(rt, paths) {
                     Some(why) => {
                         start_failed = Some(why);
                         false
                     }
-                    None => true,
+                    None => engine.still_starting(paths, monitor),
                 }
             });
             match line {

@@ -132,7 +132,10 @@ impl Runtime {
         let paths = Paths::new(&self.store.dir(&st.id), &st.id);
         match st.status {
             Status::Created | Status::Running | Status::Paused => {
-                if !st.init.as_ref().is_some_and(proc::is_alive) {
+                // The pid-file process, where it is not the init itself,
+                // ends once the container has (its reaper has been told).
+                let ended = st.monitor.as_ref().is_some_and(|m| !proc::is_alive(m));
+                if ended || !st.init.as_ref().is_some_and(proc::is_alive) {
                     st.status = Status::Stopped;
                 }
             }

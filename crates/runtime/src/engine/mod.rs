@@ -123,8 +123,14 @@ pub trait Engine {
 
     /// Asked while create waits for the init: why the start failed, when
     /// the engine knows before the init can say.
-    fn start_failed(&mut self, _rt: &Runtime) -> Option<String> {
+    fn start_failed(&mut self, _rt: &Runtime, _paths: &Paths) -> Option<String> {
         None
+    }
+
+    /// Asked while create waits for the init: is what `start` began still
+    /// on its way (`monitor`: what `start` returned)?
+    fn still_starting(&self, _paths: &Paths, monitor: Pid) -> bool {
+        crate::exchange::child_running(monitor)
     }
 
     /// The container's init. `early`: asked by the mount hook, before the

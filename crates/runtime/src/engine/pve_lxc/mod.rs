@@ -285,7 +285,10 @@ impl Engine for PveLxcEngine {
         Ok(monitor)
     }
 
-    fn start_failed(&mut self, rt: &Runtime) -> Option<String> {
+    fn start_failed(&mut self, rt: &Runtime, paths: &Paths) -> Option<String> {
+        if let Some(e) = read_monitor_error(&paths.exchange) {
+            return Some(format!("the CT's monitor: {e}"));
+        }
         // Asked at most once a second: did Proxmox's start task fail?
         let (_, upid) = self.start_task.as_ref()?;
         if self
@@ -331,12 +334,38 @@ impl Engine for PveLxcEngine {
         Ok(())
     }
 
+    fn still_starting(&self, paths: &Paths, monitor: Pid) -> bool {
+        // The monitor leaves once it made the pid-file process (see monitor).
+        crate::exchange::child_running(monitor)
+            || read_monitor(&paths.exchange).is_some_and(|m| proc::is_alive(&m))
+    }
+
     fn hand_over(&mut self, cx: &mut Cx, _init: ProcRef) -> Result<ProcRef> {
         // Proxmox's monitor is the CT init's parent: the pid-file process
-        // is our monitor, which ends with the container's status.
-        cx.state
-            .monitor
-            .ok_or_else(|| Error::Guest("the CT's monitor was not recorded".into()))
+        // is ours, made by our monitor in the container's namespaces.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid_proc = loop {
+            if let Some(m) = read_monitor(&cx.paths.exchange) {
+                break m;
+            }
+            if let Some(e) = read_monitor_error(&cx.paths.exchange) {
+                return Err(Error::Guest(format!("the CT's monitor: {e}")));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Guest(
+                    "the CT's monitor did not make the pid-file process".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        // Our monitor leaves right after: reap it, so that its child is the
+        // subreaper's (containerd's shim) to reap.
+        if let Some(m) = cx.monitor.take() {
+            let _ = nix::sys::wait::waitpid(m, None);
+        }
+        cx.state.monitor = Some(pid_proc);
+        cx.save()?;
+        Ok(pid_proc)
     }
 
     fn monitor_grace(&self, paths: &Paths) -> Duration {

@@ -1,6 +1,28 @@
-//! The pid-file process of a pve-lxc container: hands the init our stdio,
-//! learns its host pid, and ends with the container's exit status.
+//! The pid-file process of a pve-lxc container. Proxmox's monitor is the
+//! CT init's parent, so the pid containerd reaps cannot be the container's
+//! own process as on the lxc engine; it is a process of ours that
+//!
+//! 1. hands the init our stdio over the exchange dir's socket and learns the
+//!    init's host pid from that connection (SO_PEERCRED);
+//! 2. joins the init's namespaces (user, mnt, pid, net, ipc, uts, cgroup) and
+//!    forks: the child, in the container's namespaces, is the pid-file
+//!    process (containerd joins pod containers to /proc/<pid>/ns/*: they
+//!    must be the container's, never the host's); the parent records it
+//!    in the exchange dir and leaves, so the shim becomes its parent;
+//! 3. the child ends with the container's exit status when the init ends
+//!    (also when Proxmox stops the CT: 137).
+use std::os::fd::FromRawFd;
+
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+
 use super::*;
+
+/// Written by the monitor: the pid-file process (in the container's
+/// namespaces), or why it could not be made.
+pub const FILE_MONITOR: &str = "monitor";
+pub const FILE_MONITOR_ERROR: &str = "monitor-error";
 
 /// Start the CT's monitor. It is our child and the pid-file pid: it serves
 /// `listener` once (the init's stdio), then waits for the init to end.
@@ -63,7 +85,7 @@ fn monitor_main(
     if proxmox_lxcri_lxc::pty::send_fds(&conn, &[0, 1, 2], b"stdio").is_err() {
         return 255;
     }
-    drop(conn);
+    // The connection stays: the init reports the exit status over it.
     // Only the container holds containerd's pipes from now on.
     if let Ok(null) = fs::OpenOptions::new()
         .read(true)
@@ -74,45 +96,152 @@ fn monitor_main(
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    wait_exit(&init);
-    match crate::exchange::exit_code(exchange) {
-        Some(code) => code,
-        // No status from the init: killed from outside (Proxmox stopped
-        // the CT). Say so where `state` looks, too.
-        None => {
-            let _ = fs::write(exchange.join(crate::exchange::FILE_KILLED), "9");
-            128 + libc::SIGKILL
+    // Everything the child needs from the host, opened before the setns.
+    let Ok(dir) = fs::File::open(exchange) else {
+        return 255;
+    };
+    let dir = dir.as_raw_fd();
+    if let Err(e) = enter_namespaces(init.pid) {
+        let _ = write_at(dir, FILE_MONITOR_ERROR, e.as_bytes());
+        return 255;
+    }
+    // SAFETY: single-threaded; the child only waits and reads files.
+    match unsafe { fork() } {
+        Err(e) => {
+            let _ = write_at(dir, FILE_MONITOR_ERROR, format!("fork: {e}").as_bytes());
+            255
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(conn);
+            // The host pid (fork answers in our, the host's, pid namespace);
+            // the runtime adds its start time (our /proc is the CT's now).
+            if write_at(dir, FILE_MONITOR, child.as_raw().to_string().as_bytes()).is_err() {
+                // SAFETY: kill(2) of our own child.
+                unsafe { libc::kill(child.as_raw(), libc::SIGKILL) };
+                return 255;
+            }
+            0
+        }
+        Ok(ForkResult::Child) => {
+            // The init tells us the status and waits for us to leave: we
+            // are in its pid namespace, which ends with it. The connection
+            // must close only as we exit (_exit closes it, once the kernel
+            // has us as exiting): closed earlier, the init ends first and
+            // the namespace's SIGKILL would replace our exit status.
+            let status = read_status(&conn);
+            std::mem::forget(conn);
+            if let Some(code) = status {
+                return code;
+            }
+            match exit_code_at(dir) {
+                Some(code) => code,
+                // No status from the init: killed from outside (Proxmox
+                // stopped the CT). Say so where `state` looks, too.
+                None => {
+                    let _ = write_at(dir, crate::exchange::FILE_KILLED, b"9");
+                    128 + libc::SIGKILL
+                }
+            }
         }
     }
 }
 
-/// Block until `init` (not our child) has ended.
-fn wait_exit(init: &ProcRef) {
-    let pid = init.pid;
-    // SAFETY: pidfd_open(2) returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // The pid may have ended (and been reused) before the pidfd was made.
-    if !proc::is_alive(init) {
-        return;
+/// Join every namespace of `pid` that is not ours: user first (it owns the
+/// others), then mnt, pid (for our children), net, ipc, uts, cgroup.
+fn enter_namespaces(pid: i32) -> std::result::Result<(), String> {
+    let mut fds = vec![];
+    for (name, flag) in [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ] {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let same =
+            fs::read_link(&theirs).ok() == fs::read_link(format!("/proc/self/ns/{name}")).ok();
+        if same {
+            continue;
+        }
+        let f = fs::File::open(&theirs).map_err(|e| format!("opening {theirs}: {e}"))?;
+        fds.push((name, flag, f));
     }
-    if fd >= 0 {
-        // SAFETY: a new fd we own.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-        loop {
-            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::Error::EINTR) => continue,
-                _ => return,
-            }
+    for (name, flag, f) in fds {
+        setns(f.as_fd(), flag)
+            .map_err(|e| format!("joining the container's {name} namespace: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Write `name` in the directory `dir` atomically (temp + rename), by fd.
+fn write_at(dir: i32, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let tmp = format!(".{name}.tmp");
+    let fd = openat(
+        Some(dir),
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    // SAFETY: openat returned a new fd we own.
+    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    f.write_all(data)?;
+    f.sync_all()?;
+    renameat(Some(dir), tmp.as_str(), Some(dir), name)?;
+    Ok(())
+}
+
+fn read_at(dir: i32, name: &str) -> Option<String> {
+    let fd = openat(
+        Some(dir),
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: openat returned a new fd we own.
+    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s).ok()?;
+    Some(s)
+}
+
+/// [`crate::exchange::exit_code`], through the exchange dir's fd.
+fn exit_code_at(dir: i32) -> Option<i32> {
+    if let Some(text) = read_at(dir, proxmox_lxcri_lxc::init_config::FILE_EXIT) {
+        if let Ok(st) =
+            serde_json::from_str::<proxmox_lxcri_lxc::init_config::ExitStatus>(text.trim())
+        {
+            return Some(st.shell_code());
         }
     }
-    while proc::is_alive(init) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let killed = read_at(dir, crate::exchange::FILE_KILLED)?;
+    killed.trim().parse::<i32>().ok().map(|s| 128 + s)
+}
+
+/// The exit status the init sends when its process ended (None: the
+/// connection ended without one).
+fn read_status(conn: &std::os::unix::net::UnixStream) -> Option<i32> {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut line).ok()?;
+    let st: proxmox_lxcri_lxc::init_config::ExitStatus = serde_json::from_str(line.trim()).ok()?;
+    Some(st.shell_code())
 }
 
 /// The init's host pid, as the monitor recorded it.
 pub fn read_init(exchange: &Path) -> Option<ProcRef> {
     let text = fs::read_to_string(exchange.join(FILE_INIT_PID)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// The pid-file process the monitor made, as the host sees it.
+pub fn read_monitor(exchange: &Path) -> Option<ProcRef> {
+    let text = fs::read_to_string(exchange.join(FILE_MONITOR)).ok()?;
+    proc::proc_ref(text.trim().parse().ok()?)
+}
+
+/// Why the monitor could not make the pid-file process, if it said.
+pub fn read_monitor_error(exchange: &Path) -> Option<String> {
+    fs::read_to_string(exchange.join(FILE_MONITOR_ERROR)).ok()
 }
