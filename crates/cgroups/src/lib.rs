@@ -41,6 +41,9 @@ pub enum Error {
     /// Processes kept coming back to the cgroup.
     #[error("cgroup {0} still has processes after SIGKILL")]
     Busy(String),
+    /// The cgroup a new container asks for holds processes already.
+    #[error("cgroup {path} is in use by {count} process(es) of another container; give this container its own linux.cgroupsPath or id")]
+    InUse { path: String, count: usize },
     /// Removing a cgroup directory failed.
     #[error("removing cgroup {}: {source}", path.display())]
     Remove {

@@ -92,6 +92,26 @@ pub fn kill_and_remove(rel: &str, timeout: Duration) -> Result<(), Error> {
     Ok(())
 }
 
+/// Make `rel` free for a new container, as runc does: a cgroup that holds
+/// processes belongs to someone else and is refused; an empty one (left by a
+/// container whose state is gone) is removed, as LXC refuses to reuse one.
+pub fn claim(rel: &str) -> Result<(), Error> {
+    let path = checked(rel)?;
+    let pids = procs(rel)?;
+    if !pids.is_empty() {
+        return Err(Error::InUse {
+            path: rel.to_string(),
+            count: pids.len(),
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for h in hierarchies() {
+        remove_tree(&h.join(path), deadline)?;
+    }
+    Ok(())
+}
+
+/// Remove `dir` and every cgroup below it, children first.
 fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), Error> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -163,6 +183,43 @@ mod tests {
         kill_and_remove(&rel, Duration::from_secs(5)).unwrap();
         assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
         assert!(made.iter().all(|d| !d.exists()));
+        for h in hierarchies() {
+            let _ = fs::remove_dir(h.join("proxmox-lxcri-test"));
+        }
+    }
+
+    /// A busy cgroup is refused and left alone; an empty one is removed.
+    #[test]
+    fn claim_refuses_busy_and_removes_stale() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (it makes a cgroup)");
+        }
+        let rel = format!("proxmox-lxcri-test/claim-{}", std::process::id());
+        let mut made = vec![];
+        for h in hierarchies() {
+            let d = h.join(&rel).join("child");
+            if fs::create_dir_all(&d).is_ok() && d.join("cgroup.procs").exists() {
+                made.push(d);
+            }
+        }
+        assert!(!made.is_empty(), "no writable cgroup hierarchy");
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        fs::write(made[0].join("cgroup.procs"), child.id().to_string()).unwrap();
+        let err = claim(&rel).unwrap_err();
+        assert!(matches!(err, Error::InUse { count: 1, .. }), "{err}");
+        assert!(made.iter().all(|d| d.exists()), "a busy cgroup was touched");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "its process was touched"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        // Now empty: a leftover, removed with its children.
+        claim(&rel).unwrap();
+        assert!(made.iter().all(|d| !d.parent().unwrap().exists()));
         for h in hierarchies() {
             let _ = fs::remove_dir(h.join("proxmox-lxcri-test"));
         }

@@ -317,3 +317,36 @@ fn pid_file_pid_is_the_containers_pid_1() {
     env.ok(&["delete", "--force", "p1"]);
     env.assert_gone("p1");
 }
+
+/// Cgroups are host-wide while state is per root: the same id in a second
+/// root must neither kill the first container (its cgroup is refused, with
+/// a clear error, and nothing is left) nor be blocked forever by an empty
+/// cgroup a lost state left behind.
+#[test]
+fn a_cgroup_of_another_container_is_refused_and_a_stale_one_reused() {
+    let a = Env::new();
+    if a.pve.is_some() {
+        return; // Proxmox owns a CT's cgroups.
+    }
+    let b = Env::new();
+    let id = format!("cg{}", std::process::id());
+    let bundle_a = a.bundle("b", &["sleep", "1000"], |_| {});
+    let bundle_b = b.bundle("b", &["true"], |_| {});
+    a.must_create(&id, &bundle_a);
+    a.ok(&["start", &id]);
+
+    let o = b.create(&id, &bundle_b);
+    assert!(!o.status.success(), "a second container took a busy cgroup");
+    let log = b.log_of(&id);
+    assert!(log.contains("is in use"), "{log}");
+    b.assert_gone_state(&id);
+    assert_eq!(a.status(&id), "running", "the first container was touched");
+
+    // The first root loses its state: its (now empty) cgroups stay.
+    a.ok(&["kill", &id, "KILL"]);
+    a.wait_status(&id, "stopped");
+    std::fs::remove_dir_all(a.root.join("containers").join(&id)).unwrap();
+    b.must_create(&id, &bundle_b);
+    b.ok(&["delete", "--force", &id]);
+    b.assert_gone(&id);
+}

@@ -301,6 +301,10 @@ fn gc_removes_interrupted_creates_and_orphan_volumes() {
     assert!(all.contains(&z.dataset("live")));
     assert_eq!(z.state("live")["status"], "created");
     z.ok(&["delete", "--force", "live"]);
+    // The lost container's id is free again (its empty cgroups are reused).
+    z.must_create("orphan", &b);
+    z.ok(&["delete", "--force", "orphan"]);
+    z.env.assert_gone("orphan");
     assert_eq!(z.ok(&["gc"]), "");
     z.ok(&["image", "gc"]);
     assert!(!z

@@ -211,6 +211,23 @@ impl Env {
         std::fs::read_to_string(self.tmp.path().join(format!("{id}.log"))).unwrap_or_default()
     }
 
+    /// No state dir and no process of `id` in this root (its cgroups may
+    /// be another root's).
+    pub fn assert_gone_state(&self, id: &str) {
+        assert!(
+            !self.root.join("containers").join(id).exists(),
+            "{id}: state dir left behind"
+        );
+        let needle = self.root.join("containers").join(id);
+        let needle = needle.to_string_lossy().into_owned();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                assert!(!cmd.contains(&needle), "{id}: process left behind: {cmd}");
+            }
+        }
+    }
+
     /// Nothing of `id` is left: no state dir and no process of it.
     pub fn assert_gone(&self, id: &str) {
         assert!(

@@ -90,6 +90,11 @@ impl Engine for LxcEngine {
             .flat_map(|k| tr.lxc.get(k))
             .map(str::to_string)
             .collect();
+        // Before they are recorded: destroy must never touch a cgroup that
+        // was someone else's.
+        for cg in &cgroups {
+            proxmox_lxcri_cgroups::tree::claim(cg)?;
+        }
         if let EngineRecord::Lxc(rec) = &mut cx.state.engine {
             rec.cgroups = cgroups;
         }
