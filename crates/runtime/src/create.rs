@@ -3,7 +3,7 @@
 //! ```text
 //! request   bundle, spec, rootfs checked            (nothing made)
 //! plan      the engine's checks                     (nothing made)
-//! claim     the id's directory and lock; config.json, state "creating"
+//! claim     the id's directory, locked, with state "creating"; config.json
 //! provision the engine's rootfs storage             (recorded first)
 //! translate OCI -> LXC keys + the init's config
 //! launch    exchange files; the engine's config (and guest); the monitor
@@ -42,8 +42,7 @@ impl Runtime {
         engine.plan(self, &req)?;
 
         // From here on everything made is undone if create fails.
-        let lock = self.store.claim(id)?;
-        let mut c = Creation::begin(self, &req, engine)?;
+        let (mut c, lock) = Creation::begin(self, &req, engine)?;
         let rootfs = c.engine.provision(&mut c.cx, &req)?;
         let (tr, ctx) = c.translate(&req, rootfs)?;
         c.launch(&req, &tr, &ctx)?;
@@ -138,9 +137,14 @@ pub(crate) struct Creation<'a> {
 }
 
 impl<'a> Creation<'a> {
-    /// Record the container: config.json and a state "creating" with the
-    /// engine's empty record.
-    fn begin(rt: &'a Runtime, req: &Request, engine: Box<dyn Engine>) -> Result<Self> {
+    /// Claim the id with a state "creating" (the engine's empty record),
+    /// then write config.json. The lock is the caller's to hold until the
+    /// end of create (dropped after the guard).
+    fn begin(
+        rt: &'a Runtime,
+        req: &Request,
+        engine: Box<dyn Engine>,
+    ) -> Result<(Self, crate::state::ContainerLock)> {
         let dir = rt.store.dir(&req.id);
         let state = ContainerState {
             oci_version: OCI_VERSION.into(),
@@ -156,6 +160,7 @@ impl<'a> Creation<'a> {
             monitor: None,
             exit_status: None,
         };
+        let lock = rt.store.claim(&state)?;
         let c = Creation {
             cx: Cx {
                 rt,
@@ -179,8 +184,7 @@ impl<'a> Creation<'a> {
         };
         let spec_json = serde_json::to_vec_pretty(&req.spec).expect("spec serializes");
         write_atomic(&dir.join("config.json"), &spec_json)?;
-        c.cx.save()?;
-        Ok(c)
+        Ok((c, lock))
     }
 
     /// The spec in the engine's terms, with our init's part.
@@ -259,8 +263,9 @@ impl<'a> Creation<'a> {
         } else {
             None
         };
-        let monitor = self.engine.start(&mut self.cx, devnull.as_ref())?;
-        self.cx.record_monitor(monitor)
+        // The engine records its monitor before the monitor acts.
+        self.engine.start(&mut self.cx, devnull.as_ref())?;
+        Ok(())
     }
 
     /// Wait until the init reports ready, running the create-phase hooks
@@ -431,7 +436,9 @@ impl Drop for Creation<'_> {
             return;
         }
         exchange::remove_exchange(&self.dir);
-        let _ = fs::remove_dir_all(&self.dir);
+        if let Err(e) = cx.rt.store.remove(&cx.state.id) {
+            tracing::error!("removing what create made: {e}; run `proxmox-lxcri gc` later");
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! ```
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -114,6 +114,43 @@ pub(crate) fn detach_monitor(stdio: Option<i32>, keep: Option<i32>) {
         for s in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
             libc::signal(s, libc::SIG_IGN);
         }
+    }
+}
+
+/// Record-before-act for a process we fork: the child waits at the gate
+/// until the parent has recorded its pid. If the parent dies first, the
+/// pipe closes without a byte and the child leaves having done nothing.
+pub(crate) struct Gate {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Gate {
+    pub fn new() -> Result<Gate> {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "making a pipe".to_string())?;
+        Ok(Gate { read, write })
+    }
+
+    /// In the child, first thing after fork: true once the parent opens
+    /// the gate, false if it died (or gave up) before.
+    pub fn pass(self) -> bool {
+        drop(self.write);
+        let mut b = [0u8; 1];
+        loop {
+            match nix::unistd::read(self.read.as_raw_fd(), &mut b) {
+                Ok(1) => return true,
+                Err(nix::Error::EINTR) => continue,
+                _ => return false,
+            }
+        }
+    }
+
+    /// In the parent, once the child is recorded.
+    pub fn open(self) -> Result<()> {
+        drop(self.read);
+        nix::unistd::write(&self.write, b"1").ctx(|| "opening the gate".to_string())?;
+        Ok(())
     }
 }
 
@@ -421,6 +458,9 @@ pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<
         }
     }
     let dir = base.join(format!("{h:016x}"));
+    // The link first: a crash right after leaves a dir that delete and gc
+    // find through the container's own directory.
+    std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
     match fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -434,7 +474,6 @@ pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<
     // process's environment).
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
         .ctx(|| format!("chmod {}", dir.display()))?;
-    std::os::unix::fs::symlink(&dir, link).ctx(|| format!("linking {}", link.display()))?;
     Ok(dir)
 }
 

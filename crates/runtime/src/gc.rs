@@ -79,10 +79,54 @@ impl LeftoverSource for CrashedCreates {
     }
 }
 
+/// Container directories without a state: a claim or a removal that a crash
+/// cut short (staging names), or an id directory from before claims were
+/// staged. No command holds them.
+pub struct LeftoverDirs;
+
+impl LeftoverSource for LeftoverDirs {
+    fn name(&self) -> &'static str {
+        "dir"
+    }
+    fn find(&self, rt: &Runtime) -> Result<Vec<Leftover>> {
+        Ok(rt
+            .store
+            .leftover_dirs()?
+            .into_iter()
+            .map(|p| Leftover {
+                source: self.name(),
+                name: p.display().to_string(),
+                reason:
+                    "a container directory without a state, left by an interrupted create or delete"
+                        .into(),
+                stamp: None,
+            })
+            .collect())
+    }
+    fn remove(&self, rt: &Runtime, item: &Leftover) -> Result<()> {
+        let path = std::path::Path::new(&item.name);
+        // Still one? (A create may have claimed the id since.)
+        if !rt.store.leftover_dirs()?.iter().any(|p| p == path) {
+            return Ok(());
+        }
+        crate::exchange::remove_exchange(path);
+        std::fs::remove_dir_all(path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|source| crate::error::Error::Io {
+                context: format!("removing {}", path.display()),
+                source,
+            })
+    }
+}
+
 impl Runtime {
     /// Every source of leftovers this runtime knows.
     pub fn leftover_sources(&self) -> Vec<Box<dyn LeftoverSource>> {
-        let mut sources: Vec<Box<dyn LeftoverSource>> = vec![Box::new(CrashedCreates)];
+        let mut sources: Vec<Box<dyn LeftoverSource>> =
+            vec![Box::new(CrashedCreates), Box::new(LeftoverDirs)];
         sources.extend(crate::engine::leftover_sources());
         sources
     }

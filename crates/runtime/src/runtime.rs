@@ -3,7 +3,6 @@
 //! creating -> created -> running -> stopped, as the runtime spec says;
 //! `refresh` reconciles a recorded status with the processes, so a container
 //! whose process exited reads as stopped without another command.
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use proxmox_lxcri_cgroups::Cgroup;
 
 use crate::config::Config;
 use crate::engine;
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::events;
 use crate::exchange::{self, Paths};
 use crate::hooks::{self, Place};
@@ -207,7 +206,7 @@ impl Runtime {
                 // (containerd's shim always calls delete --force).
                 Err(Error::NotFound(_)) if force => {
                     exchange::remove_exchange(&self.store.dir(id));
-                    let _ = fs::remove_dir_all(self.store.dir(id));
+                    let _ = self.store.remove(id);
                     return Ok(());
                 }
                 other => other?,
@@ -256,9 +255,8 @@ impl Runtime {
             // What the engine made first: if it cannot go, the state stays
             // for a retry.
             engine.destroy(self, &st)?;
-            let dir = self.store.dir(id);
-            exchange::remove_exchange(&dir);
-            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+            exchange::remove_exchange(&self.store.dir(id));
+            self.store.remove(id)?;
             drop(lock);
             Ok(())
         })

@@ -132,19 +132,82 @@ impl Store {
         Ok(())
     }
 
-    /// Make the container directory; fails if the id is taken. This mkdir is
-    /// the atomic claim on the id.
-    pub fn claim(&self, id: &str) -> Result<ContainerLock> {
+    /// Claim the id: its directory appears with `initial` as its state and
+    /// locked by us, or not at all (fails if the id is taken). The directory
+    /// is made and filled under a staging name, then renamed into place
+    /// without replacing anything, so a crash never leaves an id directory
+    /// without a readable state.
+    pub fn claim(&self, initial: &ContainerState) -> Result<ContainerLock> {
         self.ensure_layout()?;
-        let dir = self.dir(id);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::Exists(id.to_string()))
+        let id = &initial.id;
+        let staging = self.staging_dir("new");
+        fs::create_dir(&staging).ctx(|| format!("creating {}", staging.display()))?;
+        let lock = ContainerLock::acquire(&staging, id)?;
+        let data = serde_json::to_vec_pretty(initial).expect("state serializes");
+        let placed = write_atomic(&staging.join("state.json"), &data).and_then(|()| {
+            let dir = self.dir(id);
+            match rename_noreplace(&staging, &dir) {
+                Ok(()) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
+                    Err(Error::Exists(id.to_string()))
+                }
+                Err(e) => Err(e).ctx(|| format!("creating {}", dir.display())),
             }
-            Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+        });
+        if let Err(e) = placed {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
         }
-        ContainerLock::acquire(&dir, id)
+        Ok(lock)
+    }
+
+    /// Remove a container's directory: renamed out of the way first (the id
+    /// is free and `state` says it is gone at once), then deleted, so a
+    /// crash half-way leaves no half-emptied id directory.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        let gone = self.staging_dir("gone");
+        match fs::rename(&dir, &gone) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx(|| format!("removing {}", dir.display())),
+        }
+        fs::remove_dir_all(&gone).ctx(|| format!("removing {}", gone.display()))
+    }
+
+    /// A fresh name in the containers dir that no id can take (`#` is not
+    /// allowed in ids).
+    fn staging_dir(&self, what: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.containers_dir()
+            .join(format!("#{what}-{}-{nanos}", std::process::id()))
+    }
+
+    /// Directories a crashed command left: staging names no command holds,
+    /// and id directories without a state (made before claims were staged).
+    pub fn leftover_dirs(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.containers_dir();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
+        };
+        let mut out = vec![];
+        for e in rd.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) || path.join("state.json").exists() {
+                continue;
+            }
+            // Held: a create or delete is at work on it.
+            if matches!(ContainerLock::try_acquire(&path, "leftover"), Ok(Some(_))) {
+                out.push(path);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Lock an existing container (waits for other commands on it).
@@ -200,7 +263,7 @@ impl Store {
         let mut ids: Vec<String> = rd
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|id| self.state_file(id).exists())
+            .filter(|id| crate::id::validate(id).is_ok() && self.state_file(id).exists())
             .collect();
         ids.sort();
         Ok(ids)
@@ -253,6 +316,18 @@ impl ContainerLock {
             Err(err).ctx(|| format!("locking container {id}"))
         }
     }
+}
+
+/// rename(2) that fails with EEXIST instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    nix::fcntl::renameat2(
+        None,
+        from,
+        None,
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Write a file atomically: temp file in the same directory, fsync, rename.
@@ -314,8 +389,10 @@ mod tests {
     fn claim_is_exclusive_and_state_round_trips() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::new(tmp.path());
-        let lock = store.claim("c1").unwrap();
-        assert!(matches!(store.claim("c1"), Err(Error::Exists(_))));
+        let lock = store.claim(&sample("c1")).unwrap();
+        assert!(matches!(store.claim(&sample("c1")), Err(Error::Exists(_))));
+        // The losing claim left nothing; the winner's dir holds its state.
+        assert_eq!(fs::read_dir(store.containers_dir()).unwrap().count(), 1);
         store.save(&sample("c1")).unwrap();
         drop(lock);
         let st = store.load("c1").unwrap();
@@ -329,7 +406,7 @@ mod tests {
     fn old_state_files_without_a_volume_still_load() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::new(tmp.path());
-        let _l = store.claim("old").unwrap();
+        let _l = store.claim(&sample("old")).unwrap();
         let mut v = serde_json::to_value(sample("old")).unwrap();
         v.as_object_mut().unwrap().remove("volume");
         fs::write(store.state_file("old"), v.to_string()).unwrap();
@@ -362,5 +439,32 @@ mod tests {
         write_atomic(&p, b"2").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"2");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn remove_frees_the_id_and_leftovers_are_found_unless_held() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        drop(store.claim(&sample("c1")).unwrap());
+        fs::write(store.dir("c1").join("config.json"), "{}").unwrap();
+        store.remove("c1").unwrap();
+        assert!(!store.dir("c1").exists());
+        assert_eq!(fs::read_dir(store.containers_dir()).unwrap().count(), 0);
+        store.remove("c1").unwrap();
+        drop(store.claim(&sample("c1")).unwrap());
+
+        // What crashes leave: a staging dir, an id dir without a state.
+        let staged = store.containers_dir().join("#new-1-2");
+        fs::create_dir(&staged).unwrap();
+        fs::create_dir(store.dir("bare")).unwrap();
+        fs::write(store.dir("bare").join(".config.json.7.tmp"), "").unwrap();
+        assert_eq!(store.list().unwrap(), vec!["c1".to_string()]);
+        assert_eq!(
+            store.leftover_dirs().unwrap(),
+            vec![staged.clone(), store.dir("bare")]
+        );
+        // Held by a command at work: not a leftover.
+        let _held = ContainerLock::acquire(&staged, "x").unwrap();
+        assert_eq!(store.leftover_dirs().unwrap(), vec![store.dir("bare")]);
     }
 }

@@ -117,8 +117,11 @@ pub trait Engine {
     fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()>;
 
     /// Start the container with its init waiting for `start`; returns our
-    /// monitor (a child of ours; the pid-file pid). `stdio`: what becomes
-    /// the container's 0-2 (a pty's /dev/null), None for ours.
+    /// monitor (a child of ours). The monitor is recorded
+    /// ([`Cx::record_monitor`]) before it does anything (an
+    /// [`crate::exchange::Gate`]), so a crash of ours never leaves a process
+    /// that no record names. `stdio`: what becomes the container's 0-2 (a
+    /// pty's /dev/null), None for ours.
     fn start(&mut self, cx: &mut Cx, stdio: Option<&std::os::fd::OwnedFd>) -> Result<Pid>;
 
     /// Asked while create waits for the init: why the start failed, when

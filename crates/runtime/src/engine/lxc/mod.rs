@@ -106,7 +106,14 @@ impl Engine for LxcEngine {
     }
 
     fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
-        spawn_monitor(&cx.paths, &cx.rt.config.lxc.lxc_start, stdio)
+        let (pid, gate) = spawn_monitor(&cx.paths, &cx.rt.config.lxc.lxc_start, stdio)?;
+        if let Err(e) = cx.record_monitor(pid) {
+            drop(gate); // lxc-start never runs
+            let _ = waitpid(pid, None);
+            return Err(e);
+        }
+        gate.open()?;
+        Ok(pid)
     }
 
     fn find_init(
@@ -154,12 +161,16 @@ impl Engine for LxcEngine {
     }
 }
 
-/// Start `lxc-start -F` in its own session. Returns its pid; it is our
-/// child until create hands the container over.
+/// Fork `lxc-start -F` in its own session, held at a gate until recorded.
+/// Returns its pid (our child until create hands the container over).
 ///
 /// `stdio`: fds to become the container's 0, 1, 2 (a pty's /dev/null), or
 /// None to pass ours through.
-fn spawn_monitor(paths: &Paths, lxc_start: &Path, stdio: Option<&OwnedFd>) -> Result<Pid> {
+fn spawn_monitor(
+    paths: &Paths,
+    lxc_start: &Path,
+    stdio: Option<&OwnedFd>,
+) -> Result<(Pid, exchange::Gate)> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let args: Vec<CString> = [
@@ -176,11 +187,16 @@ fn spawn_monitor(paths: &Paths, lxc_start: &Path, stdio: Option<&OwnedFd>) -> Re
     .collect::<std::result::Result<_, _>>()
     .map_err(|_| crate::error::Error::Config("a NUL byte in the lxc-start command".into()))?;
     let slave = stdio.map(|f| f.as_raw_fd());
+    let gate = exchange::Gate::new()?;
     // SAFETY: the CLI is single-threaded when it forks; the child only
     // juggles fds and execs.
     match unsafe { fork() }.ctx(|| "forking lxc-start".to_string())? {
-        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Parent { child } => Ok((child, gate)),
         ForkResult::Child => {
+            if !gate.pass() {
+                // SAFETY: as below.
+                unsafe { libc::_exit(255) }
+            }
             exchange::detach_monitor(slave, None);
             let _ = nix::unistd::execvp(&args[0], &args);
             // SAFETY: leave without running the parent's atexit handlers.

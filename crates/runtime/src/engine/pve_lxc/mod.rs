@@ -266,14 +266,18 @@ impl Engine for PveLxcEngine {
         let rt = cx.rt;
         let cfg = rt.config.pve()?;
         let listener = self.stdio.take().expect("configure runs first");
-        let monitor = spawn_monitor(
+        let (monitor, gate) = spawn_monitor(
             &cx.paths.exchange,
             listener,
             stdio,
             Duration::from_secs(cfg.task_timeout_secs + rt.config.lxc.start_timeout_secs),
         )?;
-        // Recorded before the start request, which may take long.
-        cx.record_monitor(monitor)?;
+        if let Err(e) = cx.record_monitor(monitor) {
+            drop(gate); // the monitor leaves at once
+            let _ = nix::sys::wait::waitpid(monitor, None);
+            return Err(e);
+        }
+        gate.open()?;
         let vmid = record_of(&cx.state)
             .and_then(|r| r.vmid)
             .expect("configure made the CT");

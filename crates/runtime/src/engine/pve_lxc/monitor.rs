@@ -24,21 +24,26 @@ use super::*;
 pub const FILE_MONITOR: &str = "monitor";
 pub const FILE_MONITOR_ERROR: &str = "monitor-error";
 
-/// Start the CT's monitor. It is our child and the pid-file pid: it serves
-/// `listener` once (the init's stdio), then waits for the init to end.
-pub fn spawn_monitor(
+/// Fork the CT's monitor, held at a gate until recorded. It serves
+/// `listener` once (the init's stdio), then makes the pid-file process.
+pub(crate) fn spawn_monitor(
     exchange: &Path,
     listener: UnixListener,
     stdio: Option<&OwnedFd>,
     wait_for_init: Duration,
-) -> Result<Pid> {
+) -> Result<(Pid, crate::exchange::Gate)> {
     let exchange = exchange.to_path_buf();
     let slave = stdio.map(|f| f.as_raw_fd());
+    let gate = crate::exchange::Gate::new()?;
     // SAFETY: the CLI is single-threaded when it forks (the API client's
     // connections are plain blocking sockets).
     match unsafe { fork() }.ctx(|| "forking the monitor".to_string())? {
-        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Parent { child } => Ok((child, gate)),
         ForkResult::Child => {
+            if !gate.pass() {
+                // SAFETY: as below.
+                unsafe { libc::_exit(255) }
+            }
             let code = monitor_main(&exchange, listener, slave, wait_for_init);
             // SAFETY: leave without running the parent's atexit handlers.
             unsafe { libc::_exit(code) }
