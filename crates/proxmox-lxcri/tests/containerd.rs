@@ -451,3 +451,45 @@ fn parallel_runs_leave_nothing_behind() {
     }
     assert_no_leftovers(&ctd, &rt, &ids);
 }
+
+/// The caller's side crashes: the shim is SIGKILLed while the container
+/// runs, then containerd itself is killed and restarted. containerd cleans
+/// up the dead shim's task through the runtime (`delete --force`), and
+/// nothing of the container stays: no process, no state, no CT.
+#[test]
+fn a_killed_shim_and_a_restarted_containerd_leave_nothing() {
+    let rt = runtime();
+    let mut ctd = Containerd::start();
+    let id = cid(&ctd, "shimkill");
+    run_detached(&ctd, &rt, &id, &["sleep", "1000"]);
+    let (pid, _) = ctd.task(&id).expect("a task");
+    let shims: Vec<u32> = Containerd::processes_mentioning(&format!("-id {id} "))
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("containerd-shim"))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(shims.len(), 1, "one shim for {id}: {shims:?}");
+    // SAFETY: kill(2).
+    unsafe { libc::kill(shims[0] as i32, libc::SIGKILL) };
+    ctd.restart();
+    // containerd reaps the dead shim's task: STOPPED or gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ctd.task(&id).is_some_and(|(_, s)| s != "STOPPED") {
+        assert!(
+            Instant::now() < deadline,
+            "task {id} still {:?}",
+            ctd.task(&id)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+    let o = ctd.ctr(&["containers", "rm", &id]);
+    assert!(o.status.success(), "ctr c rm {id}:\n{}", ctd.explain(&o));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+                != b"sleep\x001000\x00",
+        "the container's process {pid} survived"
+    );
+    assert_no_leftovers(&ctd, &rt, &[id]);
+}

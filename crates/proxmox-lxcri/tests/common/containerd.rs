@@ -221,6 +221,36 @@ pub struct Containerd {
     pub namespace: String,
     /// The grpc socket.
     pub address: PathBuf,
+    /// The runtime's config (pve-lxc), in containerd's environment.
+    rt_config: Option<PathBuf>,
+}
+
+/// containerd on the config in `d`, logging to `d/containerd.log`.
+fn spawn_containerd(d: &Path, rt_config: Option<&Path>) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("containerd.log"))
+        .expect("containerd.log");
+    let mut cmd = Command::new("containerd");
+    if let Some(c) = rt_config {
+        cmd.env("PROXMOX_LXCRI_CONFIG", c);
+    }
+    cmd.arg("--config")
+        .arg(d.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // containerd must not outlive the test process (if the test binary is killed).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("spawn containerd")
 }
 
 impl Containerd {
@@ -282,38 +312,24 @@ disabled_plugins = [
         );
         let config_path = d.join("config.toml");
         fs::write(&config_path, config).expect("write containerd config");
-        let log = fs::File::create(d.join("containerd.log")).expect("containerd.log");
         let mut pve = None;
-        let mut cmd = Command::new("containerd");
+        let mut rt_config = None;
         if super::emulator::on_pve() {
             use super::emulator::RuntimeConfig;
             let emu = super::emulator::start(&d);
-            let rt_config = d.join("lxcri.toml");
-            emu.write_config(&rt_config, "pve-lxc");
-            cmd.env("PROXMOX_LXCRI_CONFIG", &rt_config);
+            let path = d.join("lxcri.toml");
+            emu.write_config(&path, "pve-lxc");
+            rt_config = Some(path);
             pve = Some(emu);
         }
-        cmd.arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // containerd must not outlive the test process (if the test binary is killed).
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn containerd");
+        let child = spawn_containerd(&d, rt_config.as_deref());
         let mut ctd = Containerd {
             pve,
             dir: Some(dir),
             child: Some(child),
             namespace,
             address,
+            rt_config,
         };
         ctd.wait_ready();
         let o = ctd.ctr(&["images", "import", image.to_str().unwrap()]);
@@ -330,6 +346,18 @@ disabled_plugins = [
             ctd.explain(&o)
         );
         ctd
+    }
+
+    /// SIGKILL containerd and start it again on the same state (its shims
+    /// and containers stay, as after a crash of containerd).
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let d = self.dir().to_path_buf();
+        self.child = Some(spawn_containerd(&d, self.rt_config.as_deref()));
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {

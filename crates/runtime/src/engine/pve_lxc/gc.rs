@@ -42,7 +42,7 @@ impl LeftoverSource for OrphanCts {
             unprivileged: false,
         };
         // Checked again: it must still be ours and still without state.
-        if rt.store.dir(id).exists() {
+        if rt.store.state_file(id).exists() {
             return Ok(());
         }
         destroy(
@@ -52,7 +52,13 @@ impl LeftoverSource for OrphanCts {
             id,
             &rt.store.root,
             true,
-        )
+        )?;
+        // The CT's LXC log points into the container's directory: LXC
+        // remakes it while the CT goes. Without a state it is ours to clear.
+        if !rt.store.state_file(id).exists() {
+            let _ = std::fs::remove_dir_all(rt.store.dir(id));
+        }
+        Ok(())
     }
 }
 
@@ -88,7 +94,7 @@ fn orphans(rt: &Runtime) -> Result<Vec<(String, u32, String)>> {
         else {
             continue; // another runtime root's, or not ours
         };
-        if rt.store.dir(&id).exists() {
+        if rt.store.state_file(&id).exists() {
             continue;
         }
         found.push((node, vmid, id));
