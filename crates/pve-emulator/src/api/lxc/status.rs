@@ -109,7 +109,9 @@ pub(in crate::api) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
-                    r.start(id, &conf.main, &s.path(&n)?)?;
+                    for w in r.start(id, &conf.main, &s.path(&n)?)? {
+                        task.log(w);
+                    }
                     task.log(format!("CT {id} started"));
                     Ok(())
                 };
