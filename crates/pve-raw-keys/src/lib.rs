@@ -134,9 +134,9 @@ pub fn verdict(key: &str) -> Verdict {
     }
     let kept = KEEP.contains(&key)
         || KEEP_PREFIXES.iter().any(|p| key.starts_with(p))
-        || key.strip_prefix("lxc.sysctl.").is_some_and(|s| {
-            KEEP_SYSCTLS.contains(&s) || s.starts_with("fs.mqueue.")
-        });
+        || key
+            .strip_prefix("lxc.sysctl.")
+            .is_some_and(|s| KEEP_SYSCTLS.contains(&s) || s.starts_with("fs.mqueue."));
     if kept {
         Verdict::Keep
     } else {
@@ -164,9 +164,7 @@ pub fn parse(vmid: u32, raw: &[(String, String)]) -> (Vec<(String, String)>, Vec
                 kept.push((new.to_string(), v.clone()));
             }
             Verdict::Refuse(why) => warnings.push(format!("vm {vmid} - {k}: {why}")),
-            Verdict::Drop => {
-                warnings.push(format!("vm {vmid} - unable to parse config: {k}: {v}"))
-            }
+            Verdict::Drop => warnings.push(format!("vm {vmid} - unable to parse config: {k}: {v}")),
         }
     }
     (kept, warnings)
@@ -209,7 +207,10 @@ mod tests {
         ] {
             assert_eq!(verdict(k), Verdict::Drop, "{k}");
         }
-        assert_eq!(verdict("lxc.aa_profile"), Verdict::Rename("lxc.apparmor.profile"));
+        assert_eq!(
+            verdict("lxc.aa_profile"),
+            Verdict::Rename("lxc.apparmor.profile")
+        );
         assert!(matches!(verdict("lxc.rootfs.path"), Verdict::Refuse(_)));
     }
 
@@ -233,6 +234,9 @@ mod tests {
             ]
         );
         assert_eq!(warnings.len(), 3);
-        assert_eq!(warnings[0], "vm 7 - unable to parse config: lxc.no_new_privs: 1");
+        assert_eq!(
+            warnings[0],
+            "vm 7 - unable to parse config: lxc.no_new_privs: 1"
+        );
     }
 }

@@ -109,9 +109,10 @@ pub(in crate::api) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
-                    for w in r.start(id, &conf.main, &s.path(&n)?)? {
+                    for w in crate::runner::Runner::config_warnings(id, &conf.main) {
                         task.log(w);
                     }
+                    r.start(id, &conf.main, &s.path(&n)?)?;
                     task.log(format!("CT {id} started"));
                     Ok(())
                 };

@@ -91,9 +91,7 @@ impl Carried {
         if let Some(adj) = &self.oom_score_adj {
             let path = format!("/proc/{init}/oom_score_adj");
             fs::write(&path, adj).map_err(|e| {
-                Error::Guest(format!(
-                    "process.oomScoreAdj: writing {adj} to {path}: {e}"
-                ))
+                Error::Guest(format!("process.oomScoreAdj: writing {adj} to {path}: {e}"))
             })?;
         }
         if !self.net_sysctls.is_empty() {
@@ -103,8 +101,9 @@ impl Carried {
             // setns(CLONE_NEWNET) changes only the calling thread, and
             // /proc/sys/net shows the netns of the thread that opens it.
             std::thread::spawn(move || -> Result<()> {
-                setns(&ns, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::Guest(format!("joining the CT's network namespace: {e}")))?;
+                setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    Error::Guest(format!("joining the CT's network namespace: {e}"))
+                })?;
                 for (name, value) in &sysctls {
                     let path: PathBuf = ["/proc/sys", &name.replace('.', "/")].iter().collect();
                     fs::write(&path, value).map_err(|e| {
