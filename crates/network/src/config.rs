@@ -179,10 +179,7 @@ impl Network {
             }
         }
         for (i, g) in self.gateway.iter().enumerate() {
-            if self.gateway[..i]
-                .iter()
-                .any(|o| o.is_ipv4() == g.is_ipv4())
-            {
+            if self.gateway[..i].iter().any(|o| o.is_ipv4() == g.is_ipv4()) {
                 return Err(bad("gateway: at most one per address family".into()));
             }
         }
@@ -219,8 +216,14 @@ impl Network {
     /// A range as (subnet, first, last), inside one of the subnets.
     pub(crate) fn parse_range(&self, r: &str) -> Result<(IpNet, IpAddr, IpAddr), String> {
         let (first, last) = if let Some((a, b)) = r.split_once('-') {
-            let a: IpAddr = a.trim().parse().map_err(|_| format!("range {r:?}: bad address"))?;
-            let b: IpAddr = b.trim().parse().map_err(|_| format!("range {r:?}: bad address"))?;
+            let a: IpAddr = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("range {r:?}: bad address"))?;
+            let b: IpAddr = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("range {r:?}: bad address"))?;
             (a, b)
         } else {
             let n: IpNet = r
@@ -267,7 +270,11 @@ impl Network {
 
 fn host_count(s: &IpNet) -> u128 {
     let bits = s.max_prefix_len() - s.prefix_len();
-    let n = if bits >= 128 { u128::MAX } else { 1u128 << bits };
+    let n = if bits >= 128 {
+        u128::MAX
+    } else {
+        1u128 << bits
+    };
     if s.addr().is_ipv4() && bits >= 2 {
         n - 2
     } else if s.addr().is_ipv4() {
@@ -334,47 +341,77 @@ mod tests {
         validate_all(&n).unwrap();
         let b = &n["blue"];
         assert!(b.port_security);
-        assert_eq!(b.gateway_for("10.88.0.150".parse().unwrap()), Some("10.88.0.1".parse().unwrap()));
+        assert_eq!(
+            b.gateway_for("10.88.0.150".parse().unwrap()),
+            Some("10.88.0.1".parse().unwrap())
+        );
     }
 
     #[test]
     fn bad_networks_are_refused_with_the_reason() {
         for (text, want) in [
-            (r#"[Bad] 
+            (
+                r#"[Bad] 
 bridge = "br0"
-subnet = "10.0.0.0/24""#, "network name"),
-            (r#"[a]
+subnet = "10.0.0.0/24""#,
+                "network name",
+            ),
+            (
+                r#"[a]
 bridge = "br0; rm -rf /"
-subnet = "10.0.0.0/24""#, "interface name"),
-            (r#"[a]
+subnet = "10.0.0.0/24""#,
+                "interface name",
+            ),
+            (
+                r#"[a]
 bridge = "br0"
-subnet = "10.0.0.1/24""#, "host bits"),
-            (r#"[a]
-bridge = "br0"
-subnet = "10.0.0.0/24"
-gateway = "10.0.1.1""#, "outside"),
-            (r#"[a]
-bridge = "br0"
-subnet = "10.0.0.0/24"
-range = "10.0.0.200-10.0.0.100""#, "after the last"),
-            (r#"[a]
+subnet = "10.0.0.1/24""#,
+                "host bits",
+            ),
+            (
+                r#"[a]
 bridge = "br0"
 subnet = "10.0.0.0/24"
-range = "10.0.1.0/28""#, "not inside"),
-            (r#"[a]
+gateway = "10.0.1.1""#,
+                "outside",
+            ),
+            (
+                r#"[a]
 bridge = "br0"
 subnet = "10.0.0.0/24"
-vlan = 5000"#, "1-4094"),
-            (r#"[a]
+range = "10.0.0.200-10.0.0.100""#,
+                "after the last",
+            ),
+            (
+                r#"[a]
 bridge = "br0"
 subnet = "10.0.0.0/24"
-search = ["bad domain"]"#, "domain"),
-            (r#"[a]
+range = "10.0.1.0/28""#,
+                "not inside",
+            ),
+            (
+                r#"[a]
+bridge = "br0"
+subnet = "10.0.0.0/24"
+vlan = 5000"#,
+                "1-4094",
+            ),
+            (
+                r#"[a]
+bridge = "br0"
+subnet = "10.0.0.0/24"
+search = ["bad domain"]"#,
+                "domain",
+            ),
+            (
+                r#"[a]
 bridge = "br0"
 subnet = "10.0.0.0/24"
 [b]
 bridge = "br1"
-subnet = "10.0.0.128/25""#, "overlap"),
+subnet = "10.0.0.128/25""#,
+                "overlap",
+            ),
         ] {
             let err = validate_all(&nets(text)).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");

@@ -64,7 +64,11 @@ impl Ipam {
 
     /// Run `f` on the network's leases under the lock; written back when
     /// `f` says it changed them.
-    fn with_book<T>(&self, network: &str, f: impl FnOnce(&mut Book) -> Result<(T, bool)>) -> Result<T> {
+    fn with_book<T>(
+        &self,
+        network: &str,
+        f: impl FnOnce(&mut Book) -> Result<(T, bool)>,
+    ) -> Result<T> {
         fs::create_dir_all(&self.dir).map_err(|e| store_err(&self.dir, e))?;
         let lock_path = self.dir.join(format!("{network}.lock"));
         let lock = OpenOptions::new()
@@ -123,7 +127,9 @@ impl Ipam {
                     addr: a,
                     why: why.to_string(),
                 };
-                let s = net.subnet_of(a).ok_or_else(|| bad("outside the network's subnets"))?;
+                let s = net
+                    .subnet_of(a)
+                    .ok_or_else(|| bad("outside the network's subnets"))?;
                 if reserved(&s, a, net) {
                     return Err(bad("the subnet's network, broadcast or gateway address"));
                 }
@@ -292,7 +298,10 @@ mod tests {
         let a = ipam.lease("n", &n, &owner("a"), None).unwrap();
         assert_eq!(
             a.addrs,
-            vec!["10.1.0.2/29".parse().unwrap(), "fd00:1::2/125".parse().unwrap()]
+            vec![
+                "10.1.0.2/29".parse().unwrap(),
+                "fd00:1::2/125".parse().unwrap()
+            ]
         );
         assert_eq!(a.mac.len(), 17);
         assert_eq!(ipam.lease("n", &n, &owner("a"), None).unwrap(), a);
@@ -303,7 +312,10 @@ mod tests {
         for id in ["c", "d", "e"] {
             ipam.lease("n", &n, &owner(id), None).unwrap();
         }
-        let err = ipam.lease("n", &n, &owner("f"), None).unwrap_err().to_string();
+        let err = ipam
+            .lease("n", &n, &owner("f"), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no free address"), "{err}");
         assert_eq!(ipam.leases("n").unwrap().len(), 5);
         assert_eq!(ipam.release("n", &owner("b")).unwrap().unwrap(), b);

@@ -65,6 +65,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Snapshot(c) => crate::storage_cmds::snapshot(&rt, c)?,
         Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
         Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
+        Command::Network(c) => crate::network_cmds::network(&rt, c)?,
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
     }
     Ok(0)

@@ -25,7 +25,7 @@ use proxmox_lxcri_lxc::config::{translate, TranslateContext, Translation};
 use serde::{Deserialize, Serialize};
 
 use super::{Cx, Engine, EngineRecord, Request};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::exchange::{self, Paths};
 use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
@@ -57,6 +57,16 @@ pub struct LxcEngine {
 impl Engine for LxcEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
         self.volume = volume::plan(rt, &req.id, &req.annotations, &req.spec)?;
+        // Networks are attached by the pve-lxc engine; here the container
+        // joins the namespace its caller made (CNI), so naming one is an
+        // error rather than a silent no-op (default_network does not apply).
+        if let Some(v) = req.annotations.get(crate::network::NETWORK_ANNOTATION) {
+            return Err(Error::Unsupported(format!(
+                "annotation {}={v:?}: the lxc engine does not attach configured networks yet; \
+                 give the container a network namespace (CNI) or use the pve-lxc engine",
+                crate::network::NETWORK_ANNOTATION
+            )));
+        }
         Ok(())
     }
 

@@ -227,6 +227,7 @@ impl Engine for PveLxcEngine {
             &req.annotations,
             rt.config.pve()?,
             &rt.store.root,
+            crate::network::chosen(rt, &req.annotations)?,
         )?);
         Ok(())
     }
@@ -260,7 +261,19 @@ impl Engine for PveLxcEngine {
     }
 
     fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
-        let plan = self.plan.take().expect("plan runs first");
+        let mut plan = self.plan.take().expect("plan runs first");
+        // Leases before the CT (the id is claimed: a crash leaves a state
+        // naming their owner; a failed create releases them).
+        if !plan.networks.is_empty() {
+            let leases =
+                crate::network::lease_all(cx.rt, &cx.state.id, &plan.networks, plan.fixed_ip)?;
+            for (i, (net, lease)) in leases.iter().enumerate() {
+                plan.params = plan
+                    .params
+                    .clone()
+                    .set(&format!("net{i}"), leased_net(i, net, lease)?);
+            }
+        }
         let made = make::make_ct(cx, &plan, &req.rootfs);
         self.plan = Some(plan);
         let vmid = made?;
