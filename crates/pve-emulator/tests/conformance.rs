@@ -282,6 +282,39 @@ fn check_value(s: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
     }
 }
 
+#[test]
+fn checker_finds_mismatches() {
+    let schema = serde_json::json!({"type": "array", "items": {"type": "object", "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["running", "stopped"]},
+        "cpu": {"type": "number", "minimum": 0, "optional": 1},
+        "template": {"type": "boolean", "optional": 1},
+        "vmid": {"type": "integer", "optional": "1"},
+    }}});
+    let mut out = Vec::new();
+    let good = serde_json::json!([{"id": "lxc/100", "status": "running", "cpu": 0.5, "template": 0, "extra": 1}]);
+    check_value(&schema, &good, "data", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let bad = serde_json::json!([
+        {"status": "paused", "cpu": -1, "template": 2, "vmid": "100"},
+        {"id": null, "status": "stopped"},
+        "not an object",
+    ]);
+    check_value(&schema, &bad, "data", &mut out);
+    assert_eq!(
+        out,
+        [
+            "data[0].cpu: -1 is below the minimum 0",
+            "data[0].id: required, missing",
+            "data[0].status: \"paused\" is not one of [String(\"running\"), String(\"stopped\")]",
+            "data[0].template: type boolean expected, got 2",
+            "data[0].vmid: type integer expected, got \"100\"",
+            "data[1].id: required, missing",
+            "data[2]: type object expected, got \"not an object\"",
+        ]
+    );
+}
+
 /// Answers that differ from the schema on real nodes too, so the emulator
 /// differs on purpose (docs/pve-emulator.md and ../shared/reference).
 const KNOWN_QUIRKS: &[(&str, &str)] = &[
@@ -648,7 +681,7 @@ fn endpoint_section(tree: &[Value]) -> String {
     let mut s = format!("{BEGIN}\n");
     s.push_str(&format!(
         "Of the {} endpoints (method and path) of the official API schema 9.1.3, the emulator \
-         serves {}; every other one answers 501 `Method '... ' not implemented`.\n\n",
+         serves {}; every other one answers 501 (`Method 'GET /path' not implemented`).\n\n",
         all.len(),
         ours.len()
     ));
