@@ -658,3 +658,50 @@ fn secrets_from_files() {
     );
     assert_eq!(c, 200);
 }
+
+/// Runs the emulator that should refuse to start; returns its stderr. It
+/// is killed after 20 s if it serves instead (then the test fails).
+fn refused(data: &std::path::Path, extra: &[String]) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_pve-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "it should refuse to start: {err}");
+    err
+}
+
+/// A data dir or storage under a directory the CTs' root (host uid
+/// 100000) cannot pass: refused at start, naming the directory and the fix.
+#[test]
+fn refuses_dirs_unprivileged_cts_cannot_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    testkit::require_root("the preflight test (data dirs as root)");
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let top = tempfile::tempdir_in("/tmp").unwrap();
+    chmod(top.path(), 0o700);
+    let data = top.path().join("data");
+    let err = refused(&data, &[]);
+    assert!(err.contains(&format!("chmod o+x {}", top.path().display())), "{err}");
+    assert!(err.contains("uid 100000") && err.contains("mode 0700"), "{err}");
+
+    chmod(top.path(), 0o711);
+    let locked = top.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    chmod(&locked, 0o750);
+    let storage = format!("st=dir:{}", locked.join("store").display());
+    let err = refused(&data, &["--storage".into(), storage.clone()]);
+    assert!(err.contains("storage 'st'"), "{err}");
+    assert!(err.contains(&format!("chmod o+x {}", locked.display())), "{err}");
+
+    // Fixed as told: it starts.
+    chmod(&locked, 0o751);
+    let emu = builder(&data).args(&["--storage", &storage]).start();
+    assert_eq!(emu.get("/nodes/pve/storage/st/status")["data"]["type"], "dir");
+}
