@@ -18,8 +18,13 @@ fn short_form(line: &str) -> Option<String> {
     // "   start - FILE:FUNC:LINE - MESSAGE"
     let mut parts = rest.trim_start().splitn(3, " - ");
     let (_category, location, message) = (parts.next()?, parts.next(), parts.next());
-    match (location.map(|l| l.rsplitn(3, ':').collect::<Vec<_>>()), message) {
-        (Some(loc), Some(msg)) if loc.len() == 3 => Some(format!("{}: {} {}", loc[1], loc[0], msg.trim())),
+    match (
+        location.map(|l| l.rsplitn(3, ':').collect::<Vec<_>>()),
+        message,
+    ) {
+        (Some(loc), Some(msg)) if loc.len() == 3 => {
+            Some(format!("{}: {} {}", loc[1], loc[0], msg.trim()))
+        }
         _ => Some(rest.trim().to_string()),
     }
 }

@@ -78,9 +78,14 @@ mod tests {
         chmod(top.path(), 0o755);
         chmod(&top.path().join("a"), 0o700);
         chmod(&inner, 0o755);
-        let e = check_traversable(&inner, "the data dir").unwrap_err().to_string();
+        let e = check_traversable(&inner, "the data dir")
+            .unwrap_err()
+            .to_string();
         let blocked = top.path().join("a");
-        assert!(e.contains(&format!("chmod o+x {}", blocked.display())), "{e}");
+        assert!(
+            e.contains(&format!("chmod o+x {}", blocked.display())),
+            "{e}"
+        );
         assert!(e.contains("mode 0700"), "{e}");
         chmod(&blocked, 0o711);
         check_traversable(&inner, "the data dir").unwrap();

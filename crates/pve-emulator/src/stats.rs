@@ -39,7 +39,11 @@ pub fn iface_bytes(name: &str) -> Option<(u64, u64)> {
 pub fn host_net_bytes() -> (u64, u64) {
     let mut rx = 0;
     let mut tx = 0;
-    for e in std::fs::read_dir("/sys/class/net").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().to_string();
         let guest = ["veth", "tap", "fwbr", "fwpr", "fwln"]
             .iter()
@@ -70,8 +74,8 @@ pub fn cgroup_io_bytes(dir: &Path) -> (u64, u64) {
         }
         return (r, w);
     }
-    let t = std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes"))
-        .unwrap_or_default();
+    let t =
+        std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
     let mut r = 0;
     let mut w = 0;
     for l in t.lines() {

@@ -671,7 +671,11 @@ fn refused(data: &std::path::Path, extra: &[String]) -> String {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "it should refuse to start: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "it should refuse to start: {err}"
+    );
     err
 }
 
@@ -688,8 +692,14 @@ fn refuses_dirs_unprivileged_cts_cannot_reach() {
     chmod(top.path(), 0o700);
     let data = top.path().join("data");
     let err = refused(&data, &[]);
-    assert!(err.contains(&format!("chmod o+x {}", top.path().display())), "{err}");
-    assert!(err.contains("uid 100000") && err.contains("mode 0700"), "{err}");
+    assert!(
+        err.contains(&format!("chmod o+x {}", top.path().display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("uid 100000") && err.contains("mode 0700"),
+        "{err}"
+    );
 
     chmod(top.path(), 0o711);
     let locked = top.path().join("locked");
@@ -698,10 +708,16 @@ fn refuses_dirs_unprivileged_cts_cannot_reach() {
     let storage = format!("st=dir:{}", locked.join("store").display());
     let err = refused(&data, &["--storage".into(), storage.clone()]);
     assert!(err.contains("storage 'st'"), "{err}");
-    assert!(err.contains(&format!("chmod o+x {}", locked.display())), "{err}");
+    assert!(
+        err.contains(&format!("chmod o+x {}", locked.display())),
+        "{err}"
+    );
 
     // Fixed as told: it starts.
     chmod(&locked, 0o751);
     let emu = builder(&data).args(&["--storage", &storage]).start();
-    assert_eq!(emu.get("/nodes/pve/storage/st/status")["data"]["type"], "dir");
+    assert_eq!(
+        emu.get("/nodes/pve/storage/st/status")["data"]["type"],
+        "dir"
+    );
 }

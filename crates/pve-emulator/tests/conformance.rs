@@ -253,7 +253,10 @@ fn check_value(s: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
             out.push(format!("{at}: {v} is not one of {e:?}"));
         }
     }
-    let bound = |k: &str| s.get(k).and_then(|b| b.as_f64().or_else(|| b.as_str()?.parse().ok()));
+    let bound = |k: &str| {
+        s.get(k)
+            .and_then(|b| b.as_f64().or_else(|| b.as_str()?.parse().ok()))
+    };
     if let (Some(min), Some(x)) = (bound("minimum"), v.as_f64()) {
         if x < min {
             out.push(format!("{at}: {x} is below the minimum {min}"));
@@ -344,7 +347,11 @@ struct Fixture {
 
 impl Fixture {
     fn path(&self, pattern: &str) -> String {
-        let vmid = if pattern.contains("/qemu/") { self.vm } else { self.ct };
+        let vmid = if pattern.contains("/qemu/") {
+            self.vm
+        } else {
+            self.ct
+        };
         pattern
             .replace("{node}", "pve")
             .replace("{vmid}", &vmid.to_string())
@@ -364,10 +371,11 @@ fn cases(ep: &pve_emulator::schema::Endpoint) -> Vec<Vec<(String, String)>> {
     let mut variants = Vec::new();
     for p in ep.params.iter().filter(|p| !in_path(p.name)) {
         let values: Vec<String> = match &p.ty {
-            Ty::Str {
-                enum_: Some(e), ..
-            } => e.iter().map(|v| v.to_string()).collect(),
-            _ if p.required => panic!("{} {}: no value for required '{}'", ep.method, ep.path, p.name),
+            Ty::Str { enum_: Some(e), .. } => e.iter().map(|v| v.to_string()).collect(),
+            _ if p.required => panic!(
+                "{} {}: no value for required '{}'",
+                ep.method, ep.path, p.name
+            ),
             _ => continue,
         };
         if p.required {
@@ -388,8 +396,8 @@ fn cases(ep: &pve_emulator::schema::Endpoint) -> Vec<Vec<(String, String)>> {
 
 /// The official `returns` of METHOD PATH.
 fn returns<'a>(tree: &'a [Value], method: &str, path: &str) -> &'a Value {
-    &find(tree, path)
-        .unwrap_or_else(|| panic!("{path} is not in the official schema"))["info"][method]["returns"]
+    &find(tree, path).unwrap_or_else(|| panic!("{path} is not in the official schema"))["info"]
+        [method]["returns"]
 }
 
 fn get(emu: &common::Emulator, path: &str, query: &[(&str, &str)]) -> Value {
@@ -439,7 +447,14 @@ fn populated(d: &Path) -> (common::Emulator, Fixture) {
     emu.task_ok(
         "POST",
         "/nodes/pve/qemu",
-        &["-d", &format!("vmid={vm}"), "-d", "memory=256", "-d", "cores=2"],
+        &[
+            "-d",
+            &format!("vmid={vm}"),
+            "-d",
+            "memory=256",
+            "-d",
+            "cores=2",
+        ],
     );
     // A task that fails: the fault makes the next QEMU create's task end
     // with an error.
@@ -474,7 +489,10 @@ fn responses_match_the_official_schema() {
     std::thread::sleep(std::time::Duration::from_millis(900));
     let mut problems = Vec::new();
     let mut asked = 0;
-    for ep in pve_emulator::schema::endpoints().iter().filter(|e| e.method == "GET") {
+    for ep in pve_emulator::schema::endpoints()
+        .iter()
+        .filter(|e| e.method == "GET")
+    {
         let ret = returns(tree, "GET", ep.path);
         let path = fx.path(ep.path);
         for q in cases(ep) {
@@ -494,7 +512,11 @@ fn responses_match_the_official_schema() {
     }
     println!("checked {asked} answers");
     assert!(asked > 40, "only {asked} requests");
-    assert!(problems.is_empty(), "answers off the schema:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "answers off the schema:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// The new endpoints' values come from the real state: the CT's cgroup,
@@ -531,7 +553,10 @@ fn endpoint_values_are_real() {
         .find(|r| r["vmid"] == fx.ct)
         .unwrap()
         .clone();
-    assert_eq!((mine["status"].as_str(), mine["tags"].as_str()), (Some("running"), Some("conf")));
+    assert_eq!(
+        (mine["status"].as_str(), mine["tags"].as_str()),
+        (Some("running"), Some("conf"))
+    );
     assert_eq!(mine["maxmem"], 128u64 << 20);
     assert!(mine["mem"].as_u64().unwrap() > 0, "{mine}");
 
@@ -548,7 +573,11 @@ fn endpoint_values_are_real() {
     assert_eq!(s["data"]["total"].as_u64().unwrap(), total);
     let avail = (fs.blocks_available() * fs.fragment_size()) as i64;
     let diff = (s["data"]["avail"].as_i64().unwrap() - avail).abs();
-    assert!(diff < 256 << 20, "avail {} vs statvfs {avail}", s["data"]["avail"]);
+    assert!(
+        diff < 256 << 20,
+        "avail {} vs statvfs {avail}",
+        s["data"]["avail"]
+    );
     assert_eq!(s["data"]["type"], "dir");
 
     // Storage content filters.
@@ -560,8 +589,14 @@ fn endpoint_values_are_real() {
             .map(|v| v["volid"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(vols(&[("content", "vztmpl")]), [fx.template.clone()]);
-    assert_eq!(vols(&[("content", "rootdir"), ("vmid", &ct)]), [format!("local:subvol-{ct}-disk-0")]);
+    assert_eq!(
+        vols(&[("content", "vztmpl")]),
+        std::slice::from_ref(&fx.template)
+    );
+    assert_eq!(
+        vols(&[("content", "rootdir"), ("vmid", &ct)]),
+        [format!("local:subvol-{ct}-disk-0")]
+    );
     assert!(vols(&[("content", "iso")]).is_empty());
 
     // pending: the config as it is, nothing pending.
@@ -569,12 +604,18 @@ fn endpoint_values_are_real() {
     let rows = p["data"].as_array().unwrap();
     let mem = rows.iter().find(|r| r["key"] == "memory").unwrap();
     assert_eq!(mem["value"], "128");
-    assert!(rows.iter().all(|r| r.get("pending").is_none() && r.get("delete").is_none()));
+    assert!(rows
+        .iter()
+        .all(|r| r.get("pending").is_none() && r.get("delete").is_none()));
 
     // rrddata: the CT's samples carry its cgroup's memory and its limit.
     let mut last = Value::Null;
     for _ in 0..50 {
-        let r = get(&emu, &format!("/nodes/pve/lxc/{ct}/rrddata"), &[("timeframe", "hour")]);
+        let r = get(
+            &emu,
+            &format!("/nodes/pve/lxc/{ct}/rrddata"),
+            &[("timeframe", "hour")],
+        );
         let rows = r["data"].as_array().unwrap();
         assert_eq!(rows.len(), 70);
         last = rows[69].clone();
@@ -583,19 +624,38 @@ fn endpoint_values_are_real() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(last["cpu"].as_f64().is_some_and(|c| (0.0..=1.0).contains(&c)), "{last}");
+    assert!(
+        last["cpu"]
+            .as_f64()
+            .is_some_and(|c| (0.0..=1.0).contains(&c)),
+        "{last}"
+    );
     assert!(last["mem"].as_f64().unwrap() > 0.0, "{last}");
     assert_eq!(last["maxmem"].as_f64().unwrap(), (128u64 << 20) as f64);
-    let node = get(&emu, "/nodes/pve/rrddata", &[("timeframe", "hour"), ("cf", "MAX")]);
+    let node = get(
+        &emu,
+        "/nodes/pve/rrddata",
+        &[("timeframe", "hour"), ("cf", "MAX")],
+    );
     let n = &node["data"][69];
-    assert!(n["memtotal"].as_f64().unwrap() > 0.0 && n["roottotal"].as_f64().unwrap() > 0.0, "{n}");
-    let sr = get(&emu, "/nodes/pve/storage/local/rrddata", &[("timeframe", "day")]);
+    assert!(
+        n["memtotal"].as_f64().unwrap() > 0.0 && n["roottotal"].as_f64().unwrap() > 0.0,
+        "{n}"
+    );
+    let sr = get(
+        &emu,
+        "/nodes/pve/storage/local/rrddata",
+        &[("timeframe", "day")],
+    );
     assert_eq!(sr["data"][69]["total"].as_f64().unwrap(), total as f64);
 
     // Task list filters.
     let tasks = |q: &[(&str, &str)]| -> (Vec<Value>, u64) {
         let v = get(&emu, "/nodes/pve/tasks", q);
-        (v["data"].as_array().unwrap().clone(), v["total"].as_u64().unwrap())
+        (
+            v["data"].as_array().unwrap().clone(),
+            v["total"].as_u64().unwrap(),
+        )
     };
     let (all, total) = tasks(&[]);
     assert_eq!(total as usize, all.len());
@@ -604,7 +664,10 @@ fn endpoint_values_are_real() {
     assert_eq!(starts.len(), 1, "{starts:?}");
     assert_eq!(starts[0]["id"], ct.as_str());
     let (of_ct, _) = tasks(&[("vmid", &ct)]);
-    assert!(of_ct.iter().all(|t| t["id"] == ct.as_str()) && of_ct.len() == 2, "{of_ct:?}");
+    assert!(
+        of_ct.iter().all(|t| t["id"] == ct.as_str()) && of_ct.len() == 2,
+        "{of_ct:?}"
+    );
     let (errs, _) = tasks(&[("errors", "1")]);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0]["upid"], fx.upid.as_str());
@@ -638,7 +701,10 @@ fn failed_start_logs_lxc_errors() {
     let upid = v["data"].as_str().unwrap();
     let st = emu.wait_task(upid);
     std::fs::set_permissions(&images, std::fs::Permissions::from_mode(mode)).unwrap();
-    assert_eq!(st["exitstatus"], format!("startup for container '{ct}' failed"));
+    assert_eq!(
+        st["exitstatus"],
+        format!("startup for container '{ct}' failed")
+    );
     let log = emu.task_log(upid);
     let lines: Vec<&str> = log["data"]
         .as_array()
@@ -648,10 +714,15 @@ fn failed_start_logs_lxc_errors() {
         .collect();
     assert!(lines.len() >= 2, "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.contains("Failed to") && l.contains(": ")),
+        lines
+            .iter()
+            .any(|l| l.contains("Failed to") && l.contains(": ")),
         "LXC's error lines: {lines:?}"
     );
-    assert_eq!(*lines.last().unwrap(), format!("TASK ERROR: startup for container '{ct}' failed"));
+    assert_eq!(
+        *lines.last().unwrap(),
+        format!("TASK ERROR: startup for container '{ct}' failed")
+    );
 }
 
 // ---- the implemented / not implemented list in docs/pve-emulator.md ----
@@ -725,7 +796,10 @@ fn endpoint_list_in_docs_is_current() {
     let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/pve-emulator.md");
     let text = std::fs::read_to_string(&doc).unwrap();
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        panic!("{} has no generated endpoint list between {BEGIN} and {END}", doc.display());
+        panic!(
+            "{} has no generated endpoint list between {BEGIN} and {END}",
+            doc.display()
+        );
     };
     let have = &text[b..e + END.len() + 1];
     if have == want {

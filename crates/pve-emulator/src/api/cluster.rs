@@ -31,8 +31,22 @@ pub(super) fn status(app: &App) -> Value {
 /// Keys of a guest's status that /cluster/resources shows (`cpus` becomes
 /// `maxcpu`).
 const GUEST_KEYS: &[&str] = &[
-    "vmid", "name", "status", "cpu", "mem", "maxmem", "disk", "maxdisk", "netin", "netout",
-    "diskread", "diskwrite", "uptime", "template", "tags", "lock",
+    "vmid",
+    "name",
+    "status",
+    "cpu",
+    "mem",
+    "maxmem",
+    "disk",
+    "maxdisk",
+    "netin",
+    "netout",
+    "diskread",
+    "diskwrite",
+    "uptime",
+    "template",
+    "tags",
+    "lock",
 ];
 
 /// GET /cluster/resources, `type` = node, storage, vm (qemu and lxc) or
@@ -72,7 +86,8 @@ pub(super) fn resources(app: &App, ty: Option<&str>) -> Value {
                 continue;
             };
             let t = if kind == Kind::Lxc { "lxc" } else { "qemu" };
-            let mut v = json!({"id": format!("{t}/{id}"), "type": t, "node": node, "maxcpu": st["cpus"]});
+            let mut v =
+                json!({"id": format!("{t}/{id}"), "type": t, "node": node, "maxcpu": st["cpus"]});
             for k in GUEST_KEYS {
                 if let Some(x) = st.get(*k) {
                     v[*k] = x.clone();

@@ -12,9 +12,11 @@ const TAIL: u64 = 200;
 /// Words of lines that tell why a task failed.
 fn tells_why(line: &str) -> bool {
     let l = line.to_ascii_lowercase();
-    ["error", "fail", "unable", "cannot", "can't", "denied", "warn", "not "]
-        .iter()
-        .any(|w| l.contains(w))
+    [
+        "error", "fail", "unable", "cannot", "can't", "denied", "warn", "not ",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
 }
 
 /// The lines of a failed task's log worth showing: those that tell why
@@ -23,7 +25,9 @@ fn tells_why(line: &str) -> bool {
 pub fn lines_that_matter(log: &[String]) -> Vec<String> {
     let body: Vec<&String> = log
         .iter()
-        .filter(|l| !l.starts_with("TASK ERROR:") && !l.starts_with("TASK OK") && !l.trim().is_empty())
+        .filter(|l| {
+            !l.starts_with("TASK ERROR:") && !l.starts_with("TASK OK") && !l.trim().is_empty()
+        })
         .collect();
     let why: Vec<&String> = body.iter().copied().filter(|l| tells_why(l)).collect();
     let chosen = if why.is_empty() { body } else { why };
