@@ -607,6 +607,9 @@ fn endpoint_values_are_real() {
     assert!(rows
         .iter()
         .all(|r| r.get("pending").is_none() && r.get("delete").is_none()));
+    let conf = get(&emu, &format!("/nodes/pve/lxc/{ct}/config"), &[]);
+    let digest = rows.iter().find(|r| r["key"] == "digest").unwrap();
+    assert_eq!(digest["value"], conf["data"]["digest"]);
 
     // rrddata: the CT's samples carry its cgroup's memory and its limit.
     let mut last = Value::Null;

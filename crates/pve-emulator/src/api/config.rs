@@ -176,11 +176,12 @@ pub(super) fn put(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
     ok(Value::Null)
 }
 
-/// GET .../pending: every config key with its current value. The emulator
-/// applies a PUT at once (as Proxmox does for a stopped guest), so nothing
-/// is ever pending.
+/// GET .../pending: every config key with its current value, the config's
+/// `digest` among them, raw `lxc.*` lines not (as pve-container answers).
+/// The emulator applies a PUT at once (as Proxmox does for a stopped
+/// guest), so nothing is ever pending.
 pub(super) fn pending(app: &App, p: &P, kind: Kind) -> R {
-    let (conf, _) = read(app, p, kind)?;
+    let (conf, digest) = read(app, p, kind)?;
     let mut rows: Vec<Value> = conf
         .main
         .keys
@@ -190,6 +191,7 @@ pub(super) fn pending(app: &App, p: &P, kind: Kind) -> R {
     if let Some(d) = &conf.main.description {
         rows.push(json!({"key": "description", "value": d}));
     }
+    rows.push(json!({"key": "digest", "value": digest}));
     rows.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
     ok(json!(rows))
 }
