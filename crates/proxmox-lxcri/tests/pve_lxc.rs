@@ -642,3 +642,70 @@ fn a_failed_start_task_shows_its_log_lines() {
     env.assert_gone("nostart");
     assert_node_empty(&env);
 }
+
+/// A node keeps only its list of raw keys (the emulator drops the rest, as
+/// pve-container does): the runtime writes only those, carries the others
+/// itself, and every spec setting still shows inside the container. Without
+/// an AppArmor profile in the spec the CT keeps the node's generated one
+/// (this kernel has no AppArmor, so that is checked in the config, not
+/// enforced).
+#[test]
+fn every_spec_setting_shows_inside_with_only_the_keys_a_node_keeps() {
+    let env = Env::with_pve();
+    let script = "cat /proc/self/oom_score_adj; \
+        cat /proc/sys/net/ipv4/ip_forward; \
+        cat /proc/sys/kernel/msgmax; \
+        grep -E '^(NoNewPrivs|CapEff|Seccomp):' /proc/self/status | tr -d ' \t'; \
+        ulimit -n; ulimit -Hn; \
+        wc -c < /proc/kcore; \
+        (touch /t && echo touch-ok) 2>/dev/null || echo touch-failed; \
+        (mkdir /m && echo mkdir-ok) 2>/dev/null || echo mkdir-blocked; \
+        (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo sys-rw || echo sys-ro";
+    let b = env.bundle("b", &["sh", "-c", script], |s| {
+        s["process"]["oomScoreAdj"] = json!(123);
+        s["process"]["noNewPrivileges"] = json!(true);
+        s["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+        let caps = json!(["CAP_CHOWN", "CAP_KILL", "CAP_DAC_OVERRIDE"]);
+        s["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps
+        });
+        s["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "4321"});
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        });
+        s["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+        s["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    });
+    env.must_create("c", &b);
+    let vmid = env.vmid("c");
+    let conf_file = env
+        .emu()
+        .data_dir()
+        .join(format!("nodes/pve/lxc/{vmid}.conf"));
+    let conf = std::fs::read_to_string(&conf_file).unwrap();
+    let raw: Vec<&str> = conf
+        .lines()
+        .filter(|l| l.starts_with("lxc."))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert!(raw.contains(&"lxc.init.cmd"), "{conf}");
+    for k in &raw {
+        assert!(
+            proxmox_lxcri_pve_raw_keys::kept(k),
+            "{k} would be dropped by a node:\n{conf}"
+        );
+    }
+    assert!(!conf.contains("unconfined"), "{conf}");
+    env.ok(&["start", "c"]);
+    env.wait_status("c", "stopped");
+    assert_eq!(
+        env.stdout_of("c"),
+        "123\n1\n4321\nCapEff:0000000000000023\nNoNewPrivs:1\nSeccomp:2\n\
+         321\n654\n0\ntouch-ok\nmkdir-blocked\nsys-ro\n",
+        "stderr: {}",
+        env.stderr_of("c")
+    );
+    env.ok(&["delete", "c"]);
+    assert_node_empty(&env);
+}

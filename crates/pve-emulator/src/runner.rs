@@ -67,8 +67,14 @@ impl Runner {
         self.layout.v1_controllers().any(|x| x == c)
     }
 
-    /// The LXC config text for a CT whose rootfs is at `rootfs`.
-    pub fn lxc_config(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<String> {
+    /// The LXC config text for a CT whose rootfs is at `rootfs`, and the
+    /// warnings pve-container prints for raw keys it drops or renames.
+    pub fn lxc_config(
+        &self,
+        vmid: u32,
+        conf: &Section,
+        rootfs: &Path,
+    ) -> Result<(String, Vec<String>)> {
         let mut o = String::new();
         let unpriv = conf.get("unprivileged") == Some("1");
         let ostype = conf.get("ostype").unwrap_or("unmanaged");
@@ -92,12 +98,12 @@ impl Runner {
                 line(&mut o, "lxc.include", "/usr/share/lxc/config/userns.conf")?;
             }
         }
-        if Path::new("/sys/kernel/security/apparmor").exists() {
-            line(&mut o, "lxc.apparmor.profile", "generated")?;
-            line(&mut o, "lxc.apparmor.raw", "allow mqueue,")?;
-        } else {
-            line(&mut o, "lxc.apparmor.profile", "unconfined")?;
-        }
+        // Every CT runs under the profile LXC generates (pve-container's
+        // lines); on a kernel without AppArmor LXC's nop LSM ignores them.
+        line(&mut o, "lxc.apparmor.profile", "generated")?;
+        line(&mut o, "lxc.apparmor.raw", "deny mount -> /proc/,")?;
+        line(&mut o, "lxc.apparmor.raw", "deny mount -> /sys/,")?;
+        line(&mut o, "lxc.apparmor.raw", "allow mqueue,")?;
         if unpriv {
             line(&mut o, "lxc.mount.auto", "sys:mixed")?;
             if !conf.lxc.iter().any(|(k, _)| k == "lxc.idmap") {
@@ -181,11 +187,13 @@ impl Runner {
                 line(&mut o, self.env_key, e)?;
             }
         }
-        // Raw lines last, so they override what was generated.
-        for (k, v) in &conf.lxc {
+        // Raw lines last, so they override what was generated: only those
+        // a node keeps (the rest are dropped with pve-container's warning).
+        let (raw, warnings) = proxmox_lxcri_pve_raw_keys::parse(vmid, &conf.lxc);
+        for (k, v) in &raw {
             line(&mut o, k, v)?;
         }
-        Ok(o)
+        Ok((o, warnings))
     }
 
     fn limits(&self, o: &mut String, conf: &Section) -> Result<()> {
@@ -260,8 +268,10 @@ impl Runner {
         self.lxcpath.join(vmid.to_string())
     }
 
-    pub fn start(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<()> {
-        let text = self.lxc_config(vmid, conf, rootfs)?;
+    /// Start the CT; returns pve-container's config warnings (for the task
+    /// log).
+    pub fn start(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<Vec<String>> {
+        let (text, warnings) = self.lxc_config(vmid, conf, rootfs)?;
         let d = self.ctdir(vmid);
         std::fs::create_dir_all(&d)?;
         if conf.get("unprivileged") == Some("1") {
@@ -343,7 +353,7 @@ impl Runner {
                 }
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// The init pid when running.

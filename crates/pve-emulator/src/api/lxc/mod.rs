@@ -204,7 +204,9 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
-                    app2.runner.start(id, &conf.main, &s.path(&n)?)?;
+                    for w in app2.runner.start(id, &conf.main, &s.path(&n)?)? {
+                        task.log(w);
+                    }
                 }
                 Ok(())
             },

@@ -146,8 +146,9 @@ pub(in crate::api) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
-                    if let Err(e) = r.start(id, &conf.main, &s.path(&n)?) {
-                        return Err(start_failed(task, r, id, e));
+                    match r.start(id, &conf.main, &s.path(&n)?) {
+                        Ok(warnings) => warnings.into_iter().for_each(|w| task.log(w)),
+                        Err(e) => return Err(start_failed(task, r, id, e)),
                     }
                     task.log(format!("CT {id} started"));
                     Ok(())

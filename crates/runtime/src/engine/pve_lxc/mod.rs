@@ -41,6 +41,7 @@ use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
 use crate::state::{write_atomic, ContainerState};
 
+mod carry;
 mod gc;
 mod make;
 mod monitor;
@@ -199,12 +200,22 @@ pub struct PveLxcEngine {
     /// The CT and its start task, once the start request was sent.
     start_task: Option<(u32, Upid)>,
     last_check: Option<Instant>,
+    /// What the node would drop and the runtime applies to the init.
+    carried: carry::Carried,
 }
 
 impl PveLxcEngine {
     fn planned(&self) -> &CtPlan {
         self.plan.as_ref().expect("plan runs first")
     }
+}
+
+/// The spec names an AppArmor profile (otherwise the node's default).
+fn names_apparmor(spec: &Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .is_some_and(|p| !p.is_empty())
 }
 
 impl Engine for PveLxcEngine {
@@ -244,6 +255,8 @@ impl Engine for PveLxcEngine {
         } else {
             translate_excluding(&without_mounts(spec, &plan.mount_points), ctx, &owned)?
         };
+        // Refused before anything is made.
+        carry::split(tr.lxc.entries(), names_apparmor(spec))?;
         Ok(tr)
     }
 
@@ -252,7 +265,9 @@ impl Engine for PveLxcEngine {
         let made = make::make_ct(cx, &plan, &req.rootfs);
         self.plan = Some(plan);
         let vmid = made?;
-        append_raw(&cx.rt.config.pve()?.config_dir, vmid, tr.lxc.entries())?;
+        let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
+        self.carried = carried;
+        append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;
         let stdio = UnixListener::bind(
             cx.paths
                 .exchange
@@ -345,7 +360,9 @@ impl Engine for PveLxcEngine {
             || read_monitor(&paths.exchange).is_some_and(|m| proc::is_alive(&m))
     }
 
-    fn hand_over(&mut self, cx: &mut Cx, _init: ProcRef) -> Result<ProcRef> {
+    fn hand_over(&mut self, cx: &mut Cx, init: ProcRef) -> Result<ProcRef> {
+        // Before the OCI process starts (the init waits for `start`).
+        self.carried.apply(init.pid)?;
         // Proxmox's monitor is the CT init's parent: the pid-file process
         // is ours, made by our monitor in the container's namespaces.
         let deadline = Instant::now() + Duration::from_secs(5);

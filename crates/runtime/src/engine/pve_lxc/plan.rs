@@ -421,8 +421,12 @@ mod tests {
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs", "readonly": true},
             "hostname": "web",
-            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "oomScoreAdj": -200, "noNewPrivileges": true,
+                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}]},
             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "size=65536k"]},
                        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
             "linux": {
                 "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"},
@@ -474,6 +478,18 @@ mod tests {
             assert_eq!(
                 serde_json::to_value(&raw.init).unwrap(),
                 serde_json::to_value(&full.init).unwrap()
+            );
+            // What goes into the CT's config: only keys a node keeps.
+            let (kept, carried) = super::super::carry::split(raw.lxc.entries(), false).unwrap();
+            assert!(
+                kept.iter()
+                    .all(|(k, _)| proxmox_lxcri_pve_raw_keys::kept(k)),
+                "{kept:?}"
+            );
+            assert_eq!(carried.oom_score_adj.as_deref(), Some("-200"));
+            assert_eq!(
+                carried.net_sysctls,
+                vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]
             );
         }
     }
