@@ -657,7 +657,7 @@ fn every_spec_setting_shows_inside_with_only_the_keys_a_node_keeps() {
         cat /proc/sys/kernel/msgmax; \
         grep -E '^(NoNewPrivs|CapEff|Seccomp):' /proc/self/status | tr -d ' \t'; \
         ulimit -n; ulimit -Hn; \
-        wc -c < /proc/kcore; \
+        wc -c < /proc/cpuinfo; wc -c < /proc/version; \
         (touch /t && echo touch-ok) 2>/dev/null || echo touch-failed; \
         (mkdir /m && echo mkdir-ok) 2>/dev/null || echo mkdir-blocked; \
         (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo sys-rw || echo sys-ro";
@@ -674,7 +674,7 @@ fn every_spec_setting_shows_inside_with_only_the_keys_a_node_keeps() {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
         });
-        s["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+        s["linux"]["maskedPaths"] = json!(["/proc/cpuinfo"]);
         s["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
     });
     env.must_create("c", &b);
@@ -699,10 +699,14 @@ fn every_spec_setting_shows_inside_with_only_the_keys_a_node_keeps() {
     assert!(!conf.contains("unconfined"), "{conf}");
     env.ok(&["start", "c"]);
     env.wait_status("c", "stopped");
+    // /proc/cpuinfo masked (empty), /proc/version not (its length here).
+    let version = std::fs::read("/proc/version").unwrap().len();
     assert_eq!(
         env.stdout_of("c"),
-        "123\n1\n4321\nCapEff:0000000000000023\nNoNewPrivs:1\nSeccomp:2\n\
-         321\n654\n0\ntouch-ok\nmkdir-blocked\nsys-ro\n",
+        format!(
+            "123\n1\n4321\nCapEff:0000000000000023\nNoNewPrivs:1\nSeccomp:2\n\
+             321\n654\n0\n{version}\ntouch-ok\nmkdir-blocked\nsys-ro\n"
+        ),
         "stderr: {}",
         env.stderr_of("c")
     );

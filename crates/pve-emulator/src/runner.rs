@@ -67,14 +67,8 @@ impl Runner {
         self.layout.v1_controllers().any(|x| x == c)
     }
 
-    /// The LXC config text for a CT whose rootfs is at `rootfs`, and the
-    /// warnings pve-container prints for raw keys it drops or renames.
-    pub fn lxc_config(
-        &self,
-        vmid: u32,
-        conf: &Section,
-        rootfs: &Path,
-    ) -> Result<(String, Vec<String>)> {
+    /// The LXC config text for a CT whose rootfs is at `rootfs`.
+    pub fn lxc_config(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<String> {
         let mut o = String::new();
         let unpriv = conf.get("unprivileged") == Some("1");
         let ostype = conf.get("ostype").unwrap_or("unmanaged");
@@ -189,11 +183,11 @@ impl Runner {
         }
         // Raw lines last, so they override what was generated: only those
         // a node keeps (the rest are dropped with pve-container's warning).
-        let (raw, warnings) = proxmox_lxcri_pve_raw_keys::parse(vmid, &conf.lxc);
+        let (raw, _warnings) = proxmox_lxcri_pve_raw_keys::parse(vmid, &conf.lxc);
         for (k, v) in &raw {
             line(&mut o, k, v)?;
         }
-        Ok((o, warnings))
+        Ok(o)
     }
 
     fn limits(&self, o: &mut String, conf: &Section) -> Result<()> {
@@ -268,10 +262,14 @@ impl Runner {
         self.lxcpath.join(vmid.to_string())
     }
 
-    /// Start the CT; returns pve-container's config warnings (for the task
-    /// log).
-    pub fn start(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<Vec<String>> {
-        let (text, warnings) = self.lxc_config(vmid, conf, rootfs)?;
+    /// The warnings pve-container prints for raw keys it drops or renames
+    /// when it loads the config of CT `vmid` (before a start).
+    pub fn config_warnings(vmid: u32, conf: &Section) -> Vec<String> {
+        proxmox_lxcri_pve_raw_keys::parse(vmid, &conf.lxc).1
+    }
+
+    pub fn start(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<()> {
+        let text = self.lxc_config(vmid, conf, rootfs)?;
         let d = self.ctdir(vmid);
         std::fs::create_dir_all(&d)?;
         if conf.get("unprivileged") == Some("1") {
@@ -353,7 +351,7 @@ impl Runner {
                 }
             }
         }
-        Ok(warnings)
+        Ok(())
     }
 
     /// The init pid when running.

@@ -609,7 +609,7 @@ fn raw_keys_a_node_drops_never_reach_lxc() {
     text.push_str(
         "lxc.proc.oom_score_adj: 77\n\
          lxc.sysctl.net.ipv4.ip_forward: 1\n\
-         lxc.sysctl.kernel.msgmax: 4321\n\
+         lxc.prlimit.nofile: 111:222\n\
          lxc.rootfs.path: /tmp\n\
          lxc.utsname: renamed\n",
     );
@@ -627,7 +627,7 @@ fn raw_keys_a_node_drops_never_reach_lxc() {
     ] {
         assert!(log.contains(&w), "{w:?} not in {log}");
     }
-    assert!(!log.contains("msgmax"), "{log}");
+    assert!(!log.contains("prlimit"), "{log}");
     let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
     let pid = v["data"]["pid"].as_u64().expect("running").to_string();
     // Dropped: LXC never saw them.
@@ -647,7 +647,13 @@ fn raw_keys_a_node_drops_never_reach_lxc() {
     };
     assert_eq!(in_ns("-n", "net/ipv4/ip_forward"), "0");
     // Kept and renamed: applied.
-    assert_eq!(in_ns("-i", "kernel/msgmax"), "4321");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 111 ") && l.contains(" 222 ")),
+        "{limits}"
+    );
     assert_eq!(
         sh("nsenter", &["-t", &pid, "-u", "--", "hostname"]).trim(),
         "renamed"

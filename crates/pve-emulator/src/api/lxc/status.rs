@@ -146,16 +146,11 @@ pub(in crate::api) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
-                    let rootfs = s.path(&n)?;
-                    match r.start(id, &conf.main, &rootfs) {
-                        Ok(warnings) => warnings.into_iter().for_each(|w| task.log(w)),
-                        Err(e) => {
-                            // The config's warnings come first, as on a node.
-                            if let Ok((_, warnings)) = r.lxc_config(id, &conf.main, &rootfs) {
-                                warnings.into_iter().for_each(|w| task.log(w));
-                            }
-                            return Err(start_failed(task, r, id, e));
-                        }
+                    for w in crate::runner::Runner::config_warnings(id, &conf.main) {
+                        task.log(w);
+                    }
+                    if let Err(e) = r.start(id, &conf.main, &s.path(&n)?) {
+                        return Err(start_failed(task, r, id, e));
                     }
                     task.log(format!("CT {id} started"));
                     Ok(())
