@@ -721,3 +721,55 @@ fn refuses_dirs_unprivileged_cts_cannot_reach() {
         "dir"
     );
 }
+
+/// With several `--node`s the emulator is a quorate cluster of them: a
+/// cluster entry, then each node with its id, the first answering.
+#[test]
+fn cluster_status_of_several_nodes() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = builder(d.path())
+        .node("alpha")
+        .args(&["--node", "beta"])
+        .start();
+    let st = emu.get("/cluster/status")["data"].clone();
+    let rows = st.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{st}");
+    assert_eq!(rows[0]["type"], "cluster");
+    assert_eq!(
+        (rows[0]["nodes"].as_u64(), rows[0]["quorate"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let nodes: Vec<(&str, u64, u64)> = rows[1..]
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["nodeid"].as_u64().unwrap(),
+                r["local"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes, [("alpha", 1, 1), ("beta", 2, 0)]);
+    // Each node answers its own version and rrddata.
+    for n in ["alpha", "beta"] {
+        assert_eq!(
+            emu.get(&format!("/nodes/{n}/version"))["data"]["release"],
+            "9.1"
+        );
+        let r = emu.request(
+            "GET",
+            &format!("/nodes/{n}/rrddata"),
+            &[("timeframe", "decade")],
+            None,
+        );
+        assert_eq!(r["data"].as_array().map(Vec::len), Some(70), "{r}");
+    }
+    let bad = emu.get("/nodes/gamma/version");
+    assert!(
+        bad["errors"]["node"]
+            .as_str()
+            .unwrap()
+            .contains("no such cluster node"),
+        "{bad}"
+    );
+}
