@@ -93,12 +93,13 @@ impl Rrd {
         }
     }
 
-    /// Drops a resource's history (a destroyed guest).
-    pub fn forget(&self, key: &str) {
+    /// Keeps only the series `keep` admits: a destroyed guest's history
+    /// goes with it, so memory stays bounded by what exists.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.series
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+            .retain(|k, _| keep(k));
     }
 
     /// The last [`ROWS`] rows of `frame` up to `now`, oldest first. None
@@ -166,7 +167,7 @@ mod tests {
         assert_eq!(b["time"], 5400);
         assert!((b["cpu"].as_f64().unwrap() - 1.6 / 3.0).abs() < 1e-9);
         assert!(r.rows("lxc/100", "fortnight", Cf::Max, 0).is_none());
-        r.forget("lxc/100");
+        r.retain(|k| k != "lxc/100");
         let gone = r.rows("lxc/100", "hour", Cf::Average, 6070).unwrap();
         assert!(gone.iter().all(|row| row.as_object().unwrap().len() == 1));
     }

@@ -67,12 +67,18 @@ pub fn sample(app: &App, prev: &mut Prev) {
             app.rrd.add(&format!("storage/{node}/{}", s.id), t, &v);
         }
     }
+    let mut guests = std::collections::HashSet::new();
     for (node, kind, id) in app.store.list() {
         let key = format!("{}/{id}", kind_name(kind));
         if let Some(v) = guest_values(app, &node, kind, id, &key, now, prev) {
             app.rrd.add(&key, t, &v);
         }
+        guests.insert(key);
     }
+    // Guests that are gone take their history along.
+    let is_guest = |k: &str| k.starts_with("lxc/") || k.starts_with("qemu/");
+    app.rrd.retain(|k| !is_guest(k) || guests.contains(k));
+    prev.0.retain(|k, _| !is_guest(k) || guests.contains(k));
 }
 
 pub fn kind_name(kind: Kind) -> &'static str {
