@@ -614,6 +614,35 @@ fn bind_mounts_are_mount_points_for_root_pam() {
     }
 }
 
+/// A CT start that LXC itself refuses: `create` fails with the start task's
+/// log lines (LXC's reasons), not only Proxmox's "startup for container
+/// 'N' failed", and leaves nothing behind.
+#[test]
+fn a_failed_start_task_shows_its_log_lines() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["true"], |_| {});
+    // The CTs' root (host uid 100000) can no longer pass the volumes' dir,
+    // so LXC cannot reach the rootfs (the emulator checked it at start).
+    let images = env.emu().data_dir().join("storage/images");
+    let mode = std::fs::metadata(&images).unwrap().permissions().mode();
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = env.create("nostart", &b);
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert!(!o.status.success(), "create succeeded");
+    let log = env.log_of("nostart");
+    println!("create's error: {log}");
+    assert!(log.contains("startup for container"), "{log}");
+    let lines = log
+        .split_once("task log: ")
+        .map(|x| x.1)
+        .unwrap_or_else(|| panic!("no task log lines: {log}"));
+    assert!(lines.contains("Failed to"), "LXC's lines: {log}");
+    assert!(!lines.contains("TASK ERROR"), "{log}");
+    env.assert_gone("nostart");
+    assert_node_empty(&env);
+}
+
 /// A node keeps only its list of raw keys (the emulator drops the rest, as
 /// pve-container does): the runtime writes only those, carries the others
 /// itself, and every spec setting still shows inside the container. Without

@@ -438,7 +438,7 @@ impl Runner {
 }
 
 /// A live process's cgroup directory for a v1 controller (or the unified one).
-fn cgroup_dir(pid: u32, controller: &str) -> Option<PathBuf> {
+pub fn cgroup_dir(pid: u32, controller: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     for l in text.lines() {
         let mut f = l.splitn(3, ':');

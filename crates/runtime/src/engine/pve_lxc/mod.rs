@@ -47,6 +47,7 @@ mod make;
 mod monitor;
 mod node;
 mod plan;
+mod task_log;
 
 pub use gc::OrphanCts;
 pub use monitor::*;
