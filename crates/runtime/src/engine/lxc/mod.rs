@@ -31,6 +31,7 @@ use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
 use crate::state::{write_atomic, ContainerState};
 
+mod net;
 mod volume;
 
 pub use volume::{id_shift, OrphanVolumes};
@@ -52,21 +53,41 @@ pub struct LxcEngine {
     /// The `[storage]` volume create will make (None: the bundle's rootfs
     /// in place, as runc).
     volume: Option<storage::VolumePlan>,
+    /// Configured networks, one NIC each, when the container has a new
+    /// network namespace of its own.
+    networks: Vec<(String, proxmox_lxcri_network::Network)>,
+    /// `io.proxmox-lxcri.net.ip`: the first NIC's fixed address.
+    fixed_ip: Option<std::net::IpAddr>,
 }
 
 impl Engine for LxcEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
         self.volume = volume::plan(rt, &req.id, &req.annotations, &req.spec)?;
-        // Networks are attached by the pve-lxc engine; here the container
-        // joins the namespace its caller made (CNI), so naming one is an
-        // error rather than a silent no-op (default_network does not apply).
-        if let Some(v) = req.annotations.get(crate::network::NETWORK_ANNOTATION) {
-            return Err(Error::Unsupported(format!(
-                "annotation {}={v:?}: the lxc engine does not attach configured networks yet; \
-                 give the container a network namespace (CNI) or use the pve-lxc engine",
-                crate::network::NETWORK_ANNOTATION
-            )));
+        // Networks need a new network namespace; one the caller made (CNI,
+        // a path) is the caller's: default_network does not apply there,
+        // and naming a network is an error.
+        let chosen = crate::network::chosen(rt, &req.annotations)?;
+        if chosen.is_empty() {
+            return Ok(());
         }
+        if !net::own_netns(&req.spec) {
+            if let Some(v) = req.annotations.get(crate::network::NETWORK_ANNOTATION) {
+                return Err(Error::Spec(format!(
+                    "annotation {}={v:?}: a container on a configured network needs a new \
+                     network namespace (linux.namespaces: network without a path)",
+                    crate::network::NETWORK_ANNOTATION
+                )));
+            }
+            return Ok(());
+        }
+        if let Some(v) = req.annotations.get("io.proxmox-lxcri.net.ip") {
+            self.fixed_ip = Some(v.split('/').next().unwrap_or_default().parse().map_err(|_| {
+                Error::Spec(format!(
+                    "annotation io.proxmox-lxcri.net.ip={v:?}: an address inside the network's subnet"
+                ))
+            })?);
+        }
+        self.networks = chosen;
         Ok(())
     }
 
@@ -94,7 +115,7 @@ impl Engine for LxcEngine {
         Ok(tr)
     }
 
-    fn configure(&mut self, cx: &mut Cx, _req: &Request, tr: &Translation) -> Result<()> {
+    fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
         let cgroups: Vec<String> = ["lxc.cgroup.dir.container", "lxc.cgroup.dir.monitor"]
             .iter()
             .flat_map(|k| tr.lxc.get(k))
@@ -112,7 +133,26 @@ impl Engine for LxcEngine {
         let cfg = cx.paths.config_file();
         let dir = cfg.parent().expect("config has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        write_atomic(&cfg, tr.lxc.render().as_bytes())
+        if self.networks.is_empty() {
+            return write_atomic(&cfg, tr.lxc.render().as_bytes());
+        }
+        // Leases before the NICs (a failed create releases them).
+        let nics = crate::network::lease_all(cx.rt, &cx.state.id, &self.networks, self.fixed_ip)?;
+        for (n, _) in &nics {
+            net::ensure_bridge(n)?;
+        }
+        let mut lxc = net::with_nics(&tr.lxc, &nics)?;
+        let own_resolv = req
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.destination() == Path::new("/etc/resolv.conf"));
+        if let (false, Some(text)) = (own_resolv, net::resolv_conf(&nics)) {
+            let (k, v) = net::resolv_mount(dir, &text)?;
+            lxc.push(&k, v)?;
+        }
+        write_atomic(&cfg, lxc.render().as_bytes())
     }
 
     fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
