@@ -30,6 +30,8 @@ pub enum NetworkError {
         addr: IpAddr,
         why: String,
     },
+    #[error("{what}: {reason}")]
+    Host { what: String, reason: String },
     #[error("IPAM {path}: {reason}")]
     Store { path: String, reason: String },
 }
@@ -111,7 +113,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// A Linux interface name (what `ip link` and LXC accept safely).
-fn valid_ifname(s: &str) -> bool {
+pub fn valid_ifname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
         && s.bytes()

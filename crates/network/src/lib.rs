@@ -5,8 +5,9 @@
 //! root's `ipam/`, or a shared directory), changed only under an exclusive
 //! flock and replaced atomically (write, fsync, rename), so parallel creates
 //! never hand out one address twice and a crash never leaves half a file.
+pub mod bridge;
 mod config;
 mod ipam;
 
-pub use config::{validate_all, Network, NetworkError};
+pub use config::{valid_ifname, validate_all, Network, NetworkError};
 pub use ipam::{Ipam, Lease, Owner};

@@ -139,7 +139,7 @@ impl Engine for LxcEngine {
         // Leases before the NICs (a failed create releases them).
         let nics = crate::network::lease_all(cx.rt, &cx.state.id, &self.networks, self.fixed_ip)?;
         for (n, _) in &nics {
-            net::ensure_bridge(n)?;
+            proxmox_lxcri_network::bridge::ensure(n).map_err(|e| Error::Config(e.to_string()))?;
         }
         let mut lxc = net::with_nics(&tr.lxc, &nics)?;
         let own_resolv = req

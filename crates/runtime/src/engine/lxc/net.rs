@@ -5,7 +5,6 @@
 //! bridge is); an existing bridge is used as it is.
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use proxmox_lxcri_lxc::config::LxcConfig;
 use proxmox_lxcri_network::{Lease, Network};
@@ -78,73 +77,6 @@ pub fn resolv_conf(nets: &[(Network, Lease)]) -> Option<String> {
     Some(s)
 }
 
-fn ip(args: &[&str]) -> Result<()> {
-    let o = Command::new("ip")
-        .args(args)
-        .output()
-        .ctx(|| "running ip (iproute2)".into())?;
-    if !o.status.success() {
-        return Err(Error::Config(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// The commands that make a missing bridge (names were checked at load).
-pub fn bridge_commands(net: &Network) -> Vec<Vec<String>> {
-    let b = net.bridge.clone();
-    let mut cmds = vec![vec![
-        "link".into(),
-        "add".into(),
-        b.clone(),
-        "type".into(),
-        "bridge".into(),
-    ]];
-    if net.vlan.is_some() {
-        cmds[0].extend(["vlan_filtering".into(), "1".into()]);
-    }
-    if let Some(m) = net.mtu {
-        cmds.push(vec![
-            "link".into(),
-            "set".into(),
-            b.clone(),
-            "mtu".into(),
-            m.to_string(),
-        ]);
-    }
-    for g in &net.gateway {
-        let prefix = net.subnet_of(*g).map(|s| s.prefix_len()).unwrap_or(32);
-        cmds.push(vec![
-            "addr".into(),
-            "replace".into(),
-            format!("{g}/{prefix}"),
-            "dev".into(),
-            b.clone(),
-        ]);
-    }
-    cmds.push(vec!["link".into(), "set".into(), b, "up".into()]);
-    cmds
-}
-
-/// Make the network's bridge if this host has none of that name.
-pub fn ensure_bridge(net: &Network) -> Result<()> {
-    if Path::new("/sys/class/net").join(&net.bridge).exists() {
-        return Ok(());
-    }
-    for c in bridge_commands(net) {
-        let args: Vec<&str> = c.iter().map(String::as_str).collect();
-        match ip(&args) {
-            // Another create made it meanwhile.
-            Err(_) if c[1] == "add" && Path::new("/sys/class/net").join(&net.bridge).exists() => {}
-            r => r?,
-        }
-    }
-    Ok(())
-}
-
 /// Write resolv.conf for the container under its dir; the mount entry
 /// that puts it at /etc/resolv.conf.
 pub fn resolv_mount(dir: &Path, text: &str) -> Result<(String, String)> {
@@ -210,7 +142,10 @@ mod tests {
                 "{kv:?} in {keys:?}"
             );
         }
-        let cmds: Vec<String> = bridge_commands(&n).iter().map(|c| c.join(" ")).collect();
+        let cmds: Vec<String> = proxmox_lxcri_network::bridge::commands(&n)
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
         assert_eq!(
             cmds,
             vec![
