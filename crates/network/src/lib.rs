@@ -8,6 +8,7 @@
 pub mod bridge;
 mod config;
 mod ipam;
+pub mod port_security;
 
 pub use config::{valid_ifname, validate_all, Network, NetworkError};
 pub use ipam::{Ipam, Lease, Owner};

@@ -153,3 +153,139 @@ fn a_callers_network_namespace_is_left_alone() {
     env.assert_gone("cns-c");
     assert!(!std::path::Path::new("/sys/class/net/lxcri-unused").exists());
 }
+
+/// Port security (nftables' bridge family): a container that takes another
+/// address or MAC cannot send; its rules go with it, and gc removes those
+/// of a container whose state vanished.
+#[test]
+fn a_container_cannot_send_from_another_address_or_mac() {
+    let mut env = Env::new();
+    let n = std::process::id() % 200 + 20;
+    let bridge = Bridge(format!("lxcrips{n}"));
+    let cfg = env.tmp.path().join("net.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "default_backend = \"lxc\"\n[network.ps]\nbridge = \"{}\"\n\
+             subnet = \"10.243.{n}.0/24\"\ngateway = \"10.243.{n}.1\"\n",
+            bridge.0
+        ),
+    )
+    .unwrap();
+    env.config = Some(cfg);
+    let b = env.bundle("b", &["sleep", "1000"], |s| {
+        let caps = json!(["CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_KILL"]);
+        s["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps
+        });
+        s["annotations"] = json!({"io.proxmox-lxcri.network": "ps"});
+    });
+    for id in ["ps-a", "ps-b"] {
+        env.must_create(id, &b);
+        env.ok(&["start", id]);
+    }
+    let (a, peer, gw) = (
+        format!("10.243.{n}.2"),
+        format!("10.243.{n}.3"),
+        format!("10.243.{n}.1"),
+    );
+    let in_a = |args: &[&str]| {
+        let mut v = vec!["exec", "ps-a"];
+        v.extend_from_slice(args);
+        env.cmd(&v).status.success()
+    };
+    let ping = |to: &str| in_a(&["ping", "-c", "1", "-W", "2", to]);
+    assert!(ping(&peer) && ping(&gw), "the lease's address works");
+    // Another address: dropped (IPv4 and ARP).
+    assert!(in_a(&[
+        "ip",
+        "addr",
+        "del",
+        &format!("{a}/24"),
+        "dev",
+        "eth0"
+    ]));
+    assert!(in_a(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("10.243.{n}.77/24"),
+        "dev",
+        "eth0"
+    ]));
+    assert!(
+        !ping(&peer) && !ping(&gw),
+        "a forged address must not get through"
+    );
+    assert!(in_a(&[
+        "ip",
+        "addr",
+        "del",
+        &format!("10.243.{n}.77/24"),
+        "dev",
+        "eth0"
+    ]));
+    assert!(in_a(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{a}/24"),
+        "dev",
+        "eth0"
+    ]));
+    assert!(ping(&peer), "back on its lease");
+    // Another MAC: dropped.
+    let mac = env.ok(&["exec", "ps-a", "cat", "/sys/class/net/eth0/address"]);
+    assert!(in_a(&[
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:00:00:00:ee:01"
+    ]));
+    assert!(
+        !ping(&peer) && !ping(&gw),
+        "a forged MAC must not get through"
+    );
+    assert!(in_a(&["ip", "link", "set", "eth0", "address", mac.trim()]));
+    assert!(ping(&peer), "back on its MAC");
+
+    let comments = || -> Vec<String> {
+        let o = std::process::Command::new("nft")
+            .args([
+                "-j",
+                "list",
+                "chain",
+                "bridge",
+                "proxmox_lxcri",
+                "port_security",
+            ])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        v["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["rule"]["comment"].as_str().map(String::from))
+            .collect()
+    };
+    let of = |id: &str| {
+        comments()
+            .iter()
+            .filter(|c| c.ends_with(&format!(":{id}")))
+            .count()
+    };
+    assert_eq!(of("ps-a"), 5);
+    env.ok(&["delete", "--force", "ps-a"]);
+    assert_eq!(of("ps-a"), 0, "delete removes its rules");
+    // A container whose state vanished: gc removes its rules and lease.
+    env.ok(&["kill", "ps-b", "KILL"]);
+    env.wait_status("ps-b", "stopped");
+    std::fs::remove_dir_all(env.root.join("containers/ps-b")).unwrap();
+    let out = env.ok(&["gc", "--dry-run"]);
+    assert!(out.contains("rules") && out.contains("ps-b"), "{out}");
+    env.ok(&["gc"]);
+    assert_eq!(of("ps-b"), 0, "gc removes the rules");
+}

@@ -130,6 +130,7 @@ impl Runtime {
         sources.extend(crate::engine::leftover_sources());
         // Last: the creates removed above free their leases.
         sources.push(Box::new(crate::network::OrphanLeases));
+        sources.push(Box::new(crate::network::OrphanRules));
         sources
     }
 

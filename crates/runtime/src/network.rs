@@ -105,6 +105,77 @@ pub fn release_all(rt: &Runtime, id: &str) {
     }
 }
 
+/// The tag of a container's port-security rules: this root's hash and the
+/// id (hashed when it has characters an nft comment should not carry).
+pub fn rule_tag(rt: &Runtime, id: &str) -> String {
+    let fnv = |s: &str| {
+        s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
+    };
+    let root = fnv(&rt.store.root.to_string_lossy()) as u32;
+    let plain = id.len() <= 80
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if plain {
+        format!("{root:08x}:{id}")
+    } else {
+        format!("{root:08x}:{:016x}", fnv(id))
+    }
+}
+
+/// Port-security rules of this root whose container has no state any more.
+pub struct OrphanRules;
+
+impl LeftoverSource for OrphanRules {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+    fn find(&self, rt: &Runtime) -> Result<Vec<Leftover>> {
+        let mine = rule_tag(rt, "x");
+        let prefix = format!(
+            "{}{}",
+            proxmox_lxcri_network::port_security::comment(""),
+            &mine[..9]
+        );
+        let live: Vec<String> = rt
+            .store
+            .list()?
+            .iter()
+            .map(|id| proxmox_lxcri_network::port_security::comment(&rule_tag(rt, id)))
+            .collect();
+        let mut tags: Vec<String> = proxmox_lxcri_network::port_security::rules()?
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| c.starts_with(&prefix) && !live.contains(c))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags
+            .into_iter()
+            .map(|c| Leftover {
+                source: self.name(),
+                name: c.trim_start_matches("lxcri ").to_string(),
+                reason: "port-security rules of a container that no longer exists".into(),
+                stamp: None,
+            })
+            .collect())
+    }
+    fn remove(&self, rt: &Runtime, item: &Leftover) -> Result<()> {
+        // Still without a container? (An id may have been created since.)
+        let live = rt
+            .store
+            .list()?
+            .iter()
+            .any(|id| rule_tag(rt, id) == item.name);
+        if !live {
+            proxmox_lxcri_network::port_security::remove(&item.name)?;
+        }
+        Ok(())
+    }
+}
+
 /// Leases of this runtime root whose container has no state any more.
 pub struct OrphanLeases;
 

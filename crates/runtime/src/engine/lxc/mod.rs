@@ -46,6 +46,9 @@ pub struct LxcRecord {
     /// hierarchy's root), recorded before lxc-start makes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<String>,
+    /// The tag of its port-security rules (nftables), before they are added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<String>,
 }
 
 #[derive(Default)]
@@ -142,6 +145,30 @@ impl Engine for LxcEngine {
             proxmox_lxcri_network::bridge::ensure(n).map_err(|e| Error::Config(e.to_string()))?;
         }
         let mut lxc = net::with_nics(&tr.lxc, &nics)?;
+        // Port security: the host ends get names of ours, and rules that
+        // let through only the lease's MAC and addresses (recorded first).
+        let secured: Vec<(String, proxmox_lxcri_network::Lease)> = nics
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n.port_security)
+            .map(|(i, (_, l))| (net::host_ifname(&cx.state.id, i), l.clone()))
+            .collect();
+        if !secured.is_empty() {
+            for (i, (n, _)) in nics.iter().enumerate() {
+                if n.port_security {
+                    lxc.push(
+                        &format!("lxc.net.{i}.veth.pair"),
+                        net::host_ifname(&cx.state.id, i),
+                    )?;
+                }
+            }
+            let tag = crate::network::rule_tag(cx.rt, &cx.state.id);
+            if let EngineRecord::Lxc(rec) = &mut cx.state.engine {
+                rec.port_security = Some(tag.clone());
+            }
+            cx.save()?;
+            proxmox_lxcri_network::port_security::apply(&tag, &secured)?;
+        }
         let own_resolv = req
             .spec
             .mounts()
@@ -205,6 +232,9 @@ impl Engine for LxcEngine {
         if let EngineRecord::Lxc(rec) = &st.engine {
             for cg in &rec.cgroups {
                 proxmox_lxcri_cgroups::tree::kill_and_remove(cg, Duration::from_secs(10))?;
+            }
+            if let Some(tag) = &rec.port_security {
+                proxmox_lxcri_network::port_security::remove(tag)?;
             }
         }
         volume::destroy(rt, st)

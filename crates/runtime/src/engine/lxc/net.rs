@@ -21,6 +21,16 @@ pub fn own_netns(spec: &oci_spec::runtime::Spec) -> bool {
         .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network && n.path().is_none())
 }
 
+/// The host end of NIC `i` of container `id`: ours, at most 15 bytes.
+pub fn host_ifname(id: &str, i: usize) -> String {
+    let h = format!("{id}/{i}")
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+    format!("lxcri{:08x}", h as u32)
+}
+
 /// The `lxc.net.<i>.*` keys of NIC `i` (eth<i>) on `net` with `lease`.
 /// The VLAN tag becomes the host port's VLAN membership
 /// (`veth.vlan.id`, which needs a VLAN-filtering bridge).
