@@ -8,6 +8,7 @@
 pub mod bridge;
 mod config;
 mod ipam;
+pub mod isolation;
 pub mod port_security;
 
 pub use config::{valid_ifname, validate_all, Network, NetworkError};

@@ -113,6 +113,11 @@ fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, NetworkError> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// Run an nft script (one transaction: all or nothing).
+pub fn nft_script(text: &str) -> Result<(), NetworkError> {
+    nft(&["-f", "-"], Some(text)).map(|_| ())
+}
+
 /// Add the rules (one nft transaction: all or nothing).
 pub fn apply(tag: &str, ports: &[(String, Lease)]) -> Result<(), NetworkError> {
     if ports.is_empty() {

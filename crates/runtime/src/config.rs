@@ -278,11 +278,6 @@ impl Config {
         proxmox_lxcri_network::validate_all(&cfg.network).map_err(|e| e.to_string())?;
         // Never a silent no-op for what would isolate or share addresses.
         for (name, n) in &cfg.network {
-            if n.isolated {
-                return Err(format!(
-                    "network {name:?}: isolated = true is not implemented yet; remove it"
-                ));
-            }
             if n.sdn_vnet.is_some() {
                 return Err(format!(
                     "network {name:?}: sdn_vnet (Proxmox SDN IPAM) is not implemented yet; remove it"
@@ -400,7 +395,6 @@ backend = "pve-lxc"
                 format!("default_network = \"red\"\n{net}"),
                 "no [network.red]",
             ),
-            (format!("{net}isolated = true\n"), "isolated"),
             (format!("{net}sdn_vnet = \"v1\"\n"), "sdn_vnet"),
             (
                 format!("{net}[network.green]\nbridge = \"vmbr2\"\nsubnet = \"10.88.0.0/16\"\n"),

@@ -144,6 +144,7 @@ impl Engine for LxcEngine {
         for (n, _) in &nics {
             proxmox_lxcri_network::bridge::ensure(n).map_err(|e| Error::Config(e.to_string()))?;
         }
+        proxmox_lxcri_network::isolation::apply(&cx.rt.config.network)?;
         let mut lxc = net::with_nics(&tr.lxc, &nics)?;
         // Port security: the host ends get names of ours, and rules that
         // let through only the lease's MAC and addresses (recorded first).

@@ -228,7 +228,16 @@ impl Engine for PveLxcEngine {
             &req.annotations,
             rt.config.pve()?,
             &rt.store.root,
-            crate::network::chosen(rt, &req.annotations)?,
+            {
+                let nets = crate::network::chosen(rt, &req.annotations)?;
+                if let Some((name, _)) = nets.iter().find(|(_, n)| n.isolated) {
+                    return Err(Error::Unsupported(format!(
+                        "network {name:?} is isolated, which the pve-lxc engine does not \
+                         enforce yet (Proxmox's firewall); use the lxc engine or drop isolated"
+                    )));
+                }
+                nets
+            },
         )?);
         Ok(())
     }
