@@ -862,3 +862,94 @@ fn containers_on_a_configured_network_get_leased_addresses() {
     assert!(leases(&env).is_empty());
     assert_node_empty(&env);
 }
+
+/// Port security on pve-lxc is Proxmox's own firewall: the runtime turns on
+/// the CT's firewall with ipfilter and macfilter and puts the lease into the
+/// `ipfilter-net0` IP set; once the datacenter firewall is on (the admin's
+/// switch), a CT that takes another address or MAC cannot send.
+#[test]
+fn port_security_is_proxmoxs_firewall() {
+    let mut env = Env::with_pve();
+    let n = std::process::id() % 200 + 20;
+    let cfg = env.tmp.path().join("net.toml");
+    env.emu().write_config_with(
+        &cfg,
+        "pve-lxc",
+        "local",
+        &format!(
+            "[network.sec]\nbridge = \"{}\"\nsubnet = \"10.249.{n}.0/24\"\n\
+             gateway = \"10.249.{n}.1\"\n",
+            env.emu().bridge().unwrap()
+        ),
+    );
+    env.config = Some(cfg);
+    let b = env.bundle("b", &["sleep", "1000"], |s| {
+        let caps = json!(["CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_KILL"]);
+        s["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps
+        });
+        s["annotations"] = json!({"io.proxmox-lxcri.network": "sec"});
+    });
+    for id in ["fw-a", "fw-b"] {
+        env.must_create(id, &b);
+        env.ok(&["start", id]);
+    }
+    let vmid = env.vmid("fw-a");
+    let fw = env
+        .emu()
+        .get(&format!("/nodes/pve/lxc/{vmid}/firewall/options"))["data"]
+        .clone();
+    assert_eq!(
+        (&fw["enable"], &fw["ipfilter"], &fw["macfilter"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{fw}"
+    );
+    let set = env.emu().get(&format!(
+        "/nodes/pve/lxc/{vmid}/firewall/ipset/ipfilter-net0"
+    ))["data"]
+        .clone();
+    assert_eq!(set[0]["cidr"], format!("10.249.{n}.2"), "{set}");
+    assert!(config_of(&env, vmid)["net0"]
+        .as_str()
+        .unwrap()
+        .contains("firewall=1"));
+    // The datacenter firewall: the admin's switch.
+    env.emu()
+        .request("PUT", "/cluster/firewall/options", &[("enable", "1")], None);
+    let in_a = |args: &[&str]| {
+        let mut v = vec!["exec", "fw-a"];
+        v.extend_from_slice(args);
+        env.cmd(&v).status.success()
+    };
+    let peer = format!("10.249.{n}.3");
+    let ping = || in_a(&["ping", "-c", "1", "-W", "2", &peer]);
+    assert!(ping(), "the lease's address gets through");
+    let (mine, forged) = (format!("10.249.{n}.2/24"), format!("10.249.{n}.77/24"));
+    assert!(in_a(&["ip", "addr", "del", &mine, "dev", "eth0"]));
+    assert!(in_a(&["ip", "addr", "add", &forged, "dev", "eth0"]));
+    assert!(!ping(), "a forged address must not get through");
+    assert!(in_a(&["ip", "addr", "del", &forged, "dev", "eth0"]));
+    assert!(in_a(&["ip", "addr", "add", &mine, "dev", "eth0"]));
+    assert!(ping(), "back on its lease");
+    let mac = env.ok(&["exec", "fw-a", "cat", "/sys/class/net/eth0/address"]);
+    assert!(in_a(&[
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:00:00:00:ee:02"
+    ]));
+    assert!(!ping(), "a forged MAC must not get through");
+    assert!(in_a(&["ip", "link", "set", "eth0", "address", mac.trim()]));
+    assert!(ping(), "back on its MAC");
+    for id in ["fw-a", "fw-b"] {
+        env.ok(&["delete", "--force", id]);
+    }
+    assert!(!env
+        .emu()
+        .data_dir()
+        .join(format!("firewall/{vmid}.fw"))
+        .exists());
+    assert_node_empty(&env);
+}

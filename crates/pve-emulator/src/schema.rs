@@ -179,6 +179,68 @@ fn build() -> Vec<Endpoint> {
         string("node").fmt("pve-node").req(),
         enm("timeframe", &["hour", "day", "week", "month", "year", "decade"]).req(),
     ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/firewall/options", vec![
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("PUT", "/nodes/{node}/lxc/{vmid}/firewall/options", vec![
+        string("delete").fmt("pve-configid-list").opt(),
+        boolean("dhcp").opt(),
+        string("digest").max_len(64).opt(),
+        boolean("enable").opt(),
+        boolean("ipfilter").opt(),
+        enm("log_level_in", &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "nolog"]).opt(),
+        enm("log_level_out", &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "nolog"]).opt(),
+        boolean("macfilter").opt(),
+        boolean("ndp").opt(),
+        string("node").fmt("pve-node").req(),
+        enm("policy_in", &["ACCEPT", "REJECT", "DROP"]).opt(),
+        enm("policy_out", &["ACCEPT", "REJECT", "DROP"]).opt(),
+        boolean("radv").opt(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/firewall/ipset", vec![
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("POST", "/nodes/{node}/lxc/{vmid}/firewall/ipset", vec![
+        string("comment").opt(),
+        string("digest").max_len(64).opt(),
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        string("node").fmt("pve-node").req(),
+        string("rename").max_len(64).fmt("ipset-name-pattern").opt(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", vec![
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("POST", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", vec![
+        string("cidr").req(),
+        string("comment").opt(),
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        boolean("nomatch").opt(),
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("DELETE", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", vec![
+        boolean("force").opt(),
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/cluster/firewall/options", vec![]),
+    ep("PUT", "/cluster/firewall/options", vec![
+        string("delete").fmt("pve-configid-list").opt(),
+        string("digest").max_len(64).opt(),
+        boolean("ebtables").opt(),
+        int("enable", Some(0), None).opt(),
+        string("log_ratelimit").opt(),
+        enm("policy_forward", &["ACCEPT", "DROP"]).opt(),
+        enm("policy_in", &["ACCEPT", "REJECT", "DROP"]).opt(),
+        enm("policy_out", &["ACCEPT", "REJECT", "DROP"]).opt(),
+    ]),
     ep("GET", "/nodes/{node}/lxc/{vmid}/pending", vec![
         string("node").fmt("pve-node").req(),
         int("vmid", Some(100), Some(999999999)).req(),
@@ -890,6 +952,9 @@ fn check_format(ep: &Endpoint, f: &str, v: &str) -> Result<(), String> {
                 }
             }
             Ok(())
+        }
+        "ipset-name-pattern" if !re(r"^[A-Za-z][A-Za-z0-9\-_]+$").is_match(v) => {
+            Err("value does not match the regex pattern".into())
         }
         "entrypoint-pattern" if !re(r"^[^\x00-\x08\x10-\x1F\x7F]+$").is_match(v) => {
             Err("value does not match the regex pattern".into())

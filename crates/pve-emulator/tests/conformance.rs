@@ -358,6 +358,7 @@ impl Fixture {
             .replace("{storage}", "local")
             .replace("{upid}", &enc(&self.upid))
             .replace("{volume}", &enc(&self.template))
+            .replace("{name}", "ipfilter-net0")
     }
 }
 
@@ -443,6 +444,28 @@ fn populated(d: &Path) -> (common::Emulator, Fixture) {
         ],
     );
     emu.task_ok("POST", &format!("/nodes/pve/lxc/{ct}/status/start"), &[]);
+    // Its firewall: options and an IP set with an address, for the
+    // firewall GETs.
+    for (m, path, args) in [
+        (
+            "PUT",
+            format!("/nodes/pve/lxc/{ct}/firewall/options"),
+            vec!["-d", "enable=1", "-d", "ipfilter=1"],
+        ),
+        (
+            "POST",
+            format!("/nodes/pve/lxc/{ct}/firewall/ipset"),
+            vec!["-d", "name=ipfilter-net0", "-d", "comment=lease"],
+        ),
+        (
+            "POST",
+            format!("/nodes/pve/lxc/{ct}/firewall/ipset/ipfilter-net0"),
+            vec!["-d", "cidr=10.9.9.9"],
+        ),
+    ] {
+        let (code, v) = emu.call(m, &path, &args);
+        assert_eq!(code, 200, "{m} {path}: {v}");
+    }
     let vm = common::vmid();
     emu.task_ok(
         "POST",

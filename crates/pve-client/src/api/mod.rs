@@ -1,6 +1,7 @@
 //! Typed endpoint methods, one file per API area.
 
 mod cluster;
+mod firewall;
 mod lxc;
 mod qemu;
 pub(crate) mod storage;
