@@ -4,5 +4,6 @@ mod cluster;
 mod firewall;
 mod lxc;
 mod qemu;
+mod sdn;
 pub(crate) mod storage;
 mod tasks;
