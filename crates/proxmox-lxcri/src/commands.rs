@@ -22,6 +22,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Spec { bundle, rootless } => return spec(&bundle, rootless).map(|_| 0),
         Command::Features => return features().map(|_| 0),
+        Command::ApparmorProfile { bundle, name, id } => {
+            let spec = proxmox_lxcri_runtime::create::load_spec(&bundle)?;
+            let name = name.unwrap_or_else(|| proxmox_lxcri_lxc::apparmor::profile_name(&id));
+            print!(
+                "{}",
+                proxmox_lxcri_lxc::apparmor::profile(&name, &spec).map_err(anyhow::Error::msg)?
+            );
+            return Ok(0);
+        }
         _ => {}
     }
     let config = Config::load(g.config.as_deref())?;
@@ -66,7 +75,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
         Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
         Command::Network(c) => crate::network_cmds::network(&rt, c)?,
-        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+        Command::Spec { .. } | Command::Features | Command::ApparmorProfile { .. } => {
+            unreachable!("handled above")
+        }
     }
     Ok(0)
 }
