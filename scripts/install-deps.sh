@@ -15,6 +15,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# pve-emulator runs VMs with real QEMU. Debian 12's qemu-system-x86 needs
+# qemu-utils/qemu-block-extra of its own release (a newer qemu-utils from
+# backports conflicts), hence the pinned downgrade.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+    echo "install-deps: installing qemu-system-x86"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends --allow-downgrades \
+        qemu-system-x86 qemu-utils/bookworm qemu-block-extra/bookworm >/dev/null
+fi
 # The Debian containerd package starts a system service; the tests run their
 # own instances and never touch it.
 command -v cargo >/dev/null || {
