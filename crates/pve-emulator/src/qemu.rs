@@ -19,6 +19,9 @@ use serde_json::Value;
 use crate::propstr;
 use crate::store::Section;
 
+/// A NIC's host end and its bridge.
+pub type Tap = (String, String);
+
 pub struct Qemu {
     run_dir: PathBuf,
     kvm: bool,
@@ -41,8 +44,9 @@ impl Qemu {
         self.run_dir.join(format!("{vmid}.{ext}"))
     }
 
-    /// The command line for VM `vmid` with `conf` (without the binary).
-    pub fn args(&self, vmid: u32, conf: &Section) -> Result<(Vec<String>, Vec<(String, String)>)> {
+    /// The command line for VM `vmid` with `conf` (without the binary),
+    /// and the taps to put on their bridges once QEMU made them.
+    pub fn args(&self, vmid: u32, conf: &Section) -> Result<(Vec<String>, Vec<Tap>)> {
         let mem: u64 = conf
             .get("memory")
             .map(|m| m.trim_start_matches("current="))
