@@ -5,8 +5,9 @@
 //! TCG unless the emulator was told to use KVM (`--qemu-kvm`): nested KVM
 //! hangs on the machines this is tested on.
 //!
-//! Not applied yet: disks (the emulator allocates VM volumes in the config
-//! only), so a VM boots into its firmware with no boot device.
+//! Disks (`virtio<n>`, `scsi<n>` on the `scsihw` controller, `sata<n>`,
+//! `ide<n>`) are the raw files of a dir storage, resolved by the caller.
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,12 @@ impl Qemu {
 
     /// The command line for VM `vmid` with `conf` (without the binary),
     /// and the taps to put on their bridges once QEMU made them.
-    pub fn args(&self, vmid: u32, conf: &Section) -> Result<(Vec<String>, Vec<Tap>)> {
+    pub fn args(
+        &self,
+        vmid: u32,
+        conf: &Section,
+        disks: &BTreeMap<String, PathBuf>,
+    ) -> Result<(Vec<String>, Vec<Tap>)> {
         let mem: u64 = conf
             .get("memory")
             .map(|m| m.trim_start_matches("current="))
@@ -86,6 +92,55 @@ impl Qemu {
             "-daemonize".into(),
         ];
         let mut taps = vec![];
+        let mut scsi_hw = false;
+        let mut ahci = false;
+        for (k, path) in disks {
+            let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+            let n: u32 = k[base.len()..].parse().unwrap_or(0);
+            let file = path.to_string_lossy();
+            if file.contains(',') {
+                bail!("{k}: a disk path with ',' cannot go on QEMU's command line");
+            }
+            a.push("-drive".into());
+            a.push(format!(
+                "file={file},if=none,id=drive-{k},format=raw,cache=none,aio=threads"
+            ));
+            a.push("-device".into());
+            match base {
+                "virtio" => a.push(format!("virtio-blk-pci,drive=drive-{k},id={k}")),
+                "scsi" => {
+                    if !scsi_hw {
+                        let hw = match conf.get("scsihw").unwrap_or("lsi") {
+                            "virtio-scsi-pci" | "virtio-scsi-single" => "virtio-scsi-pci",
+                            "megasas" => "megasas",
+                            "pvscsi" => "pvscsi",
+                            "lsi53c810" => "lsi53c810",
+                            _ => "lsi",
+                        };
+                        a.push(format!("{hw},id=scsihw0"));
+                        a.push("-device".into());
+                        scsi_hw = true;
+                    }
+                    a.push(format!(
+                        "scsi-hd,bus=scsihw0.0,scsi-id={n},drive=drive-{k},id={k}"
+                    ));
+                }
+                "sata" => {
+                    if !ahci {
+                        a.push("ahci,id=ahci0".into());
+                        a.push("-device".into());
+                        ahci = true;
+                    }
+                    a.push(format!("ide-hd,bus=ahci0.{n},drive=drive-{k},id={k}"));
+                }
+                "ide" => a.push(format!(
+                    "ide-hd,bus=ide.{},unit={},drive=drive-{k},id={k}",
+                    n / 2,
+                    n % 2
+                )),
+                _ => bail!("{k}: not a disk bus QEMU gets here"),
+            }
+        }
         for (k, v) in &conf.keys {
             if let Some(n) = k.strip_prefix("serial").and_then(|n| n.parse::<u32>().ok()) {
                 if v != "socket" {
@@ -146,9 +201,14 @@ impl Qemu {
     }
 
     /// Start the VM; its QEMU pid.
-    pub fn start(&self, vmid: u32, conf: &Section) -> Result<u32> {
+    pub fn start(
+        &self,
+        vmid: u32,
+        conf: &Section,
+        disks: &BTreeMap<String, PathBuf>,
+    ) -> Result<u32> {
         std::fs::create_dir_all(&self.run_dir)?;
-        let (args, taps) = self.args(vmid, conf)?;
+        let (args, taps) = self.args(vmid, conf, disks)?;
         let o = Command::new("qemu-system-x86_64")
             .args(&args)
             .output()

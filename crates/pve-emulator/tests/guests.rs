@@ -689,8 +689,38 @@ fn qemu_vms_run_for_real() {
             &format!("net0=virtio,bridge={br}"),
             "-d",
             "serial0=socket",
+            "-d",
+            "virtio0=local:1",
+            "-d",
+            "scsi0=local:0.5",
+            "-d",
+            "scsihw=virtio-scsi-pci",
         ],
     );
+    // The disks are real sparse files on the dir storage, listed as images.
+    let (_, c) = emu.call(
+        "GET",
+        "/nodes/pve/storage/local/content",
+        &["-G", "-d", "content=images"],
+    );
+    let mut disks: Vec<(String, u64)> = c["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["vmid"].as_u64() == Some(id as u64))
+        .map(|e| {
+            (
+                e["volid"].as_str().unwrap().to_string(),
+                e["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    disks.sort();
+    let mut sizes: Vec<u64> = disks.iter().map(|d| d.1).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![1 << 29, 1 << 30], "{c}");
+    assert_eq!(disks[0].0, format!("local:{id}/vm-{id}-disk-0.raw"));
+    assert_eq!(disks[1].0, format!("local:{id}/vm-{id}-disk-1.raw"));
     let (_, v) = emu.call("GET", &format!("/nodes/pve/qemu/{id}/config"), &[]);
     let net0 = v["data"]["net0"].as_str().unwrap().to_string();
     assert!(net0.starts_with("virtio=BC:24:11:"), "{net0}");
@@ -724,6 +754,11 @@ fn qemu_vms_run_for_real() {
             &net0["virtio=".len()..].split(',').next().unwrap()
         ),
         "isa-serial,chardev=serial0",
+        ".raw,if=none,id=drive-virtio0",
+        ".raw,if=none,id=drive-scsi0",
+        "virtio-blk-pci,drive=drive-virtio0",
+        "virtio-scsi-pci,id=scsihw0",
+        "scsi-hd,bus=scsihw0.0,scsi-id=0,drive=drive-scsi0",
     ] {
         assert!(cmd.contains(part), "{part} in {cmd}");
     }
@@ -754,4 +789,18 @@ fn qemu_vms_run_for_real() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     assert!(!std::path::Path::new(&format!("/sys/class/net/tap{id}i0")).exists());
     emu.task_ok("DELETE", &format!("/nodes/pve/qemu/{id}"), &[]);
+    // Its disks went with it.
+    let (_, c) = emu.call(
+        "GET",
+        "/nodes/pve/storage/local/content",
+        &["-G", "-d", "content=images"],
+    );
+    assert!(
+        !c["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["vmid"].as_u64() == Some(id as u64)),
+        "{c}"
+    );
 }

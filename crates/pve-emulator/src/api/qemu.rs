@@ -11,7 +11,7 @@ use super::config::NOT_CONFIG;
 use super::{find_storage, flag, internal, ok, parse_size, read, vmid, App, Ctx, P, R};
 use crate::api::access::check_root_only;
 use crate::auth::now;
-use crate::storage;
+use crate::storage::{self, Storage};
 use crate::store::{Conf, Kind, Section};
 
 /// The VMs' QEMU; KVM only when asked (`PVE_EMULATOR_QEMU_KVM=1`): nested
@@ -31,7 +31,29 @@ fn start_vm(app: &App, node: &str, id: u32) -> anyhow::Result<()> {
         .store
         .read(node, Kind::Qemu, id)
         .map_err(|e| anyhow!(e.message))?;
-    qemu(app).start(id, &c.main)?;
+    // Each disk's file on its storage (cdroms and `none` stay out).
+    let mut disks = std::collections::BTreeMap::new();
+    for (k, v) in &c.main.keys {
+        let base = k.trim_end_matches(|ch: char| ch.is_ascii_digit());
+        if !matches!(base, "scsi" | "virtio" | "ide" | "sata") || v.contains("media=cdrom") {
+            continue;
+        }
+        let vol = v.split(',').next().unwrap_or("");
+        let Some((sid, name)) = storage::split_volid(vol) else {
+            continue;
+        };
+        let st = app
+            .storages
+            .iter()
+            .find(|s| s.id == sid)
+            .ok_or_else(|| anyhow!("{k}: storage '{sid}' does not exist"))?;
+        let path = st.path(name)?;
+        if !path.exists() {
+            anyhow::bail!("{k}: volume '{vol}' does not exist");
+        }
+        disks.insert(k.clone(), path);
+    }
+    qemu(app).start(id, &c.main, &disks)?;
     qemu_set_state(app, id, Some(json!({"since": now()})))
 }
 
@@ -131,7 +153,14 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
     let id = vmid(p);
     let default_storage = p.get("storage").cloned();
     let mut main = Section::default();
-    let mut disk_n = 0;
+    // Disks are allocated for real (raw files on a dir storage); freed
+    // again if the create fails.
+    let mut allocated: Vec<(Storage, String)> = vec![];
+    let free_all = |a: &[(Storage, String)]| {
+        for (s, n) in a {
+            let _ = s.free(n);
+        }
+    };
     for (k, v) in p {
         if NOT_CONFIG.contains(&k.as_str()) {
             continue;
@@ -141,21 +170,38 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         if matches!(base, "scsi" | "virtio" | "ide" | "sata") || k == "efidisk0" {
             // STORAGE:SIZE allocates (in the config only) vm-<vmid>-disk-<n>.
             let first = v.split(',').next().unwrap_or("").to_string();
-            if let Some((sid, size)) = storage::split_volid(&first) {
-                if let Some(sz) = parse_size(size) {
-                    find_storage(app, sid)?;
-                    let rest: Vec<String> = v.split(',').skip(1).map(String::from).collect();
-                    v = format!("{sid}:vm-{id}-disk-{disk_n},size={sz}G");
-                    for r in rest {
-                        v.push(',');
-                        v.push_str(&r);
-                    }
-                    disk_n += 1;
+            let new = match storage::split_volid(&first) {
+                Some((sid, size)) => parse_size(size).map(|sz| (sid.to_string(), sz)),
+                None if first.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    && !first.is_empty() =>
+                {
+                    let sid = default_storage.clone().unwrap_or_else(|| "local".into());
+                    parse_size(&first).map(|sz| (sid, sz))
                 }
-            } else if first.chars().all(|c| c.is_ascii_digit() || c == '.') && !first.is_empty() {
-                let sid = default_storage.clone().unwrap_or_else(|| "local".into());
-                v = format!("{sid}:vm-{id}-disk-{disk_n},size={first}G");
-                disk_n += 1;
+                None => None,
+            };
+            if let Some((sid, sz)) = new {
+                let st = match find_storage(app, &sid) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        free_all(&allocated);
+                        return Err(e);
+                    }
+                };
+                let name = match st.alloc_vm_disk(id, sz) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        free_all(&allocated);
+                        return Err(internal(format!("unable to create VM disk: {e:#}")));
+                    }
+                };
+                allocated.push((st, name.clone()));
+                let rest: Vec<String> = v.split(',').skip(1).map(String::from).collect();
+                v = format!("{sid}:{name},size={sz}G");
+                for r in rest {
+                    v.push(',');
+                    v.push_str(&r);
+                }
             }
         }
         if base == "net" && !v.contains('=') {
@@ -173,7 +219,7 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         .entry("smbios1".into())
         .or_insert_with(|| "uuid=00000000-0000-4000-8000-000000000000".into());
     main.keys.insert("lock".into(), "create".into());
-    app.store.create_new(
+    if let Err(e) = app.store.create_new(
         &node,
         Kind::Qemu,
         id,
@@ -181,7 +227,10 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
             main,
             snapshots: vec![],
         },
-    )?;
+    ) {
+        free_all(&allocated);
+        return Err(e);
+    }
     let app2 = app.clone();
     let start = flag(p, "start");
     let upid = app
@@ -329,6 +378,27 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
             ctx.fail_task.clone(),
             move |task| {
                 task.injected()?;
+                // Its own disks go with it (`vm-<vmid>-disk-*`).
+                for (k, v) in &conf.main.keys {
+                    let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+                    if !matches!(
+                        base,
+                        "scsi" | "virtio" | "ide" | "sata" | "unused" | "efidisk"
+                    ) {
+                        continue;
+                    }
+                    let vol = v.split(',').next().unwrap_or("");
+                    let Some((sid, name)) = storage::split_volid(vol) else {
+                        continue;
+                    };
+                    if !name.starts_with(&format!("{id}/vm-{id}-disk-")) {
+                        continue;
+                    }
+                    if let Some(s) = app2.storages.iter().find(|s| s.id == sid) {
+                        s.free(name)?;
+                        task.log(format!("removed volume '{vol}'"));
+                    }
+                }
                 app2.store.remove(&node, Kind::Qemu, id);
                 Ok(())
             },
