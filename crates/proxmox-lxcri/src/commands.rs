@@ -184,7 +184,10 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("--process {}", p.display()))?;
-            serde_json::from_str(&text)
+            let mut v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--process {}: invalid process JSON", p.display()))?;
+            proxmox_lxcri_runtime::compat::normalize_process(&mut v).log();
+            serde_json::from_value(v)
                 .with_context(|| format!("--process {}: invalid process JSON", p.display()))?
         }
         None => rt.exec_process(

@@ -114,10 +114,16 @@ pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
             e.to_string()
         },
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Bundle {
-        path,
+    let invalid = |e: serde_json::Error| Error::Bundle {
+        path: path.clone(),
         reason: format!("invalid config.json: {e}"),
-    })
+    };
+    // runc's acceptance rules first (zero = unset, unraisable ambient caps
+    // dropped, ...), on the raw JSON: an unknown capability name must not
+    // fail the typed parse.
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+    crate::compat::normalize_spec(&mut value).log();
+    serde_json::from_value(value).map_err(invalid)
 }
 
 /// A create under way: what it made so far, and the engine that made it.
