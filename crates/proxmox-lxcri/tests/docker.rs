@@ -14,7 +14,7 @@
 mod common;
 
 use common::clients::{
-    assert_no_leftovers, cgroup_value, runtime, status_field, STATUS_LINES, TERMINABLE,
+    assert_no_leftovers, cgroup_value, is_runc, runtime, status_field, STATUS_LINES, TERMINABLE,
 };
 use common::docker::Dockerd;
 
@@ -46,10 +46,13 @@ fn run_output_exit_code_and_pid1() {
     let id = dk.inspect("hello", "{{.Id}}");
     assert_eq!(dk.inspect(&id, "{{.State.ExitCode}}"), "0");
     rm_and_check(&dk, &id);
-    // `--rm` containers are gone from the runtime's root too.
+    // `--rm` containers are gone from the runtime's root too (runc keeps one
+    // dir per container there; proxmox-lxcri one under containers/, next to
+    // its events log).
     let left: Vec<_> = dk
         .runtime_roots()
         .iter()
+        .map(|r| if is_runc(&dk.runtime) { r.clone() } else { r.join("containers") })
         .flat_map(|r| std::fs::read_dir(r).into_iter().flatten().flatten())
         .map(|e| e.path())
         .collect();
