@@ -209,6 +209,7 @@ impl<'a> Creation<'a> {
             exchange_dir: engine::exchange_dir(rt, &req.id, paths, mapped_root)?,
             init_binary: std::env::current_exe().ctx(|| "finding our own binary".into())?,
             log_file: paths.log.clone(),
+            copyup_dir: paths.lxcpath.join("copyup"),
             log_level: rt.config.lxc.log_level.to_ascii_uppercase(),
             cgroups: CgroupLayout::detect()?,
             apparmor_enabled: apparmor_enabled(),

@@ -82,6 +82,8 @@ pub struct TranslateContext {
     pub init_binary: PathBuf,
     /// `lxc.log.file`.
     pub log_file: PathBuf,
+    /// Where tmpfs copy-ups are staged on the host (see [`Copyup`]).
+    pub copyup_dir: PathBuf,
     /// `lxc.log.level` (e.g. "ERROR", "DEBUG").
     pub log_level: String,
     /// The host's cgroup layout (which controllers are on v1, which on v2).
@@ -97,6 +99,27 @@ pub struct TranslateContext {
 pub struct Translation {
     pub lxc: LxcConfig,
     pub init: InitConfig,
+    /// tmpfs mounts with `tmpcopyup`, for the engine to prepare before
+    /// the container starts (LXC cannot copy a directory up into a tmpfs).
+    pub copyups: Vec<Copyup>,
+}
+
+/// A tmpfs mount with runc's `tmpcopyup` option (Podman sets it): the
+/// engine mounts a tmpfs at `staging` on the host with `data`, copies the
+/// image's `destination` into it, and LXC bind-mounts it in the spec's
+/// order; the engine drops its host mount once the container holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copyup {
+    /// The mount point, relative to the rootfs (checked: no `..`).
+    pub destination: String,
+    /// Where the engine mounts the tmpfs on the host.
+    pub staging: PathBuf,
+    /// tmpfs data options (`size=`, `mode=` ...), checked like every mount
+    /// field.
+    pub data: Vec<String>,
+    /// `nosuid`, `nodev`, `noexec` for the tmpfs itself (the bind repeats
+    /// them).
+    pub flags: Vec<String>,
 }
 
 /// Why a spec cannot be run. Every variant names the OCI field (as a JSON
@@ -395,11 +418,15 @@ fn translate_into(
     lxc.push("lxc.log.level", ctx.log_level.clone())?;
 
     let ns = namespaces::translate(spec, &mut lxc)?;
-    mounts::translate(spec, ctx, &ns, &mut lxc)?;
+    let copyups = mounts::translate(spec, ctx, &ns, &mut lxc)?;
     let init = process::translate(spec, ctx, &ns, &mut lxc)?;
     cgroups::translate(spec, ctx, &mut lxc)?;
 
-    Ok(Translation { lxc, init })
+    Ok(Translation {
+        lxc,
+        init,
+        copyups,
+    })
 }
 
 /// vm, windows, solaris, zos sections mean a spec for another platform.
@@ -457,6 +484,7 @@ fn check_context(ctx: &TranslateContext) -> Result<(), TranslateError> {
         ("context.exchange_dir", &ctx.exchange_dir),
         ("context.init_binary", &ctx.init_binary),
         ("context.log_file", &ctx.log_file),
+        ("context.copyup_dir", &ctx.copyup_dir),
     ] {
         if !p.is_absolute() {
             return Err(TranslateError::invalid(

@@ -31,6 +31,7 @@ use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
 use crate::state::{write_atomic, ContainerState};
 
+mod copyup;
 mod volume;
 
 pub use volume::{id_shift, OrphanVolumes};
@@ -52,6 +53,8 @@ pub struct LxcEngine {
     /// The `[storage]` volume create will make (None: the bundle's rootfs
     /// in place, as runc).
     volume: Option<storage::VolumePlan>,
+    /// The rootfs LXC runs on (what tmpfs copy-ups copy from).
+    rootfs: Option<PathBuf>,
 }
 
 impl Engine for LxcEngine {
@@ -65,10 +68,12 @@ impl Engine for LxcEngine {
     }
 
     fn provision(&mut self, cx: &mut Cx, req: &Request) -> Result<PathBuf> {
-        match &self.volume {
-            Some(plan) => volume::make(cx, plan, &req.rootfs),
-            None => Ok(req.rootfs.clone()),
-        }
+        let rootfs = match &self.volume {
+            Some(plan) => volume::make(cx, plan, &req.rootfs)?,
+            None => req.rootfs.clone(),
+        };
+        self.rootfs = Some(rootfs.clone());
+        Ok(rootfs)
     }
 
     fn mapped_root(&self, spec: &Spec) -> Option<(u32, u32)> {
@@ -102,7 +107,12 @@ impl Engine for LxcEngine {
         let cfg = cx.paths.config_file();
         let dir = cfg.parent().expect("config has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        write_atomic(&cfg, tr.lxc.render().as_bytes())
+        write_atomic(&cfg, tr.lxc.render().as_bytes())?;
+        if !tr.copyups.is_empty() {
+            let rootfs = self.rootfs.as_deref().unwrap_or(&cx.state.rootfs);
+            copyup::prepare(rootfs, &cx.paths.lxcpath.join("copyup"), &tr.copyups)?;
+        }
+        Ok(())
     }
 
     fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
@@ -135,6 +145,8 @@ impl Engine for LxcEngine {
         }
         cx.state.monitor = None;
         cx.save()?;
+        // The container's mounts are made: our side of the copy-ups goes.
+        copyup::release(&cx.paths.lxcpath.join("copyup"));
         Ok(init)
     }
 
@@ -152,6 +164,7 @@ impl Engine for LxcEngine {
     }
 
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
+        copyup::release(&rt.store.dir(&st.id).join("copyup"));
         if let EngineRecord::Lxc(rec) = &st.engine {
             for cg in &rec.cgroups {
                 proxmox_lxcri_cgroups::tree::kill_and_remove(cg, Duration::from_secs(10))?;

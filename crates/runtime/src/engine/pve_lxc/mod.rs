@@ -243,6 +243,15 @@ impl Engine for PveLxcEngine {
         } else {
             translate_excluding(&without_mounts(spec, &plan.mount_points), ctx, &owned)?
         };
+        // The CT's mounts are made by Proxmox's LXC from the node's config:
+        // nothing of ours could fill a tmpfs before them.
+        if let Some(c) = tr.copyups.first() {
+            return Err(crate::Error::Unsupported(format!(
+                "mount /{}: the tmpcopyup option is supported on the lxc engine only; \
+                 remove it (Podman: --read-only-tmpfs=false, or --tmpfs with notmpcopyup)",
+                c.destination
+            )));
+        }
         Ok(tr)
     }
 
