@@ -13,8 +13,11 @@ cd "$(dirname "$0")/.."
 runc=${RUNC:-$(command -v runc || echo /usr/sbin/runc)}
 lxcri=${PROXMOX_LXCRI:-target/x86_64-unknown-linux-gnu/release/proxmox-lxcri}
 [ -x "$lxcri" ] || cargo build --release -q -p proxmox-lxcri
+# Roots on tmpfs under /run, where both runtimes keep them by default
+# (/run/runc, /run/proxmox-lxcri): the bundle stays in /tmp.
 tmp=$(mktemp -d /tmp/lxcri-bench.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+roots=$(mktemp -d /run/lxcri-bench.XXXXXX)
+trap 'rm -rf "$tmp" "$roots"' EXIT
 b=$tmp/bundle
 mkdir -p "$b"/rootfs/{bin,proc,sys,dev,tmp,etc}
 cp /bin/busybox "$b/rootfs/bin/"
@@ -33,8 +36,8 @@ time_ms() {
 }
 declare -a tr tl
 for i in $(seq 1 $((n + 2))); do
-    a=$(time_ms "$runc" --root "$tmp/runc" run --bundle "$b" "r$i")
-    c=$(time_ms "$lxcri" --root "$tmp/lxcri" run --bundle "$b" "l$i")
+    a=$(time_ms "$runc" --root "$roots/runc" run --bundle "$b" "r$i")
+    c=$(time_ms "$lxcri" --root "$roots/lxcri" run --bundle "$b" "l$i")
     if [ "$i" -gt 2 ]; then tr+=("$a"); tl+=("$c"); fi
 done
 stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m=v[int((NR+1)/2)]; p=v[int(NR*0.9+0.5)]; printf "%.1f %.1f\n", m/1000, p/1000}'; }

@@ -42,6 +42,14 @@ fn run_output_exit_code_and_pid1() {
     assert_eq!(o.status.code(), Some(3), "{}", explain(&o));
     assert_eq!(out(&o), "1\n", "{}", explain(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("err\n"), "{}", explain(&o));
+    // run -t: the process gets a terminal (the runtime's console socket,
+    // under a --root deep enough to overflow a unix socket path).
+    let (st, text) = pm.in_pty(&[
+        "run", "--rm", "-t", "--network", "none", "--cgroup-parent", &pm.cgroup_parent, "localhost/busybox:test",
+        "sh", "-c", "tty; exit 4",
+    ]);
+    assert_eq!(st.code(), Some(4), "run -t: {st}\n{text}");
+    assert!(text.contains("/dev/pts/0"), "run -t has no tty:\n{text}");
     let id = pm.inspect("hello", "{{.Id}}");
     assert_eq!(pm.inspect(&id, "{{.State.ExitCode}}"), "0");
     rm_and_check(&pm, &id);

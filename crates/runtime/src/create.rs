@@ -456,7 +456,7 @@ fn apparmor_enabled() -> bool {
 }
 
 fn bind_nonblocking(p: &Path) -> Result<UnixListener> {
-    let l = UnixListener::bind(p).ctx(|| format!("binding {}", p.display()))?;
+    let l = crate::sockpath::bind(p).ctx(|| format!("binding {}", p.display()))?;
     l.set_nonblocking(true).ctx(|| "console socket".into())?;
     Ok(l)
 }

@@ -32,6 +32,7 @@ pub mod running;
 pub mod runtime;
 pub mod signal;
 pub mod snapshots;
+pub mod sockpath;
 pub mod state;
 pub mod stdio;
 

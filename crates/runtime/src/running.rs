@@ -63,7 +63,7 @@ impl Runtime {
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
         let console = match (cfg.terminal, &opts.console_socket) {
             (true, Some(sock)) => {
-                Some(std::os::unix::net::UnixStream::connect(sock).map_err(|e| {
+                Some(crate::sockpath::connect(sock).map_err(|e| {
                     Error::Spec(format!(
                         "--console-socket {}: cannot connect: {e}",
                         sock.display()

@@ -25,7 +25,7 @@ pub const PODMAN_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct Podman {
     dir: Option<tempfile::TempDir>,
-    cgroup_parent: String,
+    pub cgroup_parent: String,
     /// The runtime binary under test.
     pub runtime: String,
 }

@@ -261,8 +261,8 @@ impl Engine for PveLxcEngine {
         self.plan = Some(plan);
         let vmid = made?;
         append_raw(&cx.rt.config.pve()?.config_dir, vmid, tr.lxc.entries())?;
-        let stdio = UnixListener::bind(
-            cx.paths
+        let stdio = crate::sockpath::bind(
+            &cx.paths
                 .exchange
                 .join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
         )
