@@ -68,6 +68,14 @@ fn exec_ps_pause_resume_update_events() {
     std::fs::write(&res, r#"{"cpu": {"shares": 256}}"#).unwrap();
     env.ok(&["update", "--resources", res.to_str().unwrap(), "live"]);
     assert_eq!(cgroup_file(pid, "cpu", "cpu.shares"), "256");
+    // runc's size suffixes and -1 for "no limit".
+    env.ok(&["update", "--memory", "96M", "--cpu-quota", "-1", "live"]);
+    assert_eq!(
+        cgroup_file(pid, "memory", "memory.limit_in_bytes"),
+        (96 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(pid, "cpu", "cpu.cfs_quota_us"), "-1");
+    env.ok(&["update", "--memory", "128m", "live"]);
 
     // events --stats: runc's shape.
     let ev: serde_json::Value =
