@@ -34,7 +34,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             print!("{}", serde_json::to_string_pretty(&st.oci_json())?);
             std::io::stdout().flush()?;
         }
-        Command::Kill { all, id, signal } => rt.kill(&id, signal::parse(&signal)?, all)?,
+        Command::Kill { all, id, signal } => {
+            // runc accepts signal 0 (is it alive?); nix has no Signal for it.
+            let sig = match signal.as_str() {
+                "0" => None,
+                s => Some(signal::parse(s)?),
+            };
+            rt.kill(&id, sig, all)?
+        }
         Command::Delete { force, id } => rt.delete(&id, force)?,
         Command::Run { create, detach, .. } => {
             return Ok(rt.run(&create.id, &create_options(&create), detach)?);

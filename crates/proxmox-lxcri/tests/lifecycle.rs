@@ -87,10 +87,16 @@ fn forbidden_transitions_fail_and_change_nothing() {
     assert!(env
         .fails(&["kill", "t1", "NOSUCHSIG"])
         .contains("invalid signal"));
+    // Signal 0, as scripts probe with `runc kill [-a] ID 0`: alive.
+    env.ok(&["kill", "t1", "0"]);
+    env.ok(&["kill", "-a", "t1", "0"]);
+    assert_eq!(env.status("t1"), "running");
 
     env.ok(&["kill", "t1", "KILL"]);
     env.wait_status("t1", "stopped");
     let e = env.fails(&["kill", "t1", "TERM"]);
+    assert!(e.contains("container not running"), "{e}");
+    let e = env.fails(&["kill", "t1", "0"]);
     assert!(e.contains("container not running"), "{e}");
     let e = env.fails(&["start", "t1"]);
     assert!(e.contains("stopped"), "{e}");

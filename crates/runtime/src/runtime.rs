@@ -159,7 +159,9 @@ impl Runtime {
         st
     }
 
-    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+    /// Sends `sig` to the container's init (with `all`, to every process of
+    /// its cgroup first). `None` is signal 0: only whether it is alive.
+    pub fn kill(&self, id: &str, sig: Option<Signal>, all: bool) -> Result<()> {
         self.logged(id, "kill", || {
             id::validate(id)?;
             let _lock = self.store.lock(id)?;
@@ -170,6 +172,9 @@ impl Runtime {
             ) {
                 return Err(Error::NotRunning(id.into()));
             }
+            // Signal 0: the status check above is the answer (refresh
+            // reconciled it with the processes), as kill(2) with 0 is.
+            let Some(sig) = sig else { return Ok(()) };
             let init = st.init.expect("live containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
             if all {
@@ -344,7 +349,7 @@ fn wait_gone(st: &ContainerState, timeout: Duration) {
 /// container, and return its exit status when the pid-file process ends.
 fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 {
     proxmox_lxcri_lxc::attach::wait_forwarding(monitor, |s| {
-        let _ = rt.kill(id, s, false);
+        let _ = rt.kill(id, Some(s), false);
     })
     .or_else(|| rt.state(id).ok().and_then(|s| s.exit_status))
     .unwrap_or(255)
