@@ -18,7 +18,7 @@
 //! # Facts about LXC 5.0.2 this module relies on (verified with `lxc-start -F`)
 //! * `lxc.rootfs.options = ro` gives a read-only rootfs, but then
 //!   `create=dir` for mount points missing from the image fails (EROFS); so
-//!   root.readonly is done by [`READONLY_ROOTFS_HOOK`] after the mounts.
+//!   root.readonly is done by our init after the mounts.
 //! * `lxc.autodev.tmpfs.size` takes bytes.
 //! * `lxc.namespace.clone` and `lxc.namespace.keep` are mutually exclusive;
 //!   with `clone` set, namespaces not listed are the host's. Namespace names
@@ -62,10 +62,6 @@ mod process;
 mod tests;
 
 pub use cgroups::resource_settings;
-
-/// The `lxc.hook.mount` that makes the rootfs read-only (root.readonly).
-pub const READONLY_ROOTFS_HOOK: &str =
-    "/bin/sh -c 'exec mount -o remount,bind,ro \"$LXC_ROOTFS_MOUNT\"'";
 
 /// What the runtime knows about the container and the host, beyond the spec.
 #[derive(Debug, Clone)]
@@ -287,7 +283,7 @@ impl LxcConfig {
     /// (at the end if there is none). For `lxc.hook.mount`: LXC runs hooks
     /// in order, and hooks that must see a writable rootfs (runc runs
     /// createContainer before making the rootfs read-only) have to come
-    /// before [`READONLY_ROOTFS_HOOK`].
+    /// before any other mount hook.
     pub fn insert_before_first(
         &mut self,
         key: &str,
@@ -395,19 +391,13 @@ fn translate_into(
     // Basics, the container init, console, logging.
     lxc.push("lxc.rootfs.path", format!("dir:{}", ctx.rootfs.display()))?;
     lxc.push("lxc.rootfs.managed", "0")?;
-    let root = spec.root().as_ref().ok_or_else(|| {
+    spec.root().as_ref().ok_or_else(|| {
         TranslateError::missing("root", "the bundle's config.json needs a \"root\" object")
     })?;
-    if root.readonly() == Some(true) {
-        // Not `lxc.rootfs.options = ro`: LXC mounts the rootfs read-only
-        // before the mount entries, so `create=dir|file` for mount points
-        // missing from the image fails. Like runc, remount the rootfs
-        // read-only after all mounts (non-recursively: the spec's own mounts
-        // keep their options). The mount hook runs in the container's mount
-        // namespace after the mount entries, before pivot_root, via sh -c
-        // (LXC appends "<name> lxc mount", which become $0.. of the inner sh).
-        lxc.push("lxc.hook.mount", READONLY_ROOTFS_HOOK)?;
-    }
+    // root.readonly: not `lxc.rootfs.options = ro` (LXC would mount the
+    // rootfs read-only before the mount entries, so `create=dir|file` for
+    // mount points missing from the image fails); our init remounts `/`
+    // read-only after all mounts, as runc does (InitConfig::readonly_root).
     lxc.push("lxc.init.cmd", crate::init_config::INIT_PATH)?;
     lxc.push("lxc.init.uid", "0")?;
     lxc.push("lxc.init.gid", "0")?;

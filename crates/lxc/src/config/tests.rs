@@ -139,12 +139,12 @@ fn lxc_config_push_get_set_render() {
 fn lxc_config_insert_before_first() {
     let mut c = LxcConfig::new();
     c.push("lxc.a", "1").unwrap();
-    c.push("lxc.hook.mount", READONLY_ROOTFS_HOOK).unwrap();
+    c.push("lxc.hook.mount", "/y hook").unwrap();
     c.insert_before_first("lxc.hook.mount", "/x hook").unwrap();
     c.insert_before_first("lxc.other", "2").unwrap();
     assert_eq!(
         c.get("lxc.hook.mount"),
-        vec!["/x hook", READONLY_ROOTFS_HOOK]
+        vec!["/x hook", "/y hook"]
     );
     assert_eq!(c.entries().last().unwrap().0, "lxc.other");
     assert!(c.insert_before_first("lxc.hook.mount", "a\nb").is_err());
@@ -180,7 +180,9 @@ fn basics_and_init_config() {
     let l = &t.lxc;
     assert_eq!(l.get("lxc.rootfs.path"), vec!["dir:/b/rootfs"]);
     assert_eq!(l.get("lxc.rootfs.managed"), vec!["0"]);
-    assert_eq!(l.get("lxc.hook.mount"), vec![READONLY_ROOTFS_HOOK]);
+    // root.readonly is the init's job: no mount hook.
+    assert!(l.get("lxc.hook.mount").is_empty());
+    assert!(t.init.readonly_root);
     assert!(l.get("lxc.rootfs.options").is_empty());
     assert_eq!(l.get("lxc.init.cmd"), vec![crate::init_config::INIT_PATH]);
     assert_eq!(l.get("lxc.init.uid"), vec!["0"]);
