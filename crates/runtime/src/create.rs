@@ -32,7 +32,7 @@ use crate::error::{Context, Error, Result};
 use crate::exchange::{self, Paths};
 use crate::hooks::{self, Place};
 use crate::runtime::{absolute, CreateOptions, Runtime};
-use crate::state::{now_rfc3339, write_atomic, ContainerState, Status, OCI_VERSION};
+use crate::state::{now_rfc3339, write_replace, ContainerState, Status, OCI_VERSION};
 
 impl Runtime {
     pub(crate) fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
@@ -189,7 +189,7 @@ impl<'a> Creation<'a> {
             armed: true,
         };
         let spec_json = serde_json::to_vec_pretty(&req.spec).expect("spec serializes");
-        write_atomic(&dir.join("config.json"), &spec_json)?;
+        write_replace(&dir.join("config.json"), &spec_json)?;
         Ok((c, lock))
     }
 
@@ -382,7 +382,7 @@ impl<'a> Creation<'a> {
             state: self.cx.state.oci_json(),
             log_dir: hook_dir.to_path_buf(),
         };
-        write_atomic(
+        write_replace(
             &paths.exchange.join(exchange::FILE_CREATE_CONTAINER),
             &serde_json::to_vec(&cc).expect("serializes"),
         )?;
@@ -406,7 +406,7 @@ impl<'a> Creation<'a> {
         self.cx.save()?;
         let pid = Pid::from_raw(self.pid_file_proc.expect("handed over").pid);
         if let Some(pid_file) = &opts.pid_file {
-            write_atomic(&absolute(pid_file), pid.as_raw().to_string().as_bytes())?;
+            write_replace(&absolute(pid_file), pid.as_raw().to_string().as_bytes())?;
         }
         self.armed = false;
         Ok(pid)

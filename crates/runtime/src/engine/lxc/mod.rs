@@ -29,7 +29,7 @@ use crate::error::{Context, Result};
 use crate::exchange::{self, Paths};
 use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
-use crate::state::{write_atomic, ContainerState};
+use crate::state::{write_replace, ContainerState};
 
 mod copyup;
 mod volume;
@@ -107,7 +107,7 @@ impl Engine for LxcEngine {
         let cfg = cx.paths.config_file();
         let dir = cfg.parent().expect("config has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        write_atomic(&cfg, tr.lxc.render().as_bytes())?;
+        write_replace(&cfg, tr.lxc.render().as_bytes())?;
         if !tr.copyups.is_empty() {
             let rootfs = self.rootfs.as_deref().unwrap_or(&cx.state.rootfs);
             copyup::prepare(rootfs, &cx.paths.lxcpath.join("copyup"), &tr.copyups)?;
