@@ -306,7 +306,11 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
         "g" => 30,
         "t" => 40,
         "p" => 50,
-        _ => return Err(format!("invalid size {s:?}: unknown unit (use k, m, g, t, p)")),
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit (use k, m, g, t, p)"
+            ))
+        }
     };
     let n: f64 = num
         .parse()

@@ -42,12 +42,25 @@ fn run_output_exit_code_and_pid1() {
     let o = dk.run(&["--rm"], &["sh", "-c", "echo $$; echo err >&2; exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", dk.explain(&o));
     assert_eq!(out(&o), "1\n", "{}", dk.explain(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("err\n"), "{}", dk.explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("err\n"),
+        "{}",
+        dk.explain(&o)
+    );
     // run -t: the process gets a terminal (the runtime's console socket,
     // under a --root deep enough to overflow a unix socket path).
     let (st, text) = dk.in_pty(&[
-        "run", "--rm", "-t", "--network", "none", "--runtime", common::docker::RUNTIME_NAME, "localhost/busybox:test",
-        "sh", "-c", "tty; exit 4",
+        "run",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "--runtime",
+        common::docker::RUNTIME_NAME,
+        "localhost/busybox:test",
+        "sh",
+        "-c",
+        "tty; exit 4",
     ]);
     assert_eq!(st.code(), Some(4), "run -t: {st}\n{text}");
     assert!(text.contains("/dev/pts/0"), "run -t has no tty:\n{text}");
@@ -60,7 +73,13 @@ fn run_output_exit_code_and_pid1() {
     let left: Vec<_> = dk
         .runtime_roots()
         .iter()
-        .map(|r| if is_runc(&dk.runtime) { r.clone() } else { r.join("containers") })
+        .map(|r| {
+            if is_runc(&dk.runtime) {
+                r.clone()
+            } else {
+                r.join("containers")
+            }
+        })
         .flat_map(|r| std::fs::read_dir(r).into_iter().flatten().flatten())
         .map(|e| e.path())
         .collect();
@@ -72,7 +91,13 @@ fn detached_exec_stop_and_kill() {
     let dk = Dockerd::start(&runtime());
     let id = dk.run_detached(&[], &["sh", "-c", TERMINABLE]);
     // exec: output and exit code, in the container's pid namespace.
-    let o = dk.docker(&["exec", &id, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
+    let o = dk.docker(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; exit 5",
+    ]);
     assert_eq!(o.status.code(), Some(5), "{}", dk.explain(&o));
     assert!(out(&o).starts_with("sh -c trap"), "{}", dk.explain(&o));
     // exec -t: the process has a terminal.
@@ -88,7 +113,11 @@ fn detached_exec_stop_and_kill() {
     // kill: SIGKILL by default (137); other signals reach the process.
     let id = dk.run_detached(&[], &["sh", "-c", "trap 'exit 42' USR1; sleep 1000 & wait"]);
     let o = dk.docker(&["kill", "-s", "USR1", &id]);
-    assert!(o.status.success(), "docker kill -s USR1:\n{}", dk.explain(&o));
+    assert!(
+        o.status.success(),
+        "docker kill -s USR1:\n{}",
+        dk.explain(&o)
+    );
     let o = dk.docker(&["wait", &id]);
     assert_eq!(out(&o).trim(), "42", "{}", dk.explain(&o));
     rm_and_check(&dk, &id);
@@ -137,7 +166,10 @@ fn security_options() {
     let o = dk.run(&["--rm"], &["sh", "-c", "touch /x"]);
     assert!(o.status.success(), "a writable rootfs: {}", dk.explain(&o));
     // --user.
-    let o = dk.run(&["--rm", "--user", "65534:65534"], &["sh", "-c", "id -u; id -g"]);
+    let o = dk.run(
+        &["--rm", "--user", "65534:65534"],
+        &["sh", "-c", "id -u; id -g"],
+    );
     assert_eq!(out(&o), "65534\n65534\n", "{}", dk.explain(&o));
     // Docker's default capabilities, and --cap-drop / --cap-add.
     let o = dk.run(&["--rm"], &["sh", "-c", STATUS_LINES]);
@@ -148,20 +180,36 @@ fn security_options() {
     // Docker's default seccomp profile is in force (mode 2: filter).
     assert_eq!(status_field(&text, "Seccomp"), "2", "{text}");
     let o = dk.run(
-        &["--rm", "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "KILL"],
+        &[
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--cap-add",
+            "KILL",
+        ],
         &["sh", "-c", STATUS_LINES],
     );
     let text = out(&o);
     assert_eq!(status_field(&text, "CapEff"), "0000000000000021", "{text}");
     assert_eq!(status_field(&text, "CapBnd"), "0000000000000021", "{text}");
-    let o = dk.run(&["--rm", "--cap-drop", "NET_RAW"], &["sh", "-c", STATUS_LINES]);
+    let o = dk.run(
+        &["--rm", "--cap-drop", "NET_RAW"],
+        &["sh", "-c", STATUS_LINES],
+    );
     assert_eq!(status_field(&out(&o), "CapEff"), "00000000a80405fb");
     // --security-opt no-new-privileges.
     let o = dk.run(
         &["--rm", "--security-opt", "no-new-privileges"],
         &["sh", "-c", STATUS_LINES],
     );
-    assert_eq!(status_field(&out(&o), "NoNewPrivs"), "1", "{}", dk.explain(&o));
+    assert_eq!(
+        status_field(&out(&o), "NoNewPrivs"),
+        "1",
+        "{}",
+        dk.explain(&o)
+    );
 }
 
 #[test]
@@ -178,7 +226,11 @@ fn default_seccomp_profile_blocks_syscalls() {
     // Without the profile the same call works: it was the filter.
     let o = dk.run(
         &["--rm", "--security-opt", "seccomp=unconfined"],
-        &["sh", "-c", "unshare -U true && grep Seccomp: /proc/self/status"],
+        &[
+            "sh",
+            "-c",
+            "unshare -U true && grep Seccomp: /proc/self/status",
+        ],
     );
     assert!(o.status.success(), "{}", dk.explain(&o));
     assert!(out(&o).contains("Seccomp:\t0"), "{}", dk.explain(&o));

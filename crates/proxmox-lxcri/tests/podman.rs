@@ -41,12 +41,25 @@ fn run_output_exit_code_and_pid1() {
     let o = pm.run(&["--rm"], &["sh", "-c", "echo $$; echo err >&2; exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", explain(&o));
     assert_eq!(out(&o), "1\n", "{}", explain(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("err\n"), "{}", explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("err\n"),
+        "{}",
+        explain(&o)
+    );
     // run -t: the process gets a terminal (the runtime's console socket,
     // under a --root deep enough to overflow a unix socket path).
     let (st, text) = pm.in_pty(&[
-        "run", "--rm", "-t", "--network", "none", "--cgroup-parent", &pm.cgroup_parent, "localhost/busybox:test",
-        "sh", "-c", "tty; exit 4",
+        "run",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &pm.cgroup_parent,
+        "localhost/busybox:test",
+        "sh",
+        "-c",
+        "tty; exit 4",
     ]);
     assert_eq!(st.code(), Some(4), "run -t: {st}\n{text}");
     assert!(text.contains("/dev/pts/0"), "run -t has no tty:\n{text}");
@@ -59,7 +72,13 @@ fn run_output_exit_code_and_pid1() {
 fn detached_exec_stop_and_kill() {
     let pm = Podman::start(&runtime());
     let id = pm.run_detached(&[], &["sh", "-c", TERMINABLE]);
-    let o = pm.podman(&["exec", &id, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
+    let o = pm.podman(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; exit 5",
+    ]);
     assert_eq!(o.status.code(), Some(5), "{}", explain(&o));
     assert!(out(&o).starts_with("sh -c trap"), "{}", explain(&o));
     let (st, text) = pm.in_pty(&["exec", "-t", &id, "sh", "-c", "tty; stty size"]);
@@ -138,7 +157,10 @@ fn read_only_with_tmpfs_copy_up() {
 #[test]
 fn security_options() {
     let pm = Podman::start(&runtime());
-    let o = pm.run(&["--rm", "--user", "65534:65534"], &["sh", "-c", "id -u; id -g"]);
+    let o = pm.run(
+        &["--rm", "--user", "65534:65534"],
+        &["sh", "-c", "id -u; id -g"],
+    );
     assert_eq!(out(&o), "65534\n65534\n", "{}", explain(&o));
     let o = pm.run(&["--rm"], &["sh", "-c", STATUS_LINES]);
     let text = out(&o);
@@ -153,7 +175,11 @@ fn security_options() {
         &["sh", "-c", STATUS_LINES],
     );
     let text = out(&o);
-    assert_eq!(cap_mask(&text, "CapEff"), (default | 1 << 19) & !1, "{text}");
+    assert_eq!(
+        cap_mask(&text, "CapEff"),
+        (default | 1 << 19) & !1,
+        "{text}"
+    );
     let o = pm.run(
         &["--rm", "--cap-drop", "ALL", "--cap-add", "KILL"],
         &["sh", "-c", STATUS_LINES],

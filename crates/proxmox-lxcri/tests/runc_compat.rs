@@ -39,8 +39,9 @@ fn receive_master(l: UnixListener) -> OwnedFd {
 #[test]
 fn runc_spec_bundle_runs_unchanged() {
     testkit::require_root_and_lxc("the runc-spec bundle test");
-    let runc = testkit::which("runc")
-        .expect("runc not found: this test makes its bundle with `runc spec` (apt-get install runc)");
+    let runc = testkit::which("runc").expect(
+        "runc not found: this test makes its bundle with `runc spec` (apt-get install runc)",
+    );
     let env = Env::new();
     let bundle = env.tmp.path().join("b");
     support::rootfs().build(&bundle.join("rootfs"));
@@ -92,7 +93,10 @@ fn runc_spec_bundle_runs_unchanged() {
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.status("r1") != "stopped" {
-        assert!(Instant::now() < deadline, "the runc-spec shell did not exit");
+        assert!(
+            Instant::now() < deadline,
+            "the runc-spec shell did not exit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let text = reader.join().unwrap();
@@ -148,5 +152,8 @@ fn docker_zero_values_unknown_caps_and_kernel_memory_are_accepted() {
     let text = format!("{warnings:?}");
     assert!(text.contains("CAP_NOT_A_CAPABILITY"), "{log}");
     assert!(text.contains("linux.resources.memory.kernel"), "{log}");
-    assert!(!text.contains("blockIO"), "zero values are not worth a warning: {log}");
+    assert!(
+        !text.contains("blockIO"),
+        "zero values are not worth a warning: {log}"
+    );
 }

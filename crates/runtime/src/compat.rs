@@ -13,7 +13,13 @@
 use serde_json::{Map, Value};
 
 /// The five capability sets of a process, in runc's order.
-const CAP_SETS: [&str; 5] = ["bounding", "effective", "inheritable", "permitted", "ambient"];
+const CAP_SETS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+];
 
 /// What normalizing changed: `warn` for what a user should hear about
 /// (runc warns too), `debug` for what runc drops silently.
@@ -153,7 +159,9 @@ fn drop_zero(obj: &mut Map<String, Value>, key: &str, field: &str, notes: &mut N
 fn drop_empty(obj: &mut Map<String, Value>, key: &str, field: &str, notes: &mut Notes) {
     if obj.get(key).and_then(Value::as_str) == Some("") {
         obj.remove(key);
-        notes.debug.push(format!("{field}.{key}: empty means unset"));
+        notes
+            .debug
+            .push(format!("{field}.{key}: empty means unset"));
     }
 }
 
@@ -174,7 +182,13 @@ fn normalize_resources(r: &mut Map<String, Value>, notes: &mut Notes) {
     }
     if let Some(c) = r.get_mut("cpu").and_then(Value::as_object_mut) {
         let f = format!("{F}.cpu");
-        for k in ["shares", "quota", "period", "realtimeRuntime", "realtimePeriod"] {
+        for k in [
+            "shares",
+            "quota",
+            "period",
+            "realtimeRuntime",
+            "realtimePeriod",
+        ] {
             drop_zero(c, k, &f, notes);
         }
         for k in ["cpus", "mems"] {
@@ -241,7 +255,10 @@ mod tests {
         let mut v = json!({"process": {"capabilities": {
             "bounding": ["CAP_CHOWN", "CAP_NOPE"], "permitted": ["CAP_NOPE"]}}});
         let n = normalize_spec(&mut v);
-        assert_eq!(v["process"]["capabilities"]["bounding"], json!(["CAP_CHOWN"]));
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"],
+            json!(["CAP_CHOWN"])
+        );
         assert_eq!(v["process"]["capabilities"]["permitted"], json!([]));
         assert_eq!(n.warn.len(), 1, "{n:?}");
         assert!(n.warn[0].contains("CAP_NOPE"), "{n:?}");

@@ -62,14 +62,12 @@ impl Runtime {
         let cfg =
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
         let console = match (cfg.terminal, &opts.console_socket) {
-            (true, Some(sock)) => {
-                Some(crate::sockpath::connect(sock).map_err(|e| {
-                    Error::Spec(format!(
-                        "--console-socket {}: cannot connect: {e}",
-                        sock.display()
-                    ))
-                })?)
-            }
+            (true, Some(sock)) => Some(crate::sockpath::connect(sock).map_err(|e| {
+                Error::Spec(format!(
+                    "--console-socket {}: cannot connect: {e}",
+                    sock.display()
+                ))
+            })?),
             (true, None) if opts.detach => {
                 return Err(Error::Spec(
                     "exec with a terminal and --detach needs --console-socket".into(),

@@ -5,9 +5,9 @@
 //! the depth, and names the same inode.
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The longest path `sun_path` holds (108 bytes with the NUL).

@@ -412,11 +412,7 @@ fn translate_into(
     let init = process::translate(spec, ctx, &ns, &mut lxc)?;
     cgroups::translate(spec, ctx, &mut lxc)?;
 
-    Ok(Translation {
-        lxc,
-        init,
-        copyups,
-    })
+    Ok(Translation { lxc, init, copyups })
 }
 
 /// vm, windows, solaris, zos sections mean a spec for another platform.

@@ -126,10 +126,34 @@ fn tmpfs_size_bytes(field: &str, v: &str) -> Result<u64, TranslateError> {
 /// Mount options that are flags of the mount, not data of the filesystem:
 /// a copied-up tmpfs keeps these on its bind mount.
 const FLAG_OPTIONS: [&str; 28] = [
-    "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async", "dirsync",
-    "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
-    "nostrictatime", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
-    "runbindable", "mand",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+    "mand",
 ];
 
 fn is_ro(options: &[String]) -> bool {

@@ -142,10 +142,7 @@ fn lxc_config_insert_before_first() {
     c.push("lxc.hook.mount", "/y hook").unwrap();
     c.insert_before_first("lxc.hook.mount", "/x hook").unwrap();
     c.insert_before_first("lxc.other", "2").unwrap();
-    assert_eq!(
-        c.get("lxc.hook.mount"),
-        vec!["/x hook", "/y hook"]
-    );
+    assert_eq!(c.get("lxc.hook.mount"), vec!["/x hook", "/y hook"]);
     assert_eq!(c.entries().last().unwrap().0, "lxc.other");
     assert!(c.insert_before_first("lxc.hook.mount", "a\nb").is_err());
 }

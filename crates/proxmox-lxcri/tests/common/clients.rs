@@ -172,8 +172,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 pub const TERMINABLE: &str = "trap 'exit 143' TERM; sleep 1000 & wait";
 
 /// CapEff / CapBnd / NoNewPrivs / Seccomp of the process reading it.
-pub const STATUS_LINES: &str =
-    "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status";
+pub const STATUS_LINES: &str = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status";
 
 /// The value of `key:` in /proc/<pid>/status-like text.
 pub fn status_field(text: &str, key: &str) -> String {
@@ -224,7 +223,11 @@ pub fn remove_cgroup(path: &str) {
         return;
     }
     let mut dirs = vec![Path::new("/sys/fs/cgroup").join(rel)];
-    for e in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         dirs.push(e.path().join(rel));
     }
     for d in dirs {

@@ -52,7 +52,13 @@ impl Dockerd {
     pub fn start(runtime: &str) -> Dockerd {
         require_tools(
             "the Docker end-to-end tests",
-            &["dockerd", "docker", "containerd", "containerd-shim-runc-v2", "skopeo"],
+            &[
+                "dockerd",
+                "docker",
+                "containerd",
+                "containerd-shim-runc-v2",
+                "skopeo",
+            ],
         );
         let dir = tempfile::Builder::new()
             .prefix("lxcri-dk.")
@@ -196,9 +202,18 @@ impl Dockerd {
         let mut o = vec!["-d"];
         o.extend_from_slice(opts);
         let out = self.run(&o, args);
-        assert!(out.status.success(), "docker run -d:\n{}", self.explain(&out));
+        assert!(
+            out.status.success(),
+            "docker run -d:\n{}",
+            self.explain(&out)
+        );
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert_eq!(id.len(), 64, "docker run -d printed no id:\n{}", self.explain(&out));
+        assert_eq!(
+            id.len(),
+            64,
+            "docker run -d printed no id:\n{}",
+            self.explain(&out)
+        );
         assert_eq!(
             self.inspect(&id, "{{.State.Status}}"),
             "running",

@@ -128,7 +128,12 @@ impl Podman {
         let out = self.run(&o, args);
         assert!(out.status.success(), "podman run -d:\n{}", explain(&out));
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert_eq!(id.len(), 64, "podman run -d printed no id:\n{}", explain(&out));
+        assert_eq!(
+            id.len(),
+            64,
+            "podman run -d printed no id:\n{}",
+            explain(&out)
+        );
         assert_eq!(self.inspect(&id, "{{.State.Status}}"), "running");
         id
     }
