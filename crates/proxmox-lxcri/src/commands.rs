@@ -88,7 +88,18 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> Result<()> {
     }
     match format {
         ListFormat::Json => {
-            let v: Vec<_> = all.iter().map(|s| s.oci_json()).collect();
+            // runc's keys in runc's order (scripts match the text), and
+            // its owner name for root.
+            let v: Vec<_> = all
+                .iter()
+                .map(|s| {
+                    let mut v = s.oci_json();
+                    if s.owner.is_empty() {
+                        v["owner"] = "root".into();
+                    }
+                    v
+                })
+                .collect();
             writeln!(out, "{}", serde_json::to_string(&v)?)?;
         }
         ListFormat::Table => {
