@@ -13,11 +13,22 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # No package may start its service while we install (docker.io would
+    # start a system dockerd that sets up iptables and a docker0 bridge):
+    # the tests run private dockerd/containerd instances of their own.
+    added_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
+    rc=0
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+    [ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d
+    [ $rc = 0 ] || exit $rc
 fi
-# The Debian containerd package starts a system service; the tests run their
-# own instances and never touch it.
+# Services of packages installed here are not started (see policy-rc.d
+# above); the tests run their own containerd and dockerd instances.
 command -v cargo >/dev/null || {
     echo "install-deps: cargo not found; install Rust (https://rustup.rs) first" >&2
     exit 1
