@@ -36,6 +36,25 @@ fn exec_ps_pause_resume_update_events() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n");
     let e = env.fails(&["exec", "live", "/nosuchbinary"]);
     assert!(e.contains("nosuchbinary"), "{e}");
+    // exec --pid-file in the foreground, as runc: the exec'd process's host
+    // pid, written while it runs (it reports its own pid in the container's
+    // namespace, which differs; its parent there is not the container's).
+    let pf = env.tmp.path().join("exec.pid");
+    let o = env.cmd(&[
+        "exec",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        "live",
+        "sh",
+        "-c",
+        "echo $$",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let host_pid: i64 = std::fs::read_to_string(&pf)
+        .expect("exec --pid-file wrote the pid file")
+        .parse()
+        .expect("the pid file holds a number");
+    assert!(host_pid > 1 && host_pid != pid, "{host_pid}");
 
     // ps: the monitor first, then the container's processes.
     let pids: Vec<i64> =

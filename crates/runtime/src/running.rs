@@ -91,19 +91,20 @@ impl Runtime {
             }
             None => None,
         };
-        let spawned =
-            attach::exec(init.pid, cfg, console, opts.detach).map_err(|e| Error::Start {
+        // The pid file, in the foreground too (runc writes it before it
+        // waits), once the process runs.
+        let started = |pid: i32| match &pid_dir {
+            Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes()),
+            None => Ok(()),
+        };
+        let spawned = attach::exec(init.pid, cfg, console, opts.detach, started).map_err(|e| {
+            Error::Start {
                 id: id.into(),
                 reason: e.to_string(),
-            })?;
-        match spawned {
-            Spawned::Detached(pid) => {
-                if let Some((dir, name)) = pid_dir {
-                    write_at(&dir, &name, pid.to_string().as_bytes())
-                        .ctx(|| format!("writing pid file {}", name.to_string_lossy()))?;
-                }
-                Ok(0)
             }
+        })?;
+        match spawned {
+            Spawned::Detached(_) => Ok(0),
             Spawned::Exited(code) => Ok(code),
         }
     }
