@@ -216,7 +216,22 @@ impl Runtime {
                 }
                 other => other?,
             };
-            let recorded = self.store.load(id)?;
+            let recorded = match self.store.load(id) {
+                // Torn by a power loss: only a state naming nothing that
+                // outlives a reboot is written without fsync (Store::save),
+                // so there is nothing left to destroy but the directory.
+                Err(Error::CorruptState { path, reason }) if force => {
+                    tracing::warn!(
+                        "{}: {reason}; removing the container's directory",
+                        path.display()
+                    );
+                    exchange::remove_exchange(&self.store.dir(id));
+                    self.store.remove(id)?;
+                    drop(lock);
+                    return Ok(());
+                }
+                other => other?,
+            };
             if !still(&recorded) {
                 return Ok(());
             }

@@ -144,7 +144,12 @@ impl Store {
         fs::create_dir(&staging).ctx(|| format!("creating {}", staging.display()))?;
         let lock = ContainerLock::acquire(&staging, id)?;
         let data = serde_json::to_vec_pretty(initial).expect("state serializes");
-        let placed = write_atomic(&staging.join("state.json"), &data).and_then(|()| {
+        let write = if initial.engine.outlives_reboot() {
+            write_atomic
+        } else {
+            write_replace
+        };
+        let placed = write(&staging.join("state.json"), &data).and_then(|()| {
             let dir = self.dir(id);
             match rename_noreplace(&staging, &dir) {
                 Ok(()) => Ok(()),
@@ -242,9 +247,18 @@ impl Store {
         })
     }
 
+    /// Writes the state atomically; durably (fsync) when it names something
+    /// that outlives a reboot. Everything else of a container ends with the
+    /// machine, and a state torn by a power loss reads as corrupt, which
+    /// `delete --force` and `gc` clear.
     pub fn save(&self, state: &ContainerState) -> Result<()> {
         let data = serde_json::to_vec_pretty(state).expect("state serializes");
-        write_atomic(&self.state_file(&state.id), &data)
+        let path = self.state_file(&state.id);
+        if state.engine.outlives_reboot() {
+            write_atomic(&path, &data)
+        } else {
+            write_replace(&path, &data)
+        }
     }
 
     /// Lock a container if no other command holds it (None if one does).
