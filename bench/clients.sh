@@ -41,7 +41,9 @@ cleanup() {
     pm rm -af >/dev/null 2>&1
     grep -o " $d[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
     rm -rf "$d"
-    rmdir /sys/fs/cgroup/*/lxcri-bench 2>/dev/null
+    for h in /sys/fs/cgroup/*/lxcri-bench; do
+        [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
 }
 trap cleanup EXIT
 
@@ -84,8 +86,8 @@ run_cmd() {
     case $client/$rt in
         docker/runc) dk run --rm --network none --runtime bench-runc "$image" "$@" ;;
         docker/proxmox-lxcri) dk run --rm --network none --runtime bench-lxcri "$image" "$@" ;;
-        podman/runc) pm --runtime "$runc" run --rm --network none "$image" "$@" ;;
-        podman/proxmox-lxcri) pm --runtime "$lxcri" run --rm --network none "$image" "$@" ;;
+        podman/runc) pm --runtime "$runc" run --rm --network none --cgroup-parent /lxcri-bench "$image" "$@" ;;
+        podman/proxmox-lxcri) pm --runtime "$lxcri" run --rm --network none --cgroup-parent /lxcri-bench "$image" "$@" ;;
     esac
 }
 one() {

@@ -215,8 +215,8 @@ pub fn stop_child(child: &mut std::process::Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// Removes the (empty) cgroup `path` from every hierarchy; what is not
-/// empty or not there stays.
+/// Removes the cgroup `path` and its children from every hierarchy, where
+/// they hold no task.
 pub fn remove_cgroup(path: &str) {
     let rel = path.trim_start_matches('/');
     if rel.is_empty() || rel.contains("..") {
@@ -231,6 +231,17 @@ pub fn remove_cgroup(path: &str) {
         dirs.push(e.path().join(rel));
     }
     for d in dirs {
-        let _ = std::fs::remove_dir(d);
+        remove_empty_tree(&d);
     }
+}
+
+/// rmdir of `dir` and its subdirectories, deepest first (Podman leaves a
+/// `conmon` cgroup under the parent); a cgroup with tasks stays.
+fn remove_empty_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
