@@ -3,8 +3,11 @@
 //! - a bundle exactly as the real `runc spec` writes it (a terminal, `sh`, a
 //!   read-only root, ambient capabilities that are not inheritable, no new
 //!   privileges), on a console socket as containerd would give one;
+//! - `run` in the foreground of a process with a terminal and no
+//!   `--console-socket`: the caller's terminal, as runc;
 //! - Docker's zero values ("unset"), unknown capability names and kernel
 //!   memory limits: accepted, with a warning in `--log` where runc warns.
+mod common;
 mod support;
 
 use std::io::{Read, Write};
@@ -156,4 +159,31 @@ fn docker_zero_values_unknown_caps_and_kernel_memory_are_accepted() {
         !text.contains("blockIO"),
         "zero values are not worth a warning: {log}"
     );
+}
+
+#[test]
+fn foreground_run_uses_the_callers_terminal() {
+    let env = Env::new();
+    // runc's default spec asks for a terminal; no --console-socket given.
+    let b = env.bundle("b", &["sh", "-c", "tty; exit 3"], |v| {
+        v["process"]["terminal"] = json!(true);
+    });
+    let mut cmd = env.base();
+    cmd.args(["run", "--bundle", b.to_str().unwrap(), "fg1"]);
+    let (st, text) = common::containerd::run_in_pty(cmd, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.code(), Some(3), "{text}");
+    assert!(
+        text.contains("/dev/pts/0"),
+        "no terminal in the container: {text}"
+    );
+    env.assert_gone("fg1");
+    // Our console socket is gone with the container.
+    let left: Vec<_> = std::fs::read_dir(env.root.join("runtime"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("console-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -35,6 +35,7 @@ pub mod snapshots;
 pub mod sockpath;
 pub mod state;
 pub mod stdio;
+pub mod terminal;
 
 pub use error::{Error, Result};
 pub use flags::{ExecFlags, ResourceFlags};

@@ -291,7 +291,37 @@ impl Runtime {
             // SAFETY: plain prctl.
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         }
+        // runc: in the foreground, a process that wants a terminal and got
+        // no --console-socket gets the caller's.
+        let own_console = if !detach && opts.console_socket.is_none() && wants_terminal(opts) {
+            crate::id::validate(id)?;
+            let dir = self.store.root.join("runtime");
+            Some(crate::terminal::ConsoleListener::bind(
+                &dir,
+                &format!("console-{id}-{}.sock", std::process::id()),
+            )?)
+        } else {
+            None
+        };
+        let with_console;
+        let opts = match &own_console {
+            Some(l) => {
+                with_console = CreateOptions {
+                    console_socket: Some(l.path().to_path_buf()),
+                    ..opts.clone()
+                };
+                &with_console
+            }
+            None => opts,
+        };
         let monitor = self.logged(id, "create", || self.create_inner(id, opts))?;
+        let relay = match own_console.map(|l| l.relay()).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
+        };
         if let Err(e) = self.start(id) {
             let _ = self.delete(id, true);
             return Err(e);
@@ -301,6 +331,8 @@ impl Runtime {
         }
         let code = wait_monitor_forwarding_signals(self, id, monitor);
         let _ = self.delete(id, true);
+        // The container's last output, and the caller's terminal back.
+        drop(relay);
         Ok(code)
     }
 
@@ -308,6 +340,16 @@ impl Runtime {
         let p = self.store.dir(id).join("config.json");
         Spec::load(&p).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
     }
+}
+
+/// Whether the bundle's process asks for a terminal (false when the bundle
+/// cannot be read: create reports that properly).
+fn wants_terminal(opts: &CreateOptions) -> bool {
+    std::fs::read(opts.bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
 }
 
 fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> Error {
