@@ -7,7 +7,6 @@
 //!   `--console-socket`: the caller's terminal, as runc;
 //! - Docker's zero values ("unset"), unknown capability names and kernel
 //!   memory limits: accepted, with a warning in `--log` where runc warns.
-mod common;
 mod support;
 
 use std::io::{Read, Write};
@@ -170,8 +169,8 @@ fn foreground_run_uses_the_callers_terminal() {
     });
     let mut cmd = env.base();
     cmd.args(["run", "--bundle", b.to_str().unwrap(), "fg1"]);
-    let (st, text) = common::containerd::run_in_pty(cmd, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (st, text) =
+        testkit::run_in_pty(cmd, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(st.code(), Some(3), "{text}");
     assert!(
         text.contains("/dev/pts/0"),
@@ -186,4 +185,25 @@ fn foreground_run_uses_the_callers_terminal() {
         .filter(|n| n.to_string_lossy().starts_with("console-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn foreground_exec_t_relays_a_container_pty() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("ex1", &b);
+    env.ok(&["start", "ex1"]);
+    // exec -t without --console-socket, from a terminal: runc gives the
+    // process a pty of the container's and relays it.
+    let mut cmd = env.base();
+    cmd.args(["exec", "-t", "ex1", "sh", "-c", "tty; exit 6"]);
+    let (st, text) =
+        testkit::run_in_pty(cmd, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.code(), Some(6), "{text}");
+    assert!(
+        text.contains("/dev/pts/"),
+        "no terminal for the exec: {text}"
+    );
+    env.ok(&["delete", "--force", "ex1"]);
+    env.assert_gone("ex1");
 }

@@ -61,6 +61,7 @@ impl Runtime {
         let container = self.container_process(id)?;
         let cfg =
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
+        let mut relay = None;
         let console = match (cfg.terminal, &opts.console_socket) {
             (true, Some(sock)) => Some(crate::sockpath::connect(sock).map_err(|e| {
                 Error::Spec(format!(
@@ -73,8 +74,21 @@ impl Runtime {
                     "exec with a terminal and --detach needs --console-socket".into(),
                 ))
             }
-            // A terminal in the foreground: ours.
-            _ => None,
+            // A terminal in the foreground: a pty of the container's,
+            // relayed to the caller's terminal (as runc; making the
+            // caller's own terminal the process's controlling one fails).
+            (true, None) => {
+                let mut l = crate::terminal::ConsoleListener::bind(
+                    &self.store.root.join("runtime"),
+                    &format!("console-exec-{id}-{}.sock", std::process::id()),
+                )?;
+                let s = crate::sockpath::connect(l.path())
+                    .ctx(|| "connecting to our console socket".into())?;
+                l.unlink();
+                relay = Some(l.relay_in_child()?);
+                Some(s)
+            }
+            (false, _) => None,
         };
         // The pid file is written after we joined the container's mount
         // namespace: hold its directory from here.
@@ -103,6 +117,8 @@ impl Runtime {
                 reason: e.to_string(),
             }
         })?;
+        // The process's last output, and the caller's terminal back.
+        drop(relay);
         match spawned {
             Spawned::Detached(_) => Ok(0),
             Spawned::Exited(code) => Ok(code),

@@ -17,7 +17,8 @@ use crate::error::{Context, Error, Result};
 /// Our console socket, before the container exists.
 pub struct ConsoleListener {
     listener: UnixListener,
-    path: PathBuf,
+    /// Until unlinked.
+    path: Option<PathBuf>,
 }
 
 impl ConsoleListener {
@@ -28,30 +29,84 @@ impl ConsoleListener {
         let _ = std::fs::remove_file(&path);
         let listener =
             crate::sockpath::bind(&path).ctx(|| format!("binding {}", path.display()))?;
-        Ok(ConsoleListener { listener, path })
+        Ok(ConsoleListener {
+            listener,
+            path: Some(path),
+        })
     }
 
     /// What to pass as `--console-socket` to create.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.path.as_deref().expect("not unlinked yet")
+    }
+
+    /// Removes the socket's name (connections made stay). `exec` does this
+    /// before it enters the container's mount namespace, where the path
+    /// would name something else.
+    pub fn unlink(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     /// Takes the pty master create sent, and starts relaying it to our
     /// stdin/stdout.
-    pub fn relay(self) -> Result<Relay> {
+    pub fn relay(mut self) -> Result<Relay> {
         let (sock, _) = self
             .listener
             .accept()
             .ctx(|| "accepting on our console socket".into())?;
-        let _ = std::fs::remove_file(&self.path);
+        self.unlink();
         let master = proxmox_lxcri_lxc::pty::recv_fd(&sock).map_err(Error::Console)?;
         Relay::start(master)
     }
 }
 
+impl ConsoleListener {
+    /// [`ConsoleListener::relay`] in a child process, for `exec`: it joins
+    /// the container's namespaces next, and a process that did cannot start
+    /// threads (nor may it have any when it joins). The child ends when the
+    /// process's terminal closes.
+    pub fn relay_in_child(self) -> Result<RelayChild> {
+        // SAFETY: the caller is single-threaded (exec requires it); the
+        // child only relays and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.ctx(|| "forking the terminal relay".into())? {
+            nix::unistd::ForkResult::Child => {
+                let code = match self.relay() {
+                    Ok(relay) => {
+                        drop(relay);
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("proxmox-lxcri: terminal relay: {e}");
+                        1
+                    }
+                };
+                // SAFETY: leave without the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                // The child has the listener now.
+                drop(self);
+                Ok(RelayChild(child))
+            }
+        }
+    }
+}
+
+/// The relay process of [`ConsoleListener::relay_in_child`]; dropping it
+/// waits for the last output.
+pub struct RelayChild(nix::unistd::Pid);
+
+impl Drop for RelayChild {
+    fn drop(&mut self) {
+        let _ = nix::sys::wait::waitpid(self.0, None);
+    }
+}
+
 impl Drop for ConsoleListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.unlink();
     }
 }
 
