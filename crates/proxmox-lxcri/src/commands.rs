@@ -233,6 +233,8 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
 fn ps(rt: &Runtime, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
     let pids = rt.pids(id)?;
     match format {
+        // runc prints `null` for no processes (a nil slice).
+        ListFormat::Json if pids.is_empty() => println!("null"),
         ListFormat::Json => println!("{}", serde_json::to_string(&pids)?),
         ListFormat::Table => {
             let args: Vec<String> = if ps_args.is_empty() {

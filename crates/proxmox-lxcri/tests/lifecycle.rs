@@ -34,6 +34,9 @@ fn full_lifecycle_create_start_exit_delete() {
     assert_eq!(env.state("c1")["pid"], 0);
     assert_eq!(env.stdout_of("c1"), "out-lxcri-test\n");
     assert_eq!(env.stderr_of("c1"), "err\n");
+    // ps of a stopped container: no processes, as runc prints them.
+    assert_eq!(env.ok(&["ps", "--format", "json", "c1"]), "null\n");
+    assert!(env.ok(&["ps", "c1"]).starts_with("UID"));
 
     let list = env.ok(&["list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();

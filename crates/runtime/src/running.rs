@@ -127,11 +127,15 @@ impl Runtime {
 
     /// Host pids of the container's processes.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        // A stopped container has no processes (runc prints an empty list).
         let st = self.live(
             id,
             "ps",
-            &[Status::Created, Status::Running, Status::Paused],
+            &[Status::Created, Status::Running, Status::Paused, Status::Stopped],
         )?;
+        if st.status == Status::Stopped {
+            return Ok(vec![]);
+        }
         // The shim knows the container by the pid-file pid (our monitor),
         // so it is listed first, as runc lists the container's init.
         let mut pids: Vec<i32> = st
