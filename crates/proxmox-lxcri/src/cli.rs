@@ -250,6 +250,9 @@ pub struct ExecArgs {
     pub preserve_fds: u32,
     #[arg(long, hide = true)]
     pub pidfd_socket: Option<PathBuf>,
+    /// Exec even into a paused container (the process waits frozen).
+    #[arg(long)]
+    pub ignore_paused: bool,
     pub id: String,
     /// Command and arguments (without --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -226,6 +226,7 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         detach: a.detach,
+        ignore_paused: a.ignore_paused,
     };
     Ok(rt.exec(&a.id, &process, &opts)?)
 }

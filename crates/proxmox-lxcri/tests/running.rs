@@ -65,6 +65,14 @@ fn exec_ps_pause_resume_update_events() {
     // pause / resume through the freezer.
     env.ok(&["pause", "live"]);
     assert_eq!(env.status("live"), "paused");
+    // exec into a paused container: refused with runc's exit code 255 (exec's
+    // own failures are told apart from the process's status).
+    let o = env.cmd(&["exec", "live", "true"]);
+    assert_eq!(o.status.code(), Some(255), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("paused"),
+        "{o:?}"
+    );
     assert!(env.fails(&["pause", "live"]).contains("paused"));
     env.ok(&["resume", "live"]);
     assert_eq!(env.status("live"), "running");

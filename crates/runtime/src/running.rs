@@ -21,6 +21,9 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
+    /// runc's `--ignore-paused`: exec into a paused container (the process
+    /// stays frozen with it until `resume`).
+    pub ignore_paused: bool,
 }
 
 impl Runtime {
@@ -56,7 +59,12 @@ impl Runtime {
     /// Run `process` in the container; returns its exit status, or 0 once
     /// started with `detach` (its pid then goes to the pid file).
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
-        let st = self.live(id, "exec", &[Status::Created, Status::Running])?;
+        let allowed: &[Status] = if opts.ignore_paused {
+            &[Status::Created, Status::Running, Status::Paused]
+        } else {
+            &[Status::Created, Status::Running]
+        };
+        let st = self.live(id, "exec", allowed)?;
         let init = st.init.expect("live containers have an init");
         let container = self.container_process(id)?;
         let cfg =
@@ -131,7 +139,12 @@ impl Runtime {
         let st = self.live(
             id,
             "ps",
-            &[Status::Created, Status::Running, Status::Paused, Status::Stopped],
+            &[
+                Status::Created,
+                Status::Running,
+                Status::Paused,
+                Status::Stopped,
+            ],
         )?;
         if st.status == Status::Stopped {
             return Ok(vec![]);
