@@ -68,6 +68,9 @@ impl ConsoleListener {
     /// threads (nor may it have any when it joins). The child ends when the
     /// process's terminal closes.
     pub fn relay_in_child(self) -> Result<RelayChild> {
+        // Saved here too: if the relay must be killed, we give the caller
+        // its terminal back.
+        let saved = termios::tcgetattr(std::io::stdin().as_fd()).ok();
         // SAFETY: the caller is single-threaded (exec requires it); the
         // child only relays and leaves with _exit.
         match unsafe { nix::unistd::fork() }.ctx(|| "forking the terminal relay".into())? {
@@ -88,19 +91,41 @@ impl ConsoleListener {
             nix::unistd::ForkResult::Parent { child } => {
                 // The child has the listener now.
                 drop(self);
-                Ok(RelayChild(child))
+                Ok(RelayChild { pid: child, saved })
             }
         }
     }
 }
 
 /// The relay process of [`ConsoleListener::relay_in_child`]; dropping it
-/// waits for the last output.
-pub struct RelayChild(nix::unistd::Pid);
+/// (once the exec'd process has ended) waits a moment for the last output.
+/// A background process of the exec may still hold the terminal: then the
+/// relay is ended, as runc's exec returns with its process.
+pub struct RelayChild {
+    pid: nix::unistd::Pid,
+    saved: Option<Termios>,
+}
 
 impl Drop for RelayChild {
     fn drop(&mut self) {
-        let _ = nix::sys::wait::waitpid(self.0, None);
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(self.pid, None);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if let Some(t) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, t);
+        }
     }
 }
 
