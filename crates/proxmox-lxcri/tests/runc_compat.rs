@@ -204,6 +204,21 @@ fn foreground_exec_t_relays_a_container_pty() {
         text.contains("/dev/pts/"),
         "no terminal for the exec: {text}"
     );
+    // A background child keeps the exec's terminal open: exec still returns
+    // with its process.
+    let mut cmd = env.base();
+    cmd.args([
+        "exec",
+        "-t",
+        "ex1",
+        "sh",
+        "-c",
+        "sleep 100 & echo bg; exit 2",
+    ]);
+    let (st, text) =
+        testkit::run_in_pty(cmd, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.code(), Some(2), "{text}");
+    assert!(text.contains("bg"), "{text}");
     env.ok(&["delete", "--force", "ex1"]);
     env.assert_gone("ex1");
 }
