@@ -55,6 +55,27 @@ fn exec_ps_pause_resume_update_events() {
         .parse()
         .expect("the pid file holds a number");
     assert!(host_pid > 1 && host_pid != pid, "{host_pid}");
+    // --debug exec says what it does.
+    let log = env.tmp.path().join("exec-debug.log");
+    let o = env
+        .base()
+        .args([
+            "--debug",
+            "--log",
+            log.to_str().unwrap(),
+            "exec",
+            "live",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("level=debug") && text.contains("exec in live"),
+        "{text}"
+    );
+    assert!(text.contains("exited with 0"), "{text}");
 
     // ps: the monitor first, then the container's processes.
     let pids: Vec<i64> =

@@ -115,9 +115,19 @@ impl Runtime {
         };
         // The pid file, in the foreground too (runc writes it before it
         // waits), once the process runs.
-        let started = |pid: i32| match &pid_dir {
-            Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes()),
-            None => Ok(()),
+        tracing::debug!(
+            "exec in {id} (init pid {}): args {:?}, terminal {}, detach {}",
+            init.pid,
+            cfg.args,
+            cfg.terminal,
+            opts.detach
+        );
+        let started = |pid: i32| {
+            tracing::debug!("exec in {id}: process started, host pid {pid}");
+            match &pid_dir {
+                Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes()),
+                None => Ok(()),
+            }
         };
         let spawned = attach::exec(init.pid, cfg, console, opts.detach, started).map_err(|e| {
             Error::Start {
@@ -127,6 +137,9 @@ impl Runtime {
         })?;
         // The process's last output, and the caller's terminal back.
         drop(relay);
+        if let Spawned::Exited(code) = &spawned {
+            tracing::debug!("exec in {id}: exited with {code}");
+        }
         match spawned {
             Spawned::Detached(_) => Ok(0),
             Spawned::Exited(code) => Ok(code),
