@@ -159,7 +159,9 @@ impl Runtime {
         st
     }
 
-    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+    /// Sends `sig` to the container's init (with `all`, to every process of
+    /// its cgroup first). `None` is signal 0: only whether it is alive.
+    pub fn kill(&self, id: &str, sig: Option<Signal>, all: bool) -> Result<()> {
         self.logged(id, "kill", || {
             id::validate(id)?;
             let _lock = self.store.lock(id)?;
@@ -170,6 +172,9 @@ impl Runtime {
             ) {
                 return Err(Error::NotRunning(id.into()));
             }
+            // Signal 0: the status check above is the answer (refresh
+            // reconciled it with the processes), as kill(2) with 0 is.
+            let Some(sig) = sig else { return Ok(()) };
             let init = st.init.expect("live containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
             if all {
@@ -212,7 +217,22 @@ impl Runtime {
                 }
                 other => other?,
             };
-            let recorded = self.store.load(id)?;
+            let recorded = match self.store.load(id) {
+                // Torn by a power loss: only a state naming nothing that
+                // outlives a reboot is written without fsync (Store::save),
+                // so there is nothing left to destroy but the directory.
+                Err(Error::CorruptState { path, reason }) if force => {
+                    tracing::warn!(
+                        "{}: {reason}; removing the container's directory",
+                        path.display()
+                    );
+                    exchange::remove_exchange(&self.store.dir(id));
+                    self.store.remove(id)?;
+                    drop(lock);
+                    return Ok(());
+                }
+                other => other?,
+            };
             if !still(&recorded) {
                 return Ok(());
             }
@@ -273,7 +293,37 @@ impl Runtime {
             // SAFETY: plain prctl.
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         }
+        // runc: in the foreground, a process that wants a terminal and got
+        // no --console-socket gets the caller's.
+        let own_console = if !detach && opts.console_socket.is_none() && wants_terminal(opts) {
+            crate::id::validate(id)?;
+            let dir = self.store.root.join("runtime");
+            Some(crate::terminal::ConsoleListener::bind(
+                &dir,
+                &format!("console-{id}-{}.sock", std::process::id()),
+            )?)
+        } else {
+            None
+        };
+        let with_console;
+        let opts = match &own_console {
+            Some(l) => {
+                with_console = CreateOptions {
+                    console_socket: Some(l.path().to_path_buf()),
+                    ..opts.clone()
+                };
+                &with_console
+            }
+            None => opts,
+        };
         let monitor = self.logged(id, "create", || self.create_inner(id, opts))?;
+        let relay = match own_console.map(|l| l.relay()).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
+        };
         if let Err(e) = self.start(id) {
             let _ = self.delete(id, true);
             return Err(e);
@@ -283,6 +333,8 @@ impl Runtime {
         }
         let code = wait_monitor_forwarding_signals(self, id, monitor);
         let _ = self.delete(id, true);
+        // The container's last output, and the caller's terminal back.
+        drop(relay);
         Ok(code)
     }
 
@@ -290,6 +342,16 @@ impl Runtime {
         let p = self.store.dir(id).join("config.json");
         Spec::load(&p).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
     }
+}
+
+/// Whether the bundle's process asks for a terminal (false when the bundle
+/// cannot be read: create reports that properly).
+fn wants_terminal(opts: &CreateOptions) -> bool {
+    std::fs::read(opts.bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
 }
 
 fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> Error {
@@ -346,7 +408,7 @@ fn wait_gone(st: &ContainerState, timeout: Duration) {
 /// container, and return its exit status when the pid-file process ends.
 fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 {
     proxmox_lxcri_lxc::attach::wait_forwarding(monitor, |s| {
-        let _ = rt.kill(id, s, false);
+        let _ = rt.kill(id, Some(s), false);
     })
     .or_else(|| rt.state(id).ok().and_then(|s| s.exit_status))
     .unwrap_or(255)

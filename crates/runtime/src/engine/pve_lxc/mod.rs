@@ -313,6 +313,15 @@ impl Engine for PveLxcEngine {
         };
         // Refused before anything is made.
         carry::split(tr.lxc.entries(), names_apparmor(spec))?;
+        // The CT's mounts are made by Proxmox's LXC from the node's config:
+        // nothing of ours could fill a tmpfs before them.
+        if let Some(c) = tr.copyups.first() {
+            return Err(crate::Error::Unsupported(format!(
+                "mount /{}: the tmpcopyup option is supported on the lxc engine only; \
+                 remove it (Podman: --read-only-tmpfs=false, or --tmpfs with notmpcopyup)",
+                c.destination
+            )));
+        }
         Ok(tr)
     }
 
@@ -337,8 +346,8 @@ impl Engine for PveLxcEngine {
         let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
         self.carried = carried;
         append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;
-        let stdio = UnixListener::bind(
-            cx.paths
+        let stdio = crate::sockpath::bind(
+            &cx.paths
                 .exchange
                 .join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
         )
