@@ -22,6 +22,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Spec { bundle, rootless } => return spec(&bundle, rootless).map(|_| 0),
         Command::Features => return features().map(|_| 0),
+        Command::Generate(c) => return crate::obs_cmds::generate(c).map(|_| 0),
+        Command::Doctor { json, strict } => return crate::obs_cmds::doctor(g, json, strict),
         _ => {}
     }
     let config = Config::load(g.config.as_deref())?;
@@ -65,7 +67,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Snapshot(c) => crate::storage_cmds::snapshot(&rt, c)?,
         Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
         Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
-        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+        Command::Metrics(c) => return crate::obs_cmds::metrics(rt, c),
+        Command::Spec { .. }
+        | Command::Features
+        | Command::Generate(_)
+        | Command::Doctor { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 mod cli;
 mod commands;
 mod logging;
+mod obs_cmds;
 mod storage_cmds;
 
 use clap::Parser;

@@ -56,6 +56,9 @@ pub struct Config {
     /// The Proxmox VE node the pve-* engines talk to.
     #[serde(default)]
     pub pve: Option<PveSection>,
+    /// `[events]`: rotation of `<root>/runtime/events.log`.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
 }
 
 /// `[pve]`: where the Proxmox API is and how the CTs are made. The runtime
@@ -202,6 +205,7 @@ impl Default for Config {
             lxc: LxcSection::default(),
             pve: None,
             storage: None,
+            events: Default::default(),
         }
     }
 }
