@@ -7,40 +7,62 @@
 //! any files rotated in between (found by walking `.N` back to the one it
 //! had open), and continues with the new `events.log` from its start.
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// How many rotated files are looked at when catching up.
 const MAX_ROTATED: u32 = 100;
 
+/// A file's identity: its inode and its first line. The inode alone is not
+/// enough: the oldest file is deleted at rotation and the filesystem may
+/// give its inode to the next `events.log`. Lines carry a nanosecond time,
+/// so two files never start with the same line.
+type FileId = (u64, String);
+
+fn identify(path: &Path) -> Option<FileId> {
+    let f = File::open(path).ok()?;
+    let ino = f.metadata().ok()?.ino();
+    let mut first = String::new();
+    BufReader::new(f).read_line(&mut first).ok()?;
+    // A file not yet holding a whole line has no identity yet.
+    first.ends_with('\n').then_some((ino, first))
+}
+
 pub struct Follower {
     path: PathBuf,
-    file: Option<(File, u64)>,
+    /// The file being read, with its identity once known.
+    file: Option<(File, Option<FileId>)>,
     partial: Vec<u8>,
-    /// Lines before the follower started are not replayed.
-    started: bool,
+    /// Files already read (or there before the start), among those that
+    /// still exist.
+    seen: Vec<FileId>,
+    initialized: bool,
+    /// Replay what exists at the start.
+    from_start: bool,
     /// Rotations seen, for a metric.
     pub rotations: u64,
 }
 
 impl Follower {
-    /// Follows `path` from its current end (only operations after the
-    /// start are counted, as a counter's reset says).
+    /// Follows `path` from its current end: only operations after the start
+    /// are counted, as a counter's reset says.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Follower {
             path: path.into(),
             file: None,
             partial: vec![],
-            started: false,
+            seen: vec![],
+            initialized: false,
+            from_start: false,
             rotations: 0,
         }
     }
 
-    /// Follows `path` from its beginning.
+    /// Follows `path` from the beginning of what exists.
     pub fn from_start(path: impl Into<PathBuf>) -> Self {
         let mut f = Self::new(path);
-        f.started = true;
+        f.from_start = true;
         f
     }
 
@@ -50,67 +72,80 @@ impl Follower {
 
     /// Reads every complete line written since the last call.
     pub fn poll(&mut self, on_line: &mut dyn FnMut(&str)) {
-        if self.file.is_none() {
-            match File::open(&self.path) {
-                Ok(mut f) => {
-                    if !self.started {
-                        let _ = f.seek(SeekFrom::End(0));
+        if !self.initialized {
+            self.initialized = true;
+            if !self.from_start {
+                for n in 1..=MAX_ROTATED {
+                    if let Some(id) = identify(&rotated(&self.path, n)) {
+                        self.seen.push(id);
                     }
-                    let ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
-                    self.file = Some((f, ino));
                 }
-                Err(_) => {
-                    // Nothing yet: whatever appears later is new.
-                    self.started = true;
-                    return;
+                if let Ok(mut f) = File::open(&self.path) {
+                    let _ = f.seek(SeekFrom::End(0));
+                    self.file = Some((f, identify(&self.path)));
                 }
             }
-            self.started = true;
         }
         self.drain(on_line);
-        let (_, ino) = self.file.as_ref().expect("opened above");
-        let ino = *ino;
-        let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
-        if current == Some(ino) {
-            // Truncated under us (by hand): start over.
-            if let Some((f, _)) = self.file.as_mut() {
+        let current = identify(&self.path);
+        if let Some((f, id)) = self.file.as_mut() {
+            let ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
+            let same = match (&*id, &current) {
+                (Some(a), Some(b)) => a == b,
+                // Ours had no whole line yet when opened: compare inodes.
+                (None, Some(b)) => b.0 == ino,
+                (_, None) => std::fs::metadata(&self.path).map(|m| m.ino()).ok() == Some(ino),
+            };
+            if same {
+                if id.is_none() {
+                    *id = current;
+                }
+                // Truncated by hand: start over.
                 let pos = f.stream_position().unwrap_or(0);
                 if f.metadata().map(|m| m.len() < pos).unwrap_or(false) {
                     let _ = f.seek(SeekFrom::Start(0));
                     self.partial.clear();
                 }
+                return;
             }
-            return;
+            // Rotated: the old file is complete now (see the module comment).
+            self.drain(on_line);
+            self.rotations += 1;
+            if let Some((f, id)) = self.file.take() {
+                let id = id.or_else(|| identify_open(f));
+                self.seen.extend(id);
+            }
+            self.partial.clear();
         }
-        // Rotated: the old file is complete now (see the module comment).
-        self.drain(on_line);
-        self.partial.clear();
-        self.rotations += 1;
-        // Files rotated after ours and before the current one: .k-1 .. .1,
-        // where .k is the file we had open.
-        let k = (1..=MAX_ROTATED).find(|n| {
-            std::fs::metadata(rotated(&self.path, *n))
-                .map(|m| m.ino() == ino)
-                .unwrap_or(false)
-        });
-        if let Some(k) = k {
-            for n in (1..k).rev() {
-                if let Ok(mut f) = File::open(rotated(&self.path, n)) {
-                    let mut buf = String::new();
-                    let _ = f.read_to_string(&mut buf);
-                    buf.lines()
-                        .filter(|l| !l.is_empty())
-                        .for_each(&mut *on_line);
-                    self.rotations += 1;
-                }
+        // Files rotated since: oldest first, each one not read before.
+        for n in (1..=MAX_ROTATED).rev() {
+            let p = rotated(&self.path, n);
+            let Some(id) = identify(&p) else { continue };
+            if self.seen.contains(&id) {
+                continue;
+            }
+            if let Ok(mut f) = File::open(&p) {
+                let mut buf = String::new();
+                let _ = f.read_to_string(&mut buf);
+                buf.lines().filter(|l| !l.is_empty()).for_each(&mut *on_line);
+                self.rotations += 1;
+            }
+            self.seen.push(id);
+        }
+        // The current log, from its start.
+        if let Ok(f) = File::open(&self.path) {
+            let id = identify(&self.path);
+            if id.as_ref().is_none_or(|i| !self.seen.contains(i)) {
+                self.file = Some((f, id));
+                self.drain(on_line);
             }
         }
-        // The new log, from its start; absent until the next line is written
-        // (then the next poll opens it from its start).
-        self.file = File::open(&self.path)
-            .ok()
-            .and_then(|f| f.metadata().ok().map(|m| (f, m.ino())));
-        self.drain(on_line);
+        // Forget files that are gone (their inodes may come back).
+        let existing: Vec<FileId> = (1..=MAX_ROTATED)
+            .filter_map(|n| identify(&rotated(&self.path, n)))
+            .chain(identify(&self.path))
+            .collect();
+        self.seen.retain(|id| existing.contains(id));
     }
 
     fn drain(&mut self, on_line: &mut dyn FnMut(&str)) {
@@ -132,6 +167,14 @@ impl Follower {
             }
         }
     }
+}
+
+fn identify_open(mut f: File) -> Option<FileId> {
+    let ino = f.metadata().ok()?.ino();
+    f.seek(SeekFrom::Start(0)).ok()?;
+    let mut first = String::new();
+    BufReader::new(f).read_line(&mut first).ok()?;
+    first.ends_with('\n').then_some((ino, first))
 }
 
 fn rotated(path: &Path, n: u32) -> PathBuf {
@@ -190,6 +233,29 @@ mod tests {
         }
         assert_eq!(ids(&seen), (3..next).collect::<Vec<_>>());
         assert!(fol.rotations >= 3, "rotations {}", fol.rotations);
+    }
+
+    /// The log is made and rotated away between two polls (one long line
+    /// over max_bytes): its lines are still read, once.
+    #[test]
+    fn a_log_born_and_rotated_between_polls_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.log");
+        let cfg = EventsConfig {
+            max_bytes: 10,
+            keep: 3,
+        };
+        let mut fol = Follower::new(&log);
+        let mut seen = vec![];
+        fol.poll(&mut |l| seen.push(l.to_string()));
+        append(&log, &cfg, &ev(1)).unwrap();
+        assert!(!log.exists());
+        fol.poll(&mut |l| seen.push(l.to_string()));
+        append(&log, &cfg, &ev(2)).unwrap();
+        append(&log, &cfg, &ev(3)).unwrap();
+        fol.poll(&mut |l| seen.push(l.to_string()));
+        fol.poll(&mut |l| seen.push(l.to_string()));
+        assert_eq!(ids(&seen), vec![1, 2, 3]);
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use proxmox_lxcri_runtime::Runtime;
 
@@ -49,11 +48,6 @@ impl Exporter {
             "events_rotations_followed",
             "Rotations of the events log the exporter followed",
             rotations.clone(),
-        );
-        registry.register(
-            "build",
-            "Version of the exporter",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         let usage = usage::Usage::default();
         registry.register_collector(Box::new(usage.clone()));

@@ -127,6 +127,13 @@ impl Reader {
         for (part, why) in &failures {
             tracing::warn!(part, "metrics: {why}");
         }
+        // An info metric as a gauge: promtool (Prometheus 2.42) knows no "info" type.
+        out.gauge(
+            "build_info",
+            "Version of the exporter (always 1)",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
         out.gauge(
             "read_failures",
             "Parts of the last reading that failed (see the exporter's log)",
