@@ -94,7 +94,11 @@ pub fn run(rt: &Runtime) -> Report {
     checks.push(zfs_pool(rt));
     checks.extend(proxmox(rt.config.pve.as_ref()));
     checks.push(bridges(rt.config.pve.as_ref()));
-    checks.push(leftovers(rt));
+    if checks[0].status == Status::Fail {
+        checks.push(check("leftovers", Status::Skip, "the runtime root is unusable"));
+    } else {
+        checks.push(leftovers(rt));
+    }
     let healthy = checks.iter().all(|c| c.status != Status::Fail);
     Report { healthy, checks }
 }

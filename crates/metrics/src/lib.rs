@@ -20,8 +20,55 @@ use proxmox_lxcri_runtime::Runtime;
 pub use server::Reply;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics text, for clients
+/// that do not ask for OpenMetrics (curl, promtool, older scrapers): counter
+/// families are named with their `_total` suffix there, and `# UNIT` and
+/// `# EOF` do not exist.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 /// How often the events log is read between scrapes (a scrape reads it too).
 const POLL_EVERY: Duration = Duration::from_millis(250);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_get_their_total_names_in_the_text_format() {
+        let om = "# HELP a_ops Ops.\n# TYPE a_ops counter\na_ops_total{x=\"1\"} 2\n# HELP a_d Dur.\n# TYPE a_d_seconds histogram\n# UNIT a_d_seconds seconds\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1.0\n# EOF\n";
+        let t = super::to_prometheus_text(om);
+        assert_eq!(
+            t,
+            "# HELP a_ops_total Ops.\n# TYPE a_ops_total counter\na_ops_total{x=\"1\"} 2\n# HELP a_d Dur.\n# TYPE a_d_seconds histogram\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1.0\n"
+        );
+    }
+}
 
 pub struct Exporter {
     registry: Registry,
@@ -100,11 +147,18 @@ impl Exporter {
         let me = self;
         server::run(
             listener,
-            Arc::new(move |path: &str| match path {
-                "/metrics" => Reply {
+            Arc::new(move |path: &str, accept: &str| match path {
+                // Prometheus asks for OpenMetrics; everyone else gets the
+                // classic text format.
+                "/metrics" if accept.contains("application/openmetrics-text") => Reply {
                     status: 200,
                     content_type: OPENMETRICS,
                     body: me.render().into_bytes(),
+                },
+                "/metrics" => Reply {
+                    status: 200,
+                    content_type: PROMETHEUS_TEXT,
+                    body: to_prometheus_text(&me.render()).into_bytes(),
                 },
                 "/healthz" => {
                     let (ok, body) = health();

@@ -13,7 +13,8 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-pub type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+/// Called with the path and the Accept header.
+pub type Handler = Arc<dyn Fn(&str, &str) -> Reply + Send + Sync>;
 
 /// Serve `handler` on `listener` until the process ends.
 pub fn run(listener: TcpListener, handler: Handler) -> std::io::Result<()> {
@@ -41,8 +42,9 @@ fn answer(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
     reader.by_ref().take(8192).read_line(&mut request_line)?;
-    // Headers are read and ignored (bounded, so a slow client cannot hold memory).
+    // Headers: only Accept matters (bounded, so a client cannot hold memory).
     let mut total = 0;
+    let mut accept = String::new();
     loop {
         let mut h = String::new();
         let n = reader.by_ref().take(8192).read_line(&mut h)?;
@@ -50,12 +52,17 @@ fn answer(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
         if n == 0 || h == "\r\n" || h == "\n" || total > 65536 {
             break;
         }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("accept") {
+                accept = v.trim().to_string();
+            }
+        }
     }
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let reply = match method {
-        "GET" | "HEAD" => handler(path),
+        "GET" | "HEAD" => handler(path, &accept),
         _ => Reply {
             status: 405,
             content_type: "text/plain; charset=utf-8",

@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{Env, BIN};
 
+/// Containers removed on drop, so a failing test leaves none running.
+struct Cleanup<'a>(&'a Env, Vec<String>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for id in &self.1 {
+            let _ = self.0.cmd(&["delete", "--force", id]);
+        }
+    }
+}
+
 /// A child process killed (and reaped) on drop.
 struct Guard(Child);
 
@@ -159,8 +170,9 @@ fn operations_are_counted_across_rotation_and_prometheus_scrapes_them() {
     let (_server, port) = serve(&env);
     let n = 4;
     // Ids unique on the host: cgroups are named after them.
-    let u = testkit::unique();
+    let u = std::process::id();
     let id = |i: usize| format!("obs{u}-{i}");
+    let _cleanup = Cleanup(&env, (0..n).map(id).collect());
     let bundle = env.bundle("b", &["sleep", "100"], |_| {});
     for i in 0..n {
         env.must_create(&id(i), &bundle);
@@ -257,8 +269,9 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
 
     let (_server, port) = serve(&env);
     let bundle = env.bundle("b", &["sleep", "100"], |_| {});
-    let u = testkit::unique();
+    let u = std::process::id();
     let (p1, p2) = (format!("obsp{u}-1"), format!("obsp{u}-2"));
+    let cleanup = Cleanup(&env, vec![p1.clone(), p2.clone()]);
     env.must_create(&p1, &bundle);
     env.ok(&["start", &p1]);
     // One injected 500 on the CT create: the create fails, and says so.
@@ -301,6 +314,7 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
     assert!(value(&text, r#"proxmox_lxcri_storage_used_bytes{storage="pve:local"}"#).is_some(), "{text}");
     promtool_accepts(&text);
     env.ok(&["delete", "--force", &p1]);
+    drop(cleanup);
 
     // A wrong fingerprint: doctor names the certificate.
     let cfg = env.config.clone().unwrap();
@@ -324,7 +338,8 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("runtime root  FAIL") && table.contains("is not a directory"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("runtime root")).unwrap_or_default();
+    assert!(row.contains(" FAIL ") && row.contains("is not a directory"), "{table}");
 
     // The emulator stopped: doctor and /healthz say the API is unreachable.
     env.pve.as_mut().unwrap().stop();
