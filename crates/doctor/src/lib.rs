@@ -197,8 +197,10 @@ fn zfs_pool(rt: &Runtime) -> Check {
         .filter(|p| !p.as_os_str().is_empty())
         .map(|p| p.join("zpool"))
         .unwrap_or_else(|| "zpool".into());
+    // Health from zpool; sizes from the pool's root dataset with zfs -p
+    // (zfs-fuse's zpool has no -p).
     let out = Command::new(&zpool)
-        .args(["list", "-Hp", "-o", "health,size,free", &pool])
+        .args(["list", "-H", "-o", "health", &pool])
         .output();
     let o = match out {
         Ok(o) => o,
@@ -207,13 +209,13 @@ fn zfs_pool(rt: &Runtime) -> Check {
     if !o.status.success() {
         return check(NAME, Status::Fail, format!("pool {pool:?} of storage.zfs_parent: {}", String::from_utf8_lossy(&o.stderr).trim()));
     }
-    let text = String::from_utf8_lossy(&o.stdout);
-    let f: Vec<&str> = text.split_whitespace().collect();
-    let (health, size, free) = (
-        f.first().copied().unwrap_or(""),
-        f.get(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
-        f.get(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
-    );
+    let health = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let zfs = storage::zfs::Zfs::new(cfg.zfs_command.clone());
+    let (used, free) = match (zfs.get_u64(&pool, "used"), zfs.get_u64(&pool, "available")) {
+        (Ok(u), Ok(a)) => (u, a),
+        (Err(e), _) | (_, Err(e)) => return check(NAME, Status::Fail, format!("pool {pool}: {e}")),
+    };
+    let size = used + free;
     let pct = if size > 0 { free * 100 / size } else { 0 };
     let detail = format!("{pool}: {health}, {} free of {} ({pct}%)", human(free), human(size));
     if health != "ONLINE" {

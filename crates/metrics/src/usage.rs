@@ -52,6 +52,14 @@ impl Collector for Usage {
                 Kind::Counter => MetricType::Counter,
             };
             let mut family = encoder.encode_descriptor(name, first.help, None, ty)?;
+            if group.len() == 1 && first.labels.is_empty() {
+                // No labels: `name 1`, not `name{} 1`.
+                match first.kind {
+                    Kind::Gauge => ConstGauge::new(first.value).encode(family)?,
+                    Kind::Counter => ConstCounter::new(first.value).encode(family)?,
+                }
+                continue;
+            }
             for s in group {
                 let enc = family.encode_family(&s.labels)?;
                 match s.kind {

@@ -353,3 +353,51 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
     let (status, body) = http_get(port, "/healthz").unwrap();
     assert_eq!(status, 503, "{body}");
 }
+
+#[test]
+fn zfs_volumes_pool_and_image_cache_show_in_the_metrics() {
+    use storage::testpool::TestPool;
+    let mut env = Env::new();
+    let pool = TestPool::new(1 << 30).expect("test pool (zfs-fuse)");
+    let parent = format!("{}/lxcri", pool.name);
+    let cfg = env.tmp.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\nkind = \"zfs\"\nzfs_parent = \"{parent}\"\nlock_dir = \"{}\"\ndefault_quota = \"256M\"\nproperties = {{ compression = \"on\" }}\n",
+            env.tmp.path().join("locks").display()
+        ),
+    )
+    .unwrap();
+    env.config = Some(cfg);
+    let (code, rep) = doctor(&env);
+    assert_eq!(code, 0, "{rep:#}");
+    assert_eq!(check(&rep, "zfs pool")["status"], "ok", "{rep:#}");
+
+    let (_server, port) = serve(&env);
+    let u = std::process::id();
+    let ids: Vec<String> = (0..3).map(|i| format!("obsz{u}-{i}")).collect();
+    let _cleanup = Cleanup(&env, ids.clone());
+    let bundle = env.bundle("b", &["sleep", "100"], |_| {});
+    // The first create copies the rootfs into the cache, the others clone it.
+    for id in &ids {
+        env.must_create(id, &bundle);
+    }
+    let (_, text) = http_get(port, "/metrics").unwrap();
+    assert_eq!(must(&text, r#"proxmox_lxcri_image_cache_lookups_total{result="miss"}"#), 1.0);
+    assert_eq!(must(&text, r#"proxmox_lxcri_image_cache_lookups_total{result="hit"}"#), 2.0);
+    assert_eq!(must(&text, "proxmox_lxcri_images_cached"), 1.0);
+    let l = format!(r#"{{id="{}",engine="lxc"}}"#, ids[0]);
+    assert_eq!(
+        must(&text, &format!("proxmox_lxcri_container_rootfs_limit_bytes{l}")),
+        (256u64 << 20) as f64
+    );
+    assert!(must(&text, &format!("proxmox_lxcri_container_rootfs_used_bytes{l}")) > 0.0);
+    let s = format!(r#"{{storage="zfs:{parent}"}}"#);
+    assert!(must(&text, &format!("proxmox_lxcri_storage_used_bytes{s}")) > 0.0, "{text}");
+    assert!(must(&text, &format!("proxmox_lxcri_storage_available_bytes{s}")) > 0.0, "{text}");
+    promtool_accepts(&text);
+    for id in &ids {
+        env.ok(&["delete", "--force", id]);
+    }
+}
