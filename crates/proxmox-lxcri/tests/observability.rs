@@ -235,6 +235,27 @@ fn operations_are_counted_across_rotation_and_prometheus_scrapes_them() {
         &env.tmp.path().join("prometheus.log"),
     );
     wait_prometheus(pport, r#"up{job="lxcri"}"#, "1", &env.tmp.path().join("prometheus.log"));
+    // Every query of the Grafana dashboard is valid PromQL for this Prometheus.
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../dashboards/proxmox-lxcri.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let q = t["expr"].as_str().unwrap().replace("$__rate_interval", "1m").replace("$instance", ".*");
+            let o = Command::new("curl")
+                .args(["-s", "-G", "--data-urlencode"])
+                .arg(format!("query={q}"))
+                .arg(format!("http://127.0.0.1:{pport}/api/v1/query"))
+                .output()
+                .unwrap();
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+            assert_eq!(v["status"], "success", "dashboard query {q}: {v}");
+            queries += 1;
+        }
+    }
+    assert!(queries >= 15, "{queries}");
     let (status, health) = http_get(port, "/healthz").unwrap();
     assert_eq!(status, 200, "{health}");
     let h: Value = serde_json::from_str(&health).unwrap();
