@@ -5,6 +5,9 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
 
 pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 file util-linux procps zfs-fuse curl zstd xz-utils)
+# The metrics tests scrape with a real Prometheus and lint with promtool;
+# the package test makes a Debian root with debootstrap.
+pkgs+=(prometheus debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
