@@ -68,7 +68,13 @@ impl Report {
 
     /// A table for people.
     pub fn table(&self) -> String {
-        let w = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
+        let w = self
+            .checks
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let mut s = format!("{:<w$}  {:<6} DETAIL\n", "CHECK", "STATUS");
         for c in &self.checks {
             let mut lines = c.detail.lines();
@@ -95,7 +101,11 @@ pub fn run(rt: &Runtime) -> Report {
     checks.extend(proxmox(rt.config.pve.as_ref()));
     checks.push(bridges(rt.config.pve.as_ref()));
     if checks[0].status == Status::Fail {
-        checks.push(check("leftovers", Status::Skip, "the runtime root is unusable"));
+        checks.push(check(
+            "leftovers",
+            Status::Skip,
+            "the runtime root is unusable",
+        ));
     } else {
         checks.push(leftovers(rt));
     }
@@ -107,7 +117,14 @@ fn root_writable(root: &Path) -> Check {
     const NAME: &str = "runtime root";
     match std::fs::metadata(root) {
         Ok(m) if !m.is_dir() => {
-            return check(NAME, Status::Fail, format!("{} is not a directory; pass --root a directory", root.display()))
+            return check(
+                NAME,
+                Status::Fail,
+                format!(
+                    "{} is not a directory; pass --root a directory",
+                    root.display()
+                ),
+            )
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -118,15 +135,38 @@ fn root_writable(root: &Path) -> Check {
                 p = p.parent().unwrap_or(Path::new("/"));
             }
             return match probe_write(p) {
-                Ok(()) => check(NAME, Status::Ok, format!("{} does not exist yet; {} is writable, so the first create makes it", root.display(), p.display())),
-                Err(e) => check(NAME, Status::Fail, format!("{} does not exist and {} is not writable: {e}", root.display(), p.display())),
+                Ok(()) => check(
+                    NAME,
+                    Status::Ok,
+                    format!(
+                        "{} does not exist yet; {} is writable, so the first create makes it",
+                        root.display(),
+                        p.display()
+                    ),
+                ),
+                Err(e) => check(
+                    NAME,
+                    Status::Fail,
+                    format!(
+                        "{} does not exist and {} is not writable: {e}",
+                        root.display(),
+                        p.display()
+                    ),
+                ),
             };
         }
         Err(e) => return check(NAME, Status::Fail, format!("{}: {e}", root.display())),
     }
     match probe_write(root) {
         Ok(()) => check(NAME, Status::Ok, format!("{} is writable", root.display())),
-        Err(e) => check(NAME, Status::Fail, format!("cannot write in {}: {e}; check its mount (read-only?) and permissions", root.display())),
+        Err(e) => check(
+            NAME,
+            Status::Fail,
+            format!(
+                "cannot write in {}: {e}; check its mount (read-only?) and permissions",
+                root.display()
+            ),
+        ),
     }
 }
 
@@ -171,9 +211,20 @@ fn cgroups() -> Check {
                 .filter(|c| !l.has_v1(c) && !l.has_v2(c))
                 .collect();
             if missing.is_empty() {
-                check(NAME, Status::Ok, format!("{mode}; cpu, memory, pids available"))
+                check(
+                    NAME,
+                    Status::Ok,
+                    format!("{mode}; cpu, memory, pids available"),
+                )
             } else {
-                check(NAME, Status::Warn, format!("{mode}; no {} controller: those limits cannot be applied", missing.join(", ")))
+                check(
+                    NAME,
+                    Status::Warn,
+                    format!(
+                        "{mode}; no {} controller: those limits cannot be applied",
+                        missing.join(", ")
+                    ),
+                )
             }
         }
         Err(e) => check(NAME, Status::Fail, e.to_string()),
@@ -186,7 +237,11 @@ fn zfs_pool(rt: &Runtime) -> Check {
         return check(NAME, Status::Skip, "no [storage]: rootfs run in place");
     };
     if cfg.kind != storage::Kind::Zfs {
-        return check(NAME, Status::Skip, format!("[storage] kind is dir ({})", cfg.dir_root.display()));
+        return check(
+            NAME,
+            Status::Skip,
+            format!("[storage] kind is dir ({})", cfg.dir_root.display()),
+        );
     }
     let parent = cfg.zfs_parent.clone().unwrap_or_default();
     let pool = parent.split('/').next().unwrap_or_default().to_string();
@@ -204,10 +259,23 @@ fn zfs_pool(rt: &Runtime) -> Check {
         .output();
     let o = match out {
         Ok(o) => o,
-        Err(e) => return check(NAME, Status::Fail, format!("cannot run {}: {e}", zpool.display())),
+        Err(e) => {
+            return check(
+                NAME,
+                Status::Fail,
+                format!("cannot run {}: {e}", zpool.display()),
+            )
+        }
     };
     if !o.status.success() {
-        return check(NAME, Status::Fail, format!("pool {pool:?} of storage.zfs_parent: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        return check(
+            NAME,
+            Status::Fail,
+            format!(
+                "pool {pool:?} of storage.zfs_parent: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        );
     }
     let health = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let zfs = storage::zfs::Zfs::new(cfg.zfs_command.clone());
@@ -216,10 +284,18 @@ fn zfs_pool(rt: &Runtime) -> Check {
         (Err(e), _) | (_, Err(e)) => return check(NAME, Status::Fail, format!("pool {pool}: {e}")),
     };
     let size = used + free;
-    let pct = if size > 0 { free * 100 / size } else { 0 };
-    let detail = format!("{pool}: {health}, {} free of {} ({pct}%)", human(free), human(size));
+    let pct = (free * 100).checked_div(size).unwrap_or(0);
+    let detail = format!(
+        "{pool}: {health}, {} free of {} ({pct}%)",
+        human(free),
+        human(size)
+    );
     if health != "ONLINE" {
-        check(NAME, Status::Fail, format!("{detail}; see zpool status {pool}"))
+        check(
+            NAME,
+            Status::Fail,
+            format!("{detail}; see zpool status {pool}"),
+        )
     } else if pct < 10 {
         check(NAME, Status::Warn, format!("{detail}; less than 10% free"))
     } else {
@@ -243,16 +319,36 @@ fn human(b: u64) -> String {
 fn proxmox(cfg: Option<&PveSection>) -> Vec<Check> {
     const NAME: &str = "proxmox api";
     let Some(cfg) = cfg else {
-        return vec![check(NAME, Status::Skip, "no [pve]: the Proxmox engines are not configured")];
+        return vec![check(
+            NAME,
+            Status::Skip,
+            "no [pve]: the Proxmox engines are not configured",
+        )];
     };
     let tls = if cfg.insecure {
-        check("proxmox tls", Status::Warn, "insecure = true: the certificate is not verified; pin its fingerprint")
+        check(
+            "proxmox tls",
+            Status::Warn,
+            "insecure = true: the certificate is not verified; pin its fingerprint",
+        )
     } else if let Some(fp) = &cfg.fingerprint {
-        check("proxmox tls", Status::Ok, format!("certificate pinned ({}…)", &fp[..fp.len().min(17)]))
+        check(
+            "proxmox tls",
+            Status::Ok,
+            format!("certificate pinned ({}…)", &fp[..fp.len().min(17)]),
+        )
     } else if let Some(ca) = &cfg.ca_file {
-        check("proxmox tls", Status::Ok, format!("verified against {}", ca.display()))
+        check(
+            "proxmox tls",
+            Status::Ok,
+            format!("verified against {}", ca.display()),
+        )
     } else {
-        check("proxmox tls", Status::Ok, "verified against the system roots")
+        check(
+            "proxmox tls",
+            Status::Ok,
+            "verified against the system roots",
+        )
     };
     let mut short = cfg.clone();
     // A doctor should answer quickly, not retry for minutes.
@@ -281,17 +377,37 @@ fn proxmox(cfg: Option<&PveSection>) -> Vec<Check> {
         }
     };
     let mut out = vec![
-        check(NAME, Status::Ok, format!("{} answers: Proxmox VE {}", cfg.url, version.version)),
+        check(
+            NAME,
+            Status::Ok,
+            format!("{} answers: Proxmox VE {}", cfg.url, version.version),
+        ),
         tls,
     ];
-    let who = cfg.token_id.clone().or(cfg.username.clone()).unwrap_or_default();
-    out.push(check("proxmox auth", Status::Ok, format!("{who} is accepted")));
+    let who = cfg
+        .token_id
+        .clone()
+        .or(cfg.username.clone())
+        .unwrap_or_default();
+    out.push(check(
+        "proxmox auth",
+        Status::Ok,
+        format!("{who} is accepted"),
+    ));
     match client.nodes() {
         Ok(nodes) if nodes.iter().any(|n| n.node == cfg.node) => {}
         Ok(nodes) => out.push(check(
             "proxmox node",
             Status::Fail,
-            format!("pve.node {:?} is not a node of this cluster (nodes: {})", cfg.node, nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "pve.node {:?} is not a node of this cluster (nodes: {})",
+                cfg.node,
+                nodes
+                    .iter()
+                    .map(|n| n.node.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )),
         Err(e) => out.push(check("proxmox node", Status::Fail, e.to_string())),
     }
@@ -299,7 +415,11 @@ fn proxmox(cfg: Option<&PveSection>) -> Vec<Check> {
         Ok(perms) => {
             let missing = missing_privileges(&perms, &required_privileges(cfg));
             if missing.is_empty() {
-                out.push(check("proxmox privileges", Status::Ok, format!("{who} has every privilege pve-lxc needs")));
+                out.push(check(
+                    "proxmox privileges",
+                    Status::Ok,
+                    format!("{who} has every privilege pve-lxc needs"),
+                ));
             } else {
                 out.push(check(
                     "proxmox privileges",
@@ -308,7 +428,11 @@ fn proxmox(cfg: Option<&PveSection>) -> Vec<Check> {
                 ));
             }
         }
-        Err(e) => out.push(check("proxmox privileges", Status::Fail, format!("cannot read the permissions: {e}"))),
+        Err(e) => out.push(check(
+            "proxmox privileges",
+            Status::Fail,
+            format!("cannot read the permissions: {e}"),
+        )),
     }
     out
 }
@@ -322,7 +446,11 @@ fn bridges(cfg: Option<&PveSection>) -> Check {
     if Path::new("/sys/class/net").join(b).join("bridge").is_dir() {
         check(NAME, Status::Ok, format!("{b} is a bridge on this node"))
     } else if Path::new("/sys/class/net").join(b).exists() {
-        check(NAME, Status::Fail, format!("{b} (pve.bridge) exists but is not a bridge"))
+        check(
+            NAME,
+            Status::Fail,
+            format!("{b} (pve.bridge) exists but is not a bridge"),
+        )
     } else {
         check(NAME, Status::Fail, format!("{b} (pve.bridge) does not exist on this node; create it (ip link add {b} type bridge) or set pve.bridge"))
     }
@@ -333,13 +461,23 @@ fn leftovers(rt: &Runtime) -> Check {
     match rt.gc(true) {
         Ok(list) if list.is_empty() => check(NAME, Status::Ok, "nothing for gc to remove"),
         Ok(list) => {
-            let mut d = format!("{} leftover(s); `proxmox-lxcri gc` removes them:", list.len());
+            let mut d = format!(
+                "{} leftover(s); `proxmox-lxcri gc` removes them:",
+                list.len()
+            );
             for r in list.iter().take(10) {
-                d.push_str(&format!("\n{} {} ({})", r.item.source, r.item.name, r.item.reason));
+                d.push_str(&format!(
+                    "\n{} {} ({})",
+                    r.item.source, r.item.name, r.item.reason
+                ));
             }
             check(NAME, Status::Warn, d)
         }
-        Err(e) => check(NAME, Status::Fail, format!("cannot look for leftovers: {e}")),
+        Err(e) => check(
+            NAME,
+            Status::Fail,
+            format!("cannot look for leftovers: {e}"),
+        ),
     }
 }
 

@@ -19,7 +19,10 @@ pub fn required_privileges(cfg: &PveSection) -> Vec<(String, &'static str)> {
     ] {
         out.push(("/vms".to_string(), p));
     }
-    out.push((format!("/storage/{}", cfg.storage), "Datastore.AllocateSpace"));
+    out.push((
+        format!("/storage/{}", cfg.storage),
+        "Datastore.AllocateSpace",
+    ));
     out.push((format!("/storage/{}", cfg.storage), "Datastore.Audit"));
     out.push((
         format!("/storage/{}", cfg.template_storage),
@@ -76,16 +79,25 @@ mod tests {
             ("/vms".to_string(), "VM.Allocate"),
             ("/storage/local".to_string(), "Datastore.AllocateSpace"),
         ];
-        let all = perms(serde_json::json!({"/": {"VM.Allocate": true, "Datastore.AllocateSpace": true}}));
+        let all =
+            perms(serde_json::json!({"/": {"VM.Allocate": true, "Datastore.AllocateSpace": true}}));
         assert!(missing_privileges(&all, &req).is_empty());
-        let not_propagated = perms(serde_json::json!({"/": {"VM.Allocate": false, "Datastore.AllocateSpace": true}}));
-        assert_eq!(missing_privileges(&not_propagated, &req), vec![req[0].clone()]);
+        let not_propagated = perms(
+            serde_json::json!({"/": {"VM.Allocate": false, "Datastore.AllocateSpace": true}}),
+        );
+        assert_eq!(
+            missing_privileges(&not_propagated, &req),
+            vec![req[0].clone()]
+        );
         // A nearer entry without the privilege hides the root's.
         let nearer = perms(serde_json::json!({
             "/": {"VM.Allocate": true, "Datastore.AllocateSpace": true},
             "/storage": {"Datastore.Audit": true}
         }));
         assert_eq!(missing_privileges(&nearer, &req), vec![req[1].clone()]);
-        assert_eq!(missing_privileges(&perms(serde_json::json!({})), &req).len(), 2);
+        assert_eq!(
+            missing_privileges(&perms(serde_json::json!({})), &req).len(),
+            2
+        );
     }
 }

@@ -171,11 +171,7 @@ impl EventMetrics {
         if !ok {
             let kind = word(ev.error_kind.as_deref().unwrap_or("unknown"));
             self.errors
-                .get_or_create(&vec![
-                    ("operation", op),
-                    ("engine", engine),
-                    ("kind", kind),
-                ])
+                .get_or_create(&vec![("operation", op), ("engine", engine), ("kind", kind)])
                 .inc();
         }
         for call in &ev.api {
@@ -261,11 +257,29 @@ mod tests {
         m.line(r#"{"time":"t","id":"c","operation":"Evil\"op","result":"x","duration_ms":1,"api_calls":0,"engine":"weird","error_kind":"Not A Word"}"#);
         m.line("not json");
         let out = text(&reg);
-        assert!(out.contains(r#"t_operations_total{operation="create",engine="pve-lxc",result="ok"} 1"#), "{out}");
-        assert!(out.contains(r#"t_operation_errors_total{operation="create",engine="lxc",kind="bundle"} 1"#), "{out}");
-        assert!(out.contains(r#"t_operation_errors_total{operation="other",engine="other",kind="other"} 1"#), "{out}");
+        assert!(
+            out.contains(
+                r#"t_operations_total{operation="create",engine="pve-lxc",result="ok"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"t_operation_errors_total{operation="create",engine="lxc",kind="bundle"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"t_operation_errors_total{operation="other",engine="other",kind="other"} 1"#
+            ),
+            "{out}"
+        );
         assert!(out.contains(r#"t_api_requests_total{method="POST",endpoint="/nodes/{node}/lxc",status="200",source="runtime"} 1"#), "{out}");
-        assert!(out.contains(r#"t_image_cache_lookups_total{result="miss"} 1"#), "{out}");
+        assert!(
+            out.contains(r#"t_image_cache_lookups_total{result="miss"} 1"#),
+            "{out}"
+        );
         assert!(out.contains("t_events_unparsable_lines_total 1"), "{out}");
         assert!(out.contains("t_events_lines_total 4"), "{out}");
         assert!(!out.contains("Evil"));
@@ -285,6 +299,9 @@ mod tests {
             .filter(|l| l.starts_with("api_requests_total{"))
             .count();
         assert_eq!(series, MAX_ENDPOINTS + 1);
-        assert!(out.contains(r#"endpoint="other",status="200",source="exporter"} 51"#), "{out}");
+        assert!(
+            out.contains(r#"endpoint="other",status="200",source="exporter"} 51"#),
+            "{out}"
+        );
     }
 }

@@ -127,7 +127,9 @@ impl Follower {
             if let Ok(mut f) = File::open(&p) {
                 let mut buf = String::new();
                 let _ = f.read_to_string(&mut buf);
-                buf.lines().filter(|l| !l.is_empty()).for_each(&mut *on_line);
+                buf.lines()
+                    .filter(|l| !l.is_empty())
+                    .for_each(&mut *on_line);
                 self.rotations += 1;
             }
             self.seen.push(id);

@@ -57,19 +57,6 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 /// How often the events log is read between scrapes (a scrape reads it too).
 const POLL_EVERY: Duration = Duration::from_millis(250);
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counters_get_their_total_names_in_the_text_format() {
-        let om = "# HELP a_ops Ops.\n# TYPE a_ops counter\na_ops_total{x=\"1\"} 2\n# HELP a_d Dur.\n# TYPE a_d_seconds histogram\n# UNIT a_d_seconds seconds\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1.0\n# EOF\n";
-        let t = super::to_prometheus_text(om);
-        assert_eq!(
-            t,
-            "# HELP a_ops_total Ops.\n# TYPE a_ops_total counter\na_ops_total{x=\"1\"} 2\n# HELP a_d Dur.\n# TYPE a_d_seconds histogram\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1.0\n"
-        );
-    }
-}
-
 pub struct Exporter {
     registry: Registry,
     events: events::EventMetrics,
@@ -180,5 +167,18 @@ impl Exporter {
                 },
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_get_their_total_names_in_the_text_format() {
+        let om = "# HELP a_ops Ops.\n# TYPE a_ops counter\na_ops_total{x=\"1\"} 2\n# HELP a_d Dur.\n# TYPE a_d_seconds histogram\n# UNIT a_d_seconds seconds\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1.0\n# EOF\n";
+        let t = super::to_prometheus_text(om);
+        assert_eq!(
+            t,
+            "# HELP a_ops_total Ops.\n# TYPE a_ops_total counter\na_ops_total{x=\"1\"} 2\n# HELP a_d Dur.\n# TYPE a_d_seconds histogram\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1.0\n"
+        );
     }
 }

@@ -75,13 +75,32 @@ impl Collector for Usage {
 struct Out(Vec<Sample>);
 
 impl Out {
-    fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)], v: f64) {
+    fn gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        v: f64,
+    ) {
         self.push(name, help, Kind::Gauge, labels, v)
     }
-    fn counter(&mut self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)], v: f64) {
+    fn counter(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        v: f64,
+    ) {
         self.push(name, help, Kind::Counter, labels, v)
     }
-    fn push(&mut self, name: &'static str, help: &'static str, kind: Kind, labels: &[(&'static str, &str)], v: f64) {
+    fn push(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        labels: &[(&'static str, &str)],
+        v: f64,
+    ) {
         self.0.push(Sample {
             name,
             help,
@@ -175,7 +194,10 @@ impl Reader {
             );
         }
         for st in &all {
-            if !matches!(st.status, Status::Created | Status::Running | Status::Paused) {
+            if !matches!(
+                st.status,
+                Status::Created | Status::Running | Status::Paused
+            ) {
                 continue;
             }
             let engine = st.engine.name();
@@ -224,9 +246,18 @@ impl Reader {
         }
         let zfs = s.zfs();
         let used = zfs.get_u64(&vol.name, "used").map_err(|e| e.to_string())?;
-        out.gauge("container_rootfs_used_bytes", "Bytes used by the container's rootfs volume (ZFS used; CT disk on pve-lxc)", l, used as f64);
+        out.gauge(
+            "container_rootfs_used_bytes",
+            "Bytes used by the container's rootfs volume (ZFS used; CT disk on pve-lxc)",
+            l,
+            used as f64,
+        );
         let quota = zfs.get_u64(&vol.name, "refquota").unwrap_or(0);
-        let quota = if quota > 0 { quota } else { zfs.get_u64(&vol.name, "quota").unwrap_or(0) };
+        let quota = if quota > 0 {
+            quota
+        } else {
+            zfs.get_u64(&vol.name, "quota").unwrap_or(0)
+        };
         if quota > 0 {
             out.gauge("container_rootfs_limit_bytes", "Size limit of the container's rootfs volume (ZFS refquota or quota; CT maxdisk on pve-lxc)", l, quota as f64);
         }
@@ -255,13 +286,38 @@ impl Reader {
             l,
             s.cpu,
         );
-        out.gauge("container_memory_bytes", "Memory in use by the container", l, s.mem as f64);
+        out.gauge(
+            "container_memory_bytes",
+            "Memory in use by the container",
+            l,
+            s.mem as f64,
+        );
         if s.maxmem > 0 {
-            out.gauge("container_memory_limit_bytes", "Memory limit of the container", l, s.maxmem as f64);
+            out.gauge(
+                "container_memory_limit_bytes",
+                "Memory limit of the container",
+                l,
+                s.maxmem as f64,
+            );
         }
-        out.counter("container_network_receive_bytes", "Bytes received by the container's interfaces (all but lo)", l, s.netin as f64);
-        out.counter("container_network_transmit_bytes", "Bytes sent by the container's interfaces (all but lo)", l, s.netout as f64);
-        out.gauge("container_rootfs_used_bytes", "Bytes used by the container's rootfs volume (ZFS used; CT disk on pve-lxc)", l, s.disk as f64);
+        out.counter(
+            "container_network_receive_bytes",
+            "Bytes received by the container's interfaces (all but lo)",
+            l,
+            s.netin as f64,
+        );
+        out.counter(
+            "container_network_transmit_bytes",
+            "Bytes sent by the container's interfaces (all but lo)",
+            l,
+            s.netout as f64,
+        );
+        out.gauge(
+            "container_rootfs_used_bytes",
+            "Bytes used by the container's rootfs volume (ZFS used; CT disk on pve-lxc)",
+            l,
+            s.disk as f64,
+        );
         if s.maxdisk > 0 {
             out.gauge("container_rootfs_limit_bytes", "Size limit of the container's rootfs volume (ZFS refquota or quota; CT maxdisk on pve-lxc)", l, s.maxdisk as f64);
         }
@@ -276,7 +332,10 @@ impl Reader {
                     storage::Kind::Zfs => {
                         let parent = cfg.zfs_parent.clone().unwrap_or_default();
                         let zfs = s.zfs();
-                        match (zfs.get_u64(&parent, "used"), zfs.get_u64(&parent, "available")) {
+                        match (
+                            zfs.get_u64(&parent, "used"),
+                            zfs.get_u64(&parent, "available"),
+                        ) {
                             (Ok(used), Ok(avail)) => {
                                 let name = format!("zfs:{parent}");
                                 pool(out, &name, used, avail);
@@ -289,11 +348,18 @@ impl Reader {
                             let name = format!("dir:{}", cfg.dir_root.display());
                             pool(out, &name, used, avail)
                         }
-                        Err(e) => failures.push(("storage", format!("{}: {e}", cfg.dir_root.display()))),
+                        Err(e) => {
+                            failures.push(("storage", format!("{}: {e}", cfg.dir_root.display())))
+                        }
                     },
                 }
                 let images = s.images().map(|i| i.len()).unwrap_or(0);
-                out.gauge("images_cached", "Images in the image cache", &[], images as f64);
+                out.gauge(
+                    "images_cached",
+                    "Images in the image cache",
+                    &[],
+                    images as f64,
+                );
             }
             Ok(None) => {}
             Err(e) => failures.push(("storage", e.to_string())),
@@ -318,21 +384,46 @@ impl Reader {
 
 fn pool(out: &mut Out, name: &str, used: u64, avail: u64) {
     let l = [("storage", name)];
-    out.gauge("storage_used_bytes", "Bytes used in a storage pool the runtime puts rootfs volumes in", &l, used as f64);
-    out.gauge("storage_available_bytes", "Bytes still available in that storage pool", &l, avail as f64);
+    out.gauge(
+        "storage_used_bytes",
+        "Bytes used in a storage pool the runtime puts rootfs volumes in",
+        &l,
+        used as f64,
+    );
+    out.gauge(
+        "storage_available_bytes",
+        "Bytes still available in that storage pool",
+        &l,
+        avail as f64,
+    );
 }
 
 fn cgroup_usage(out: &mut Out, l: &[(&'static str, &str)], pid: i32) {
     let stats = proxmox_lxcri_cgroups::Cgroup::of_pid(pid).stats();
     if let Some(ns) = stats.cpu.usage.and_then(|u| u.total) {
-        out.counter("container_cpu_seconds", "CPU time used by the container (cgroup)", l, ns as f64 / 1e9);
+        out.counter(
+            "container_cpu_seconds",
+            "CPU time used by the container (cgroup)",
+            l,
+            ns as f64 / 1e9,
+        );
     }
     if let Some(m) = &stats.memory {
         if let Some(u) = m.usage.usage {
-            out.gauge("container_memory_bytes", "Memory in use by the container", l, u as f64);
+            out.gauge(
+                "container_memory_bytes",
+                "Memory in use by the container",
+                l,
+                u as f64,
+            );
         }
         if let Some(lim) = m.usage.limit {
-            out.gauge("container_memory_limit_bytes", "Memory limit of the container", l, lim as f64);
+            out.gauge(
+                "container_memory_limit_bytes",
+                "Memory limit of the container",
+                l,
+                lim as f64,
+            );
         }
     }
     if let Some(n) = stats.pids.and_then(|p| p.current) {
@@ -347,8 +438,18 @@ fn net_usage(out: &mut Out, l: &[(&'static str, &str)], pid: i32) {
         return;
     };
     let (rx, tx) = parse_net_dev(&text);
-    out.counter("container_network_receive_bytes", "Bytes received by the container's interfaces (all but lo)", l, rx as f64);
-    out.counter("container_network_transmit_bytes", "Bytes sent by the container's interfaces (all but lo)", l, tx as f64);
+    out.counter(
+        "container_network_receive_bytes",
+        "Bytes received by the container's interfaces (all but lo)",
+        l,
+        rx as f64,
+    );
+    out.counter(
+        "container_network_transmit_bytes",
+        "Bytes sent by the container's interfaces (all but lo)",
+        l,
+        tx as f64,
+    );
 }
 
 fn parse_net_dev(text: &str) -> (u64, u64) {
@@ -360,7 +461,10 @@ fn parse_net_dev(text: &str) -> (u64, u64) {
         if name.trim() == "lo" {
             continue;
         }
-        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         if f.len() >= 9 {
             rx += f[0];
             tx += f[8];

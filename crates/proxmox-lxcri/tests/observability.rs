@@ -82,7 +82,10 @@ fn serve(env: &Env) -> (Guard, u16) {
     let g = Guard(child);
     let t = Instant::now();
     while http_get(port, "/metrics").is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "exporter did not come up");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "exporter did not come up"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (g, port)
@@ -129,7 +132,10 @@ fn prometheus(dir: &Path, target: u16) -> (Guard, u16) {
     .unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom-data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -179,31 +185,62 @@ fn operations_are_counted_across_rotation_and_prometheus_scrapes_them() {
     }
     env.ok(&["start", &id(0)]);
     // A create that fails before an engine is chosen, and one on a taken id.
-    env.fails(&["create", "--bundle", "/nonexistent-bundle", &format!("obs{u}-bad")]);
+    env.fails(&[
+        "create",
+        "--bundle",
+        "/nonexistent-bundle",
+        &format!("obs{u}-bad"),
+    ]);
     env.fails(&["create", "--bundle", bundle.to_str().unwrap(), &id(1)]);
 
     let (_, text) = http_get(port, "/metrics").unwrap();
-    let ok = |op: &str| format!(r#"proxmox_lxcri_operations_total{{operation="{op}",engine="{engine}",result="ok"}}"#);
+    let ok = |op: &str| {
+        format!(
+            r#"proxmox_lxcri_operations_total{{operation="{op}",engine="{engine}",result="ok"}}"#
+        )
+    };
     assert_eq!(must(&text, &ok("create")), n as f64);
     assert_eq!(must(&text, &ok("start")), 1.0);
     assert_eq!(
-        must(&text, r#"proxmox_lxcri_operation_errors_total{operation="create",engine="none",kind="bundle"}"#),
+        must(
+            &text,
+            r#"proxmox_lxcri_operation_errors_total{operation="create",engine="none",kind="bundle"}"#
+        ),
         1.0
     );
     assert_eq!(
-        must(&text, &format!(r#"proxmox_lxcri_operation_errors_total{{operation="create",engine="{engine}",kind="exists"}}"#)),
+        must(
+            &text,
+            &format!(
+                r#"proxmox_lxcri_operation_errors_total{{operation="create",engine="{engine}",kind="exists"}}"#
+            )
+        ),
         1.0
     );
     assert_eq!(
-        must(&text, &format!(r#"proxmox_lxcri_operation_duration_seconds_count{{operation="create",engine="{engine}",result="ok"}}"#)),
+        must(
+            &text,
+            &format!(
+                r#"proxmox_lxcri_operation_duration_seconds_count{{operation="create",engine="{engine}",result="ok"}}"#
+            )
+        ),
         n as f64
     );
     // The running container's usage, labelled with its id while it exists.
     let l = format!(r#"{{id="{}",engine="{engine}"}}"#, id(0));
-    assert!(must(&text, &format!("proxmox_lxcri_container_pids{l}")) >= 1.0, "{text}");
-    assert!(must(&text, &format!("proxmox_lxcri_container_memory_bytes{l}")) > 0.0, "{text}");
+    assert!(
+        must(&text, &format!("proxmox_lxcri_container_pids{l}")) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        must(&text, &format!("proxmox_lxcri_container_memory_bytes{l}")) > 0.0,
+        "{text}"
+    );
     assert_eq!(
-        must(&text, &format!(r#"proxmox_lxcri_containers{{engine="{engine}",status="running"}}"#)),
+        must(
+            &text,
+            &format!(r#"proxmox_lxcri_containers{{engine="{engine}",status="running"}}"#)
+        ),
         1.0
     );
     promtool_accepts(&text);
@@ -223,27 +260,45 @@ fn operations_are_counted_across_rotation_and_prometheus_scrapes_them() {
         Path::new(&format!("{}.1", log.display())).exists(),
         "the events log never rotated; the test needs it to"
     );
-    assert!(must(&text, "proxmox_lxcri_events_rotations_followed_total") >= 1.0, "{text}");
+    assert!(
+        must(&text, "proxmox_lxcri_events_rotations_followed_total") >= 1.0,
+        "{text}"
+    );
     promtool_accepts(&text);
 
     // A real Prometheus sees the same numbers.
     let (_prom, pport) = prometheus(env.tmp.path(), port);
     wait_prometheus(
         pport,
-        &format!(r#"proxmox_lxcri_operations_total{{operation="create",result="ok",engine="{engine}"}}"#),
+        &format!(
+            r#"proxmox_lxcri_operations_total{{operation="create",result="ok",engine="{engine}"}}"#
+        ),
         &n.to_string(),
         &env.tmp.path().join("prometheus.log"),
     );
-    wait_prometheus(pport, r#"up{job="lxcri"}"#, "1", &env.tmp.path().join("prometheus.log"));
+    wait_prometheus(
+        pport,
+        r#"up{job="lxcri"}"#,
+        "1",
+        &env.tmp.path().join("prometheus.log"),
+    );
     // Every query of the Grafana dashboard is valid PromQL for this Prometheus.
     let dash: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../dashboards/proxmox-lxcri.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../dashboards/proxmox-lxcri.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     let mut queries = 0;
     for panel in dash["panels"].as_array().unwrap() {
         for t in panel["targets"].as_array().into_iter().flatten() {
-            let q = t["expr"].as_str().unwrap().replace("$__rate_interval", "1m").replace("$instance", ".*");
+            let q = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
             let o = Command::new("curl")
                 .args(["-s", "-G", "--data-urlencode"])
                 .arg(format!("query={q}"))
@@ -284,7 +339,13 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
     small_events_log(&mut env);
     let (code, rep) = doctor(&env);
     assert_eq!(code, 0, "{rep:#}");
-    for name in ["proxmox api", "proxmox tls", "proxmox auth", "proxmox privileges", "bridges"] {
+    for name in [
+        "proxmox api",
+        "proxmox tls",
+        "proxmox auth",
+        "proxmox privileges",
+        "bridges",
+    ] {
         assert_eq!(check(&rep, name)["status"], "ok", "{name}: {rep:#}");
     }
 
@@ -305,34 +366,68 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
     env.fails(&["create", "--bundle", bundle.to_str().unwrap(), &p2]);
     let (_, text) = http_get(port, "/metrics").unwrap();
     assert_eq!(
-        must(&text, r#"proxmox_lxcri_operations_total{operation="create",engine="pve-lxc",result="ok"}"#),
+        must(
+            &text,
+            r#"proxmox_lxcri_operations_total{operation="create",engine="pve-lxc",result="ok"}"#
+        ),
         1.0
     );
     assert_eq!(
-        must(&text, r#"proxmox_lxcri_operation_errors_total{operation="create",engine="pve-lxc",kind="pve"}"#),
+        must(
+            &text,
+            r#"proxmox_lxcri_operation_errors_total{operation="create",engine="pve-lxc",kind="pve"}"#
+        ),
         1.0
     );
     assert_eq!(
-        must(&text, r#"proxmox_lxcri_api_requests_total{method="POST",endpoint="/nodes/{node}/lxc",status="500",source="runtime"}"#),
+        must(
+            &text,
+            r#"proxmox_lxcri_api_requests_total{method="POST",endpoint="/nodes/{node}/lxc",status="500",source="runtime"}"#
+        ),
         1.0
     );
     assert_eq!(
-        must(&text, r#"proxmox_lxcri_api_requests_total{method="POST",endpoint="/nodes/{node}/lxc",status="200",source="runtime"}"#),
+        must(
+            &text,
+            r#"proxmox_lxcri_api_requests_total{method="POST",endpoint="/nodes/{node}/lxc",status="200",source="runtime"}"#
+        ),
         1.0
     );
     assert!(
-        must(&text, r#"proxmox_lxcri_api_request_duration_seconds_count{method="POST",endpoint="/nodes/{node}/lxc"}"#) >= 2.0
+        must(
+            &text,
+            r#"proxmox_lxcri_api_request_duration_seconds_count{method="POST",endpoint="/nodes/{node}/lxc"}"#
+        ) >= 2.0
     );
     // The CT's own numbers come from its status, through the exporter's client.
     let l = format!(r#"{{id="{p1}",engine="pve-lxc"}}"#);
-    assert!(must(&text, &format!("proxmox_lxcri_container_memory_bytes{l}")) > 0.0, "{text}");
-    assert!(must(&text, &format!("proxmox_lxcri_container_rootfs_used_bytes{l}")) > 0.0, "{text}");
-    assert!(must(&text, &format!("proxmox_lxcri_container_pids{l}")) >= 1.0, "{text}");
+    assert!(
+        must(&text, &format!("proxmox_lxcri_container_memory_bytes{l}")) > 0.0,
+        "{text}"
+    );
+    assert!(
+        must(
+            &text,
+            &format!("proxmox_lxcri_container_rootfs_used_bytes{l}")
+        ) > 0.0,
+        "{text}"
+    );
+    assert!(
+        must(&text, &format!("proxmox_lxcri_container_pids{l}")) >= 1.0,
+        "{text}"
+    );
     assert!(
         value(&text, r#"proxmox_lxcri_api_requests_total{method="GET",endpoint="/nodes/{node}/lxc/{vmid}/status/current",status="200",source="exporter"}"#).is_some(),
         "{text}"
     );
-    assert!(value(&text, r#"proxmox_lxcri_storage_used_bytes{storage="pve:local"}"#).is_some(), "{text}");
+    assert!(
+        value(
+            &text,
+            r#"proxmox_lxcri_storage_used_bytes{storage="pve:local"}"#
+        )
+        .is_some(),
+        "{text}"
+    );
     promtool_accepts(&text);
     env.ok(&["delete", "--force", &p1]);
     drop(cleanup);
@@ -359,8 +454,14 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let table = String::from_utf8_lossy(&o.stdout);
-    let row = table.lines().find(|l| l.starts_with("runtime root")).unwrap_or_default();
-    assert!(row.contains(" FAIL ") && row.contains("is not a directory"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("runtime root"))
+        .unwrap_or_default();
+    assert!(
+        row.contains(" FAIL ") && row.contains("is not a directory"),
+        "{table}"
+    );
 
     // The emulator stopped: doctor and /healthz say the API is unreachable.
     env.pve.as_mut().unwrap().stop();
@@ -368,7 +469,10 @@ fn api_requests_and_an_injected_fault_show_in_the_metrics_and_doctor_says_what_i
     assert_eq!(code, 1, "{rep:#}");
     let api = check(&rep, "proxmox api");
     assert_eq!(api["status"], "fail", "{rep:#}");
-    assert!(api["detail"].as_str().unwrap().contains("cannot connect"), "{api}");
+    assert!(
+        api["detail"].as_str().unwrap().contains("cannot connect"),
+        "{api}"
+    );
     // /healthz caches its report for 5 s.
     std::thread::sleep(Duration::from_secs(6));
     let (status, body) = http_get(port, "/healthz").unwrap();
@@ -405,18 +509,44 @@ fn zfs_volumes_pool_and_image_cache_show_in_the_metrics() {
         env.must_create(id, &bundle);
     }
     let (_, text) = http_get(port, "/metrics").unwrap();
-    assert_eq!(must(&text, r#"proxmox_lxcri_image_cache_lookups_total{result="miss"}"#), 1.0);
-    assert_eq!(must(&text, r#"proxmox_lxcri_image_cache_lookups_total{result="hit"}"#), 2.0);
+    assert_eq!(
+        must(
+            &text,
+            r#"proxmox_lxcri_image_cache_lookups_total{result="miss"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &text,
+            r#"proxmox_lxcri_image_cache_lookups_total{result="hit"}"#
+        ),
+        2.0
+    );
     assert_eq!(must(&text, "proxmox_lxcri_images_cached"), 1.0);
     let l = format!(r#"{{id="{}",engine="lxc"}}"#, ids[0]);
     assert_eq!(
-        must(&text, &format!("proxmox_lxcri_container_rootfs_limit_bytes{l}")),
+        must(
+            &text,
+            &format!("proxmox_lxcri_container_rootfs_limit_bytes{l}")
+        ),
         (256u64 << 20) as f64
     );
-    assert!(must(&text, &format!("proxmox_lxcri_container_rootfs_used_bytes{l}")) > 0.0);
+    assert!(
+        must(
+            &text,
+            &format!("proxmox_lxcri_container_rootfs_used_bytes{l}")
+        ) > 0.0
+    );
     let s = format!(r#"{{storage="zfs:{parent}"}}"#);
-    assert!(must(&text, &format!("proxmox_lxcri_storage_used_bytes{s}")) > 0.0, "{text}");
-    assert!(must(&text, &format!("proxmox_lxcri_storage_available_bytes{s}")) > 0.0, "{text}");
+    assert!(
+        must(&text, &format!("proxmox_lxcri_storage_used_bytes{s}")) > 0.0,
+        "{text}"
+    );
+    assert!(
+        must(&text, &format!("proxmox_lxcri_storage_available_bytes{s}")) > 0.0,
+        "{text}"
+    );
     promtool_accepts(&text);
     for id in &ids {
         env.ok(&["delete", "--force", id]);

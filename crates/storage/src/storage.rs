@@ -130,7 +130,10 @@ impl Storage {
     /// Image cache lookups so far: (found cached, had to copy).
     pub fn image_cache_stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.cache_hits.load(Relaxed), self.cache_misses.load(Relaxed))
+        (
+            self.cache_hits.load(Relaxed),
+            self.cache_misses.load(Relaxed),
+        )
     }
 
     pub fn zfs(&self) -> &Zfs {

@@ -20,7 +20,8 @@ impl Client {
             "/access/permissions",
             &Params::new().opt("path", path),
         )?;
-        let bad = || Error::Decode("GET /access/permissions: not a map of paths to privileges".into());
+        let bad =
+            || Error::Decode("GET /access/permissions: not a map of paths to privileges".into());
         let mut out = Permissions::new();
         for (p, privs) in data.as_object().ok_or_else(bad)? {
             let mut m = BTreeMap::new();

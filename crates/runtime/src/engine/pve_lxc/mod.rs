@@ -141,7 +141,9 @@ pub fn client(rt: &Runtime) -> Result<&Client> {
     let mut c = connect(rt.config.pve()?)?;
     let sink = rt.api_log.clone();
     c.set_observer(std::sync::Arc::new(move |r| {
-        sink.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone())
+        sink.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r.clone())
     }));
     Ok(rt.pve_client.get_or_init(|| c))
 }
