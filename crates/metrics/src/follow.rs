@@ -237,6 +237,47 @@ mod tests {
         assert!(fol.rotations >= 3, "rotations {}", fol.rotations);
     }
 
+    /// Writers in parallel (each append opens the files anew, as separate
+    /// processes do), rotating every ~18 lines, while the follower polls:
+    /// every line is seen exactly once. (`keep` is large here because these
+    /// writers rotate far faster than real operations could: more than
+    /// `keep` rotations between two polls do lose the oldest file.)
+    #[test]
+    fn concurrent_writers_and_rotations_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.log");
+        let cfg = EventsConfig {
+            max_bytes: 2000,
+            keep: 90,
+        };
+        let mut fol = Follower::new(&log);
+        let mut seen = vec![];
+        fol.poll(&mut |l| seen.push(l.to_string()));
+        let (writers, each) = (4, 300);
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (log, cfg) = (log.clone(), cfg.clone());
+                std::thread::spawn(move || {
+                    for i in 0..each {
+                        append(&log, &cfg, &ev(w * each + i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        while !handles.iter().all(|h| h.is_finished()) {
+            fol.poll(&mut |l| seen.push(l.to_string()));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        fol.poll(&mut |l| seen.push(l.to_string()));
+        let mut got = ids(&seen);
+        got.sort();
+        assert_eq!(got, (0..writers * each).collect::<Vec<_>>());
+        assert!(fol.rotations > 10, "rotations {}", fol.rotations);
+    }
+
     /// The log is made and rotated away between two polls (one long line
     /// over max_bytes): its lines are still read, once.
     #[test]
