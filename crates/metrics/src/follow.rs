@@ -7,7 +7,7 @@
 //! any files rotated in between (found by walking `.N` back to the one it
 //! had open), and continues with the new `events.log` from its start.
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -21,12 +21,18 @@ const MAX_ROTATED: u32 = 100;
 type FileId = (u64, String);
 
 fn identify(path: &Path) -> Option<FileId> {
-    let f = File::open(path).ok()?;
+    identify_file(&File::open(path).ok()?)
+}
+
+/// The identity of an open file (read with pread: its offset is not moved).
+fn identify_file(f: &File) -> Option<FileId> {
+    use std::os::unix::fs::FileExt;
     let ino = f.metadata().ok()?.ino();
-    let mut first = String::new();
-    BufReader::new(f).read_line(&mut first).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    let end = buf[..n].iter().position(|b| *b == b'\n')?;
     // A file not yet holding a whole line has no identity yet.
-    first.ends_with('\n').then_some((ino, first))
+    Some((ino, String::from_utf8_lossy(&buf[..=end]).into_owned()))
 }
 
 pub struct Follower {
@@ -34,8 +40,7 @@ pub struct Follower {
     /// The file being read, with its identity once known.
     file: Option<(File, Option<FileId>)>,
     partial: Vec<u8>,
-    /// Files already read (or there before the start), among those that
-    /// still exist.
+    /// Files already read (or there before the start), oldest first.
     seen: Vec<FileId>,
     initialized: bool,
     /// Replay what exists at the start.
@@ -82,7 +87,8 @@ impl Follower {
                 }
                 if let Ok(mut f) = File::open(&self.path) {
                     let _ = f.seek(SeekFrom::End(0));
-                    self.file = Some((f, identify(&self.path)));
+                    let id = identify_file(&f);
+                    self.file = Some((f, id));
                 }
             }
         }
@@ -106,48 +112,74 @@ impl Follower {
                     let _ = f.seek(SeekFrom::Start(0));
                     self.partial.clear();
                 }
+                // A log can be born and rotated between our last walk and
+                // our opening its successor: then `.1` is one we never read.
+                if identify(&rotated(&self.path, 1)).is_some_and(|id| !self.seen.contains(&id)) {
+                    self.catch_up(on_line);
+                }
                 return;
             }
             // Rotated: the old file is complete now (see the module comment).
             self.drain(on_line);
             self.rotations += 1;
             if let Some((f, id)) = self.file.take() {
-                let id = id.or_else(|| identify_open(f));
+                let id = id.or_else(|| identify_file(&f));
                 self.seen.extend(id);
             }
             self.partial.clear();
         }
-        // Files rotated since: oldest first, each one not read before.
-        for n in (1..=MAX_ROTATED).rev() {
-            let p = rotated(&self.path, n);
-            let Some(id) = identify(&p) else { continue };
-            if self.seen.contains(&id) {
-                continue;
+        self.catch_up(on_line);
+        // The current log, from its start.
+        if let Ok(f) = File::open(&self.path) {
+            let id = identify_file(&f);
+            if id.as_ref().is_none_or(|i| !self.seen.contains(i)) {
+                self.file = Some((f, id));
+                self.drain(on_line);
             }
-            if let Ok(mut f) = File::open(&p) {
+        }
+        // Forget the oldest identities: no more than MAX_ROTATED files can
+        // exist. (Pruning by what exists now would race with a rotation
+        // renaming files during the check, and read a file twice.)
+        let excess = self.seen.len().saturating_sub(2 * MAX_ROTATED as usize + 2);
+        self.seen.drain(..excess);
+    }
+
+    /// Read the rotated files not read yet, oldest first.
+    fn catch_up(&mut self, on_line: &mut dyn FnMut(&str)) {
+        // Files rotated since: oldest first, each one not read before. A
+        // rotation during the walk shifts names under it, so walk again
+        // until a walk finds nothing new.
+        loop {
+            let mut found = false;
+            for n in (1..=MAX_ROTATED).rev() {
+                let Ok(mut f) = File::open(rotated(&self.path, n)) else {
+                    continue;
+                };
+                let Some(id) = identify_file(&f) else {
+                    continue;
+                };
+                // The file we hold may have just been rotated: its rest is
+                // read through our descriptor, not again from the start.
+                let held = self.file.as_ref().is_some_and(|(h, hid)| match hid {
+                    Some(hid) => *hid == id,
+                    None => h.metadata().map(|m| m.ino()).ok() == Some(id.0),
+                });
+                if held || self.seen.contains(&id) {
+                    continue;
+                }
                 let mut buf = String::new();
                 let _ = f.read_to_string(&mut buf);
                 buf.lines()
                     .filter(|l| !l.is_empty())
                     .for_each(&mut *on_line);
                 self.rotations += 1;
+                self.seen.push(id);
+                found = true;
             }
-            self.seen.push(id);
-        }
-        // The current log, from its start.
-        if let Ok(f) = File::open(&self.path) {
-            let id = identify(&self.path);
-            if id.as_ref().is_none_or(|i| !self.seen.contains(i)) {
-                self.file = Some((f, id));
-                self.drain(on_line);
+            if !found {
+                break;
             }
         }
-        // Forget files that are gone (their inodes may come back).
-        let existing: Vec<FileId> = (1..=MAX_ROTATED)
-            .filter_map(|n| identify(&rotated(&self.path, n)))
-            .chain(identify(&self.path))
-            .collect();
-        self.seen.retain(|id| existing.contains(id));
     }
 
     fn drain(&mut self, on_line: &mut dyn FnMut(&str)) {
@@ -169,14 +201,6 @@ impl Follower {
             }
         }
     }
-}
-
-fn identify_open(mut f: File) -> Option<FileId> {
-    let ino = f.metadata().ok()?.ino();
-    f.seek(SeekFrom::Start(0)).ok()?;
-    let mut first = String::new();
-    BufReader::new(f).read_line(&mut first).ok()?;
-    first.ends_with('\n').then_some((ino, first))
 }
 
 fn rotated(path: &Path, n: u32) -> PathBuf {
@@ -274,7 +298,16 @@ mod tests {
         fol.poll(&mut |l| seen.push(l.to_string()));
         let mut got = ids(&seen);
         got.sort();
-        assert_eq!(got, (0..writers * each).collect::<Vec<_>>());
+        let mut count = vec![0; writers * each];
+        for i in &got {
+            count[*i] += 1;
+        }
+        let lost: Vec<usize> = (0..count.len()).filter(|i| count[*i] == 0).collect();
+        let twice: Vec<usize> = (0..count.len()).filter(|i| count[*i] > 1).collect();
+        assert!(
+            lost.is_empty() && twice.is_empty(),
+            "lost {lost:?}, repeated {twice:?}"
+        );
         assert!(fol.rotations > 10, "rotations {}", fol.rotations);
     }
 
