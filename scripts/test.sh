@@ -11,7 +11,7 @@ cargo test --workspace --no-fail-fast "$@" || status=1
 # The lifecycle and containerd suites once more, on the pve-lxc engine: each
 # test gets its own pve-emulator (real HTTPS, a token, a pinned fingerprint).
 LXCRI_TEST_ENGINE=pve-lxc cargo test -p proxmox-lxcri --no-fail-fast \
-    --test lifecycle --test containerd "$@" || status=1
+    --test lifecycle --test containerd --test observability "$@" || status=1
 # The Debian package (debug build, so no second build): installed, run and
 # purged in a fresh Debian 12 root (debootstrap, cached between runs).
 scripts/test-package.sh --debug || status=1
