@@ -61,10 +61,23 @@ echo "== --version"
 v=$(in_root proxmox-lxcri --version)
 [ "$v" = "proxmox-lxcri $version" ] || fail "--version says '$v', want 'proxmox-lxcri $version'"
 echo "$v"
-for m in proxmox-lxcri.1.gz proxmox-lxcri-doctor.1.gz proxmox-lxcri-metrics.1.gz; do
+for m in proxmox-lxcri.1.gz proxmox-lxcri-doctor.1.gz proxmox-lxcri-metrics-serve.1.gz; do
     [ -s "$root/usr/share/man/man1/$m" ] || fail "man page $m missing"
 done
 grep -q proxmox-lxcri "$root/usr/share/bash-completion/completions/proxmox-lxcri" || fail "bash completion"
+
+echo "== systemd units (systemd-analyze verify on the host, ExecStart pointing into the root)"
+command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (Debian package systemd)"
+mkdir -p "$work/units"
+for u in proxmox-lxcri-metrics.service proxmox-lxcri-gc.service proxmox-lxcri-gc.timer; do
+    [ -f "$root/lib/systemd/system/$u" ] || fail "unit $u missing"
+    sed "s#/usr/bin/proxmox-lxcri#$root/usr/bin/proxmox-lxcri#" "$root/lib/systemd/system/$u" >"$work/units/$u"
+done
+# Enabled by nothing: no symlink in any .wants directory.
+[ -z "$(find "$root/etc/systemd" -name 'proxmox-lxcri*' 2>/dev/null)" ] || fail "a unit was enabled at install"
+(cd "$work/units" && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no ./*.service ./*.timer) >"$work/verify.log" 2>&1 \
+    || { cat "$work/verify.log"; fail "systemd-analyze verify"; }
+[ ! -s "$work/verify.log" ] || { cat "$work/verify.log"; fail "systemd-analyze verify complained"; }
 
 echo "== doctor --json"
 set +e

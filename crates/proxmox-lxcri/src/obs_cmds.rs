@@ -70,7 +70,7 @@ pub fn generate(c: GenerateCmd) -> Result<()> {
     match c {
         GenerateCmd::Man { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-            write_man(&dir, &cmd, "proxmox-lxcri")?;
+            write_man(&dir, &cmd, "proxmox-lxcri", "proxmox-lxcri")?;
         }
         GenerateCmd::Completions { dir } => {
             use clap_complete::Shell;
@@ -85,17 +85,29 @@ pub fn generate(c: GenerateCmd) -> Result<()> {
     Ok(())
 }
 
-/// One page per command, `proxmox-lxcri-<sub>.1` for subcommands, as git does.
-fn write_man(dir: &std::path::Path, cmd: &clap::Command, name: &str) -> Result<()> {
-    // clap takes &'static names without its "string" feature; this runs once.
-    let name: &'static str = Box::leak(name.to_string().into_boxed_str());
-    let cmd = cmd.clone().name(name);
+/// One page per command, `proxmox-lxcri-<sub>.1` for subcommands (as git
+/// does), whose synopsis shows how it is typed: `proxmox-lxcri <sub> ...`.
+fn write_man(
+    dir: &std::path::Path,
+    cmd: &clap::Command,
+    page: &str,
+    invocation: &str,
+) -> Result<()> {
+    let cmd = cmd
+        .clone()
+        .display_name(page.to_string())
+        .bin_name(invocation.to_string());
     let mut buf = vec![];
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    let path = dir.join(format!("{name}.1"));
+    let path = dir.join(format!("{page}.1"));
     std::fs::write(&path, buf).with_context(|| format!("{}", path.display()))?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        write_man(dir, sub, &format!("{name}-{}", sub.get_name()))?;
+        write_man(
+            dir,
+            sub,
+            &format!("{page}-{}", sub.get_name()),
+            &format!("{invocation} {}", sub.get_name()),
+        )?;
     }
     Ok(())
 }
