@@ -25,6 +25,8 @@ pub fn metrics(rt: Runtime, c: MetricsCmd) -> Result<i32> {
             let cache = proxmox_lxcri_doctor::Cached::new(Duration::from_secs(5));
             let health = Box::new(move || {
                 let r = cache.get(&health_rt);
+                // Its gc --dry-run may call the API; nothing logs those.
+                drop(health_rt.take_api_requests());
                 (
                     r.healthy,
                     serde_json::to_string(&r).unwrap_or_else(|_| "{}".into()),

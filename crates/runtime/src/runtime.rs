@@ -62,6 +62,14 @@ impl Runtime {
         }
     }
 
+    /// The API requests made since the last call (or the last logged
+    /// operation). A long-lived user of a Runtime that makes API calls
+    /// outside operations (the exporter's /healthz runs gc --dry-run) drains
+    /// them here, so they do not pile up.
+    pub fn take_api_requests(&self) -> Vec<pve_client::ApiRequest> {
+        std::mem::take(&mut *lock(&self.api_log))
+    }
+
     fn image_cache_stats(&self) -> (u64, u64) {
         self.storage
             .get()

@@ -141,9 +141,11 @@ pub fn client(rt: &Runtime) -> Result<&Client> {
     let mut c = connect(rt.config.pve()?)?;
     let sink = rt.api_log.clone();
     c.set_observer(std::sync::Arc::new(move |r| {
-        sink.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(r.clone())
+        let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+        // A safety net for long-lived runtimes that never drain it.
+        if log.len() < 10_000 {
+            log.push(r.clone())
+        }
     }));
     Ok(rt.pve_client.get_or_init(|| c))
 }
