@@ -3,8 +3,13 @@
 //! a full HTTP stack would be most of the binary's size for this.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+static BUSY: AtomicUsize = AtomicUsize::new(0);
 
 /// An answer: status, content type, body.
 pub struct Reply {
@@ -26,11 +31,24 @@ pub fn run(listener: TcpListener, handler: Handler) -> std::io::Result<()> {
                 continue;
             }
         };
+        // A few scrapers at a time; a flood of connections gets refused
+        // instead of a thread each.
+        if BUSY.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            BUSY.fetch_sub(1, Ordering::SeqCst);
+            let mut conn = conn;
+            // Take what already arrived, so closing does not reset the
+            // connection before the client reads the answer.
+            let _ = conn.set_nonblocking(true);
+            let _ = conn.read(&mut [0u8; 4096]);
+            let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            continue;
+        }
         let h = handler.clone();
         std::thread::spawn(move || {
             if let Err(e) = answer(conn, &h) {
                 tracing::debug!("metrics: connection: {e}");
             }
+            BUSY.fetch_sub(1, Ordering::SeqCst);
         });
     }
     Ok(())
@@ -88,4 +106,58 @@ fn answer(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
         w.write_all(&reply.body)?;
     }
     w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(port: u16, text: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn paths_methods_headers_and_a_connection_limit() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let handler: Handler = Arc::new(|path, accept| Reply {
+            status: if path == "/x" { 200 } else { 404 },
+            content_type: "text/plain",
+            body: format!("{path} {accept}").into_bytes(),
+        });
+        std::thread::spawn(move || run(l, handler));
+        let ok = request(
+            port,
+            "GET /x?y=1 HTTP/1.1\r\nHost: a\r\nAccept: text/foo\r\n\r\n",
+        );
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\n/x text/foo"), "{ok}");
+        assert!(request(port, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(request(port, "POST /x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        // Connections that send nothing hold their slot (until the read
+        // timeout); the next one beyond the limit is refused at once.
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut refused = String::new();
+        s.read_to_string(&mut refused).unwrap();
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        drop(idle);
+        // Slots come back once those connections end.
+        let t = std::time::Instant::now();
+        loop {
+            let r = request(port, "GET /x HTTP/1.1\r\n\r\n");
+            if r.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "{r}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
