@@ -4,7 +4,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
 
-pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 file util-linux procps zfs-fuse curl zstd xz-utils)
+pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables file util-linux procps zfs-fuse curl zstd xz-utils)
 # The metrics tests scrape with a real Prometheus and lint with promtool;
 # the package test makes a Debian root with debootstrap.
 pkgs+=(prometheus debootstrap)
@@ -29,3 +29,15 @@ command -v cargo >/dev/null || {
 for f in /etc/subuid /etc/subgid; do
     grep -qs '^root:100000:65536$' "$f" || echo 'root:100000:65536' >>"$f"
 done
+# proxmoxer, a widely used Python client of the Proxmox API, drives the
+# emulator in crates/pve-emulator/tests/python_client.rs.
+if ! python3 -c 'import proxmoxer' 2>/dev/null; then
+    echo "install-deps: installing proxmoxer (PyPI)"
+    python3 -m pip --version >/dev/null 2>&1 || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    }
+    python3 -m pip install -q proxmoxer==2.3.0 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages proxmoxer==2.3.0
+fi

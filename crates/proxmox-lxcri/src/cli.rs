@@ -166,6 +166,9 @@ pub enum Command {
     /// The image cache of [storage] (one dataset per rootfs content).
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Configured networks ([network.<name>]) and their address leases.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Remove what crashed commands left behind: interrupted creates (with
     /// their Proxmox CT, volume and VMID), storage volumes no container
     /// records, and Proxmox CTs of this root whose container has no state.
@@ -227,6 +230,24 @@ pub enum SnapshotCmd {
     Rollback { id: String, name: String },
     /// Destroy a snapshot.
     Delete { id: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// The configured networks: bridge, subnets, VLAN, leases in use.
+    List {
+        #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// The leases of one network (or of every network).
+    Leases {
+        #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        network: Option<String>,
+    },
+    /// Give back a container's lease on a network (a container that still
+    /// exists is refused: delete it instead).
+    Release { network: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
         Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
         Command::Metrics(c) => return crate::obs_cmds::metrics(rt, c),
+        Command::Network(c) => crate::network_cmds::network(&rt, c)?,
         Command::Spec { .. }
         | Command::Features
         | Command::Generate(_)

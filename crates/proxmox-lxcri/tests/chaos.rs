@@ -314,6 +314,18 @@ impl Chaos<'_> {
         let exchange = self.exchange_base.as_ref().map_or(0, |b| {
             std::fs::read_dir(b).map(|rd| rd.count()).unwrap_or(0)
         });
+        // Leases of this root (the ipam dir under it, on any network).
+        let leases: usize = std::fs::read_dir(self.env.root.join("ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .map(|e| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+                v["leases"].as_array().map_or(0, |a| a.len())
+            })
+            .sum();
         let (cts, volumes) = self
             .env
             .pve
@@ -329,6 +341,7 @@ impl Chaos<'_> {
             ("exchange dirs", exchange),
             ("CTs", cts),
             ("CT volumes", volumes),
+            ("leases", leases),
         ]
     }
 }
@@ -360,7 +373,12 @@ fn pve_env() -> Env {
         &cfg,
         "pve-lxc",
         "local",
-        &format!("[lxc]\nexchange_dir = \"{}\"\n", exchange.display()),
+        &format!(
+            "[lxc]\nexchange_dir = \"{}\"\n[network.chaos]\nbridge = \"{}\"\n\
+             subnet = \"10.253.0.0/16\"\ngateway = \"10.253.0.1\"\n",
+            exchange.display(),
+            env.emu().bridge().unwrap()
+        ),
     );
     env.config = Some(cfg);
     env
@@ -386,7 +404,10 @@ fn lxc_engine_leaves_nothing_after_sigkill_at_any_instant() {
 fn pve_lxc_leaves_nothing_after_sigkill_at_any_instant() {
     let env = pve_env();
     let exchange = env.tmp.path().join("exchange");
-    let bundle = env.bundle("b", &["sleep", "1000"], |_| {});
+    // On a configured network: every CT holds a lease, counted too.
+    let bundle = env.bundle("b", &["sleep", "1000"], |s| {
+        s["annotations"] = serde_json::json!({"io.proxmox-lxcri.network": "chaos"});
+    });
     testkit::make_traversable(&bundle);
     let chaos = Chaos {
         env: &env,

@@ -613,3 +613,252 @@ fn bind_mounts_are_mount_points_for_root_pam() {
         assert!(host.join("hello").exists(), "the host directory must stay");
     }
 }
+
+/// A CT start that LXC itself refuses: `create` fails with the start task's
+/// log lines (LXC's reasons), not only Proxmox's "startup for container
+/// 'N' failed", and leaves nothing behind.
+#[test]
+fn a_failed_start_task_shows_its_log_lines() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_pve();
+    let b = env.bundle("b", &["true"], |_| {});
+    // The CTs' root (host uid 100000) can no longer pass the volumes' dir,
+    // so LXC cannot reach the rootfs (the emulator checked it at start).
+    let images = env.emu().data_dir().join("storage/images");
+    let mode = std::fs::metadata(&images).unwrap().permissions().mode();
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = env.create("nostart", &b);
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert!(!o.status.success(), "create succeeded");
+    let log = env.log_of("nostart");
+    println!("create's error: {log}");
+    assert!(log.contains("startup for container"), "{log}");
+    let lines = log
+        .split_once("task log: ")
+        .map(|x| x.1)
+        .unwrap_or_else(|| panic!("no task log lines: {log}"));
+    assert!(lines.contains("Failed to"), "LXC's lines: {log}");
+    assert!(!lines.contains("TASK ERROR"), "{log}");
+    env.assert_gone("nostart");
+    assert_node_empty(&env);
+}
+
+/// A node keeps only its list of raw keys (the emulator drops the rest, as
+/// pve-container does): the runtime writes only those, carries the others
+/// itself, and every spec setting still shows inside the container. Without
+/// an AppArmor profile in the spec the CT keeps the node's generated one
+/// (this kernel has no AppArmor, so that is checked in the config, not
+/// enforced).
+#[test]
+fn every_spec_setting_shows_inside_with_only_the_keys_a_node_keeps() {
+    let env = Env::with_pve();
+    let script = "cat /proc/self/oom_score_adj; \
+        cat /proc/sys/net/ipv4/ip_forward; \
+        cat /proc/sys/kernel/msgmax; \
+        grep -E '^(NoNewPrivs|CapEff|Seccomp):' /proc/self/status | tr -d ' \t'; \
+        ulimit -n; ulimit -Hn; \
+        wc -c < /proc/cpuinfo; wc -c < /proc/version; \
+        (touch /t && echo touch-ok) 2>/dev/null || echo touch-failed; \
+        (mkdir /m && echo mkdir-ok) 2>/dev/null || echo mkdir-blocked; \
+        (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo sys-rw || echo sys-ro";
+    let b = env.bundle("b", &["sh", "-c", script], |s| {
+        s["process"]["oomScoreAdj"] = json!(123);
+        s["process"]["noNewPrivileges"] = json!(true);
+        s["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+        let caps = json!(["CAP_CHOWN", "CAP_KILL", "CAP_DAC_OVERRIDE"]);
+        s["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps
+        });
+        s["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "4321"});
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        });
+        s["linux"]["maskedPaths"] = json!(["/proc/cpuinfo"]);
+        s["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    });
+    env.must_create("c", &b);
+    let vmid = env.vmid("c");
+    let conf_file = env
+        .emu()
+        .data_dir()
+        .join(format!("nodes/pve/lxc/{vmid}.conf"));
+    let conf = std::fs::read_to_string(&conf_file).unwrap();
+    let raw: Vec<&str> = conf
+        .lines()
+        .filter(|l| l.starts_with("lxc."))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert!(raw.contains(&"lxc.init.cmd"), "{conf}");
+    for k in &raw {
+        assert!(
+            proxmox_lxcri_pve_raw_keys::kept(k),
+            "{k} would be dropped by a node:\n{conf}"
+        );
+    }
+    assert!(!conf.contains("unconfined"), "{conf}");
+    env.ok(&["start", "c"]);
+    env.wait_status("c", "stopped");
+    // /proc/cpuinfo masked (empty), /proc/version not (its length here).
+    let version = std::fs::read("/proc/version").unwrap().len();
+    assert_eq!(
+        env.stdout_of("c"),
+        format!(
+            "123\n1\n4321\nCapEff:0000000000000023\nNoNewPrivs:1\nSeccomp:2\n\
+             321\n654\n0\n{version}\ntouch-ok\nmkdir-blocked\nsys-ro\n"
+        ),
+        "stderr: {}",
+        env.stderr_of("c")
+    );
+    env.ok(&["delete", "c"]);
+    assert_node_empty(&env);
+}
+
+/// A create that must fail: its error (create logs to a file).
+fn create_fails(env: &Env, id: &str, bundle: &std::path::Path) -> String {
+    let o = env.create(id, bundle);
+    assert!(!o.status.success(), "create {id} should fail");
+    format!("{}{}", String::from_utf8_lossy(&o.stderr), env.log_of(id))
+}
+
+/// A configured network: each CT's net0 gets the network's bridge, an
+/// address leased from its range with the gateway, a pinned MAC, the MTU,
+/// Proxmox's firewall for port security and the network's DNS. Leases are
+/// unique, released by delete and by a failed create, refused clearly when
+/// the range is exhausted (leaving nothing), and reclaimed by gc once their
+/// container is gone.
+#[test]
+fn containers_on_a_configured_network_get_leased_addresses() {
+    let mut env = Env::with_pve();
+    let cfg = env.tmp.path().join("net.toml");
+    env.emu().write_config_with(
+        &cfg,
+        "pve-lxc",
+        "local",
+        &format!(
+            "[network.blue]\nbridge = \"{}\"\nsubnet = \"10.252.0.0/24\"\n\
+             gateway = \"10.252.0.1\"\nrange = \"10.252.0.10-10.252.0.11\"\nmtu = 1400\n\
+             dns = [\"10.252.0.1\"]\nsearch = [\"blue.test\"]\n",
+            env.emu().bridge().unwrap()
+        ),
+    );
+    env.config = Some(cfg);
+    let on_blue = |env: &Env, name: &str, extra: &[(&str, &str)]| {
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.bundle(name, &["sleep", "1000"], move |s| {
+            let mut a = json!({"io.proxmox-lxcri.network": "blue"});
+            for (k, v) in extra {
+                a[k] = json!(v);
+            }
+            s["annotations"] = a;
+        })
+    };
+    let leases = |env: &Env| -> Vec<Value> {
+        serde_json::from_str(&env.ok(&["network", "leases", "-f", "json", "blue"])).unwrap()
+    };
+
+    let b1 = on_blue(&env, "b1", &[]);
+    env.must_create("c1", &b1);
+    let conf = config_of(&env, env.vmid("c1"));
+    let net0 = conf["net0"].as_str().unwrap();
+    for part in [
+        format!("bridge={}", env.emu().bridge().unwrap()),
+        "ip=10.252.0.10/24".into(),
+        "gw=10.252.0.1".into(),
+        "mtu=1400".into(),
+        "firewall=1".into(),
+        "hwaddr=02:".into(),
+    ] {
+        assert!(net0.contains(&part), "{part} in {net0}");
+    }
+    assert_eq!(conf["nameserver"], "10.252.0.1", "{conf}");
+    assert_eq!(conf["searchdomain"], "blue.test", "{conf}");
+    let l = leases(&env);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0]["owner"]["id"], "c1");
+    assert!(
+        net0.to_ascii_lowercase()
+            .contains(l[0]["mac"].as_str().unwrap()),
+        "{net0} {l:?}"
+    );
+
+    let b2 = on_blue(&env, "b2", &[]);
+    env.must_create("c2", &b2);
+    assert!(config_of(&env, env.vmid("c2"))["net0"]
+        .as_str()
+        .unwrap()
+        .contains("ip=10.252.0.11/24"));
+    // Exhausted: a clear error, nothing made.
+    let b3 = on_blue(&env, "b3", &[]);
+    let err = create_fails(&env, "c3", &b3);
+    assert!(err.contains("no free address"), "{err}");
+    env.assert_gone("c3");
+    assert_eq!(env.emu().ct_ids().len(), 2);
+    assert_eq!(leases(&env).len(), 2);
+    // A fixed address inside the subnet, outside the range, is fine; a
+    // taken one is refused.
+    let b4 = on_blue(&env, "b4", &[("io.proxmox-lxcri.net.ip", "10.252.0.50")]);
+    env.must_create("c4", &b4);
+    assert!(config_of(&env, env.vmid("c4"))["net0"]
+        .as_str()
+        .unwrap()
+        .contains("ip=10.252.0.50/24"));
+    let b5 = on_blue(&env, "b5", &[("io.proxmox-lxcri.net.ip", "10.252.0.50")]);
+    let err = create_fails(&env, "c5", &b5);
+    assert!(err.contains("leased to another container"), "{err}");
+    env.assert_gone("c5");
+    // Unknown network and a conflicting annotation: refused up front.
+    let bad = env.bundle("bad", &["true"], |s| {
+        s["annotations"] = json!({"io.proxmox-lxcri.network": "red"});
+    });
+    let err = create_fails(&env, "c6", &bad);
+    assert!(
+        err.contains("red") && err.contains("is not configured"),
+        "{err}"
+    );
+    let b7 = on_blue(&env, "b7", &[("io.proxmox-lxcri.net.bridge", "vmbr9")]);
+    let err = create_fails(&env, "c7", &b7);
+    assert!(err.contains("set by network"), "{err}");
+    assert_eq!(env.emu().ct_ids().len(), 3);
+
+    // delete releases: the next container gets the address back.
+    env.ok(&["delete", "--force", "c1"]);
+    assert_eq!(leases(&env).len(), 2);
+    env.must_create("c3", &b3);
+    assert!(config_of(&env, env.vmid("c3"))["net0"]
+        .as_str()
+        .unwrap()
+        .contains("ip=10.252.0.10/24"));
+    // A failed create (the API refuses the CT) releases its lease.
+    env.ok(&["delete", "--force", "c3"]);
+    add_fault(
+        &env,
+        json!({"method": "POST", "path": "^/nodes/[^/]+/lxc$", "action": "error",
+               "status": 500, "message": "boom", "count": 1}),
+    );
+    create_fails(&env, "c8", &b3);
+    clear_faults(&env);
+    env.assert_gone("c8");
+    assert_eq!(leases(&env).len(), 2);
+    // A container whose state vanished (a crash, a wiped root): gc frees
+    // its lease with its CT.
+    std::fs::remove_dir_all(env.root.join("containers/c2")).unwrap();
+    let out = env.ok(&["gc", "--dry-run"]);
+    assert!(out.contains("lease blue/c2"), "{out}");
+    env.ok(&["gc"]);
+    let l = leases(&env);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0]["owner"]["id"], "c4");
+    let out = env.ok(&["network", "list", "-f", "json"]);
+    let nets: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(nets[0]["name"], "blue");
+    assert_eq!(nets[0]["leases"], 1);
+    let err = env.fails(&["network", "release", "blue", "c4"]);
+    assert!(err.contains("exists"), "{err}");
+    env.ok(&["delete", "--force", "c4"]);
+    assert!(leases(&env).is_empty());
+    assert_node_empty(&env);
+}

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use pve_emulator::{api, auth, faults, http, runner, schema, server, storage, store, tasks, tls};
+use pve_emulator::{
+    api, auth, faults, http, preflight, rrd, runner, sampler, schema, server, storage, store,
+    tasks, tls,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,6 +60,10 @@ struct Cli {
     /// A fault rule as JSON (repeatable), as for POST /_emulator/faults.
     #[arg(long = "fault")]
     faults: Vec<String>,
+    /// How often the node, storages and guests are sampled for rrddata
+    /// (pvestatd: every 10 s).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    stats_interval_ms: u64,
     /// Print the emulator's parameter table as JSON and exit.
     #[arg(long)]
     dump_schema: bool,
@@ -125,6 +132,16 @@ fn run() -> Result<()> {
         .map(|f| serde_json::from_str(f).with_context(|| format!("--fault '{f}'")))
         .collect::<Result<_>>()?;
 
+    let runner = runner::Runner::new(dir.join("run/lxc"))?;
+    // Before serving: a directory unprivileged CTs cannot reach would
+    // fail every CT start later, with nothing saying why.
+    let volume_dirs: Vec<_> = storages
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), s.volume_dir()?)))
+        .collect();
+    preflight::check_all(&runner.lxcpath, &volume_dirs)?;
+    let stats_interval = std::time::Duration::from_millis(cli.stats_interval_ms);
+
     let cert = tls::load_or_create(&dir, &nodes)?;
     std::fs::write(dir.join("fingerprint"), format!("{}\n", cert.fingerprint))?;
     let mut out = std::io::stdout();
@@ -137,13 +154,15 @@ fn run() -> Result<()> {
         auth: auth::Auth::new(&dir, root_password, tokens)?,
         store: store::Store::new(&dir, nodes)?,
         tasks: Arc::new(tasks::Tasks::new(dir.join("tasks"))?),
-        runner: runner::Runner::new(dir.join("run/lxc"))?,
+        runner,
         faults: faults::Faults::default(),
         storages,
         auth_fail_delay_ms: cli.auth_fail_delay_ms,
         next_id_lower: cli.next_id_lower,
         fingerprint: cert.fingerprint.clone(),
+        rrd: rrd::Rrd::default(),
     });
+    sampler::spawn(app.clone(), stats_interval);
     app.faults
         .add(fault_rules)
         .map_err(|e| anyhow::anyhow!("--fault: {e}"))?;

@@ -92,12 +92,12 @@ impl Runner {
                 line(&mut o, "lxc.include", "/usr/share/lxc/config/userns.conf")?;
             }
         }
-        if Path::new("/sys/kernel/security/apparmor").exists() {
-            line(&mut o, "lxc.apparmor.profile", "generated")?;
-            line(&mut o, "lxc.apparmor.raw", "allow mqueue,")?;
-        } else {
-            line(&mut o, "lxc.apparmor.profile", "unconfined")?;
-        }
+        // Every CT runs under the profile LXC generates (pve-container's
+        // lines); on a kernel without AppArmor LXC's nop LSM ignores them.
+        line(&mut o, "lxc.apparmor.profile", "generated")?;
+        line(&mut o, "lxc.apparmor.raw", "deny mount -> /proc/,")?;
+        line(&mut o, "lxc.apparmor.raw", "deny mount -> /sys/,")?;
+        line(&mut o, "lxc.apparmor.raw", "allow mqueue,")?;
         if unpriv {
             line(&mut o, "lxc.mount.auto", "sys:mixed")?;
             if !conf.lxc.iter().any(|(k, _)| k == "lxc.idmap") {
@@ -181,8 +181,10 @@ impl Runner {
                 line(&mut o, self.env_key, e)?;
             }
         }
-        // Raw lines last, so they override what was generated.
-        for (k, v) in &conf.lxc {
+        // Raw lines last, so they override what was generated: only those
+        // a node keeps (the rest are dropped with pve-container's warning).
+        let (raw, _warnings) = proxmox_lxcri_pve_raw_keys::parse(vmid, &conf.lxc);
+        for (k, v) in &raw {
             line(&mut o, k, v)?;
         }
         Ok(o)
@@ -258,6 +260,12 @@ impl Runner {
 
     fn ctdir(&self, vmid: u32) -> PathBuf {
         self.lxcpath.join(vmid.to_string())
+    }
+
+    /// The warnings pve-container prints for raw keys it drops or renames
+    /// when it loads the config of CT `vmid` (before a start).
+    pub fn config_warnings(vmid: u32, conf: &Section) -> Vec<String> {
+        proxmox_lxcri_pve_raw_keys::parse(vmid, &conf.lxc).1
     }
 
     pub fn start(&self, vmid: u32, conf: &Section, rootfs: &Path) -> Result<()> {
@@ -430,7 +438,7 @@ impl Runner {
 }
 
 /// A live process's cgroup directory for a v1 controller (or the unified one).
-fn cgroup_dir(pid: u32, controller: &str) -> Option<PathBuf> {
+pub fn cgroup_dir(pid: u32, controller: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     for l in text.lines() {
         let mut f = l.splitn(3, ':');

@@ -173,6 +173,46 @@ fn build() -> Vec<Endpoint> {
     ep("GET", "/cluster/resources", vec![
         enm("type", &["vm", "storage", "node", "sdn"]).opt(),
     ]),
+    ep("GET", "/cluster/status", vec![
+    ]),
+    ep("GET", "/nodes/{node}/version", vec![
+        string("node").fmt("pve-node").req(),
+    ]),
+    ep("GET", "/nodes/{node}/rrddata", vec![
+        enm("cf", &["AVERAGE", "MAX"]).opt(),
+        string("node").fmt("pve-node").req(),
+        enm("timeframe", &["hour", "day", "week", "month", "year", "decade"]).req(),
+    ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/pending", vec![
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/rrddata", vec![
+        enm("cf", &["AVERAGE", "MAX"]).opt(),
+        string("node").fmt("pve-node").req(),
+        enm("timeframe", &["hour", "day", "week", "month", "year"]).req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/qemu/{vmid}/pending", vec![
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/qemu/{vmid}/rrddata", vec![
+        enm("cf", &["AVERAGE", "MAX"]).opt(),
+        string("node").fmt("pve-node").req(),
+        enm("timeframe", &["hour", "day", "week", "month", "year"]).req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/storage/{storage}/status", vec![
+        string("node").fmt("pve-node").req(),
+        string("storage").fmt("pve-storage-id").req(),
+    ]),
+    ep("GET", "/nodes/{node}/storage/{storage}/rrddata", vec![
+        enm("cf", &["AVERAGE", "MAX"]).opt(),
+        string("node").fmt("pve-node").req(),
+        string("storage").fmt("pve-storage-id").req(),
+        enm("timeframe", &["hour", "day", "week", "month", "year"]).req(),
+    ]),
     ep("GET", "/cluster/nextid", vec![
         int("vmid", Some(100), Some(999999999)).opt(),
     ]),
@@ -871,6 +911,14 @@ fn check_format(ep: &Endpoint, f: &str, v: &str) -> Result<(), String> {
             .is_match(v) =>
         {
             Err("value does not match the regex pattern".into())
+        }
+        "pve-task-status-type-list" => {
+            for t in v.split([',', ';', ' ']).filter(|s| !s.is_empty()) {
+                if !["ok", "error", "warning", "unknown"].contains(&t) {
+                    return bad(&format!("value '{t}' does not have a value in the enumeration 'ok, error, warning, unknown'"));
+                }
+            }
+            Ok(())
         }
         f if f.starts_with("lxc-") || f.starts_with("qm-") => {
             propstr::check(ep.path, f, v).map_err(|e| format!("invalid format - {e}"))

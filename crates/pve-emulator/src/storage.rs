@@ -175,6 +175,19 @@ impl Storage {
         Ok(())
     }
 
+    /// Where rootfs volumes live on the host: `images/` of a directory
+    /// storage, the dataset's mountpoint on ZFS (None when not mounted).
+    pub fn volume_dir(&self) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Dir(p) => Some(p.join("images")),
+            Backend::Zfs(ds) => {
+                let mp = run("zfs", &["get", "-H", "-o", "value", "mountpoint", ds]).ok()?;
+                let mp = PathBuf::from(mp.trim());
+                mp.is_absolute().then_some(mp)
+            }
+        }
+    }
+
     pub fn template_dir(&self) -> Option<PathBuf> {
         match &self.backend {
             Backend::Dir(p) => Some(p.join("template/cache")),
@@ -431,7 +444,9 @@ impl Storage {
                 }
             }
         }
-        if content.is_none_or(|c| c == "rootdir" || c == "images") {
+        // Subvolumes are `rootdir` content; `images` are VM disks, which the
+        // emulator never allocates.
+        if content.is_none_or(|c| c == "rootdir") {
             let names: Vec<String> = match &self.backend {
                 Backend::Dir(p) => std::fs::read_dir(p.join("images"))
                     .into_iter()

@@ -258,9 +258,11 @@ impl Tasks {
         Some((page, total))
     }
 
-    /// The tasks of a node (newest first) for GET /nodes/{node}/tasks.
-    pub fn list(&self, node: &str) -> Vec<Value> {
-        let mut out: Vec<Value> = std::fs::read_dir(&self.dir)
+    /// The tasks of a node, newest first, filtered as GET /nodes/{node}/tasks
+    /// filters them; returns the page `start..start+limit` and how many
+    /// matched (the answer's `total`).
+    pub fn list(&self, node: &str, f: &ListFilter) -> (Vec<Value>, usize) {
+        let mut all: Vec<Value> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -272,14 +274,101 @@ impl Tasks {
                     return None;
                 }
                 let mut s = self.status(&upid)?;
-                if s["status"] == "stopped" {
-                    s["status"] = s["exitstatus"].clone();
+                // The list shows a finished task's exit status as its
+                // status, and no status while it runs.
+                match s["status"].as_str() {
+                    Some("stopped") => s["status"] = s["exitstatus"].clone(),
+                    _ => {
+                        s.as_object_mut()?.remove("status");
+                    }
                 }
-                Some(s)
+                s.as_object_mut()?.remove("exitstatus");
+                f.admits(&u, &s).then_some(s)
             })
             .collect();
-        out.sort_by_key(|v| std::cmp::Reverse(v["starttime"].as_i64().unwrap_or(0)));
-        out
+        // Newest first; the UPID breaks ties (one second, several tasks).
+        all.sort_by_key(|v| {
+            std::cmp::Reverse((
+                v["starttime"].as_i64().unwrap_or(0),
+                v["upid"].as_str().unwrap_or("").to_string(),
+            ))
+        });
+        let total = all.len();
+        let page = all.into_iter().skip(f.start).take(f.limit).collect();
+        (page, total)
+    }
+}
+
+/// The filters of GET /nodes/{node}/tasks (pve-manager's node_tasks).
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub start: usize,
+    pub limit: usize,
+    /// `archive` (finished, the default), `active` (running) or `all`.
+    pub source: String,
+    /// Exact task type (`vzstart`).
+    pub typefilter: Option<String>,
+    /// Case-insensitive part of the user (`root@pam`, `root@pam!tok`).
+    pub userfilter: Option<String>,
+    /// The task's id (a VMID for guest tasks).
+    pub vmid: Option<u32>,
+    /// Only tasks that did not end OK.
+    pub errors: bool,
+    /// Started at or after / at or before these epochs.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// `ok`, `warning`, `error`, `unknown` (comma-separated in the request).
+    pub statusfilter: Option<Vec<String>>,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        Self {
+            start: 0,
+            limit: 50,
+            source: "archive".into(),
+            typefilter: None,
+            userfilter: None,
+            vmid: None,
+            errors: false,
+            since: None,
+            until: None,
+            statusfilter: None,
+        }
+    }
+}
+
+impl ListFilter {
+    /// `s` is the task as listed (`status` absent while it runs).
+    fn admits(&self, u: &Upid, s: &Value) -> bool {
+        let status = s["status"].as_str();
+        let running = status.is_none();
+        let by_source = match self.source.as_str() {
+            "active" => running,
+            "all" => true,
+            _ => !running,
+        };
+        let class = match status {
+            None => "running",
+            Some("OK") => "ok",
+            Some(x) if x.starts_with("WARNINGS") => "warning",
+            Some("unexpected status") => "unknown",
+            Some(_) => "error",
+        };
+        by_source
+            && self.typefilter.as_ref().is_none_or(|t| *t == u.kind)
+            && self
+                .userfilter
+                .as_ref()
+                .is_none_or(|f| u.user.to_lowercase().contains(&f.to_lowercase()))
+            && self.vmid.is_none_or(|v| u.id == v.to_string())
+            && !(self.errors && class == "ok")
+            && self.since.is_none_or(|t| u.starttime >= t)
+            && self.until.is_none_or(|t| u.starttime <= t)
+            && self
+                .statusfilter
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|c| c == class))
     }
 }
 

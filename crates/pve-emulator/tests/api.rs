@@ -658,3 +658,118 @@ fn secrets_from_files() {
     );
     assert_eq!(c, 200);
 }
+
+/// Runs the emulator that should refuse to start; returns its stderr. It
+/// is killed after 20 s if it serves instead (then the test fails).
+fn refused(data: &std::path::Path, extra: &[String]) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_pve-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "it should refuse to start: {err}"
+    );
+    err
+}
+
+/// A data dir or storage under a directory the CTs' root (host uid
+/// 100000) cannot pass: refused at start, naming the directory and the fix.
+#[test]
+fn refuses_dirs_unprivileged_cts_cannot_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    testkit::require_root("the preflight test (data dirs as root)");
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let top = tempfile::tempdir_in("/tmp").unwrap();
+    chmod(top.path(), 0o700);
+    let data = top.path().join("data");
+    let err = refused(&data, &[]);
+    assert!(
+        err.contains(&format!("chmod o+x {}", top.path().display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("uid 100000") && err.contains("mode 0700"),
+        "{err}"
+    );
+
+    chmod(top.path(), 0o711);
+    let locked = top.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    chmod(&locked, 0o750);
+    let storage = format!("st=dir:{}", locked.join("store").display());
+    let err = refused(&data, &["--storage".into(), storage.clone()]);
+    assert!(err.contains("storage 'st'"), "{err}");
+    assert!(
+        err.contains(&format!("chmod o+x {}", locked.display())),
+        "{err}"
+    );
+
+    // Fixed as told: it starts.
+    chmod(&locked, 0o751);
+    let emu = builder(&data).args(&["--storage", &storage]).start();
+    assert_eq!(
+        emu.get("/nodes/pve/storage/st/status")["data"]["type"],
+        "dir"
+    );
+}
+
+/// With several `--node`s the emulator is a quorate cluster of them: a
+/// cluster entry, then each node with its id, the first answering.
+#[test]
+fn cluster_status_of_several_nodes() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = builder(d.path())
+        .node("alpha")
+        .args(&["--node", "beta"])
+        .start();
+    let st = emu.get("/cluster/status")["data"].clone();
+    let rows = st.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{st}");
+    assert_eq!(rows[0]["type"], "cluster");
+    assert_eq!(
+        (rows[0]["nodes"].as_u64(), rows[0]["quorate"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let nodes: Vec<(&str, u64, u64)> = rows[1..]
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["nodeid"].as_u64().unwrap(),
+                r["local"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes, [("alpha", 1, 1), ("beta", 2, 0)]);
+    // Each node answers its own version and rrddata.
+    for n in ["alpha", "beta"] {
+        assert_eq!(
+            emu.get(&format!("/nodes/{n}/version"))["data"]["release"],
+            "9.1"
+        );
+        let r = emu.request(
+            "GET",
+            &format!("/nodes/{n}/rrddata"),
+            &[("timeframe", "decade")],
+            None,
+        );
+        assert_eq!(r["data"].as_array().map(Vec::len), Some(70), "{r}");
+    }
+    let bad = emu.get("/nodes/gamma/version");
+    assert!(
+        bad["errors"]["node"]
+            .as_str()
+            .unwrap()
+            .contains("no such cluster node"),
+        "{bad}"
+    );
+}

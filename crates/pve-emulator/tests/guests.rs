@@ -593,3 +593,74 @@ fn vlan_tag_on_host_veth() {
         &["-d", "force=1"],
     );
 }
+
+/// Raw keys as a node treats them (pve-container's list): kept ones reach
+/// LXC, old spellings are renamed with a warning, `lxc.rootfs.*` is refused
+/// and every other key is dropped with a warning in the start task's log.
+#[test]
+fn raw_keys_a_node_drops_never_reach_lxc() {
+    let d = tempfile::tempdir().unwrap();
+    let ost = install_template(d.path(), &oci_archive(d.path()));
+    let emu = start(d.path(), &[]);
+    let (id, status, log) = create_from(&emu, &ost);
+    assert_eq!(status, "OK", "{log}");
+    let conf = d.path().join(format!("nodes/pve/lxc/{id}.conf"));
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(
+        "lxc.proc.oom_score_adj: 77\n\
+         lxc.sysctl.net.ipv4.ip_forward: 1\n\
+         lxc.prlimit.nofile: 111:222\n\
+         lxc.rootfs.path: /tmp\n\
+         lxc.utsname: renamed\n",
+    );
+    std::fs::write(&conf, text).unwrap();
+    let (_, v) = emu.call("POST", &format!("/nodes/pve/lxc/{id}/status/start"), &[]);
+    let upid = v["data"].as_str().expect("a UPID").to_string();
+    let st = emu.wait_task(&upid);
+    let log = emu.task_log(&upid).to_string();
+    assert_eq!(st["exitstatus"], "OK", "{log}");
+    for w in [
+        format!("vm {id} - unable to parse config: lxc.proc.oom_score_adj: 77"),
+        format!("vm {id} - unable to parse config: lxc.sysctl.net.ipv4.ip_forward: 1"),
+        "lxc.rootfs.path is not supported".to_string(),
+        format!("vm {id} - deprecated lxc.conf key lxc.utsname, renamed to lxc.uts.name"),
+    ] {
+        assert!(log.contains(&w), "{w:?} not in {log}");
+    }
+    assert!(!log.contains("prlimit"), "{log}");
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/lxc/{id}/status/current"), &[]);
+    let pid = v["data"]["pid"].as_u64().expect("running").to_string();
+    // Dropped: LXC never saw them.
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    let in_ns = |ns: &str, file: &str| {
+        sh(
+            "nsenter",
+            &["-t", &pid, ns, "--", "cat", &format!("/proc/sys/{file}")],
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(in_ns("-n", "net/ipv4/ip_forward"), "0");
+    // Kept and renamed: applied.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 111 ") && l.contains(" 222 ")),
+        "{limits}"
+    );
+    assert_eq!(
+        sh("nsenter", &["-t", &pid, "-u", "--", "hostname"]).trim(),
+        "renamed"
+    );
+    emu.task_ok(
+        "DELETE",
+        &format!("/nodes/pve/lxc/{id}"),
+        &["-d", "force=1"],
+    );
+}

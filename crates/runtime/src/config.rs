@@ -59,6 +59,17 @@ pub struct Config {
     /// `[events]`: rotation of `<root>/runtime/events.log`.
     #[serde(default)]
     pub events: crate::events::EventsConfig,
+    /// `[network.<name>]`: networks containers are attached to, with
+    /// addresses from the runtime's IPAM.
+    #[serde(default)]
+    pub network: std::collections::BTreeMap<String, proxmox_lxcri_network::Network>,
+    /// The network of a container without `io.proxmox-lxcri.network`.
+    #[serde(default)]
+    pub default_network: Option<String>,
+    /// Where leases are kept (default `<root>/ipam`); a directory shared by
+    /// the runtimes of one address space.
+    #[serde(default)]
+    pub ipam_dir: Option<PathBuf>,
 }
 
 /// `[pve]`: where the Proxmox API is and how the CTs are made. The runtime
@@ -206,6 +217,9 @@ impl Default for Config {
             pve: None,
             storage: None,
             events: Default::default(),
+            network: Default::default(),
+            default_network: None,
+            ipam_dir: None,
         }
     }
 }
@@ -264,6 +278,20 @@ impl Config {
         }
         if let Some(st) = &cfg.storage {
             st.validate().map_err(|e| format!("[storage]: {e}"))?;
+        }
+        proxmox_lxcri_network::validate_all(&cfg.network).map_err(|e| e.to_string())?;
+        // Never a silent no-op for what would isolate or share addresses.
+        for (name, n) in &cfg.network {
+            if n.sdn_vnet.is_some() {
+                return Err(format!(
+                    "network {name:?}: sdn_vnet (Proxmox SDN IPAM) is not implemented yet; remove it"
+                ));
+            }
+        }
+        if let Some(d) = &cfg.default_network {
+            if !cfg.network.contains_key(d) {
+                return Err(format!("default_network {d:?}: no [network.{d}] section"));
+            }
         }
         Ok(cfg)
     }
@@ -359,5 +387,26 @@ backend = "pve-lxc"
         let e = Config::parse("[storage]\nkind = \"zfs\"\n").unwrap_err();
         assert!(e.contains("[storage]") && e.contains("zfs_parent"), "{e}");
         assert!(Config::parse("[storage]\nquota = \"1G\"\n").is_err());
+    }
+
+    #[test]
+    fn networks_are_checked_at_load() {
+        let net = "[network.blue]\nbridge = \"vmbr1\"\nsubnet = \"10.88.0.0/24\"\n";
+        let cfg = Config::parse(&format!("default_network = \"blue\"\n{net}")).unwrap();
+        assert_eq!(cfg.network["blue"].bridge, "vmbr1");
+        for (text, want) in [
+            (
+                format!("default_network = \"red\"\n{net}"),
+                "no [network.red]",
+            ),
+            (format!("{net}sdn_vnet = \"v1\"\n"), "sdn_vnet"),
+            (
+                format!("{net}[network.green]\nbridge = \"vmbr2\"\nsubnet = \"10.88.0.0/16\"\n"),
+                "overlap",
+            ),
+        ] {
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 }

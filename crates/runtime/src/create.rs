@@ -436,6 +436,7 @@ impl Drop for Creation<'_> {
             );
             return;
         }
+        crate::network::release_all(cx.rt, &cx.state.id);
         exchange::remove_exchange(&self.dir);
         if let Err(e) = cx.rt.store.remove(&cx.state.id) {
             tracing::error!("removing what create made: {e}; run `proxmox-lxcri gc` later");

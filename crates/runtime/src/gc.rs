@@ -128,6 +128,9 @@ impl Runtime {
         let mut sources: Vec<Box<dyn LeftoverSource>> =
             vec![Box::new(CrashedCreates), Box::new(LeftoverDirs)];
         sources.extend(crate::engine::leftover_sources());
+        // Last: the creates removed above free their leases.
+        sources.push(Box::new(crate::network::OrphanLeases));
+        sources.push(Box::new(crate::network::OrphanRules));
         sources
     }
 

@@ -11,6 +11,7 @@
 //! exchange.rs  files, FIFOs and monitor rules shared with the init
 //! flags.rs     runc's exec/update flags as changes to the spec
 //! state.rs     state.json, the store, locks      gc.rs  leftovers
+//! network.rs   [network.*] chosen per container, leases held and freed
 //! snapshots.rs [storage] and the snapshot/image commands
 //! ```
 //!
@@ -25,6 +26,7 @@ pub mod flags;
 pub mod gc;
 pub mod hooks;
 pub mod id;
+pub mod network;
 pub mod proc;
 pub mod running;
 pub mod runtime;

@@ -251,6 +251,7 @@ impl Runtime {
                 // runc: deleting what is not there is fine with --force
                 // (containerd's shim always calls delete --force).
                 Err(Error::NotFound(_)) if force => {
+                    crate::network::release_all(self, id);
                     exchange::remove_exchange(&self.store.dir(id));
                     let _ = self.store.remove(id);
                     return Ok(());
@@ -301,6 +302,7 @@ impl Runtime {
             // What the engine made first: if it cannot go, the state stays
             // for a retry.
             engine.destroy(self, &st)?;
+            crate::network::release_all(self, id);
             exchange::remove_exchange(&self.store.dir(id));
             self.store.remove(id)?;
             drop(lock);

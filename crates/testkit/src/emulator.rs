@@ -178,6 +178,9 @@ impl EmulatorBuilder {
                 (Some(t), p)
             }
         };
+        // The emulator refuses a data dir its unprivileged CTs' root
+        // (host uid 100000) cannot traverse; a temporary dir is 0700.
+        crate::make_traversable(&data_dir);
         let mut argv: Vec<OsString> = vec![
             self.bin.clone().unwrap_or_else(emulator_bin).into(),
             "--listen".into(),

@@ -18,6 +18,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_proxmox-lxcri");
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "id", "true", "false", "mkdir", "touch", "grep", "head",
     "stat", "hostname", "env", "pwd", "test", "wc", "kill", "ps", "dd", "rm", "umask", "sync",
+    "ping", "ip",
 ];
 
 /// The rootfs of [`Env::bundle`]: busybox with [`APPLETS`], root and nobody.

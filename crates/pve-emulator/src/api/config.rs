@@ -175,3 +175,23 @@ pub(super) fn put(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
     app.store.write(&p["node"], kind, id, &conf)?;
     ok(Value::Null)
 }
+
+/// GET .../pending: every config key with its current value, the config's
+/// `digest` among them, raw `lxc.*` lines not (as pve-container answers).
+/// The emulator applies a PUT at once (as Proxmox does for a stopped
+/// guest), so nothing is ever pending.
+pub(super) fn pending(app: &App, p: &P, kind: Kind) -> R {
+    let (conf, digest) = read(app, p, kind)?;
+    let mut rows: Vec<Value> = conf
+        .main
+        .keys
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    if let Some(d) = &conf.main.description {
+        rows.push(json!({"key": "description", "value": d}));
+    }
+    rows.push(json!({"key": "digest", "value": digest}));
+    rows.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+    ok(json!(rows))
+}

@@ -26,6 +26,7 @@ mod config;
 mod lxc;
 mod nodes;
 mod qemu;
+mod rrddata;
 mod storage;
 mod tasks;
 
@@ -42,6 +43,8 @@ pub struct App {
     pub fingerprint: String,
     /// Lowest VMID nextid returns.
     pub next_id_lower: u32,
+    /// Statistics history, fed by `sampler`.
+    pub rrd: crate::rrd::Rrd,
 }
 
 pub struct Ctx {
@@ -74,6 +77,9 @@ static ROUTES: &[(&str, &str, Handler)] = &[
     ("GET", "/version", |_, _, _| nodes::version()),
     ("GET", "/nodes", |a, _, _| ok(nodes::list(a))),
     ("GET", "/nodes/{node}/status", |_, _, _| ok(nodes::status())),
+    ("GET", "/nodes/{node}/version", |_, _, _| nodes::version()),
+    ("GET", "/nodes/{node}/rrddata", |a, _, p| rrddata::node(a, p)),
+    ("GET", "/cluster/status", |a, _, _| ok(cluster::status(a))),
     ("GET", "/cluster/resources", |a, _, p| ok(cluster::resources(a, p.get("type").map(String::as_str)))),
     ("GET", "/cluster/nextid", |a, _, p| cluster::nextid(a, p)),
 
@@ -95,6 +101,8 @@ static ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback", lxc::snapshot_rollback),
     ("POST", "/nodes/{node}/lxc/{vmid}/clone", lxc::clone),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces", |a, _, p| lxc::interfaces(a, p)),
+    ("GET", "/nodes/{node}/lxc/{vmid}/pending", |a, _, p| config::pending(a, p, Kind::Lxc)),
+    ("GET", "/nodes/{node}/lxc/{vmid}/rrddata", |a, _, p| rrddata::guest(a, p, Kind::Lxc)),
 
     ("GET", "/nodes/{node}/qemu", |a, _, p| ok(list_guests(a, &p["node"], Kind::Qemu))),
     ("POST", "/nodes/{node}/qemu", qemu::create),
@@ -109,6 +117,8 @@ static ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/nodes/{node}/qemu/{vmid}/status/suspend", |a, c, p| qemu::power(a, c, p, "suspend")),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/resume", |a, c, p| qemu::power(a, c, p, "resume")),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/reboot", |a, c, p| qemu::power(a, c, p, "reboot")),
+    ("GET", "/nodes/{node}/qemu/{vmid}/pending", |a, _, p| config::pending(a, p, Kind::Qemu)),
+    ("GET", "/nodes/{node}/qemu/{vmid}/rrddata", |a, _, p| rrddata::guest(a, p, Kind::Qemu)),
 
     ("GET", "/nodes/{node}/tasks", |a, _, p| tasks::list(a, p)),
     ("GET", "/nodes/{node}/tasks/{upid}/status", |a, _, p| tasks::status(a, p)),
@@ -116,6 +126,8 @@ static ROUTES: &[(&str, &str, Handler)] = &[
     ("DELETE", "/nodes/{node}/tasks/{upid}", |a, _, p| tasks::delete(a, p)),
 
     ("GET", "/nodes/{node}/storage", |a, _, p| ok(storage::list(a, p))),
+    ("GET", "/nodes/{node}/storage/{storage}/status", |a, _, p| storage::status(a, p)),
+    ("GET", "/nodes/{node}/storage/{storage}/rrddata", |a, _, p| rrddata::storage(a, p)),
     ("GET", "/nodes/{node}/storage/{storage}/content", |a, _, p| storage::content(a, p)),
     ("GET", "/nodes/{node}/storage/{storage}/content/{volume}", |a, _, p| storage::volume_info(a, p)),
     ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", storage::volume_delete),
@@ -197,10 +209,20 @@ fn list_guests(app: &App, node: &str, kind: Kind) -> Value {
 
 fn guest_summary(app: &App, node: &str, kind: Kind, id: u32) -> Result<Value, ApiError> {
     let (conf, _) = app.store.read(node, kind, id)?;
-    Ok(match kind {
-        Kind::Lxc => lxc::status_json(app, id, &conf.main),
-        Kind::Qemu => qemu::status_json(app, id, &conf.main),
-    })
+    Ok(guest_status(app, kind, id, &conf.main))
+}
+
+/// A guest's status/current answer (for the statistics sampler too).
+pub(crate) fn guest_status(app: &App, kind: Kind, id: u32, conf: &Section) -> Value {
+    match kind {
+        Kind::Lxc => lxc::status_json(app, id, conf),
+        Kind::Qemu => qemu::status_json(app, id, conf),
+    }
+}
+
+/// The node's status answer (every node is this host).
+pub(crate) fn node_status() -> Value {
+    nodes::status()
 }
 
 /// A configured storage by ID, or Proxmox's error for an unknown one.

@@ -80,8 +80,17 @@ pub(super) fn status() -> Value {
         })
         .unwrap_or((0, 0));
     let kernel = nix::sys::utsname::uname().ok();
+    let load: f64 = loadavg()
+        .first()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    let boot = if std::path::Path::new("/sys/firmware/efi").exists() {
+        "efi"
+    } else {
+        "legacy-bios"
+    };
     json!({
-        "cpu": 0.0, "uptime": host_uptime(), "loadavg": loadavg(),
+        "cpu": (load / ncpus() as f64).min(1.0), "uptime": host_uptime(), "loadavg": loadavg(),
         "cpuinfo": {"cores": ncpus(), "cpus": ncpus(), "sockets": 1, "model": model},
         "memory": {"total": total, "used": used, "free": free, "available": total - used},
         "rootfs": {"total": rt, "avail": ra, "used": rt - ra, "free": ra},
@@ -92,6 +101,6 @@ pub(super) fn status() -> Value {
             "version": kernel.as_ref().map(|k| k.version().to_string_lossy().to_string()).unwrap_or_default(),
             "machine": kernel.as_ref().map(|k| k.machine().to_string_lossy().to_string()).unwrap_or_default(),
         },
-        "boot-info": {"mode": "legacy"},
+        "boot-info": {"mode": boot},
     })
 }

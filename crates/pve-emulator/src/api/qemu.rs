@@ -66,7 +66,7 @@ pub(super) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
         v["pid"] = s["pid"].clone();
         v["running-qemu"] = json!("10.1.2");
         v["running-machine"] = json!("pc-i440fx-10.1+pve0");
-        v["mem"] = json!((mem_mb << 20) / 4);
+        // No VM process exists, so no memory is in use (`mem` stays 0).
     }
     if let Some(l) = conf.get("lock") {
         v["lock"] = json!(l);

@@ -27,6 +27,17 @@ pub(super) fn list(app: &App, p: &P) -> Value {
         .collect::<Vec<_>>())
 }
 
+/// GET .../storage/{storage}/status: sizes from the backend itself
+/// (statvfs of the directory, or the dataset's used/available).
+pub(super) fn status(app: &App, p: &P) -> R {
+    let s = find_storage(app, &p["storage"])?;
+    let (total, used, avail) = s.status();
+    ok(json!({
+        "type": s.type_name(), "content": s.content(), "active": 1, "enabled": 1, "shared": 0,
+        "total": total, "used": used, "avail": avail,
+    }))
+}
+
 pub(super) fn content(app: &App, p: &P) -> R {
     let s = find_storage(app, &p["storage"])?;
     let vmid = p.get("vmid").and_then(|v| v.parse().ok());

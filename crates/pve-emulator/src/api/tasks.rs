@@ -5,9 +5,30 @@ use serde_json::{json, Value};
 
 use super::{ok, App, Data, P, R};
 use crate::error::ApiError;
+use crate::tasks::ListFilter;
 
 pub(super) fn list(app: &App, p: &P) -> R {
-    ok(json!(app.tasks.list(&p["node"])))
+    let num = |k: &str| p.get(k).and_then(|v| v.parse::<i64>().ok());
+    let f = ListFilter {
+        start: num("start").unwrap_or(0) as usize,
+        // As pve-manager: a limit of 0 means the default.
+        limit: num("limit").filter(|l| *l > 0).unwrap_or(50) as usize,
+        source: p.get("source").cloned().unwrap_or_else(|| "archive".into()),
+        typefilter: p.get("typefilter").cloned(),
+        userfilter: p.get("userfilter").cloned(),
+        vmid: num("vmid").map(|v| v as u32),
+        errors: p.get("errors").map(String::as_str) == Some("1"),
+        since: num("since"),
+        until: num("until"),
+        statusfilter: p.get("statusfilter").map(|l| {
+            l.split([',', ';', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+    };
+    let (page, total) = app.tasks.list(&p["node"], &f);
+    Ok(Data::WithTotal(json!(page), total))
 }
 
 pub(super) fn status(app: &App, p: &P) -> R {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+#[allow(unused_imports)] // not every test file uses all
 pub use testkit::{sh, vmid, Emulator, EmulatorBuilder, Rootfs};
 
 /// The API token, `ID=SECRET`.

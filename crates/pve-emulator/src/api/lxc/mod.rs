@@ -204,6 +204,9 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
+                    for w in crate::runner::Runner::config_warnings(id, &conf.main) {
+                        task.log(w);
+                    }
                     app2.runner.start(id, &conf.main, &s.path(&n)?)?;
                 }
                 Ok(())

@@ -9,6 +9,7 @@ use crate::api::access::check_root_only;
 use crate::api::nodes::ncpus;
 use crate::api::{check_lock, flag, internal, ok, read, rootfs_volume, vmid, App, Ctx, P, R};
 use crate::runner;
+use crate::stats;
 use crate::store::{Kind, Section};
 
 pub(in crate::api) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
@@ -55,8 +56,44 @@ pub(in crate::api) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
         } else {
             0.0
         });
+        let (netin, netout) = net_bytes(id, conf);
+        let (read, written) = runner::cgroup_dir(live.pid, "blkio")
+            .map(|d| stats::cgroup_io_bytes(&d))
+            .unwrap_or((0, 0));
+        v["netin"] = json!(netin);
+        v["netout"] = json!(netout);
+        v["diskread"] = json!(read);
+        v["diskwrite"] = json!(written);
     }
     v
+}
+
+/// Bytes into and out of the CT over its `net[n]`, counted on the host's
+/// end of each veth (what the host sends is what the CT receives).
+fn net_bytes(id: u32, conf: &Section) -> (u64, u64) {
+    (0..32u32)
+        .filter(|n| conf.get(&format!("net{n}")).is_some())
+        .filter_map(|n| stats::iface_bytes(&runner::veth_name(id, n)))
+        .fold((0, 0), |(i, o), (rx, tx)| (i + tx, o + rx))
+}
+
+/// A failed start as a node reports it: LXC's error lines in the task log,
+/// then "startup for container 'N' failed". Errors before lxc-start ran
+/// (no LXC log lines) are passed on as they are.
+fn start_failed(
+    task: &crate::tasks::Task,
+    r: &runner::Runner,
+    id: u32,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let lines = crate::lxc_log::error_lines(&r.lxcpath.join(id.to_string()).join("lxc.log"));
+    if lines.is_empty() || !format!("{e}").starts_with("startup for container") {
+        return e;
+    }
+    for l in lines {
+        task.log(l);
+    }
+    anyhow!("startup for container '{id}' failed")
 }
 
 pub(in crate::api) fn current(app: &App, p: &P) -> R {
@@ -109,7 +146,12 @@ pub(in crate::api) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R
                         .read(&node, Kind::Lxc, id)
                         .map_err(|e| anyhow!(e.message))?;
                     let (s, n) = rootfs_volume(&app2, &conf.main)?;
-                    r.start(id, &conf.main, &s.path(&n)?)?;
+                    for w in crate::runner::Runner::config_warnings(id, &conf.main) {
+                        task.log(w);
+                    }
+                    if let Err(e) = r.start(id, &conf.main, &s.path(&n)?) {
+                        return Err(start_failed(task, r, id, e));
+                    }
                     task.log(format!("CT {id} started"));
                     Ok(())
                 };

@@ -25,12 +25,13 @@ use proxmox_lxcri_lxc::config::{translate, TranslateContext, Translation};
 use serde::{Deserialize, Serialize};
 
 use super::{Cx, Engine, EngineRecord, Request};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::exchange::{self, Paths};
 use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
 use crate::state::{write_atomic, ContainerState};
 
+mod net;
 mod volume;
 
 pub use volume::{id_shift, OrphanVolumes};
@@ -45,6 +46,9 @@ pub struct LxcRecord {
     /// hierarchy's root), recorded before lxc-start makes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<String>,
+    /// The tag of its port-security rules (nftables), before they are added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<String>,
 }
 
 #[derive(Default)]
@@ -52,11 +56,41 @@ pub struct LxcEngine {
     /// The `[storage]` volume create will make (None: the bundle's rootfs
     /// in place, as runc).
     volume: Option<storage::VolumePlan>,
+    /// Configured networks, one NIC each, when the container has a new
+    /// network namespace of its own.
+    networks: Vec<(String, proxmox_lxcri_network::Network)>,
+    /// `io.proxmox-lxcri.net.ip`: the first NIC's fixed address.
+    fixed_ip: Option<std::net::IpAddr>,
 }
 
 impl Engine for LxcEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
         self.volume = volume::plan(rt, &req.id, &req.annotations, &req.spec)?;
+        // Networks need a new network namespace; one the caller made (CNI,
+        // a path) is the caller's: default_network does not apply there,
+        // and naming a network is an error.
+        let chosen = crate::network::chosen(rt, &req.annotations)?;
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        if !net::own_netns(&req.spec) {
+            if let Some(v) = req.annotations.get(crate::network::NETWORK_ANNOTATION) {
+                return Err(Error::Spec(format!(
+                    "annotation {}={v:?}: a container on a configured network needs a new \
+                     network namespace (linux.namespaces: network without a path)",
+                    crate::network::NETWORK_ANNOTATION
+                )));
+            }
+            return Ok(());
+        }
+        if let Some(v) = req.annotations.get("io.proxmox-lxcri.net.ip") {
+            self.fixed_ip = Some(v.split('/').next().unwrap_or_default().parse().map_err(|_| {
+                Error::Spec(format!(
+                    "annotation io.proxmox-lxcri.net.ip={v:?}: an address inside the network's subnet"
+                ))
+            })?);
+        }
+        self.networks = chosen;
         Ok(())
     }
 
@@ -84,7 +118,7 @@ impl Engine for LxcEngine {
         Ok(tr)
     }
 
-    fn configure(&mut self, cx: &mut Cx, _req: &Request, tr: &Translation) -> Result<()> {
+    fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
         let cgroups: Vec<String> = ["lxc.cgroup.dir.container", "lxc.cgroup.dir.monitor"]
             .iter()
             .flat_map(|k| tr.lxc.get(k))
@@ -102,7 +136,51 @@ impl Engine for LxcEngine {
         let cfg = cx.paths.config_file();
         let dir = cfg.parent().expect("config has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        write_atomic(&cfg, tr.lxc.render().as_bytes())
+        if self.networks.is_empty() {
+            return write_atomic(&cfg, tr.lxc.render().as_bytes());
+        }
+        // Leases before the NICs (a failed create releases them).
+        let nics = crate::network::lease_all(cx.rt, &cx.state.id, &self.networks, self.fixed_ip)?;
+        for (n, _) in &nics {
+            proxmox_lxcri_network::bridge::ensure(n).map_err(|e| Error::Config(e.to_string()))?;
+        }
+        proxmox_lxcri_network::isolation::apply(&cx.rt.config.network)?;
+        let mut lxc = net::with_nics(&tr.lxc, &nics)?;
+        // Port security: the host ends get names of ours, and rules that
+        // let through only the lease's MAC and addresses (recorded first).
+        let secured: Vec<(String, proxmox_lxcri_network::Lease)> = nics
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n.port_security)
+            .map(|(i, (_, l))| (net::host_ifname(&cx.state.id, i), l.clone()))
+            .collect();
+        if !secured.is_empty() {
+            for (i, (n, _)) in nics.iter().enumerate() {
+                if n.port_security {
+                    lxc.push(
+                        &format!("lxc.net.{i}.veth.pair"),
+                        net::host_ifname(&cx.state.id, i),
+                    )?;
+                }
+            }
+            let tag = crate::network::rule_tag(cx.rt, &cx.state.id);
+            if let EngineRecord::Lxc(rec) = &mut cx.state.engine {
+                rec.port_security = Some(tag.clone());
+            }
+            cx.save()?;
+            proxmox_lxcri_network::port_security::apply(&tag, &secured)?;
+        }
+        let own_resolv = req
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.destination() == Path::new("/etc/resolv.conf"));
+        if let (false, Some(text)) = (own_resolv, net::resolv_conf(&nics)) {
+            let (k, v) = net::resolv_mount(dir, &text)?;
+            lxc.push(&k, v)?;
+        }
+        write_atomic(&cfg, lxc.render().as_bytes())
     }
 
     fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
@@ -155,6 +233,9 @@ impl Engine for LxcEngine {
         if let EngineRecord::Lxc(rec) = &st.engine {
             for cg in &rec.cgroups {
                 proxmox_lxcri_cgroups::tree::kill_and_remove(cg, Duration::from_secs(10))?;
+            }
+            if let Some(tag) = &rec.port_security {
+                proxmox_lxcri_network::port_security::remove(tag)?;
             }
         }
         volume::destroy(rt, st)

@@ -13,7 +13,7 @@ pub(super) fn task_error(client: &Client, upid: &Upid) -> Option<String> {
     match st.exitstatus.as_deref() {
         Some("OK") => None,
         Some(s) if s.starts_with("WARNINGS") => None,
-        Some(s) => Some(s.to_string()),
+        Some(s) => Some(super::task_log::describe(client, upid, s)),
         None => Some("the task ended without a status".into()),
     }
 }

@@ -41,11 +41,13 @@ use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
 use crate::state::{write_atomic, ContainerState};
 
+mod carry;
 mod gc;
 mod make;
 mod monitor;
 mod node;
 mod plan;
+mod task_log;
 
 pub use gc::OrphanCts;
 pub use monitor::*;
@@ -206,12 +208,22 @@ pub struct PveLxcEngine {
     /// The CT and its start task, once the start request was sent.
     start_task: Option<(u32, Upid)>,
     last_check: Option<Instant>,
+    /// What the node would drop and the runtime applies to the init.
+    carried: carry::Carried,
 }
 
 impl PveLxcEngine {
     fn planned(&self) -> &CtPlan {
         self.plan.as_ref().expect("plan runs first")
     }
+}
+
+/// The spec names an AppArmor profile (otherwise the node's default).
+fn names_apparmor(spec: &Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .is_some_and(|p| !p.is_empty())
 }
 
 impl Engine for PveLxcEngine {
@@ -224,6 +236,16 @@ impl Engine for PveLxcEngine {
             &req.annotations,
             rt.config.pve()?,
             &rt.store.root,
+            {
+                let nets = crate::network::chosen(rt, &req.annotations)?;
+                if let Some((name, _)) = nets.iter().find(|(_, n)| n.isolated) {
+                    return Err(Error::Unsupported(format!(
+                        "network {name:?} is isolated, which the pve-lxc engine does not \
+                         enforce yet (Proxmox's firewall); use the lxc engine or drop isolated"
+                    )));
+                }
+                nets
+            },
         )?);
         Ok(())
     }
@@ -251,15 +273,31 @@ impl Engine for PveLxcEngine {
         } else {
             translate_excluding(&without_mounts(spec, &plan.mount_points), ctx, &owned)?
         };
+        // Refused before anything is made.
+        carry::split(tr.lxc.entries(), names_apparmor(spec))?;
         Ok(tr)
     }
 
     fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
-        let plan = self.plan.take().expect("plan runs first");
+        let mut plan = self.plan.take().expect("plan runs first");
+        // Leases before the CT (the id is claimed: a crash leaves a state
+        // naming their owner; a failed create releases them).
+        if !plan.networks.is_empty() {
+            let leases =
+                crate::network::lease_all(cx.rt, &cx.state.id, &plan.networks, plan.fixed_ip)?;
+            for (i, (net, lease)) in leases.iter().enumerate() {
+                plan.params = plan
+                    .params
+                    .clone()
+                    .set(&format!("net{i}"), leased_net(i, net, lease)?);
+            }
+        }
         let made = make::make_ct(cx, &plan, &req.rootfs);
         self.plan = Some(plan);
         let vmid = made?;
-        append_raw(&cx.rt.config.pve()?.config_dir, vmid, tr.lxc.entries())?;
+        let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
+        self.carried = carried;
+        append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;
         let stdio = UnixListener::bind(
             cx.paths
                 .exchange
@@ -352,7 +390,9 @@ impl Engine for PveLxcEngine {
             || read_monitor(&paths.exchange).is_some_and(|m| proc::is_alive(&m))
     }
 
-    fn hand_over(&mut self, cx: &mut Cx, _init: ProcRef) -> Result<ProcRef> {
+    fn hand_over(&mut self, cx: &mut Cx, init: ProcRef) -> Result<ProcRef> {
+        // Before the OCI process starts (the init waits for `start`).
+        self.carried.apply(init.pid)?;
         // Proxmox's monitor is the CT init's parent: the pid-file process
         // is ours, made by our monitor in the container's namespaces.
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -207,9 +207,19 @@ pub fn unprivileged_shift() -> storage::IdShift {
 }
 
 /// Wait for a task while keeping the caller's deadline.
+/// A failed task's error carries its log's lines that matter.
 pub fn wait(client: &Client, cfg: &PveSection, upid: &Upid, what: &str) -> Result<()> {
     client
         .wait_task(upid, Duration::from_secs(cfg.task_timeout_secs))
         .map(|_| ())
-        .map_err(api(what))
+        .map_err(|e| match e {
+            pve_client::Error::Task {
+                upid: u,
+                exitstatus,
+            } => api(what)(pve_client::Error::Task {
+                exitstatus: super::task_log::describe(client, upid, &exitstatus),
+                upid: u,
+            }),
+            e => api(what)(e),
+        })
 }

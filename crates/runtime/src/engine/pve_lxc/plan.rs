@@ -9,6 +9,11 @@ pub struct CtPlan {
     pub net: NetMode,
     /// Indexes of the spec's mounts that became `mp[n]` (the rest go raw).
     pub mount_points: Vec<usize>,
+    /// Configured networks, one NIC each (`net0`, `net1`, ...), set once
+    /// their leases are taken; empty: `net0` from the annotations.
+    pub networks: Vec<(String, proxmox_lxcri_network::Network)>,
+    /// `io.proxmox-lxcri.net.ip` with a network: the first NIC's address.
+    pub fixed_ip: Option<std::net::IpAddr>,
 }
 
 /// Description of our CTs: names the container, the runtime root and the
@@ -84,6 +89,7 @@ pub fn plan(
     annotations: &BTreeMap<String, String>,
     cfg: &PveSection,
     root: &Path,
+    networks: Vec<(String, proxmox_lxcri_network::Network)>,
 ) -> Result<CtPlan> {
     let bad = |what: &str, v: &str, why: &str| Error::Spec(format!("{what}={v:?}: {why}"));
     let mut p = Params::new();
@@ -125,21 +131,72 @@ pub fn plan(
     p = p.set("rootfs", format!("{}:{size}", cfg.storage));
 
     let net = net_mode(spec);
-    if net == NetMode::Api {
-        p = p.set("net0", net0(annotations, cfg)?);
-    }
     let ann = |k: &str| {
         annotations
             .get(&format!("{NET_ANNOTATION_PREFIX}{k}"))
             .cloned()
     };
-    if let Some(ns) = ann("nameserver").or_else(|| cfg.nameserver.clone()) {
+    let mut fixed_ip = None;
+    if networks.is_empty() {
+        if net == NetMode::Api {
+            p = p.set("net0", net0(annotations, cfg)?);
+        }
+    } else {
+        if net != NetMode::Api {
+            return Err(Error::Spec(format!(
+                "annotation {}: a container on a configured network needs its own network \
+                 namespace (linux.namespaces: network without a path)",
+                crate::network::NETWORK_ANNOTATION
+            )));
+        }
+        for k in [
+            "bridge", "vlan", "gw", "ip6", "gw6", "hwaddr", "mtu", "firewall",
+        ] {
+            if let Some(v) = ann(k) {
+                return Err(bad(
+                    &format!("{NET_ANNOTATION_PREFIX}{k}"),
+                    &v,
+                    &format!("set by network {:?}; remove the annotation", networks[0].0),
+                ));
+            }
+        }
+        if let Some(v) = ann("ip") {
+            let addr = v.split('/').next().unwrap_or_default();
+            fixed_ip = Some(addr.parse().map_err(|_| {
+                bad(
+                    &format!("{NET_ANNOTATION_PREFIX}ip"),
+                    &v,
+                    "an address inside the network's subnet",
+                )
+            })?);
+        }
+    }
+    // DNS: the annotations, else the first network's, else [pve]'s.
+    let net_dns = networks.first().map(|(_, n)| {
+        let ns: Vec<String> = n.dns.iter().map(|a| a.to_string()).collect();
+        (ns.join(" "), n.search.join(" "))
+    });
+    let dns_of_net = net_dns
+        .as_ref()
+        .map(|d| d.0.clone())
+        .filter(|s| !s.is_empty());
+    let search_of_net = net_dns
+        .as_ref()
+        .map(|d| d.1.clone())
+        .filter(|s| !s.is_empty());
+    if let Some(ns) = ann("nameserver")
+        .or(dns_of_net)
+        .or_else(|| cfg.nameserver.clone())
+    {
         if !ns.split(' ').all(|a| a.parse::<std::net::IpAddr>().is_ok()) {
             return Err(bad("nameserver", &ns, "space-separated IP addresses"));
         }
         p = p.set("nameserver", ns);
     }
-    if let Some(sd) = ann("searchdomain").or_else(|| cfg.searchdomain.clone()) {
+    if let Some(sd) = ann("searchdomain")
+        .or(search_of_net)
+        .or_else(|| cfg.searchdomain.clone())
+    {
         if !sd.split(' ').all(dns_name) {
             return Err(bad("searchdomain", &sd, "space-separated DNS names"));
         }
@@ -161,7 +218,37 @@ pub fn plan(
         unprivileged,
         net,
         mount_points,
+        networks,
+        fixed_ip,
     })
+}
+
+/// `net<i>` for a NIC on a configured network with its lease: bridge, VLAN
+/// tag, addresses and gateways, the lease's pinned MAC, MTU, and Proxmox's
+/// firewall on the NIC for port security.
+pub fn leased_net(
+    i: usize,
+    net: &proxmox_lxcri_network::Network,
+    lease: &proxmox_lxcri_network::Lease,
+) -> Result<String> {
+    let mut n = NetConfig::new(format!("eth{i}"));
+    n.bridge = Some(net.bridge.clone());
+    n.tag = net.vlan;
+    for a in &lease.addrs {
+        let gw = net.gateway_for(a.addr()).map(|g| g.to_string());
+        if a.addr().is_ipv4() {
+            n.ip = Some(a.to_string());
+            n.gw = gw;
+        } else {
+            n.ip6 = Some(a.to_string());
+            n.gw6 = gw;
+        }
+    }
+    n.hwaddr = Some(lease.mac.to_ascii_uppercase());
+    n.mtu = net.mtu.map(|m| m.min(u16::MAX as u32) as u16);
+    n.firewall = Some(net.port_security);
+    n.to_property_string()
+        .map_err(|e| Error::Spec(format!("net{i} on network {:?}: {e}", lease.network)))
 }
 
 /// The CT options for a spec's resources: `memory`/`swap` (without a limit:
@@ -421,8 +508,12 @@ mod tests {
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs", "readonly": true},
             "hostname": "web",
-            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "oomScoreAdj": -200, "noNewPrivileges": true,
+                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}]},
             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "size=65536k"]},
                        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
             "linux": {
                 "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"},
@@ -474,6 +565,18 @@ mod tests {
             assert_eq!(
                 serde_json::to_value(&raw.init).unwrap(),
                 serde_json::to_value(&full.init).unwrap()
+            );
+            // What goes into the CT's config: only keys a node keeps.
+            let (kept, carried) = super::super::carry::split(raw.lxc.entries(), false).unwrap();
+            assert!(
+                kept.iter()
+                    .all(|(k, _)| proxmox_lxcri_pve_raw_keys::kept(k)),
+                "{kept:?}"
+            );
+            assert_eq!(carried.oom_score_adj.as_deref(), Some("-200"));
+            assert_eq!(
+                carried.net_sysctls,
+                vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]
             );
         }
     }
