@@ -99,7 +99,7 @@ pub fn run(rt: &Runtime) -> Report {
     checks.push(cgroups());
     checks.push(zfs_pool(rt));
     checks.extend(proxmox(rt.config.pve.as_ref()));
-    checks.push(bridges(rt.config.pve.as_ref()));
+    checks.push(bridges(rt));
     if checks[0].status == Status::Fail {
         checks.push(check(
             "leftovers",
@@ -437,23 +437,51 @@ fn proxmox(cfg: Option<&PveSection>) -> Vec<Check> {
     out
 }
 
-fn bridges(cfg: Option<&PveSection>) -> Check {
+/// The bridge of `[pve]` (needed on this node: CTs cannot start without
+/// it) and those of `[network.*]` (the lxc engine makes a missing one at
+/// first use; a Proxmox CT on it cannot start until it exists).
+fn bridges(rt: &Runtime) -> Check {
     const NAME: &str = "bridges";
-    let Some(cfg) = cfg else {
-        return check(NAME, Status::Skip, "no [pve]: the lxc engine adds no NIC");
-    };
-    let b = &cfg.bridge;
-    if Path::new("/sys/class/net").join(b).join("bridge").is_dir() {
-        check(NAME, Status::Ok, format!("{b} is a bridge on this node"))
-    } else if Path::new("/sys/class/net").join(b).exists() {
-        check(
-            NAME,
-            Status::Fail,
-            format!("{b} (pve.bridge) exists but is not a bridge"),
-        )
-    } else {
-        check(NAME, Status::Fail, format!("{b} (pve.bridge) does not exist on this node; create it (ip link add {b} type bridge) or set pve.bridge"))
+    let is_bridge = |b: &str| Path::new("/sys/class/net").join(b).join("bridge").is_dir();
+    let exists = |b: &str| Path::new("/sys/class/net").join(b).exists();
+    let mut wanted: Vec<(String, String)> = vec![];
+    if let Some(p) = &rt.config.pve {
+        wanted.push((p.bridge.clone(), "pve.bridge".into()));
     }
+    for (name, n) in &rt.config.network {
+        wanted.push((n.bridge.clone(), format!("network.{name}")));
+    }
+    if wanted.is_empty() {
+        return check(
+            NAME,
+            Status::Skip,
+            "no [pve] and no [network.*]: no NIC is put on a bridge",
+        );
+    }
+    let mut worst = Status::Ok;
+    let mut lines = vec![];
+    for (b, by) in &wanted {
+        let (st, what) = if is_bridge(b) {
+            (Status::Ok, format!("{b} ({by}) is a bridge"))
+        } else if exists(b) {
+            (
+                Status::Fail,
+                format!("{b} ({by}) exists but is not a bridge"),
+            )
+        } else if by == "pve.bridge" {
+            (Status::Fail, format!("{b} ({by}) does not exist on this node; create it (ip link add {b} type bridge) or set pve.bridge"))
+        } else if rt.config.pve.is_some() {
+            (Status::Warn, format!("{b} ({by}) does not exist: the lxc engine makes it at first use, but a Proxmox CT on it cannot start until it exists"))
+        } else {
+            (
+                Status::Ok,
+                format!("{b} ({by}) does not exist yet; the lxc engine makes it at first use"),
+            )
+        };
+        worst = worst.max(st);
+        lines.push(what);
+    }
+    check(NAME, worst, lines.join("\n"))
 }
 
 fn leftovers(rt: &Runtime) -> Check {

@@ -151,6 +151,7 @@ impl Reader {
         }
         self.containers(&mut out, &mut failures);
         self.storage(&mut out, &mut failures);
+        self.ipam(&mut out, &mut failures);
         for (part, why) in &failures {
             tracing::warn!(part, "metrics: {why}");
         }
@@ -322,6 +323,48 @@ impl Reader {
             out.gauge("container_rootfs_limit_bytes", "Size limit of the container's rootfs volume (ZFS refquota or quota; CT maxdisk on pve-lxc)", l, s.maxdisk as f64);
         }
         Ok(())
+    }
+
+    /// Per configured network and address family: the pool's size and
+    /// how much of it is leased.
+    fn ipam(&self, out: &mut Out, failures: &mut Vec<(&'static str, String)>) {
+        if self.rt.config.network.is_empty() {
+            return;
+        }
+        let ipam = proxmox_lxcri_runtime::network::ipam(&self.rt);
+        for (name, net) in &self.rt.config.network {
+            let leases = match ipam.leases(name) {
+                Ok(l) => l,
+                Err(e) => {
+                    failures.push(("ipam", format!("{name}: {e}")));
+                    continue;
+                }
+            };
+            for (v4, family) in [(true, "ipv4"), (false, "ipv6")] {
+                if !net.subnet.iter().any(|s| s.addr().is_ipv4() == v4) {
+                    continue;
+                }
+                let l = [("network", name.as_str()), ("family", family)];
+                let size = proxmox_lxcri_network::pool_size(net, v4);
+                out.gauge(
+                    "ipam_pool_addresses",
+                    "Addresses the IPAM can hand out on a network (its ranges without network, broadcast and gateways)",
+                    &l,
+                    size as f64,
+                );
+                let used = leases
+                    .iter()
+                    .flat_map(|x| x.addrs.iter())
+                    .filter(|a| a.addr().is_ipv4() == v4)
+                    .count();
+                out.gauge(
+                    "ipam_leased_addresses",
+                    "Addresses of a network's pool leased to containers",
+                    &l,
+                    used as f64,
+                );
+            }
+        }
     }
 
     fn storage(&self, out: &mut Out, failures: &mut Vec<(&'static str, String)>) {

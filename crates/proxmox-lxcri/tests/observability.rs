@@ -552,3 +552,77 @@ fn zfs_volumes_pool_and_image_cache_show_in_the_metrics() {
         env.ok(&["delete", "--force", id]);
     }
 }
+
+/// A bridge made by the runtime for this test, removed on drop.
+struct MadeBridge(String);
+
+impl Drop for MadeBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn ipam_pool_usage_and_network_bridges_show_in_metrics_and_doctor() {
+    let mut env = Env::new();
+    let n = std::process::id() % 200 + 20;
+    let bridge = MadeBridge(testkit::unique_ifname("obr"));
+    let cfg = env.tmp.path().join("config.toml");
+    // No gateway: the bridge gets no address, so no route on the host.
+    std::fs::write(
+        &cfg,
+        format!(
+            "default_backend = \"lxc\"\n[network.obs]\nbridge = \"{}\"\nsubnet = \"10.239.{n}.0/29\"\nport_security = false\n",
+            bridge.0
+        ),
+    )
+    .unwrap();
+    env.config = Some(cfg);
+    let (code, rep) = doctor(&env);
+    assert_eq!(code, 0, "{rep:#}");
+    let b = check(&rep, "bridges");
+    assert_eq!(b["status"], "ok", "{rep:#}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("does not exist yet"),
+        "{b}"
+    );
+
+    let (_server, port) = serve(&env);
+    let u = std::process::id();
+    let ids: Vec<String> = (0..2).map(|i| format!("obsn{u}-{i}")).collect();
+    let _cleanup = Cleanup(&env, ids.clone());
+    let bundle = env.bundle("b", &["sleep", "100"], |s| {
+        s["annotations"] = json!({"io.proxmox-lxcri.network": "obs"});
+    });
+    for id in &ids {
+        env.must_create(id, &bundle);
+    }
+    let l = r#"{network="obs",family="ipv4"}"#;
+    let (_, text) = http_get(port, "/metrics").unwrap();
+    // A /29 without a gateway: 8 addresses less network and broadcast.
+    assert_eq!(
+        must(&text, &format!("proxmox_lxcri_ipam_pool_addresses{l}")),
+        6.0
+    );
+    assert_eq!(
+        must(&text, &format!("proxmox_lxcri_ipam_leased_addresses{l}")),
+        2.0
+    );
+    assert!(value(
+        &text,
+        r#"proxmox_lxcri_ipam_pool_addresses{network="obs",family="ipv6"}"#
+    )
+    .is_none());
+    promtool_accepts(&text);
+    let (_, rep) = doctor(&env);
+    let b = check(&rep, "bridges");
+    assert!(b["detail"].as_str().unwrap().contains("is a bridge"), "{b}");
+    for id in &ids {
+        env.ok(&["delete", "--force", id]);
+    }
+    let (_, text) = http_get(port, "/metrics").unwrap();
+    assert_eq!(
+        must(&text, &format!("proxmox_lxcri_ipam_leased_addresses{l}")),
+        0.0
+    );
+}
