@@ -83,7 +83,11 @@ impl Runtime {
         let t = Instant::now();
         lock(&self.api_log).clear();
         *lock(&self.chosen_engine) = None;
-        let engine_before = self.store.load(id).ok().map(|s| s.engine.name());
+        // Only a valid id names a state file (the op itself reports a bad one).
+        let engine_before = id::validate(id)
+            .ok()
+            .and_then(|_| self.store.load(id).ok())
+            .map(|s| s.engine.name());
         let cache_before = self.image_cache_stats();
         let r = f();
         let took = t.elapsed();
