@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build the Debian package of proxmox-lxcri with dpkg-deb from a staged tree
-# (no cargo-deb needed): binaries, a commented default config, systemd units
+# (no cargo-deb needed): binaries (runtime, pve-emulator, CNI plugin), a commented default config, systemd units
 # (metrics exporter; hourly gc), man pages and shell completions generated
 # from the CLI, the Grafana dashboard and the docs.
 #   scripts/package.sh [--debug]      (--debug: package the debug build, faster)
@@ -12,7 +12,7 @@ profile=release
 command -v dpkg-deb >/dev/null || { echo "package: dpkg-deb missing" >&2; exit 1; }
 
 flag=(); [ $profile = release ] && flag=(--release)
-cargo build "${flag[@]}" -p proxmox-lxcri -p pve-emulator >&2
+cargo build "${flag[@]}" -p proxmox-lxcri -p pve-emulator -p proxmox-lxcri-cni >&2
 bin=target/x86_64-unknown-linux-gnu/$profile
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 [ -n "$version" ] || { echo "package: no version in Cargo.toml" >&2; exit 1; }
@@ -23,10 +23,14 @@ rm -rf "$stage"
 mkdir -p "$stage/DEBIAN" "$stage/usr/bin" "$stage/etc/proxmox-lxcri" "$stage/etc/default" \
     "$stage/lib/systemd/system" "$stage/usr/share/man/man1" \
     "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions" \
-    "$stage/usr/share/fish/vendor_completions.d" "$stage/usr/share/doc/proxmox-lxcri/grafana"
+    "$stage/usr/share/fish/vendor_completions.d" "$stage/usr/share/doc/proxmox-lxcri/grafana" \
+    "$stage/usr/lib/cni"
 
 install -m 0755 "$bin/proxmox-lxcri" "$bin/pve-emulator" "$stage/usr/bin/"
-strip --strip-unneeded "$stage/usr/bin/proxmox-lxcri" "$stage/usr/bin/pve-emulator" 2>/dev/null || true
+# The CNI plugin where Debian's containernetworking-plugins keeps theirs.
+install -m 0755 "$bin/proxmox-lxcri-cni" "$stage/usr/lib/cni/"
+strip --strip-unneeded "$stage/usr/bin/proxmox-lxcri" "$stage/usr/bin/pve-emulator" \
+    "$stage/usr/lib/cni/proxmox-lxcri-cni" 2>/dev/null || true
 install -m 0644 packaging/config.toml "$stage/etc/proxmox-lxcri/config.toml"
 install -m 0644 packaging/default "$stage/etc/default/proxmox-lxcri"
 install -m 0644 packaging/systemd/* "$stage/lib/systemd/system/"
@@ -76,6 +80,7 @@ Description: OCI runtime (runc-compatible) running containers as LXC / Proxmox V
  proxmox-lxcri is driven by containerd like runc, and runs each container
  with liblxc on this host or as a Proxmox VE CT through the Proxmox API.
  Includes pve-emulator (a Proxmox VE node in a box for trying it out), a
+ CNI plugin (/usr/lib/cni/proxmox-lxcri-cni), a
  Prometheus exporter (proxmox-lxcri metrics serve), proxmox-lxcri doctor,
  systemd units (exporter, hourly gc; none enabled on install) and a Grafana
  dashboard.

@@ -65,6 +65,9 @@ for m in proxmox-lxcri.1.gz proxmox-lxcri-doctor.1.gz proxmox-lxcri-metrics-serv
     [ -s "$root/usr/share/man/man1/$m" ] || fail "man page $m missing"
 done
 grep -q proxmox-lxcri "$root/usr/share/bash-completion/completions/proxmox-lxcri" || fail "bash completion"
+cni=$(echo '{"cniVersion":"1.0.0"}' | in_root env CNI_COMMAND=VERSION /usr/lib/cni/proxmox-lxcri-cni) ||
+    fail "CNI plugin VERSION"
+echo "$cni" | jq -e '.supportedVersions | index("1.0.0")' >/dev/null || fail "CNI VERSION answer: $cni"
 
 echo "== systemd units (systemd-analyze verify on the host, ExecStart pointing into the root)"
 command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (Debian package systemd)"
