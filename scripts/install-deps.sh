@@ -4,7 +4,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
 
-pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables file util-linux procps zfs-fuse curl zstd xz-utils)
+pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables apparmor file util-linux procps zfs-fuse curl zstd xz-utils)
 # The metrics tests scrape with a real Prometheus and lint with promtool;
 # the package test makes a Debian root with debootstrap.
 pkgs+=(prometheus debootstrap)

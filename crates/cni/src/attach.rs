@@ -153,6 +153,11 @@ fn wire(
 ) -> Result<(), Failure> {
     bridge::ensure(&s.net).map_err(|e| Failure::new(101, "making the bridge failed", e))?;
     let host = host_ifname(container_id, ifname);
+    // A host end without its peer in this namespace is stale (an earlier
+    // attachment whose namespace went away): made anew.
+    if bridge::exists(&host) && ip_in(netns, &["link", "show", ifname]).is_err() {
+        ip(&["link", "del", &host])?;
+    }
     if !bridge::exists(&host) {
         // Made inside the namespace, the peer sent to ours (this process's).
         let me = std::process::id().to_string();

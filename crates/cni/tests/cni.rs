@@ -64,6 +64,8 @@ fn add_check_del_as_a_cni_runtime_calls_them() {
         "the CNI tests make namespaces and bridges: run as root"
     );
     let n = std::process::id() % 200 + 20;
+    // Container ids unique to this run (the host ends are named after them).
+    let (ca, cb) = (format!("ctr-a-{n}"), format!("ctr-b-{n}"));
     let tmp = tempfile::tempdir().unwrap();
     let host = Host {
         netns: vec![format!("lxcri-cni-{n}-a"), format!("lxcri-cni-{n}-b")],
@@ -98,7 +100,7 @@ fn add_check_del_as_a_cni_runtime_calls_them() {
         "{v}"
     );
 
-    let (code, a) = call("ADD", "ctr-a", &ns_a, &conf);
+    let (code, a) = call("ADD", &ca, &ns_a, &conf);
     assert_eq!(code, 0, "{a}");
     assert_eq!(a["cniVersion"], "1.0.0");
     assert_eq!(a["ips"][0]["address"], format!("10.242.{n}.2/24"), "{a}");
@@ -107,11 +109,11 @@ fn add_check_del_as_a_cni_runtime_calls_them() {
     assert_eq!(a["interfaces"][1]["sandbox"], ns_a.as_str());
     assert_eq!(a["dns"]["nameservers"][0], format!("10.242.{n}.1"));
     assert_eq!(a["routes"][0]["dst"], "0.0.0.0/0");
-    let (code, b) = call("ADD", "ctr-b", &ns_b, &conf);
+    let (code, b) = call("ADD", &cb, &ns_b, &conf);
     assert_eq!(code, 0, "{b}");
     assert_eq!(b["ips"][0]["address"], format!("10.242.{n}.3/24"), "{b}");
     // A retried ADD gets the same lease.
-    let (code, again) = call("ADD", "ctr-a", &ns_a, &conf);
+    let (code, again) = call("ADD", &ca, &ns_a, &conf);
     assert_eq!(code, 0, "{again}");
     assert_eq!(again["ips"], a["ips"]);
 
@@ -164,7 +166,7 @@ fn add_check_del_as_a_cni_runtime_calls_them() {
         .0
     );
 
-    let (code, v) = call("CHECK", "ctr-a", &ns_a, &conf);
+    let (code, v) = call("CHECK", &ca, &ns_a, &conf);
     assert_eq!(code, 0, "{v}");
     let (code, v) = call("CHECK", "ctr-zz", &ns_a, &conf);
     assert_ne!(code, 0);
@@ -194,8 +196,8 @@ fn add_check_del_as_a_cni_runtime_calls_them() {
     assert_eq!(leases["leases"].as_array().unwrap().len(), 2, "{leases}");
 
     // DEL: the pair and the lease go; a second DEL is fine too.
-    for id in ["ctr-a", "ctr-a", "ctr-b"] {
-        let ns = if id == "ctr-b" { &ns_b } else { &ns_a };
+    for id in [&ca, &ca, &cb] {
+        let ns = if *id == cb { &ns_b } else { &ns_a };
         let (code, v) = call("DEL", id, ns, &conf);
         assert_eq!(code, 0, "{v}");
     }

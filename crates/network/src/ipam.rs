@@ -111,6 +111,23 @@ impl Ipam {
         owner: &Owner,
         want: Option<IpAddr>,
     ) -> Result<Lease> {
+        self.lease_with(name, net, owner, want, &mut |_| Ok(true), &mut |_| {})
+    }
+
+    /// [`Ipam::lease`] with an outside registry consulted for each address
+    /// before it is taken (Proxmox SDN's IPAM, shared by a cluster):
+    /// `reserve(addr)` says true (registered there), false (taken there:
+    /// try the next) or fails; `unreserve` gives back what was registered
+    /// when the lease cannot be completed.
+    pub fn lease_with(
+        &self,
+        name: &str,
+        net: &Network,
+        owner: &Owner,
+        want: Option<IpAddr>,
+        reserve: &mut dyn FnMut(IpAddr) -> Result<bool>,
+        unreserve: &mut dyn FnMut(IpAddr),
+    ) -> Result<Lease> {
         self.with_book(name, |book| {
             if let Some(l) = book.leases.iter().find(|l| &l.owner == owner) {
                 return Ok((l.clone(), false));
@@ -120,7 +137,12 @@ impl Ipam {
                     .iter()
                     .any(|l| l.addrs.iter().any(|n| n.addr() == a))
             };
-            let mut addrs = vec![];
+            let mut addrs: Vec<IpNet> = vec![];
+            let undo = |addrs: &[IpNet], unreserve: &mut dyn FnMut(IpAddr)| {
+                for a in addrs {
+                    unreserve(a.addr());
+                }
+            };
             if let Some(a) = want {
                 let bad = |why: &str| NetworkError::Address {
                     name: name.to_string(),
@@ -133,7 +155,7 @@ impl Ipam {
                 if reserved(&s, a, net) {
                     return Err(bad("the subnet's network, broadcast or gateway address"));
                 }
-                if taken(a, book) {
+                if taken(a, book) || !reserve(a)? {
                     return Err(bad("leased to another container"));
                 }
                 addrs.push(IpNet::new(a, s.prefix_len()).expect("prefix of its subnet"));
@@ -150,21 +172,33 @@ impl Ipam {
                 if ranges.is_empty() {
                     continue;
                 }
-                let free = ranges.iter().find_map(|(s, first, last)| {
+                let mut found = None;
+                'ranges: for (s, first, last) in &ranges {
                     let mut a = *first;
                     loop {
                         if !reserved(s, a, net) && !taken(a, book) {
-                            return Some(IpNet::new(a, s.prefix_len()).expect("prefix"));
+                            match reserve(a) {
+                                Ok(true) => {
+                                    found = Some(IpNet::new(a, s.prefix_len()).expect("prefix"));
+                                    break 'ranges;
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    undo(&addrs, unreserve);
+                                    return Err(e);
+                                }
+                            }
                         }
                         if ord(a) >= ord(*last) {
-                            return None;
+                            break;
                         }
                         a = next(a);
                     }
-                });
-                match free {
+                }
+                match found {
                     Some(n) => addrs.push(n),
                     None => {
+                        undo(&addrs, unreserve);
                         return Err(NetworkError::Exhausted {
                             name: name.to_string(),
                             range: ranges
@@ -173,7 +207,7 @@ impl Ipam {
                                 .collect::<Vec<_>>()
                                 .join(", "),
                             leased: book.leases.len(),
-                        })
+                        });
                     }
                 }
             }

@@ -133,6 +133,18 @@ pub enum Command {
     },
     /// Print what this runtime supports, as runc does (runtime-spec Features JSON).
     Features,
+    /// Print an AppArmor profile for a bundle's container (LXC's confined
+    /// container rules plus the spec's masked and read-only paths), to load
+    /// on the node with `apparmor_parser -r` and name in
+    /// process.apparmorProfile.
+    ApparmorProfile {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        /// Profile name (default: lxcri-<id>).
+        #[arg(long)]
+        name: Option<String>,
+        id: String,
+    },
     /// Run a new process inside a container.
     Exec(ExecArgs),
     /// List the processes of a container.

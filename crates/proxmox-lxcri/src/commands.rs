@@ -24,6 +24,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Features => return features().map(|_| 0),
         Command::Generate(c) => return crate::obs_cmds::generate(c).map(|_| 0),
         Command::Doctor { json, strict } => return crate::obs_cmds::doctor(g, json, strict),
+        Command::ApparmorProfile { bundle, name, id } => {
+            let spec = proxmox_lxcri_runtime::create::load_spec(&bundle)?;
+            let name = name.unwrap_or_else(|| proxmox_lxcri_lxc::apparmor::profile_name(&id));
+            print!(
+                "{}",
+                proxmox_lxcri_lxc::apparmor::profile(&name, &spec).map_err(anyhow::Error::msg)?
+            );
+            return Ok(0);
+        }
         _ => {}
     }
     let config = Config::load(g.config.as_deref())?;
@@ -71,6 +80,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Network(c) => crate::network_cmds::network(&rt, c)?,
         Command::Spec { .. }
         | Command::Features
+        | Command::ApparmorProfile { .. }
         | Command::Generate(_)
         | Command::Doctor { .. } => unreachable!("handled above"),
     }

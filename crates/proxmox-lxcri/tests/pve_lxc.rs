@@ -862,3 +862,200 @@ fn containers_on_a_configured_network_get_leased_addresses() {
     assert!(leases(&env).is_empty());
     assert_node_empty(&env);
 }
+
+/// Port security on pve-lxc is Proxmox's own firewall: the runtime turns on
+/// the CT's firewall with ipfilter and macfilter and puts the lease into the
+/// `ipfilter-net0` IP set; once the datacenter firewall is on (the admin's
+/// switch), a CT that takes another address or MAC cannot send.
+#[test]
+fn port_security_is_proxmoxs_firewall() {
+    let mut env = Env::with_pve();
+    let n = std::process::id() % 200 + 20;
+    let cfg = env.tmp.path().join("net.toml");
+    env.emu().write_config_with(
+        &cfg,
+        "pve-lxc",
+        "local",
+        &format!(
+            "[network.sec]\nbridge = \"{}\"\nsubnet = \"10.249.{n}.0/24\"\n\
+             gateway = \"10.249.{n}.1\"\n",
+            env.emu().bridge().unwrap()
+        ),
+    );
+    env.config = Some(cfg);
+    let b = env.bundle("b", &["sleep", "1000"], |s| {
+        let caps = json!(["CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_KILL"]);
+        s["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps
+        });
+        s["annotations"] = json!({"io.proxmox-lxcri.network": "sec"});
+    });
+    for id in ["fw-a", "fw-b"] {
+        env.must_create(id, &b);
+        env.ok(&["start", id]);
+    }
+    let vmid = env.vmid("fw-a");
+    let fw = env
+        .emu()
+        .get(&format!("/nodes/pve/lxc/{vmid}/firewall/options"))["data"]
+        .clone();
+    assert_eq!(
+        (&fw["enable"], &fw["ipfilter"], &fw["macfilter"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{fw}"
+    );
+    let set = env.emu().get(&format!(
+        "/nodes/pve/lxc/{vmid}/firewall/ipset/ipfilter-net0"
+    ))["data"]
+        .clone();
+    assert_eq!(set[0]["cidr"], format!("10.249.{n}.2"), "{set}");
+    assert!(config_of(&env, vmid)["net0"]
+        .as_str()
+        .unwrap()
+        .contains("firewall=1"));
+    // The datacenter firewall: the admin's switch.
+    env.emu()
+        .request("PUT", "/cluster/firewall/options", &[("enable", "1")], None);
+    let in_a = |args: &[&str]| {
+        let mut v = vec!["exec", "fw-a"];
+        v.extend_from_slice(args);
+        env.cmd(&v).status.success()
+    };
+    let peer = format!("10.249.{n}.3");
+    let ping = || in_a(&["ping", "-c", "1", "-W", "2", &peer]);
+    assert!(ping(), "the lease's address gets through");
+    let (mine, forged) = (format!("10.249.{n}.2/24"), format!("10.249.{n}.77/24"));
+    assert!(in_a(&["ip", "addr", "del", &mine, "dev", "eth0"]));
+    assert!(in_a(&["ip", "addr", "add", &forged, "dev", "eth0"]));
+    assert!(!ping(), "a forged address must not get through");
+    assert!(in_a(&["ip", "addr", "del", &forged, "dev", "eth0"]));
+    assert!(in_a(&["ip", "addr", "add", &mine, "dev", "eth0"]));
+    assert!(ping(), "back on its lease");
+    let mac = env.ok(&["exec", "fw-a", "cat", "/sys/class/net/eth0/address"]);
+    assert!(in_a(&[
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:00:00:00:ee:02"
+    ]));
+    assert!(!ping(), "a forged MAC must not get through");
+    assert!(in_a(&["ip", "link", "set", "eth0", "address", mac.trim()]));
+    assert!(ping(), "back on its MAC");
+    for id in ["fw-a", "fw-b"] {
+        env.ok(&["delete", "--force", id]);
+    }
+    assert!(!env
+        .emu()
+        .data_dir()
+        .join(format!("firewall/{vmid}.fw"))
+        .exists());
+    assert_node_empty(&env);
+}
+
+/// `sdn_vnet`: addresses come from Proxmox SDN's IPAM, shared by the
+/// cluster. Two runtimes with separate local lease files (two nodes) never
+/// hand out one address twice, an address another node registered is
+/// skipped, and delete unregisters.
+#[test]
+fn sdn_ipam_is_one_address_space_for_the_cluster() {
+    let mut env = Env::with_pve();
+    let n = std::process::id() % 200 + 20;
+    let emu = env.emu();
+    for (path, form) in [
+        (
+            "/cluster/sdn/zones",
+            vec![("zone", "lxcz"), ("type", "simple")],
+        ),
+        (
+            "/cluster/sdn/vnets",
+            vec![("vnet", "lxcv"), ("zone", "lxcz")],
+        ),
+    ] {
+        emu.request("POST", path, &form, None);
+    }
+    let subnet = format!("10.250.{n}.0/24");
+    let gw = format!("10.250.{n}.1");
+    emu.request(
+        "POST",
+        "/cluster/sdn/vnets/lxcv/subnets",
+        &[("subnet", &subnet), ("type", "subnet"), ("gateway", &gw)],
+        None,
+    );
+    // Another node's guest holds .2.
+    let other = format!("10.250.{n}.2");
+    emu.request(
+        "POST",
+        "/cluster/sdn/vnets/lxcv/ips",
+        &[("ip", &other), ("zone", "lxcz")],
+        None,
+    );
+    let node_cfg = |name: &str| {
+        let cfg = env.tmp.path().join(format!("{name}.toml"));
+        env.emu().write_config_with(
+            &cfg,
+            "pve-lxc",
+            "local",
+            &format!(
+                "[network.sdn]\nbridge = \"{}\"\nsubnet = \"{subnet}\"\ngateway = \"{gw}\"\n\
+                 sdn_vnet = \"lxcv\"\nport_security = false\n",
+                env.emu().bridge().unwrap()
+            ),
+        );
+        // Each "node" keeps its own lease file (ipam_dir is top level).
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let dir = env.tmp.path().join(format!("ipam-{name}"));
+        std::fs::write(&cfg, format!("ipam_dir = \"{}\"\n{text}", dir.display())).unwrap();
+        cfg
+    };
+    let (node1, node2) = (node_cfg("node1"), node_cfg("node2"));
+    let b = env.bundle("b", &["sleep", "1000"], |s| {
+        s["annotations"] = json!({"io.proxmox-lxcri.network": "sdn"});
+    });
+    env.config = Some(node1);
+    env.must_create("sdn-1", &b);
+    env.config = Some(node2.clone());
+    env.must_create("sdn-2", &b);
+    let ip_of = |env: &Env, id: &str| {
+        let net0 = config_of(env, env.vmid(id))["net0"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        net0.split(',')
+            .find_map(|p| p.strip_prefix("ip="))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(ip_of(&env, "sdn-1"), format!("10.250.{n}.3/24"));
+    assert_eq!(ip_of(&env, "sdn-2"), format!("10.250.{n}.4/24"));
+    let registered = |env: &Env| -> Vec<String> {
+        let v = env.emu().get("/cluster/sdn/ipams/pve/status")["data"].clone();
+        let mut ips: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["vnet"] == "lxcv" && e.get("gateway").is_none())
+            .map(|e| e["ip"].as_str().unwrap().to_string())
+            .collect();
+        ips.sort();
+        ips
+    };
+    assert_eq!(
+        registered(&env),
+        vec![
+            other.clone(),
+            format!("10.250.{n}.3"),
+            format!("10.250.{n}.4")
+        ]
+    );
+    env.ok(&["delete", "--force", "sdn-2"]);
+    assert_eq!(
+        registered(&env),
+        vec![other.clone(), format!("10.250.{n}.3")]
+    );
+    env.config = Some(env.tmp.path().join("node1.toml"));
+    env.ok(&["delete", "--force", "sdn-1"]);
+    assert_eq!(registered(&env), vec![other]);
+    assert_node_empty(&env);
+}

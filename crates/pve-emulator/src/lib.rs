@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod faults;
+pub mod firewall;
 pub mod http;
 pub mod lxc_log;
 pub mod preflight;

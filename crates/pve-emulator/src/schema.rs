@@ -183,6 +183,128 @@ fn build() -> Vec<Endpoint> {
         string("node").fmt("pve-node").req(),
         enm("timeframe", &["hour", "day", "week", "month", "year", "decade"]).req(),
     ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/firewall/options", vec![
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("PUT", "/nodes/{node}/lxc/{vmid}/firewall/options", vec![
+        string("delete").fmt("pve-configid-list").opt(),
+        boolean("dhcp").opt(),
+        string("digest").max_len(64).opt(),
+        boolean("enable").opt(),
+        boolean("ipfilter").opt(),
+        enm("log_level_in", &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "nolog"]).opt(),
+        enm("log_level_out", &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "nolog"]).opt(),
+        boolean("macfilter").opt(),
+        boolean("ndp").opt(),
+        string("node").fmt("pve-node").req(),
+        enm("policy_in", &["ACCEPT", "REJECT", "DROP"]).opt(),
+        enm("policy_out", &["ACCEPT", "REJECT", "DROP"]).opt(),
+        boolean("radv").opt(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/firewall/ipset", vec![
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("POST", "/nodes/{node}/lxc/{vmid}/firewall/ipset", vec![
+        string("comment").opt(),
+        string("digest").max_len(64).opt(),
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        string("node").fmt("pve-node").req(),
+        string("rename").max_len(64).fmt("ipset-name-pattern").opt(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", vec![
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("POST", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", vec![
+        string("cidr").req(),
+        string("comment").opt(),
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        boolean("nomatch").opt(),
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("DELETE", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", vec![
+        boolean("force").opt(),
+        string("name").max_len(64).fmt("ipset-name-pattern").req(),
+        string("node").fmt("pve-node").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
+    ep("GET", "/cluster/firewall/options", vec![]),
+    ep("GET", "/cluster/sdn/zones", vec![
+        boolean("pending").opt(),
+        boolean("running").opt(),
+        enm("type", &["evpn", "faucet", "qinq", "simple", "vlan", "vxlan"]).opt(),
+    ]),
+    ep("POST", "/cluster/sdn/zones", vec![
+        string("bridge").opt(),
+        string("dns").opt(),
+        string("dnszone").fmt("dns-name").opt(),
+        string("ipam").opt(),
+        int("mtu", None, None).opt(),
+        string("nodes").opt(),
+        enm("type", &["evpn", "faucet", "qinq", "simple", "vlan", "vxlan"]).req(),
+        string("zone").req(),
+    ]),
+    ep("GET", "/cluster/sdn/vnets", vec![
+        boolean("pending").opt(),
+        boolean("running").opt(),
+    ]),
+    ep("POST", "/cluster/sdn/vnets", vec![
+        string("alias").max_len(256).opt(),
+        boolean("isolate-ports").opt(),
+        int("tag", Some(1), Some(16777215)).opt(),
+        enm("type", &["vnet"]).opt(),
+        boolean("vlanaware").opt(),
+        string("vnet").req(),
+        string("zone").req(),
+    ]),
+    ep("GET", "/cluster/sdn/vnets/{vnet}", vec![
+        boolean("pending").opt(),
+        boolean("running").opt(),
+        string("vnet").req(),
+    ]),
+    ep("GET", "/cluster/sdn/vnets/{vnet}/subnets", vec![
+        boolean("pending").opt(),
+        boolean("running").opt(),
+        string("vnet").req(),
+    ]),
+    ep("POST", "/cluster/sdn/vnets/{vnet}/subnets", vec![
+        string("gateway").opt(),
+        boolean("snat").opt(),
+        string("subnet").req(),
+        enm("type", &["subnet"]).req(),
+        string("vnet").req(),
+    ]),
+    ep("POST", "/cluster/sdn/vnets/{vnet}/ips", vec![
+        string("ip").req(),
+        string("mac").opt(),
+        string("vnet").req(),
+        string("zone").req(),
+    ]),
+    ep("DELETE", "/cluster/sdn/vnets/{vnet}/ips", vec![
+        string("ip").req(),
+        string("mac").opt(),
+        string("vnet").req(),
+        string("zone").req(),
+    ]),
+    ep("GET", "/cluster/sdn/ipams/{ipam}/status", vec![
+        string("ipam").req(),
+    ]),
+    ep("PUT", "/cluster/firewall/options", vec![
+        string("delete").fmt("pve-configid-list").opt(),
+        string("digest").max_len(64).opt(),
+        boolean("ebtables").opt(),
+        int("enable", Some(0), None).opt(),
+        string("log_ratelimit").opt(),
+        enm("policy_forward", &["ACCEPT", "DROP"]).opt(),
+        enm("policy_in", &["ACCEPT", "REJECT", "DROP"]).opt(),
+        enm("policy_out", &["ACCEPT", "REJECT", "DROP"]).opt(),
+    ]),
     ep("GET", "/nodes/{node}/lxc/{vmid}/pending", vec![
         string("node").fmt("pve-node").req(),
         int("vmid", Some(100), Some(999999999)).req(),
@@ -899,6 +1021,9 @@ fn check_format(ep: &Endpoint, f: &str, v: &str) -> Result<(), String> {
             if !re(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+(?:![A-Za-z][A-Za-z0-9.\-_]+)?$")
                 .is_match(v) =>
         {
+            Err("value does not match the regex pattern".into())
+        }
+        "ipset-name-pattern" if !re(r"^[A-Za-z][A-Za-z0-9\-_]+$").is_match(v) => {
             Err("value does not match the regex pattern".into())
         }
         "entrypoint-pattern" if !re(r"^[^\x00-\x08\x10-\x1F\x7F]+$").is_match(v) => {

@@ -358,6 +358,9 @@ impl Fixture {
             .replace("{storage}", "local")
             .replace("{upid}", &enc(&self.upid))
             .replace("{volume}", &enc(&self.template))
+            .replace("{name}", "ipfilter-net0")
+            .replace("{vnet}", "vnet1")
+            .replace("{ipam}", "pve")
     }
 }
 
@@ -443,6 +446,64 @@ fn populated(d: &Path) -> (common::Emulator, Fixture) {
         ],
     );
     emu.task_ok("POST", &format!("/nodes/pve/lxc/{ct}/status/start"), &[]);
+    // Its firewall: options and an IP set with an address, for the
+    // firewall GETs.
+    for (m, path, args) in [
+        (
+            "PUT",
+            format!("/nodes/pve/lxc/{ct}/firewall/options"),
+            vec!["-d", "enable=1", "-d", "ipfilter=1"],
+        ),
+        (
+            "POST",
+            format!("/nodes/pve/lxc/{ct}/firewall/ipset"),
+            vec!["-d", "name=ipfilter-net0", "-d", "comment=lease"],
+        ),
+        (
+            "POST",
+            format!("/nodes/pve/lxc/{ct}/firewall/ipset/ipfilter-net0"),
+            vec!["-d", "cidr=10.9.9.9"],
+        ),
+    ] {
+        let (code, v) = emu.call(m, &path, &args);
+        assert_eq!(code, 200, "{m} {path}: {v}");
+    }
+    // SDN: a zone, a vnet with a subnet, one registered address.
+    for (path, args) in [
+        (
+            "/cluster/sdn/zones",
+            vec!["-d", "zone=zone1", "-d", "type=simple"],
+        ),
+        (
+            "/cluster/sdn/vnets",
+            vec!["-d", "vnet=vnet1", "-d", "zone=zone1", "-d", "tag=5"],
+        ),
+        (
+            "/cluster/sdn/vnets/vnet1/subnets",
+            vec![
+                "-d",
+                "subnet=10.8.8.0/24",
+                "-d",
+                "type=subnet",
+                "-d",
+                "gateway=10.8.8.1",
+            ],
+        ),
+        (
+            "/cluster/sdn/vnets/vnet1/ips",
+            vec![
+                "-d",
+                "ip=10.8.8.5",
+                "-d",
+                "zone=zone1",
+                "-d",
+                "mac=02:00:00:00:00:05",
+            ],
+        ),
+    ] {
+        let (code, v) = emu.call("POST", path, &args);
+        assert_eq!(code, 200, "POST {path}: {v}");
+    }
     let vm = common::vmid();
     emu.task_ok(
         "POST",

@@ -282,9 +282,9 @@ impl Config {
         proxmox_lxcri_network::validate_all(&cfg.network).map_err(|e| e.to_string())?;
         // Never a silent no-op for what would isolate or share addresses.
         for (name, n) in &cfg.network {
-            if n.sdn_vnet.is_some() {
+            if n.sdn_vnet.is_some() && cfg.pve.is_none() {
                 return Err(format!(
-                    "network {name:?}: sdn_vnet (Proxmox SDN IPAM) is not implemented yet; remove it"
+                    "network {name:?}: sdn_vnet needs a [pve] section (Proxmox SDN's IPAM is reached through the API)"
                 ));
             }
         }
@@ -399,7 +399,7 @@ backend = "pve-lxc"
                 format!("default_network = \"red\"\n{net}"),
                 "no [network.red]",
             ),
-            (format!("{net}sdn_vnet = \"v1\"\n"), "sdn_vnet"),
+            (format!("{net}sdn_vnet = \"v1\"\n"), "needs a [pve] section"),
             (
                 format!("{net}[network.green]\nbridge = \"vmbr2\"\nsubnet = \"10.88.0.0/16\"\n"),
                 "overlap",

@@ -105,7 +105,7 @@ fn request(id: &str, opts: &CreateOptions) -> Result<Request> {
     })
 }
 
-pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = fs::read_to_string(&path).map_err(|e| Error::Bundle {
         path: path.clone(),

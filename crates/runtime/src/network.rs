@@ -83,7 +83,11 @@ pub fn lease_all(
     for (i, (name, net)) in nets.iter().enumerate() {
         // A fixed address is for the first NIC.
         let want = if i == 0 { fixed } else { None };
-        match ipam.lease(name, net, &who, want) {
+        let leased = match &net.sdn_vnet {
+            None => ipam.lease(name, net, &who, want),
+            Some(vnet) => sdn_lease(rt, &ipam, name, net, vnet, &who, want),
+        };
+        match leased {
             Ok(l) => out.push((net.clone(), l)),
             Err(e) => {
                 release_all(rt, id);
@@ -94,13 +98,79 @@ pub fn lease_all(
     Ok(out)
 }
 
+/// A lease on a network whose addresses Proxmox SDN's IPAM hands out to
+/// the whole cluster: each candidate address is registered in the vnet's
+/// IPAM first (taken there by another node: the next one), then leased
+/// here as usual.
+fn sdn_lease(
+    rt: &Runtime,
+    ipam: &Ipam,
+    name: &str,
+    net: &Network,
+    vnet: &str,
+    who: &Owner,
+    want: Option<std::net::IpAddr>,
+) -> std::result::Result<Lease, NetworkError> {
+    let host = |what: &str, e: &dyn std::fmt::Display| NetworkError::Host {
+        what: format!("Proxmox SDN vnet {vnet}: {what}"),
+        reason: e.to_string(),
+    };
+    let client = crate::engine::pve_lxc::client(rt).map_err(|e| host("the API", &e))?;
+    let zone = client
+        .sdn_vnet_zone(vnet)
+        .map_err(|e| host("reading the vnet", &e))?
+        .ok_or_else(|| host("reading the vnet", &"it has no zone"))?;
+    ipam.lease_with(
+        name,
+        net,
+        who,
+        want,
+        &mut |a| match client.sdn_ip_add(vnet, &zone, &a.to_string(), None) {
+            Ok(()) => Ok(true),
+            Err(e) if e.to_string().contains("already exist") => Ok(false),
+            Err(e) => Err(host(&format!("registering {a}"), &e)),
+        },
+        &mut |a| {
+            let _ = client.sdn_ip_delete(vnet, &zone, &a.to_string());
+        },
+    )
+}
+
+/// Take a released lease's addresses out of Proxmox SDN's IPAM.
+fn sdn_unregister(rt: &Runtime, lease: &Lease) {
+    let Some(vnet) = rt
+        .config
+        .network
+        .get(&lease.network)
+        .and_then(|n| n.sdn_vnet.clone())
+    else {
+        return;
+    };
+    let done = crate::engine::pve_lxc::client(rt).and_then(|c| {
+        let zone = c
+            .sdn_vnet_zone(&vnet)
+            .map_err(crate::engine::pve_lxc::api("reading the vnet"))?
+            .unwrap_or_default();
+        for a in &lease.addrs {
+            c.sdn_ip_delete(&vnet, &zone, &a.addr().to_string())
+                .map_err(crate::engine::pve_lxc::api("unregistering an address"))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = done {
+        tracing::warn!("Proxmox SDN vnet {vnet}: {e}");
+    }
+}
+
 /// Give back every lease of `id` (best effort: `gc` retries).
 pub fn release_all(rt: &Runtime, id: &str) {
     let ipam = ipam(rt);
     let who = owner(rt, id);
     for net in ipam.networks() {
-        if let Err(e) = ipam.release(&net, &who) {
-            tracing::warn!("releasing the lease of {id} on {net}: {e}");
+        match ipam.release(&net, &who) {
+            Ok(Some(l)) => sdn_unregister(rt, &l),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("releasing the lease of {id} on {net}: {e}"),
         }
     }
 }
@@ -211,9 +281,12 @@ impl LeftoverSource for OrphanLeases {
         let (net, id) = item.name.split_once('/').expect("made by find");
         // Checked again under the lease file's lock: a create may have
         // claimed the id since.
-        ipam(rt).reclaim(net, |o| {
+        let freed = ipam(rt).reclaim(net, |o| {
             o.root == rt.store.root && o.id == id && !rt.store.dir(id).join("state.json").exists()
         })?;
+        for l in &freed {
+            sdn_unregister(rt, l);
+        }
         Ok(())
     }
 }

@@ -2,7 +2,9 @@
 
 pub(crate) mod access;
 mod cluster;
+mod firewall;
 mod lxc;
 mod qemu;
+mod sdn;
 pub(crate) mod storage;
 mod tasks;

@@ -23,10 +23,12 @@ use crate::tasks::Tasks;
 mod access;
 mod cluster;
 mod config;
+pub(crate) mod firewall;
 mod lxc;
 mod nodes;
 mod qemu;
 mod rrddata;
+mod sdn;
 mod storage;
 mod tasks;
 
@@ -102,6 +104,25 @@ static ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/nodes/{node}/lxc/{vmid}/clone", lxc::clone),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces", |a, _, p| lxc::interfaces(a, p)),
     ("GET", "/nodes/{node}/lxc/{vmid}/pending", |a, _, p| config::pending(a, p, Kind::Lxc)),
+    ("GET", "/nodes/{node}/lxc/{vmid}/firewall/options", |a, _, p| firewall::options_get(a, p)),
+    ("PUT", "/nodes/{node}/lxc/{vmid}/firewall/options", |a, _, p| firewall::options_put(a, p)),
+    ("GET", "/nodes/{node}/lxc/{vmid}/firewall/ipset", |a, _, p| firewall::ipset_list(a, p)),
+    ("POST", "/nodes/{node}/lxc/{vmid}/firewall/ipset", |a, _, p| firewall::ipset_create(a, p)),
+    ("GET", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", |a, _, p| firewall::ipset_get(a, p)),
+    ("POST", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", |a, _, p| firewall::ipset_add(a, p)),
+    ("DELETE", "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}", |a, _, p| firewall::ipset_delete(a, p)),
+    ("GET", "/cluster/firewall/options", |a, _, _| firewall::cluster_get(a)),
+    ("GET", "/cluster/sdn/zones", |a, _, p| sdn::zones_get(a, p)),
+    ("POST", "/cluster/sdn/zones", |a, _, p| sdn::zones_post(a, p)),
+    ("GET", "/cluster/sdn/vnets", |a, _, _| sdn::vnets_get(a)),
+    ("POST", "/cluster/sdn/vnets", |a, _, p| sdn::vnets_post(a, p)),
+    ("GET", "/cluster/sdn/vnets/{vnet}", |a, _, p| sdn::vnet_get(a, p)),
+    ("GET", "/cluster/sdn/vnets/{vnet}/subnets", |a, _, p| sdn::subnets_get(a, p)),
+    ("POST", "/cluster/sdn/vnets/{vnet}/subnets", |a, _, p| sdn::subnets_post(a, p)),
+    ("POST", "/cluster/sdn/vnets/{vnet}/ips", |a, _, p| sdn::ips_post(a, p)),
+    ("DELETE", "/cluster/sdn/vnets/{vnet}/ips", |a, _, p| sdn::ips_delete(a, p)),
+    ("GET", "/cluster/sdn/ipams/{ipam}/status", |a, _, p| sdn::ipam_status(a, p)),
+    ("PUT", "/cluster/firewall/options", |a, _, p| firewall::cluster_put(a, p)),
     ("GET", "/nodes/{node}/lxc/{vmid}/rrddata", |a, _, p| rrddata::guest(a, p, Kind::Lxc)),
 
     ("GET", "/nodes/{node}/qemu", |a, _, p| ok(list_guests(a, &p["node"], Kind::Qemu))),

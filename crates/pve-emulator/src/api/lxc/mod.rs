@@ -310,6 +310,7 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                 }
             }
             app2.runner.forget(id);
+            crate::api::firewall::forget(&app2, id);
             app2.store.remove(&node, Kind::Lxc, id);
             Ok(())
         },

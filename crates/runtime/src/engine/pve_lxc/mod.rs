@@ -218,6 +218,52 @@ impl PveLxcEngine {
     }
 }
 
+/// Port security with Proxmox's own firewall, before the CT starts: the
+/// CT's firewall on with `ipfilter` and `macfilter`, and an
+/// `ipfilter-net<i>` IP set holding each secured NIC's lease (the NIC has
+/// `firewall=1`). Enforced once the datacenter firewall is on, as on any
+/// node (an admin's choice, not the runtime's).
+fn port_security(
+    rt: &Runtime,
+    vmid: u32,
+    leases: &[(proxmox_lxcri_network::Network, proxmox_lxcri_network::Lease)],
+) -> Result<()> {
+    let secured: Vec<(usize, &proxmox_lxcri_network::Lease)> = leases
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| n.port_security)
+        .map(|(i, (_, l))| (i, l))
+        .collect();
+    if secured.is_empty() {
+        return Ok(());
+    }
+    let cfg = rt.config.pve()?;
+    let client = client(rt)?;
+    let what = "setting up the CT's firewall (port security)";
+    client
+        .lxc_firewall_options(
+            &cfg.node,
+            vmid,
+            &Params::new()
+                .bool("enable", true)
+                .bool("ipfilter", true)
+                .bool("macfilter", true),
+        )
+        .map_err(api(what))?;
+    for (i, lease) in secured {
+        let set = format!("ipfilter-net{i}");
+        client
+            .lxc_ipset_create(&cfg.node, vmid, &set, "proxmox-lxcri lease")
+            .map_err(api(what))?;
+        for a in &lease.addrs {
+            client
+                .lxc_ipset_add(&cfg.node, vmid, &set, &a.addr().to_string())
+                .map_err(api(what))?;
+        }
+    }
+    Ok(())
+}
+
 /// The spec names an AppArmor profile (otherwise the node's default).
 fn names_apparmor(spec: &Spec) -> bool {
     spec.process()
@@ -282,9 +328,9 @@ impl Engine for PveLxcEngine {
         let mut plan = self.plan.take().expect("plan runs first");
         // Leases before the CT (the id is claimed: a crash leaves a state
         // naming their owner; a failed create releases them).
+        let mut leases = vec![];
         if !plan.networks.is_empty() {
-            let leases =
-                crate::network::lease_all(cx.rt, &cx.state.id, &plan.networks, plan.fixed_ip)?;
+            leases = crate::network::lease_all(cx.rt, &cx.state.id, &plan.networks, plan.fixed_ip)?;
             for (i, (net, lease)) in leases.iter().enumerate() {
                 plan.params = plan
                     .params
@@ -295,6 +341,7 @@ impl Engine for PveLxcEngine {
         let made = make::make_ct(cx, &plan, &req.rootfs);
         self.plan = Some(plan);
         let vmid = made?;
+        port_security(cx.rt, vmid, &leases)?;
         let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
         self.carried = carried;
         append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;
