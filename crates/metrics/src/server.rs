@@ -138,6 +138,14 @@ mod tests {
         assert!(ok.ends_with("\r\n\r\n/x text/foo"), "{ok}");
         assert!(request(port, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(request(port, "POST /x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        // The threads of the requests above free their slots just after
+        // the client saw the answer: wait for that, or an idle connection
+        // below could be the one refused.
+        let t = std::time::Instant::now();
+        while BUSY.load(Ordering::SeqCst) != 0 {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // Connections that send nothing hold their slot (until the read
         // timeout); the next one beyond the limit is refused at once.
         let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
