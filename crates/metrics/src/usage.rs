@@ -477,6 +477,13 @@ fn cgroup_usage(out: &mut Out, l: &[(&'static str, &str)], pid: i32) {
 /// Bytes through the container's interfaces, from its network namespace's
 /// /proc/<pid>/net/dev (lo left out).
 fn net_usage(out: &mut Out, l: &[(&'static str, &str)], pid: i32) {
+    // A container in the host's network namespace has no traffic of its
+    // own to report (its net/dev would be the host's).
+    let ns = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    match (ns(&format!("/proc/{pid}/ns/net")), ns("/proc/self/ns/net")) {
+        (Ok(a), Ok(b)) if a != b => {}
+        _ => return,
+    }
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
         return;
     };
