@@ -236,6 +236,13 @@ fn operations_are_counted_across_rotation_and_prometheus_scrapes_them() {
         must(&text, &format!("proxmox_lxcri_container_memory_bytes{l}")) > 0.0,
         "{text}"
     );
+    // Its own network namespace (runc's default spec): counters of its own.
+    assert!(
+        must(
+            &text,
+            &format!("proxmox_lxcri_container_network_receive_bytes_total{l}")
+        ) >= 0.0
+    );
     assert_eq!(
         must(
             &text,
