@@ -6,6 +6,9 @@ set -euo pipefail
 
 pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables apparmor file util-linux procps zfs-fuse curl zstd xz-utils
       docker.io podman conmon)
+# The metrics tests scrape with a real Prometheus and lint with promtool;
+# the package test makes a Debian root with debootstrap.
+pkgs+=(prometheus debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

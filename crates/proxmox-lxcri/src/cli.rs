@@ -194,6 +194,42 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Prometheus/OpenMetrics exporter (see docs/observability.md).
+    #[command(subcommand)]
+    Metrics(MetricsCmd),
+    /// Check that this host can run containers: runtime root, liblxc,
+    /// cgroups, ZFS pool, Proxmox API (TLS, token, privileges), bridges,
+    /// leftovers. Exits 1 when a check fails.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write man pages or shell completions generated from this CLI (used
+    /// to build the Debian package).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCmd {
+    /// Serve /metrics (OpenMetrics) and /healthz until stopped.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCmd {
+    /// Man pages (proxmox-lxcri.1 and one per subcommand) into DIR.
+    Man { dir: PathBuf },
+    /// Completions for bash, zsh and fish into DIR.
+    Completions { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Spec { bundle, rootless } => return spec(&bundle, rootless).map(|_| 0),
         Command::Features => return features().map(|_| 0),
+        Command::Generate(c) => return crate::obs_cmds::generate(c).map(|_| 0),
+        Command::Doctor { json, strict } => return crate::obs_cmds::doctor(g, json, strict),
         Command::ApparmorProfile { bundle, name, id } => {
             let spec = proxmox_lxcri_runtime::create::load_spec(&bundle)?;
             let name = name.unwrap_or_else(|| proxmox_lxcri_lxc::apparmor::profile_name(&id));
@@ -81,10 +83,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Snapshot(c) => crate::storage_cmds::snapshot(&rt, c)?,
         Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
         Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
+        Command::Metrics(c) => return crate::obs_cmds::metrics(rt, c),
         Command::Network(c) => crate::network_cmds::network(&rt, c)?,
-        Command::Spec { .. } | Command::Features | Command::ApparmorProfile { .. } => {
-            unreachable!("handled above")
-        }
+        Command::Spec { .. }
+        | Command::Features
+        | Command::ApparmorProfile { .. }
+        | Command::Generate(_)
+        | Command::Doctor { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }

@@ -3,6 +3,7 @@ mod cli;
 mod commands;
 mod logging;
 mod network_cmds;
+mod obs_cmds;
 mod storage_cmds;
 
 use clap::Parser;

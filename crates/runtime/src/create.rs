@@ -38,6 +38,7 @@ impl Runtime {
     pub(crate) fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
         let req = request(id, opts)?;
         let backend = self.config.backend_for(id, &req.annotations)?;
+        *self.chosen_engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.name());
         let mut engine = engine::for_backend(backend)?;
         engine.plan(self, &req)?;
 

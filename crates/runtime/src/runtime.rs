@@ -36,6 +36,15 @@ pub struct Runtime {
     pub(crate) pve_client: std::sync::OnceLock<pve_client::Client>,
     /// `[storage]`, made on first use.
     pub(crate) storage: std::sync::OnceLock<storage::Storage>,
+    /// API exchanges of the current operation, filled by the client's
+    /// observer and drained into the events log.
+    pub(crate) api_log: std::sync::Arc<std::sync::Mutex<Vec<pve_client::ApiRequest>>>,
+    /// The engine `create` chose (known before there is a state to read it from).
+    pub(crate) chosen_engine: std::sync::Mutex<Option<&'static str>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Runtime {
@@ -48,25 +57,66 @@ impl Runtime {
             config,
             pve_client: std::sync::OnceLock::new(),
             storage: std::sync::OnceLock::new(),
+            api_log: Default::default(),
+            chosen_engine: Default::default(),
         }
     }
 
-    fn api_requests(&self) -> u64 {
-        self.pve_client.get().map(|c| c.requests()).unwrap_or(0)
+    /// The API requests made since the last call (or the last logged
+    /// operation). A long-lived user of a Runtime that makes API calls
+    /// outside operations (the exporter's /healthz runs gc --dry-run) drains
+    /// them here, so they do not pile up.
+    pub fn take_api_requests(&self) -> Vec<pve_client::ApiRequest> {
+        std::mem::take(&mut *lock(&self.api_log))
     }
 
-    /// Run `op`, then append its outcome (and its API requests) to the
-    /// events log.
+    fn image_cache_stats(&self) -> (u64, u64) {
+        self.storage
+            .get()
+            .map(|s| s.image_cache_stats())
+            .unwrap_or((0, 0))
+    }
+
+    /// Run `op`, then append its outcome (engine, error kind, API requests,
+    /// image cache lookups) to the events log.
     fn logged<T>(&self, id: &str, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
-        let before = self.api_requests();
+        lock(&self.api_log).clear();
+        *lock(&self.chosen_engine) = None;
+        // Only a valid id names a state file (the op itself reports a bad one).
+        let engine_before = id::validate(id)
+            .ok()
+            .and_then(|_| self.store.load(id).ok())
+            .map(|s| s.engine.name());
+        let cache_before = self.image_cache_stats();
         let r = f();
-        let result = match &r {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.to_string(),
+        let took = t.elapsed();
+        let (result, error_kind) = match &r {
+            Ok(_) => ("ok".to_string(), None),
+            Err(e) => (e.to_string(), Some(e.kind())),
         };
-        let calls = self.api_requests().saturating_sub(before);
-        events::record(&self.store, id, op, &result, t.elapsed(), calls as u32);
+        let cache_after = self.image_cache_stats();
+        let api = lock(&self.api_log)
+            .drain(..)
+            .map(|r| events::ApiCall::from(&r))
+            .collect();
+        events::record(
+            &self.store,
+            &self.config.events,
+            events::Outcome {
+                id,
+                operation: op,
+                result: &result,
+                error_kind,
+                took,
+                engine: engine_before.or(*lock(&self.chosen_engine)),
+                api,
+                image_cache: (
+                    (cache_after.0 - cache_before.0) as u32,
+                    (cache_after.1 - cache_before.1) as u32,
+                ),
+            },
+        );
         r
     }
 

@@ -140,7 +140,15 @@ pub fn client(rt: &Runtime) -> Result<&Client> {
     if let Some(c) = rt.pve_client.get() {
         return Ok(c);
     }
-    let c = connect(rt.config.pve()?)?;
+    let mut c = connect(rt.config.pve()?)?;
+    let sink = rt.api_log.clone();
+    c.set_observer(std::sync::Arc::new(move |r| {
+        let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+        // A safety net for long-lived runtimes that never drain it.
+        if log.len() < 10_000 {
+            log.push(r.clone())
+        }
+    }));
     Ok(rt.pve_client.get_or_init(|| c))
 }
 
