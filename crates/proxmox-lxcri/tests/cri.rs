@@ -1,0 +1,213 @@
+//! Pods through containerd's CRI plugin (gRPC, as the kubelet calls it), with our CNI plugin
+//! handing out the pod addresses from the runtime's IPAM, on the lxc engine.
+//!
+//! The runtime behind the CRI handler is `$LXCRI_TEST_RUNTIME` (a path), by default this
+//! crate's `proxmox-lxcri`; the same test against runc:
+//!
+//! ```sh
+//! cargo build --workspace --bins
+//! cargo test -p proxmox-lxcri --test cri
+//! LXCRI_TEST_RUNTIME=/usr/sbin/runc cargo test -p proxmox-lxcri --test cri
+//! ```
+//!
+//! Needs root, containerd 1.6, lxc and Debian's containernetworking-plugins (`loopback`);
+//! fails, never skips, without them. See `common/cri.rs` for the harness.
+
+mod common {
+    pub mod containerd;
+    pub mod cri;
+    #[path = "../support/emulator.rs"]
+    pub mod emulator;
+}
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::cri::{Cri, HANDLER};
+
+/// The runtime binary under test, as an absolute path.
+fn runtime() -> PathBuf {
+    let rt = std::env::var("LXCRI_TEST_RUNTIME")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_proxmox-lxcri").to_string());
+    Path::new(&rt)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("runtime binary {rt} (LXCRI_TEST_RUNTIME): {e}"))
+}
+
+/// A command that runs until SIGTERM under any runtime (a bare `sleep` as pid 1 ignores it).
+const SLEEPER: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
+
+/// The verbose `info` of a PodSandboxStatus or ContainerStatus (containerd's JSON).
+fn verbose_info(info: &std::collections::HashMap<String, String>) -> serde_json::Value {
+    let raw = info.get("info").expect("verbose status has an `info` entry");
+    serde_json::from_str(raw).unwrap_or_else(|e| panic!("info is not JSON ({e}): {raw}"))
+}
+
+/// The pid containerd knows for a pod's sandbox (the runtime's `--pid-file` pid).
+fn sandbox_pid(cri: &Cri, pod: &str) -> (u32, serde_json::Value) {
+    let req = k8s_cri::v1::PodSandboxStatusRequest {
+        pod_sandbox_id: pod.into(),
+        verbose: true,
+    };
+    let r = cri
+        .runtime(|mut c| async move { c.pod_sandbox_status(req).await })
+        .expect("PodSandboxStatus verbose");
+    let info = verbose_info(&r.info);
+    let pid = info["pid"].as_u64().expect("sandbox pid") as u32;
+    (pid, info)
+}
+
+fn container_pid(cri: &Cri, id: &str) -> u32 {
+    let req = k8s_cri::v1::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: true,
+    };
+    let r = cri
+        .runtime(|mut c| async move { c.container_status(req).await })
+        .expect("ContainerStatus verbose");
+    verbose_info(&r.info)["pid"]
+        .as_u64()
+        .expect("container pid") as u32
+}
+
+/// The inode of a namespace file (`/proc/<pid>/ns/<kind>` or a bind-mounted netns).
+fn ns_inode(path: &str) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .ino()
+}
+
+/// RunPodSandbox + a started busybox container in it; returns (pod id, container id, pod IP).
+fn pod_with_container(cri: &Cri, name: &str, hostname: &str) -> (String, String, String) {
+    let config = cri.pod_config(name, hostname);
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", cri.log_tail(30)));
+    let ip = cri.pod_ip(&pod);
+    let c = cri
+        .create_container(&pod, &config, "app", SLEEPER)
+        .unwrap_or_else(|e| panic!("CreateContainer in {name}: {e}\n{}", cri.log_tail(30)));
+    cri.start_container(&c)
+        .unwrap_or_else(|e| panic!("StartContainer in {name}: {e}\n{}", cri.log_tail(30)));
+    let state = cri.container_status(&c).state;
+    assert_eq!(
+        state,
+        k8s_cri::v1::ContainerState::ContainerRunning as i32,
+        "container of {name} not running after StartContainer"
+    );
+    (pod, c, ip)
+}
+
+#[test]
+fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
+    let started = Instant::now();
+    let cri = Cri::start(&runtime());
+    let host_a = format!("pod-a-{}", std::process::id());
+    let (pod_a, c_a, ip_a) = pod_with_container(&cri, "pod-a", &host_a);
+
+    // The pod IP containerd reports is the lease our IPAM made for the sandbox's eth0.
+    assert!(
+        ip_a.starts_with(&format!("{}.", cri.net_prefix)),
+        "pod IP {ip_a:?} is not from {}.0/24",
+        cri.net_prefix
+    );
+    let leases = cri.leases();
+    assert_eq!(
+        leases.get(&format!("{pod_a}/eth0")),
+        Some(&vec![format!("{ip_a}/24")]),
+        "the pod's lease in `network leases`: {leases:?}"
+    );
+
+    // The container joined the sandbox's network, IPC and UTS namespaces, the network one
+    // being the netns containerd made and gave to CNI; it has its own PID namespace.
+    let (spid, info) = sandbox_pid(&cri, &pod_a);
+    let cpid = container_pid(&cri, &c_a);
+    let netns = info["runtimeSpec"]["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["type"] == "network")
+        .and_then(|n| n["path"].as_str())
+        .unwrap_or_else(|| panic!("no network namespace path in the sandbox spec: {info}"))
+        .to_string();
+    assert_eq!(
+        ns_inode(&format!("/proc/{spid}/ns/net")),
+        ns_inode(&netns),
+        "the sandbox's pid {spid} is not in the CNI netns {netns}"
+    );
+    for ns in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns_inode(&format!("/proc/{cpid}/ns/{ns}")),
+            ns_inode(&format!("/proc/{spid}/ns/{ns}")),
+            "the container does not share the sandbox's {ns} namespace"
+        );
+    }
+    assert_ne!(
+        ns_inode(&format!("/proc/{cpid}/ns/pid")),
+        ns_inode(&format!("/proc/{spid}/ns/pid")),
+        "pid namespace mode CONTAINER, yet shared with the sandbox"
+    );
+
+    // Seen from inside: the pod's address on eth0 and the pod's hostname.
+    let addr = cri.exec_ok(&c_a, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains(&format!("{ip_a}/24")), "eth0: {addr}");
+    assert_eq!(cri.exec_ok(&c_a, &["hostname"]).trim(), host_a);
+
+    // A second pod: another address, and the two reach each other.
+    let (pod_b, c_b, ip_b) = pod_with_container(&cri, "pod-b", "pod-b");
+    assert_ne!(ip_a, ip_b);
+    assert!(ip_b.starts_with(&format!("{}.", cri.net_prefix)), "{ip_b}");
+    assert_eq!(
+        cri.leases().get(&format!("{pod_b}/eth0")),
+        Some(&vec![format!("{ip_b}/24")])
+    );
+    cri.exec_ok(&c_a, &["ping", "-c", "1", "-W", "5", &ip_b]);
+    cri.exec_ok(&c_b, &["ping", "-c", "1", "-W", "5", &ip_a]);
+
+    // Stop and remove: CNI DEL gives the leases back, the runtime keeps nothing.
+    for pod in [&pod_a, &pod_b] {
+        cri.stop_pod(pod)
+            .unwrap_or_else(|e| panic!("StopPodSandbox {pod}: {e}\n{}", cri.log_tail(30)));
+        cri.remove_pod(pod)
+            .unwrap_or_else(|e| panic!("RemovePodSandbox {pod}: {e}\n{}", cri.log_tail(30)));
+    }
+    assert!(cri.pods().is_empty(), "pods left: {:?}", cri.pods());
+    assert!(
+        cri.containers().is_empty(),
+        "containers left: {:?}",
+        cri.containers()
+    );
+    let leases = cri.leases();
+    assert!(leases.is_empty(), "leases left after RemovePodSandbox: {leases:?}");
+    assert!(
+        !Path::new(&netns).exists(),
+        "the pod's netns {netns} is still there"
+    );
+    let ids = [
+        pod_a.as_str(),
+        pod_b.as_str(),
+        c_a.as_str(),
+        c_b.as_str(),
+    ];
+    let left = cri.runtime_leftovers(HANDLER, &ids);
+    assert!(left.is_empty(), "left in the runtime root: {left:?}");
+    eprintln!("pods test: {:?}", started.elapsed());
+}
+
+#[test]
+fn exec_sync_honours_its_timeout() {
+    let cri = Cri::start(&runtime());
+    let (_pod, c, _ip) = pod_with_container(&cri, "pod-t", "pod-t");
+    let t0 = Instant::now();
+    let r = cri.exec_sync(&c, &["sleep", "30"], 2);
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "ExecSync with a 2s timeout took {took:?}: {r:?}"
+    );
+    assert!(
+        r.is_err() || r.as_ref().map(|r| r.exit_code != 0).unwrap_or(false),
+        "ExecSync of `sleep 30` with a 2s timeout succeeded: {r:?}"
+    );
+}
