@@ -234,6 +234,9 @@ disabled_plugins = [
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # These machines lack CAP_SYS_RESOURCE, so no runtime (runc neither) may lower
+  # oom_score_adj below containerd's own: the sandbox's -998 is clamped to it.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "{HANDLER}"
