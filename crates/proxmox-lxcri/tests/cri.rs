@@ -36,7 +36,11 @@ fn runtime() -> PathBuf {
 }
 
 /// A command that runs until SIGTERM under any runtime (a bare `sleep` as pid 1 ignores it).
-const SLEEPER: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
+const SLEEPER: &[&str] = &[
+    "sh",
+    "-c",
+    "echo started; trap 'exit 0' TERM; sleep 1000 & wait",
+];
 
 /// The verbose `info` of a PodSandboxStatus or ContainerStatus (containerd's JSON).
 fn verbose_info(info: &std::collections::HashMap<String, String>) -> serde_json::Value {
@@ -80,7 +84,14 @@ fn ns_inode(path: &str) -> u64 {
 
 /// RunPodSandbox + a started busybox container in it; returns (pod id, container id, pod IP).
 fn pod_with_container(cri: &Cri, name: &str, hostname: &str) -> (String, String, String) {
-    let config = cri.pod_config(name, hostname);
+    pod_with_container_cfg(cri, cri.pod_config(name, hostname))
+}
+
+fn pod_with_container_cfg(
+    cri: &Cri,
+    config: k8s_cri::v1::PodSandboxConfig,
+) -> (String, String, String) {
+    let name = config.metadata.as_ref().unwrap().name.clone();
     let pod = cri
         .run_pod(&config, HANDLER)
         .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", cri.log_tail(30)));
@@ -104,7 +115,19 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
     let started = Instant::now();
     let cri = Cri::start(&runtime());
     let host_a = format!("pod-a-{}", std::process::id());
-    let (pod_a, c_a, ip_a) = pod_with_container(&cri, "pod-a", &host_a);
+    let mut config = cri.pod_config("pod-a", &host_a);
+    // The pod's DNS and (network and IPC namespace) sysctls, as the kubelet passes them.
+    let dns = format!("{}.53", cri.net_prefix);
+    config.dns_config = Some(k8s_cri::v1::DnsConfig {
+        servers: vec![dns.clone()],
+        searches: vec!["cri.test".into()],
+        options: vec!["ndots:2".into()],
+    });
+    let sysctls = &mut config.linux.as_mut().unwrap().sysctls;
+    sysctls.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
+    sysctls.insert("kernel.shm_rmid_forced".into(), "1".into());
+    let log_dir = PathBuf::from(&config.log_directory);
+    let (pod_a, c_a, ip_a) = pod_with_container_cfg(&cri, config);
 
     // The pod IP containerd reports is the lease our IPAM made for the sandbox's eth0.
     assert!(
@@ -153,6 +176,32 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
     let addr = cri.exec_ok(&c_a, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(addr.contains(&format!("{ip_a}/24")), "eth0: {addr}");
     assert_eq!(cri.exec_ok(&c_a, &["hostname"]).trim(), host_a);
+    assert_eq!(cri.exec_ok(&c_a, &["cat", "/etc/hostname"]).trim(), host_a);
+    // containerd's resolv.conf for the pod, not the network's (the bundle mounts its own).
+    let resolv = cri.exec_ok(&c_a, &["cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains(&format!("nameserver {dns}"))
+            && resolv.contains("search cri.test")
+            && resolv.contains("ndots:2"),
+        "/etc/resolv.conf: {resolv}"
+    );
+    assert_eq!(
+        cri.exec_ok(&c_a, &["cat", "/proc/sys/net/ipv4/ping_group_range"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "2147483647"]
+    );
+    assert_eq!(
+        cri.exec_ok(&c_a, &["cat", "/proc/sys/kernel/shm_rmid_forced"])
+            .trim(),
+        "1"
+    );
+    // The container's stdout reached its log in the CRI format ("<time> stdout F <line>").
+    let log = std::fs::read_to_string(log_dir.join("app.log")).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.ends_with(" stdout F started")),
+        "container log: {log:?}"
+    );
 
     // A second pod: another address, and the two reach each other.
     let (pod_b, c_b, ip_b) = pod_with_container(&cri, "pod-b", "pod-b");
@@ -192,6 +241,15 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
     ];
     let left = cri.runtime_leftovers(HANDLER, &ids);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
+    let procs: Vec<_> = ids
+        .iter()
+        .flat_map(|id| common::containerd::Containerd::processes_mentioning(id))
+        .collect();
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    let ports: Vec<_> = std::fs::read_dir(format!("/sys/class/net/{}/brif", cri.bridge))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(ports.is_empty(), "host ends left on {}: {ports:?}", cri.bridge);
     eprintln!("pods test: {:?}", started.elapsed());
 }
 
