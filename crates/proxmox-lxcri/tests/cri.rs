@@ -269,3 +269,132 @@ fn exec_sync_honours_its_timeout() {
         "ExecSync of `sleep 30` with a 2s timeout succeeded: {r:?}"
     );
 }
+
+/// Sets the PID namespace mode of a pod or container config to POD (shareProcessNamespace).
+fn share_pids(ns: &mut Option<k8s_cri::v1::NamespaceOption>) {
+    ns.as_mut().unwrap().pid = k8s_cri::v1::NamespaceMode::Pod as i32;
+}
+
+#[test]
+fn containers_of_a_pod_share_its_pids_and_localhost_and_restart_in_it() {
+    let cri = Cri::start(&runtime());
+    let mut pod_config = cri.pod_config("pod-s", "pod-s");
+    share_pids(
+        &mut pod_config
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options,
+    );
+    let pod = cri
+        .run_pod(&pod_config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
+    let container = |name: &str, command: &[&str], attempt: u32| {
+        let mut c = cri.container_config(name, command);
+        c.metadata.as_mut().unwrap().attempt = attempt;
+        c.log_path = format!("{name}_{attempt}.log");
+        share_pids(
+            &mut c
+                .linux
+                .as_mut()
+                .unwrap()
+                .security_context
+                .as_mut()
+                .unwrap()
+                .namespace_options,
+        );
+        let id = cri
+            .create_container_cfg(&pod, &pod_config, c)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}\n{}", cri.log_tail(30)));
+        cri.start_container(&id)
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", cri.log_tail(30)));
+        id
+    };
+    let server = container(
+        "server",
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo pong >/www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
+        ],
+        0,
+    );
+    let client = container("client", SLEEPER, 0);
+
+    // One PID namespace for the pod: the sandbox's.
+    let (spid, _) = sandbox_pid(&cri, &pod);
+    for c in [&server, &client] {
+        assert_eq!(
+            ns_inode(&format!("/proc/{}/ns/pid", container_pid(&cri, c))),
+            ns_inode(&format!("/proc/{spid}/ns/pid")),
+            "pid namespace mode POD, yet {c} has its own"
+        );
+    }
+    let ps = cri.exec_ok(&client, &["ps", "-o", "pid,args"]);
+    assert!(
+        ps.contains("/pause") && ps.contains("httpd -f -p 127.0.0.1:8080"),
+        "the client does not see the pod's processes:\n{ps}"
+    );
+
+    // The client reaches the server on localhost (one network namespace).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = cri
+            .exec_sync(&client, &["wget", "-qO-", "http://127.0.0.1:8080/"], 10)
+            .expect("ExecSync wget");
+        if r.exit_code == 0 {
+            assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "pong");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server is not reachable on localhost: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A container that fails reports its exit code; its restart (attempt 1) runs in the
+    // same pod, on the same address.
+    let job = container("job", &["sh", "-c", "exit 3"], 0);
+    let st = cri.wait_exited(&job, Duration::from_secs(20));
+    assert_eq!(st.exit_code, 3, "{st:?}");
+    cri.remove_container(&job).expect("RemoveContainer job");
+    let job2 = container(
+        "job",
+        &["sh", "-c", "ip -o -4 addr show dev eth0; exit 0"],
+        1,
+    );
+    let st = cri.wait_exited(&job2, Duration::from_secs(20));
+    assert_eq!(st.exit_code, 0, "{st:?}");
+    let ip = cri.pod_ip(&pod);
+    let log = std::fs::read_to_string(Path::new(&pod_config.log_directory).join("job_1.log"))
+        .unwrap_or_default();
+    assert!(
+        log.contains(&format!("{ip}/24")),
+        "the restarted container's eth0 is not on the pod IP {ip}: {log:?}"
+    );
+
+    // StopContainer: TERM reaches the server (not pid 1 here), within the grace period.
+    let t0 = Instant::now();
+    cri.stop_container(&server, 10).expect("StopContainer");
+    let st = cri.wait_exited(&server, Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert_eq!(st.exit_code, 143, "httpd ends on SIGTERM: {st:?}");
+
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert!(cri.leases().is_empty());
+    let ids = [
+        pod.as_str(),
+        server.as_str(),
+        client.as_str(),
+        job.as_str(),
+        job2.as_str(),
+    ];
+    let left = cri.runtime_leftovers(HANDLER, &ids);
+    assert!(left.is_empty(), "left in the runtime root: {left:?}");
+}

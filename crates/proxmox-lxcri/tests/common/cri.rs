@@ -509,7 +509,29 @@ disabled_plugins = [
         name: &str,
         command: &[&str],
     ) -> Result<String, tonic::Status> {
-        let config = cri::ContainerConfig {
+        self.create_container_cfg(pod, pod_config, self.container_config(name, command))
+    }
+
+    /// CreateContainer with a config of the caller's (see [`Cri::container_config`]).
+    pub fn create_container_cfg(
+        &self,
+        pod: &str,
+        pod_config: &cri::PodSandboxConfig,
+        config: cri::ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        self.runtime(|mut c| async move { c.create_container(req).await })
+            .map(|r| r.container_id)
+    }
+
+    /// A container's config as the kubelet would send it: `IMAGE` running `command`, the
+    /// kubelet's namespace modes, its log as `<name>.log` in the pod's log directory.
+    pub fn container_config(&self, name: &str, command: &[&str]) -> cri::ContainerConfig {
+        cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: name.into(),
                 attempt: 0,
@@ -528,14 +550,7 @@ disabled_plugins = [
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let req = cri::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        };
-        self.runtime(|mut c| async move { c.create_container(req).await })
-            .map(|r| r.container_id)
+        }
     }
 
     pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
@@ -544,6 +559,40 @@ disabled_plugins = [
         };
         self.runtime(|mut c| async move { c.start_container(req).await })
             .map(|_| ())
+    }
+
+    /// StopContainer with a grace period of `timeout` seconds.
+    pub fn stop_container(&self, id: &str, timeout: i64) -> Result<(), tonic::Status> {
+        let req = cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        };
+        self.runtime(|mut c| async move { c.stop_container(req).await })
+            .map(|_| ())
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.runtime(|mut c| async move { c.remove_container(req).await })
+            .map(|_| ())
+    }
+
+    /// Waits until container `id` has exited; returns its status.
+    pub fn wait_exited(&self, id: &str, timeout: Duration) -> cri::ContainerStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.container_status(id);
+            if st.state == cri::ContainerState::ContainerExited as i32 {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {id} has not exited within {timeout:?}: {st:?}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// ContainerStatus (not verbose).
@@ -727,7 +776,7 @@ impl Drop for Cri {
 }
 
 /// Network and IPC shared with the pod, PID per container: the kubelet's defaults.
-fn pod_namespaces() -> cri::NamespaceOption {
+pub fn pod_namespaces() -> cri::NamespaceOption {
     cri::NamespaceOption {
         network: cri::NamespaceMode::Pod as i32,
         pid: cri::NamespaceMode::Container as i32,
