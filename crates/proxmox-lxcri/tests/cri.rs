@@ -214,7 +214,20 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
     cri.exec_ok(&c_a, &["ping", "-c", "1", "-W", "5", &ip_b]);
     cri.exec_ok(&c_b, &["ping", "-c", "1", "-W", "5", &ip_a]);
 
-    // Stop and remove: CNI DEL gives the leases back, the runtime keeps nothing.
+    // Stop and remove: CNI DEL gives the leases back, the runtime keeps nothing (of what it
+    // had: the check below looks where the runtime keeps its containers).
+    let ids = [
+        pod_a.as_str(),
+        pod_b.as_str(),
+        c_a.as_str(),
+        c_b.as_str(),
+    ];
+    assert_eq!(
+        cri.runtime_leftovers(HANDLER, &ids).len(),
+        ids.len(),
+        "the runtime root {} does not hold the 4 containers",
+        cri.runtime_root(HANDLER).display()
+    );
     for pod in [&pod_a, &pod_b] {
         cri.stop_pod(pod)
             .unwrap_or_else(|e| panic!("StopPodSandbox {pod}: {e}\n{}", cri.log_tail(30)));
@@ -233,12 +246,6 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
         !Path::new(&netns).exists(),
         "the pod's netns {netns} is still there"
     );
-    let ids = [
-        pod_a.as_str(),
-        pod_b.as_str(),
-        c_a.as_str(),
-        c_b.as_str(),
-    ];
     let left = cri.runtime_leftovers(HANDLER, &ids);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
     let procs: Vec<_> = ids

@@ -25,6 +25,7 @@ use std::future::Future;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -66,10 +67,19 @@ pub struct Cri {
     image_client: ImageServiceClient<Channel>,
 }
 
-/// The third octet of this instance's 10.236.X.0/24: unique per process (pid) and instance,
-/// so parallel test runs on this host never share a subnet.
+static INSTANCES: AtomicU32 = AtomicU32::new(0);
+
+/// The third octet of this instance's 10.236.X.0/24: one per process (pid) and instance, and
+/// skipping subnets this host already has an address in, so parallel test runs on this host
+/// do not share a subnet.
 fn subnet_octet() -> u32 {
-    (std::process::id() % 50) * 5 + testkit::unique() % 5
+    let first = (std::process::id() % 50) * 5 + INSTANCES.fetch_add(1, Ordering::SeqCst) % 5;
+    let o = Command::new("ip").args(["-o", "-4", "addr"]).output();
+    let used = o.map(|o| stdout(&o)).unwrap_or_default();
+    (0..256)
+        .map(|i| (first + i * 7) % 256)
+        .find(|x| !used.contains(&format!(" 10.236.{x}.")))
+        .expect("a free 10.236.X.0/24")
 }
 
 fn find_loopback_plugin() -> PathBuf {
