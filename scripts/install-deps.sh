@@ -4,7 +4,10 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
 
-pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables file util-linux procps zfs-fuse curl zstd xz-utils)
+# containernetworking-plugins: the CNI `loopback` plugin containerd's CRI runs beside ours;
+# protobuf-compiler: protoc, which the k8s-cri crate (CRI test client) needs to build.
+pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables file util-linux procps zfs-fuse curl zstd xz-utils
+    containernetworking-plugins protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

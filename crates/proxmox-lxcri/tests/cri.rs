@@ -44,7 +44,9 @@ const SLEEPER: &[&str] = &[
 
 /// The verbose `info` of a PodSandboxStatus or ContainerStatus (containerd's JSON).
 fn verbose_info(info: &std::collections::HashMap<String, String>) -> serde_json::Value {
-    let raw = info.get("info").expect("verbose status has an `info` entry");
+    let raw = info
+        .get("info")
+        .expect("verbose status has an `info` entry");
     serde_json::from_str(raw).unwrap_or_else(|e| panic!("info is not JSON ({e}): {raw}"))
 }
 
@@ -216,12 +218,7 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
 
     // Stop and remove: CNI DEL gives the leases back, the runtime keeps nothing (of what it
     // had: the check below looks where the runtime keeps its containers).
-    let ids = [
-        pod_a.as_str(),
-        pod_b.as_str(),
-        c_a.as_str(),
-        c_b.as_str(),
-    ];
+    let ids = [pod_a.as_str(), pod_b.as_str(), c_a.as_str(), c_b.as_str()];
     assert_eq!(
         cri.runtime_leftovers(HANDLER, &ids).len(),
         ids.len(),
@@ -241,7 +238,10 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
         cri.containers()
     );
     let leases = cri.leases();
-    assert!(leases.is_empty(), "leases left after RemovePodSandbox: {leases:?}");
+    assert!(
+        leases.is_empty(),
+        "leases left after RemovePodSandbox: {leases:?}"
+    );
     assert!(
         !Path::new(&netns).exists(),
         "the pod's netns {netns} is still there"
@@ -256,7 +256,11 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
     let ports: Vec<_> = std::fs::read_dir(format!("/sys/class/net/{}/brif", cri.bridge))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(ports.is_empty(), "host ends left on {}: {ports:?}", cri.bridge);
+    assert!(
+        ports.is_empty(),
+        "host ends left on {}: {ports:?}",
+        cri.bridge
+    );
     eprintln!("pods test: {:?}", started.elapsed());
 }
 
