@@ -420,6 +420,47 @@ disabled_plugins = [
         self.block(fut)
     }
 
+    /// `n` calls on the runtime service at once (`call(i, client)` makes the i-th), all
+    /// within `timeout`; the results in order of `i`.
+    pub fn concurrently<T, F, Fut>(
+        &self,
+        n: usize,
+        timeout: Duration,
+        call: F,
+    ) -> Vec<Result<T, tonic::Status>>
+    where
+        F: Fn(usize, RuntimeServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut set = tokio::task::JoinSet::new();
+        let _guard = self.rt.enter();
+        for i in 0..n {
+            let fut = call(i, self.runtime_client.clone());
+            set.spawn(async move { (i, fut.await) });
+        }
+        let all = self.rt.block_on(async move {
+            tokio::time::timeout(timeout, async move {
+                let mut out = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    out.push(r.expect("a CRI call task"));
+                }
+                out
+            })
+            .await
+        });
+        let mut all = all.unwrap_or_else(|_| {
+            panic!(
+                "{n} concurrent CRI calls not done within {timeout:?}; containerd log:\n{}",
+                self.log_tail(40)
+            )
+        });
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter()
+            .map(|(_, r)| r.map(tonic::Response::into_inner))
+            .collect()
+    }
+
     /// One call on the image service, with [`CALL_TIMEOUT`].
     pub fn image<T, F>(
         &self,
