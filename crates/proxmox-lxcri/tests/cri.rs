@@ -604,3 +604,83 @@ fn twenty_pods_at_once_get_distinct_addresses_and_leave_nothing() {
     let left = cri.runtime_leftovers(HANDLER, &refs);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
 }
+
+/// GET `/` of `addr` (ip:port) from the host over plain HTTP/1.0: the body, or None when it
+/// does not answer. (busybox-static's wget crashes in glibc's NSS on the host.)
+fn host_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sa: std::net::SocketAddr = addr.parse().expect("ip:port");
+    let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.trim().to_string())
+}
+
+#[test]
+fn the_pod_ip_and_a_host_port_answer_from_the_host() {
+    let cri = Cri::start(&runtime());
+    // A host port of this process (portmap's rules are the host's).
+    let host_port = 30000 + std::process::id() % 20000;
+    let mut config = cri.pod_config("pod-p", "pod-p");
+    config.port_mappings.push(k8s_cri::v1::PortMapping {
+        protocol: k8s_cri::v1::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port as i32,
+        host_ip: String::new(),
+    });
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
+    let ip = cri.pod_ip(&pod);
+    let server = cri
+        .create_container(
+            &pod,
+            &config,
+            "server",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /www && echo pong >/www/index.html && exec httpd -f -p 8080 -h /www",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", cri.log_tail(30)));
+    cri.start_container(&server)
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", cri.log_tail(30)));
+
+    let gateway = format!("{}.1", cri.net_prefix);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let direct = loop {
+        if let Some(r) = host_get(&format!("{ip}:8080")) {
+            break r;
+        }
+        if Instant::now() > deadline {
+            let inside = cri.exec_sync(&server, &["sh", "-c", "netstat -ltn; ip -o addr"], 10);
+            panic!(
+                "the pod IP {ip}:8080 does not answer from the host\ninside: {:?}\n{}",
+                inside.map(|r| String::from_utf8_lossy(&r.stdout).into_owned()),
+                testkit::sh("ip", &["-o", "addr", "show", "dev", &cri.bridge])
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(direct, "pong");
+    // The host port, on the host's address on the pods' bridge (portmap's DNAT).
+    assert_eq!(
+        host_get(&format!("{gateway}:{host_port}")).as_deref(),
+        Some("pong"),
+        "hostPort {host_port} -> {ip}:8080 does not answer"
+    );
+
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    // portmap's DEL took its rules away: nothing answers on the host port any more.
+    assert_eq!(host_get(&format!("{gateway}:{host_port}")), None);
+    let rules = testkit::sh("iptables", &["-t", "nat", "-S"]);
+    assert!(
+        !rules.contains(&format!("--dport {host_port}")),
+        "portmap rules left:\n{rules}"
+    );
+}

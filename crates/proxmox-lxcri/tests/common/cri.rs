@@ -6,7 +6,8 @@
 //!   `io.containerd.runc.v2` shim with `BinaryName`, and a `Root` inside the directory so the
 //!   runtime root is private (`<dir>/rt/k8s.io`);
 //! - a CNI bin dir holding `proxmox-lxcri-cni` (the built binary) and Debian's `loopback`
-//!   plugin (containerd's CRI always sets up `lo` with it), and a conflist naming our plugin;
+//!   (containerd's CRI always sets up `lo` with it) and `portmap` plugins, and a conflist
+//!   chaining our plugin and portmap (hostPort mappings);
 //! - a runtime config (`lxcri.toml`) with one network on a bridge and a /24 unique to this
 //!   instance and an `ipam_dir`, read by the CNI plugin (`configFile`) and, through
 //!   `PROXMOX_LXCRI_CONFIG`, by the runtime the shim runs;
@@ -172,6 +173,10 @@ impl Cri {
         );
         fs::copy(&plugin, bin_dir.join("proxmox-lxcri-cni")).expect("copy the CNI plugin");
         fs::copy(&loopback, bin_dir.join("loopback")).expect("copy the loopback plugin");
+        // hostPort mappings: the standard portmap plugin, chained after ours (it reads the
+        // pod IP from our result).
+        let portmap = loopback.with_file_name("portmap");
+        fs::copy(&portmap, bin_dir.join("portmap")).expect("copy the portmap plugin");
         let octet = subnet_octet();
         let net_prefix = format!("10.236.{octet}");
         let bridge = testkit::unique_ifname("lcri");
@@ -193,7 +198,9 @@ impl Cri {
                 "cniVersion": "1.0.0",
                 "name": network,
                 "plugins": [{"type": "proxmox-lxcri-cni", "network": network,
-                             "configFile": config}],
+                             "configFile": config},
+                            {"type": "portmap", "capabilities": {"portMappings": true},
+                             "snat": true}],
             })
             .to_string(),
         )
