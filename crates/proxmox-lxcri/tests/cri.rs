@@ -10,8 +10,13 @@
 //! LXCRI_TEST_RUNTIME=/usr/sbin/runc cargo test -p proxmox-lxcri --test cri
 //! ```
 //!
-//! Needs root, containerd 1.6, lxc and Debian's containernetworking-plugins (`loopback`);
-//! fails, never skips, without them. See `common/cri.rs` for the harness.
+//! Needs root, containerd 1.6, lxc and Debian's containernetworking-plugins (`loopback`,
+//! `portmap`); fails, never skips, without them. See `common/cri.rs` for the harness.
+//!
+//! `LXCRI_TEST_ENGINE=pve-lxc` puts the runtime on a pve-emulator instead. Pods on pve-lxc
+//! do not exist yet (issue 14: a pod is one CT), so there every RunPodSandbox fails with the
+//! runtime's refusal to join the CNI netns containerd made ("the net namespace has a path,
+//! which the pve-lxc engine cannot join"); `scripts/test.sh` runs this suite on lxc only.
 
 mod common {
     pub mod containerd;

@@ -10,7 +10,8 @@
 //!   chaining our plugin and portmap (hostPort mappings);
 //! - a runtime config (`lxcri.toml`) with one network on a bridge and a /24 unique to this
 //!   instance and an `ipam_dir`, read by the CNI plugin (`configFile`) and, through
-//!   `PROXMOX_LXCRI_CONFIG`, by the runtime the shim runs;
+//!   `PROXMOX_LXCRI_CONFIG`, by the runtime the shim runs (with `LXCRI_TEST_ENGINE=pve-lxc`
+//!   it also names a pve-emulator started here, as `common/containerd.rs` does);
 //! - the sandbox ("pause") image: busybox-static with a `/pause` script that sleeps until
 //!   SIGTERM/SIGINT, built with testkit and imported into `k8s.io` under the name the config's
 //!   `sandbox_image` uses, so nothing is ever pulled (there is no registry here).
@@ -51,6 +52,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running containerd with the CRI plugin, and clients of its runtime and image services.
 pub struct Cri {
+    /// With LXCRI_TEST_ENGINE=pve-lxc: the Proxmox node the runtime uses. Dropped after
+    /// the pods are removed, before `dir`.
+    pub pve: Option<super::emulator::Emulator>,
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     /// The gRPC socket (CRI and containerd's own API).
@@ -140,12 +144,6 @@ impl Cri {
     /// imports the busybox and pause images into `k8s.io`.
     pub fn start(runtime: &Path) -> Cri {
         require_root();
-        // Pods on pve-lxc (one CT per pod) do not exist yet (issue 14): say so, rather than
-        // pass by testing the lxc engine under that name.
-        assert!(
-            !super::emulator::on_pve(),
-            "the CRI tests run pods on the lxc engine only; unset LXCRI_TEST_ENGINE=pve-lxc"
-        );
         let loopback = find_loopback_plugin();
         let image = test_image();
         let dir = tempfile::Builder::new()
@@ -182,10 +180,18 @@ impl Cri {
         let bridge = testkit::unique_ifname("lcri");
         let network = "pods".to_string();
         let config = d.join("lxcri.toml");
+        // With LXCRI_TEST_ENGINE=pve-lxc: a pve-emulator, and the runtime's config pointing at it.
+        let pve = super::emulator::on_pve().then(|| {
+            use super::emulator::RuntimeConfig;
+            let emu = super::emulator::start(&d);
+            emu.write_config(&config, "pve-lxc");
+            emu
+        });
+        let pve_toml = fs::read_to_string(&config).unwrap_or_default();
         fs::write(
             &config,
             format!(
-                "ipam_dir = \"{ipam}\"\n[network.{network}]\nbridge = \"{bridge}\"\n\
+                "ipam_dir = \"{ipam}\"\n{pve_toml}\n[network.{network}]\nbridge = \"{bridge}\"\n\
                  subnet = \"{net_prefix}.0/24\"\ngateway = \"{net_prefix}.1\"\n\
                  dns = [\"{net_prefix}.1\"]\nsearch = [\"pods.test\"]\n",
                 ipam = d.join("ipam").display()
@@ -311,6 +317,7 @@ disabled_plugins = [
             )
         };
         let mut cri = Cri {
+            pve,
             dir: Some(dir),
             child: Some(child),
             address,
@@ -820,6 +827,7 @@ disabled_plugins = [
                 );
             }
         }
+        drop(self.pve.take());
         if let Some(dir) = &self.dir {
             for m in ctd::mounts_under(dir.path()) {
                 let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
