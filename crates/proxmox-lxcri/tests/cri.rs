@@ -689,3 +689,67 @@ fn the_pod_ip_and_a_host_port_answer_from_the_host() {
         "portmap rules left:\n{rules}"
     );
 }
+
+/// Median and 90th percentile of `v` (sorted in place), in ms.
+fn median_p90(v: &mut [Duration]) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p90 = ((v.len() * 9).div_ceil(10)).saturating_sub(1);
+    (ms(v[v.len() / 2]), ms(v[p90]))
+}
+
+/// Pod start (RunPodSandbox + CreateContainer + StartContainer) and pod removal
+/// (StopPodSandbox + RemovePodSandbox) through the CRI, the runtime under test against runc
+/// in one containerd, alternating. A benchmark, not a check: `bench/cri.sh` runs it.
+#[test]
+#[ignore = "benchmark: bench/cri.sh"]
+fn bench_pod_start_and_removal() {
+    let n: usize = std::env::var("LXCRI_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let cri = Cri::start(&runtime());
+    let handlers = [HANDLER, "runc"];
+    let mut start: [Vec<Duration>; 2] = Default::default();
+    let mut removal: [Vec<Duration>; 2] = Default::default();
+    // One untimed round per handler first (page cache, first-use setup).
+    for round in 0..=n {
+        for k in 0..2 {
+            // Alternate which handler goes first.
+            let h = (k + round) % 2;
+            let name = format!("b{round}-{h}");
+            let config = cri.pod_config(&name, &name);
+            let t0 = Instant::now();
+            let pod = cri
+                .run_pod(&config, handlers[h])
+                .unwrap_or_else(|e| panic!("RunPodSandbox on {}: {e}", handlers[h]));
+            let c = cri
+                .create_container(&pod, &config, "app", SLEEPER)
+                .expect("CreateContainer");
+            cri.start_container(&c).expect("StartContainer");
+            let t1 = Instant::now();
+            cri.stop_pod(&pod).expect("StopPodSandbox");
+            cri.remove_pod(&pod).expect("RemovePodSandbox");
+            let t2 = Instant::now();
+            if round > 0 {
+                start[h].push(t1 - t0);
+                removal[h].push(t2 - t1);
+            }
+        }
+    }
+    println!(
+        "pod start and removal through containerd's CRI, {n} pods per handler, alternating \
+         (runtime under test: {})",
+        runtime().display()
+    );
+    for (what, v) in [("pod start", &mut start), ("pod removal", &mut removal)] {
+        let (tm, tp) = median_p90(&mut v[0]);
+        let (rm, rp) = median_p90(&mut v[1]);
+        println!(
+            "{what:<12} runtime under test {tm:7.1} ms (p90 {tp:7.1})   runc {rm:7.1} ms \
+             (p90 {rp:7.1})   ratio {:.2}x / {:.2}x",
+            tm / rm,
+            tp / rp
+        );
+    }
+}
