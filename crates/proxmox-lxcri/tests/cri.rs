@@ -179,6 +179,14 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
         "pid namespace mode CONTAINER, yet shared with the sandbox"
     );
 
+    // The container's own cgroup, to be gone with the pod.
+    let cgroup = cgroup_dir(cpid, "memory");
+    assert!(
+        cgroup.is_dir() && cgroup != Path::new("/sys/fs/cgroup/memory"),
+        "the container's memory cgroup: {}",
+        cgroup.display()
+    );
+
     // Seen from inside: the pod's address on eth0 and the pod's hostname.
     let addr = cri.exec_ok(&c_a, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(addr.contains(&format!("{ip_a}/24")), "eth0: {addr}");
@@ -258,6 +266,7 @@ fn pods_get_addresses_from_our_ipam_share_the_sandbox_and_reach_each_other() {
         .flat_map(|id| common::containerd::Containerd::processes_mentioning(id))
         .collect();
     assert!(procs.is_empty(), "processes left: {procs:?}");
+    assert!(!cgroup.exists(), "cgroup left: {}", cgroup.display());
     let ports: Vec<_> = std::fs::read_dir(format!("/sys/class/net/{}/brif", cri.bridge))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

@@ -4,7 +4,7 @@
 //! - a containerd config with the CRI plugin enabled: its own root, state and sockets, the
 //!   runtime under test as handler `test` (and runc as handler `runc`), both through the stock
 //!   `io.containerd.runc.v2` shim with `BinaryName`, and a `Root` inside the directory so the
-//!   runtime root is private (`<dir>/rt/k8s.io`);
+//!   runtime roots are private (`<dir>/rt-<handler>/k8s.io`);
 //! - a CNI bin dir holding `proxmox-lxcri-cni` (the built binary) and Debian's `loopback`
 //!   (containerd's CRI always sets up `lo` with it) and `portmap` plugins, and a conflist
 //!   chaining our plugin and portmap (hostPort mappings);
@@ -434,6 +434,23 @@ disabled_plugins = [
         self.block(fut)
     }
 
+    /// Like [`Cri::runtime`] for cleanup: no panic (we may be unwinding), None on an error
+    /// or after 30s.
+    fn runtime_quiet<T, F>(
+        &self,
+        call: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Option<T>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = call(self.runtime_client.clone());
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), fut).await })
+            .ok()?
+            .ok()
+            .map(tonic::Response::into_inner)
+    }
+
     /// `n` calls on the runtime service at once (`call(i, client)` makes the i-th), all
     /// within `timeout`; the results in order of `i`.
     pub fn concurrently<T, F, Fut>(
@@ -803,9 +820,24 @@ disabled_plugins = [
         // Pods first, through the CRI while containerd runs: CNI DEL releases the leases
         // and the runtime deletes its containers.
         if self.child.is_some() {
-            for id in self.pods() {
-                let _ = self.stop_pod(&id);
-                let _ = self.remove_pod(&id);
+            let pods = self
+                .runtime_quiet(|mut c| async move {
+                    c.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                        .await
+                })
+                .map(|r| r.items)
+                .unwrap_or_default();
+            for p in pods {
+                let id = p.id.clone();
+                self.runtime_quiet(|mut c| async move {
+                    c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id })
+                        .await
+                });
+                let id = p.id;
+                self.runtime_quiet(|mut c| async move {
+                    c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await
+                });
             }
         }
         if let Some(mut child) = self.child.take() {
