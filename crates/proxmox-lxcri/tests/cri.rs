@@ -293,6 +293,19 @@ fn exec_sync_honours_its_timeout() {
         r.is_err() || r.as_ref().map(|r| r.exit_code != 0).unwrap_or(false),
         "ExecSync of `sleep 30` with a 2s timeout succeeded: {r:?}"
     );
+    // The timed-out process itself was killed, not only a wrapper of it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = cri.exec_ok(&c, &["ps", "-o", "args"]);
+        if !ps.lines().any(|l| l.trim() == "sleep 30") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`sleep 30` still runs after its ExecSync timed out:\n{ps}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Sets the PID namespace mode of a pod or container config to POD (shareProcessNamespace).
