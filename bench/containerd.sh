@@ -178,6 +178,8 @@ one() { # runtime id -> elapsed ms on stdout
         return 1
     fi
     t1=$(date +%s%N)
+    # `true` prints nothing: anything else is a failure, not a measurement.
+    [ -z "$out" ] || { echo "$r: ctr run printed: $out" >&2; return 1; }
     echo $(((t1 - t0) / 1000))
 }
 echo "containerd $(containerd --version | awk '{print $3}'), $N runs per runtime" \

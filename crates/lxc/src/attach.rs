@@ -25,6 +25,8 @@ use crate::init_config::{Capabilities, InitConfig};
 pub enum AttachError {
     #[error("exec: process.args must not be empty")]
     NoArgs,
+    #[error("exec: writing the pid file: {0}")]
+    PidFile(std::io::Error),
     #[error("exec: process.cwd {0:?} must be absolute")]
     RelativeCwd(String),
     #[error("exec: reading the container's cgroups: {0}")]
@@ -176,12 +178,15 @@ pub enum Spawned {
 }
 
 /// Join the container of `init_pid` and run `cfg` there. `stdio` replaces
-/// fds 0-2 (a pty slave) when given. Must be called single-threaded.
+/// fds 0-2 (a pty slave) when given. `started` gets the process's host pid
+/// once it runs (the `--pid-file`, written before we wait, as runc does); if
+/// it fails, the process is killed. Must be called single-threaded.
 pub fn exec(
     init_pid: i32,
     cfg: InitConfig,
     console: Option<std::os::unix::net::UnixStream>,
     detach: bool,
+    started: impl FnOnce(i32) -> std::io::Result<()>,
 ) -> Result<Spawned, AttachError> {
     let ns = namespaces(init_pid)?;
     join_cgroups(init_pid)?;
@@ -230,6 +235,11 @@ pub fn exec(
     if !msg.is_empty() {
         let _ = waitpid(child, None);
         return Err(AttachError::Process(msg));
+    }
+    if let Err(e) = started(child.as_raw()) {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(AttachError::PidFile(e));
     }
     if detach {
         return Ok(Spawned::Detached(child.as_raw()));

@@ -179,6 +179,9 @@ fn prepare(dir: &Path) -> Result<Prepared, InitError> {
     for (i, r) in cfg.readonly_paths.iter().enumerate() {
         prepare::readonly_path(i, r).map_err(InitError::Prepare)?;
     }
+    if cfg.readonly_root {
+        prepare::readonly_root().map_err(InitError::Prepare)?;
+    }
     prepare_process(cfg)
 }
 

@@ -81,6 +81,11 @@ pub struct InitConfig {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// root.readonly: the init remounts `/` read-only after its own
+    /// preparation (as runc does after pivot_root), saving LXC a mount
+    /// hook's three execs.
+    #[serde(default)]
+    pub readonly_root: bool,
     /// linux.devices: created with mknod by init under /dev.
     #[serde(default)]
     pub devices: Vec<oci_spec::runtime::LinuxDevice>,

@@ -81,6 +81,7 @@ fn run(b: &Bundle, spec: Value, script: &str) -> String {
         exchange_dir: b.exchange.clone(),
         init_binary: PathBuf::from("/bin/busybox"),
         log_file: b.root.join("lxc.log"),
+        copyup_dir: b.root.join("copyup"),
         log_level: "DEBUG".into(),
         cgroups: CgroupLayout::detect().unwrap(),
         apparmor_enabled: false,

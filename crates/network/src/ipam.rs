@@ -278,6 +278,30 @@ impl Ipam {
 }
 
 /// Never handed out: the network and broadcast addresses, and gateways.
+/// How many addresses of one family (`v4`) the IPAM can hand out on `net`:
+/// its ranges without the network, broadcast and gateway addresses (for
+/// pool usage metrics; IPv6 pools may be astronomically large, hence u128).
+pub fn pool_size(net: &Network, v4: bool) -> u128 {
+    let mut n = 0u128;
+    for (s, first, last) in net.ranges() {
+        if s.addr().is_ipv4() != v4 {
+            continue;
+        }
+        let all = (ord(last) - ord(first)).saturating_add(1);
+        let inside = |a: IpAddr| ord(a) >= ord(first) && ord(a) <= ord(last);
+        let mut out: Vec<IpAddr> = vec![s.network()];
+        if v4 {
+            out.push(s.broadcast());
+        }
+        out.extend(net.gateway.iter().copied().filter(|g| s.contains(g)));
+        out.sort();
+        out.dedup();
+        let reserved = out.into_iter().filter(|a| inside(*a)).count() as u128;
+        n = n.saturating_add(all.saturating_sub(reserved));
+    }
+    n
+}
+
 fn reserved(s: &IpNet, a: IpAddr, net: &Network) -> bool {
     a == s.network() || (a.is_ipv4() && a == s.broadcast()) || net.gateway.contains(&a)
 }
@@ -356,6 +380,28 @@ mod tests {
         assert_eq!(ipam.release("n", &owner("b")).unwrap(), None);
         let f = ipam.lease("n", &n, &owner("f"), None).unwrap();
         assert_eq!(f.addrs[0], "10.1.0.3/29".parse::<IpNet>().unwrap());
+    }
+
+    /// The pool size is what leasing until exhaustion really gets.
+    #[test]
+    fn pool_size_counts_what_can_be_leased() {
+        for text in [
+            "bridge = \"br0\"\nsubnet = \"10.1.0.0/29\"\ngateway = \"10.1.0.1\"",
+            "bridge = \"br0\"\nsubnet = \"10.2.0.0/24\"\ngateway = \"10.2.0.1\"\nrange = \"10.2.0.100-10.2.0.110\"",
+            "bridge = \"br0\"\nsubnet = \"10.3.0.0/28\"\nrange = [\"10.3.0.0/30\", \"10.3.0.8-10.3.0.15\"]",
+            "bridge = \"br0\"\nsubnet = \"fd00:2::/125\"\ngateway = \"fd00:2::1\"",
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let ipam = Ipam::new(d.path());
+            let n = net(text);
+            let v4 = n.subnet[0].addr().is_ipv4();
+            let mut got = 0u128;
+            while ipam.lease("n", &n, &owner(&format!("c{got}")), None).is_ok() {
+                got += 1;
+            }
+            assert_eq!(pool_size(&n, v4), got, "{text}");
+            assert_eq!(pool_size(&n, !v4), 0, "{text}");
+        }
     }
 
     #[test]

@@ -12,4 +12,4 @@ pub mod isolation;
 pub mod port_security;
 
 pub use config::{valid_ifname, validate_all, Network, NetworkError};
-pub use ipam::{Ipam, Lease, Owner};
+pub use ipam::{pool_size, Ipam, Lease, Owner};

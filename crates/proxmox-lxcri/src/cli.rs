@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "proxmox-lxcri",
     version,
+    // runc's `-v` (clap's default is `-V`).
+    disable_version_flag = true,
     about = "OCI runtime that runs containers as LXC containers (and Proxmox VE guests), runc-compatible"
 )]
 pub struct Cli {
@@ -18,6 +20,9 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
+    /// Print the version.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
     /// Directory for container state.
     #[arg(long, global = true, default_value = "/run/proxmox-lxcri")]
     pub root: PathBuf,
@@ -133,6 +138,18 @@ pub enum Command {
     },
     /// Print what this runtime supports, as runc does (runtime-spec Features JSON).
     Features,
+    /// Print an AppArmor profile for a bundle's container (LXC's confined
+    /// container rules plus the spec's masked and read-only paths), to load
+    /// on the node with `apparmor_parser -r` and name in
+    /// process.apparmorProfile.
+    ApparmorProfile {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        /// Profile name (default: lxcri-<id>).
+        #[arg(long)]
+        name: Option<String>,
+        id: String,
+    },
     /// Run a new process inside a container.
     Exec(ExecArgs),
     /// List the processes of a container.
@@ -177,6 +194,42 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Prometheus/OpenMetrics exporter (see docs/observability.md).
+    #[command(subcommand)]
+    Metrics(MetricsCmd),
+    /// Check that this host can run containers: runtime root, liblxc,
+    /// cgroups, ZFS pool, Proxmox API (TLS, token, privileges), bridges,
+    /// leftovers. Exits 1 when a check fails.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write man pages or shell completions generated from this CLI (used
+    /// to build the Debian package).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCmd {
+    /// Serve /metrics (OpenMetrics) and /healthz until stopped.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCmd {
+    /// Man pages (proxmox-lxcri.1 and one per subcommand) into DIR.
+    Man { dir: PathBuf },
+    /// Completions for bash, zsh and fish into DIR.
+    Completions { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +319,9 @@ pub struct ExecArgs {
     pub preserve_fds: u32,
     #[arg(long, hide = true)]
     pub pidfd_socket: Option<PathBuf>,
+    /// Exec even into a paused container (the process waits frozen).
+    #[arg(long)]
+    pub ignore_paused: bool,
     pub id: String,
     /// Command and arguments (without --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -277,16 +333,19 @@ pub struct UpdateArgs {
     /// LinuxResources JSON file, or - for stdin.
     #[arg(long, short = 'r')]
     pub resources: Option<PathBuf>,
-    /// Memory limit in bytes.
-    #[arg(long)]
+    /// Memory limit: bytes, or with a suffix (50M, 1g ...); -1 unlimited.
+    #[arg(long, value_parser = parse_size, allow_negative_numbers = true)]
     pub memory: Option<i64>,
-    #[arg(long)]
+    /// Memory+swap limit (as --memory).
+    #[arg(long, value_parser = parse_size, allow_negative_numbers = true)]
     pub memory_swap: Option<i64>,
-    #[arg(long)]
+    /// Memory soft limit (as --memory).
+    #[arg(long, value_parser = parse_size, allow_negative_numbers = true)]
     pub memory_reservation: Option<i64>,
     #[arg(long)]
     pub cpu_shares: Option<u64>,
-    #[arg(long)]
+    /// CPU quota in microseconds per period; -1 unlimited.
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long)]
     pub cpu_period: Option<u64>,
@@ -294,7 +353,62 @@ pub struct UpdateArgs {
     pub cpuset_cpus: Option<String>,
     #[arg(long)]
     pub cpuset_mems: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     pub id: String,
+}
+
+/// A size as runc's `update` takes it (Docker's RAMInBytes): a number of
+/// bytes, optionally with a binary unit suffix (k, m, g, t, p; `b`/`ib`
+/// after it allowed, any case), or -1 for unlimited.
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let lower = s.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(digits_end);
+    let unit = unit.trim_end_matches("ib").trim_end_matches('b');
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit (use k, m, g, t, p)"
+            ))
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit"))?;
+    let bytes = n * (1u64 << shift) as f64;
+    if !(0.0..9.2e18).contains(&bytes) {
+        return Err(format!("invalid size {s:?}: out of range"));
+    }
+    Ok(bytes as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_as_runc_takes_them() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("50M"), Ok(50 << 20));
+        assert_eq!(parse_size("50m"), Ok(50 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert_eq!(parse_size("-1"), Ok(-1));
+        for bad in ["", "M", "12x", "-2", "1e3", "9999999p"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

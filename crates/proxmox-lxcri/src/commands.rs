@@ -22,6 +22,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Spec { bundle, rootless } => return spec(&bundle, rootless).map(|_| 0),
         Command::Features => return features().map(|_| 0),
+        Command::Generate(c) => return crate::obs_cmds::generate(c).map(|_| 0),
+        Command::Doctor { json, strict } => return crate::obs_cmds::doctor(g, json, strict),
+        Command::ApparmorProfile { bundle, name, id } => {
+            let spec = proxmox_lxcri_runtime::create::load_spec(&bundle)?;
+            let name = name.unwrap_or_else(|| proxmox_lxcri_lxc::apparmor::profile_name(&id));
+            print!(
+                "{}",
+                proxmox_lxcri_lxc::apparmor::profile(&name, &spec).map_err(anyhow::Error::msg)?
+            );
+            return Ok(0);
+        }
         _ => {}
     }
     let config = Config::load(g.config.as_deref())?;
@@ -34,7 +45,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             print!("{}", serde_json::to_string_pretty(&st.oci_json())?);
             std::io::stdout().flush()?;
         }
-        Command::Kill { all, id, signal } => rt.kill(&id, signal::parse(&signal)?, all)?,
+        Command::Kill { all, id, signal } => {
+            // runc accepts signal 0 (is it alive?); nix has no Signal for it.
+            let sig = match signal.as_str() {
+                "0" => None,
+                s => Some(signal::parse(s)?),
+            };
+            rt.kill(&id, sig, all)?
+        }
         Command::Delete { force, id } => rt.delete(&id, force)?,
         Command::Run { create, detach, .. } => {
             return Ok(rt.run(&create.id, &create_options(&create), detach)?);
@@ -65,8 +83,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Snapshot(c) => crate::storage_cmds::snapshot(&rt, c)?,
         Command::Image(c) => crate::storage_cmds::image(&rt, c)?,
         Command::Gc { dry_run } => crate::storage_cmds::gc(&rt, dry_run)?,
+        Command::Metrics(c) => return crate::obs_cmds::metrics(rt, c),
         Command::Network(c) => crate::network_cmds::network(&rt, c)?,
-        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+        Command::Spec { .. }
+        | Command::Features
+        | Command::ApparmorProfile { .. }
+        | Command::Generate(_)
+        | Command::Doctor { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }
@@ -82,7 +105,18 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> Result<()> {
     }
     match format {
         ListFormat::Json => {
-            let v: Vec<_> = all.iter().map(|s| s.oci_json()).collect();
+            // runc's keys in runc's order (scripts match the text), and
+            // its owner name for root.
+            let v: Vec<_> = all
+                .iter()
+                .map(|s| {
+                    let mut v = s.oci_json();
+                    if s.owner.is_empty() {
+                        v["owner"] = "root".into();
+                    }
+                    v
+                })
+                .collect();
             writeln!(out, "{}", serde_json::to_string(&v)?)?;
         }
         ListFormat::Table => {
@@ -185,7 +219,10 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("--process {}", p.display()))?;
-            serde_json::from_str(&text)
+            let mut v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--process {}: invalid process JSON", p.display()))?;
+            proxmox_lxcri_runtime::compat::normalize_process(&mut v).log();
+            serde_json::from_value(v)
                 .with_context(|| format!("--process {}: invalid process JSON", p.display()))?
         }
         None => rt.exec_process(
@@ -206,6 +243,7 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         detach: a.detach,
+        ignore_paused: a.ignore_paused,
     };
     Ok(rt.exec(&a.id, &process, &opts)?)
 }
@@ -213,6 +251,8 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
 fn ps(rt: &Runtime, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
     let pids = rt.pids(id)?;
     match format {
+        // runc prints `null` for no processes (a nil slice).
+        ListFormat::Json if pids.is_empty() => println!("null"),
         ListFormat::Json => println!("{}", serde_json::to_string(&pids)?),
         ListFormat::Table => {
             let args: Vec<String> = if ps_args.is_empty() {

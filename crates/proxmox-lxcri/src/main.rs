@@ -3,6 +3,7 @@ mod cli;
 mod commands;
 mod logging;
 mod network_cmds;
+mod obs_cmds;
 mod storage_cmds;
 
 use clap::Parser;
@@ -27,6 +28,13 @@ fn main() {
     }
 
     let cli = cli::Cli::parse();
+    // runc: `exec` exits with the process's status, so its own failures
+    // exit 255 (scripts tell the two apart).
+    let fail_code = if matches!(cli.command, cli::Command::Exec(_)) {
+        255
+    } else {
+        1
+    };
     let log = match logging::init(&cli.global) {
         Ok(l) => l,
         Err(e) => {
@@ -39,7 +47,7 @@ fn main() {
         Err(e) => {
             let msg = format!("{e:#}");
             log.error(&msg);
-            std::process::exit(1);
+            std::process::exit(fail_code);
         }
     }
 }

@@ -34,6 +34,9 @@ fn full_lifecycle_create_start_exit_delete() {
     assert_eq!(env.state("c1")["pid"], 0);
     assert_eq!(env.stdout_of("c1"), "out-lxcri-test\n");
     assert_eq!(env.stderr_of("c1"), "err\n");
+    // ps of a stopped container: no processes, as runc prints them.
+    assert_eq!(env.ok(&["ps", "--format", "json", "c1"]), "null\n");
+    assert!(env.ok(&["ps", "c1"]).starts_with("UID"));
 
     let list = env.ok(&["list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
@@ -87,10 +90,16 @@ fn forbidden_transitions_fail_and_change_nothing() {
     assert!(env
         .fails(&["kill", "t1", "NOSUCHSIG"])
         .contains("invalid signal"));
+    // Signal 0, as scripts probe with `runc kill [-a] ID 0`: alive.
+    env.ok(&["kill", "t1", "0"]);
+    env.ok(&["kill", "-a", "t1", "0"]);
+    assert_eq!(env.status("t1"), "running");
 
     env.ok(&["kill", "t1", "KILL"]);
     env.wait_status("t1", "stopped");
     let e = env.fails(&["kill", "t1", "TERM"]);
+    assert!(e.contains("container not running"), "{e}");
+    let e = env.fails(&["kill", "t1", "0"]);
     assert!(e.contains("container not running"), "{e}");
     let e = env.fails(&["start", "t1"]);
     assert!(e.contains("stopped"), "{e}");

@@ -363,3 +363,60 @@ fn an_isolated_network_reaches_no_other_network() {
         .status();
     drop(fwd);
 }
+
+/// 50 parallel creates on one network: 50 distinct addresses, each the one
+/// its container's NIC carries; all released by the deletes.
+#[test]
+fn fifty_parallel_creates_never_share_an_address() {
+    let mut env = Env::new();
+    let n = std::process::id() % 200 + 20;
+    let _bridge = Bridge(format!("lxcrip{n}"));
+    let cfg = env.tmp.path().join("net.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "default_backend = \"lxc\"\ndefault_network = \"par\"\n[network.par]\n\
+             bridge = \"lxcrip{n}\"\nsubnet = \"10.239.{n}.0/24\"\ngateway = \"10.239.{n}.1\"\n\
+             port_security = false\n"
+        ),
+    )
+    .unwrap();
+    env.config = Some(cfg);
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    let ids: Vec<String> = (0..50).map(|i| format!("par-{n}-{i}")).collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let (env, b) = (&env, &b);
+            s.spawn(move || env.must_create(id, b));
+        }
+    });
+    let leases: Vec<Value> =
+        serde_json::from_str(&env.ok(&["network", "leases", "-f", "json", "par"])).unwrap();
+    assert_eq!(leases.len(), 50);
+    let mut addrs: Vec<&str> = leases
+        .iter()
+        .map(|l| l["addrs"][0].as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 50, "an address handed out twice");
+    // The NIC inside carries the lease (checked on a few: each exec costs).
+    for id in ids.iter().step_by(10) {
+        env.ok(&["start", id]);
+        let lease = leases.iter().find(|l| l["owner"]["id"] == *id).unwrap();
+        let shown = env.ok(&["exec", id, "ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+        assert!(
+            shown.contains(lease["addrs"][0].as_str().unwrap()),
+            "{id}: {shown} vs {lease}"
+        );
+    }
+    std::thread::scope(|s| {
+        for id in &ids {
+            let env = &env;
+            s.spawn(move || env.ok(&["delete", "--force", id]));
+        }
+    });
+    let leases: Vec<Value> =
+        serde_json::from_str(&env.ok(&["network", "leases", "-f", "json", "par"])).unwrap();
+    assert!(leases.is_empty(), "{leases:?}");
+}

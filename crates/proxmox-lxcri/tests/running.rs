@@ -36,6 +36,46 @@ fn exec_ps_pause_resume_update_events() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n");
     let e = env.fails(&["exec", "live", "/nosuchbinary"]);
     assert!(e.contains("nosuchbinary"), "{e}");
+    // exec --pid-file in the foreground, as runc: the exec'd process's host
+    // pid, written while it runs (it reports its own pid in the container's
+    // namespace, which differs; its parent there is not the container's).
+    let pf = env.tmp.path().join("exec.pid");
+    let o = env.cmd(&[
+        "exec",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        "live",
+        "sh",
+        "-c",
+        "echo $$",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let host_pid: i64 = std::fs::read_to_string(&pf)
+        .expect("exec --pid-file wrote the pid file")
+        .parse()
+        .expect("the pid file holds a number");
+    assert!(host_pid > 1 && host_pid != pid, "{host_pid}");
+    // --debug exec says what it does.
+    let log = env.tmp.path().join("exec-debug.log");
+    let o = env
+        .base()
+        .args([
+            "--debug",
+            "--log",
+            log.to_str().unwrap(),
+            "exec",
+            "live",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("level=debug") && text.contains("exec in live"),
+        "{text}"
+    );
+    assert!(text.contains("exited with 0"), "{text}");
 
     // ps: the monitor first, then the container's processes.
     let pids: Vec<i64> =
@@ -46,6 +86,14 @@ fn exec_ps_pause_resume_update_events() {
     // pause / resume through the freezer.
     env.ok(&["pause", "live"]);
     assert_eq!(env.status("live"), "paused");
+    // exec into a paused container: refused with runc's exit code 255 (exec's
+    // own failures are told apart from the process's status).
+    let o = env.cmd(&["exec", "live", "true"]);
+    assert_eq!(o.status.code(), Some(255), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("paused"),
+        "{o:?}"
+    );
     assert!(env.fails(&["pause", "live"]).contains("paused"));
     env.ok(&["resume", "live"]);
     assert_eq!(env.status("live"), "running");
@@ -68,6 +116,14 @@ fn exec_ps_pause_resume_update_events() {
     std::fs::write(&res, r#"{"cpu": {"shares": 256}}"#).unwrap();
     env.ok(&["update", "--resources", res.to_str().unwrap(), "live"]);
     assert_eq!(cgroup_file(pid, "cpu", "cpu.shares"), "256");
+    // runc's size suffixes and -1 for "no limit".
+    env.ok(&["update", "--memory", "96M", "--cpu-quota", "-1", "live"]);
+    assert_eq!(
+        cgroup_file(pid, "memory", "memory.limit_in_bytes"),
+        (96 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(pid, "cpu", "cpu.cfs_quota_us"), "-1");
+    env.ok(&["update", "--memory", "128m", "live"]);
 
     // events --stats: runc's shape.
     let ev: serde_json::Value =

@@ -171,3 +171,26 @@ fn user_namespace_maps_root() {
     let map: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
     assert_eq!(map, ["0", "100000", "65536"], "{out}");
 }
+
+/// `apparmor-profile` prints a per-container profile an admin loads on the
+/// node; this kernel has no AppArmor, so `apparmor_parser -QK` (parse, do
+/// not load) is the check, and enforcement is documented, not tested.
+#[test]
+fn a_generated_apparmor_profile_parses() {
+    let env = Env::new();
+    let b = env.bundle("aa", &["true"], |s| {
+        s["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore", "/proc/acpi"]);
+        s["linux"]["readonlyPaths"] = serde_json::json!(["/proc/sys", "/proc/bus"]);
+    });
+    let out = env.ok(&["apparmor-profile", "--bundle", b.to_str().unwrap(), "web-1"]);
+    assert!(out.contains("profile lxcri-web-1 "), "{out}");
+    assert!(out.contains("deny /proc/acpi/** rwklx,"), "{out}");
+    let f = env.tmp.path().join("lxcri-web-1.profile");
+    std::fs::write(&f, &out).unwrap();
+    let o = std::process::Command::new("apparmor_parser")
+        .arg("-QK")
+        .arg(&f)
+        .output()
+        .expect("apparmor_parser (scripts/install-deps.sh installs apparmor)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -118,6 +118,7 @@ pub struct Client {
     requests: AtomicU64,
     logins: AtomicU64,
     renewals: AtomicU64,
+    observer: Option<crate::Observer>,
 }
 
 impl fmt::Debug for Client {
@@ -209,6 +210,7 @@ impl Client {
             requests: AtomicU64::new(0),
             logins: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
+            observer: None,
         })
     }
 
@@ -235,6 +237,12 @@ impl Client {
     /// First delay between retries (doubles each time, capped at 2 s).
     pub fn set_retry_backoff(&mut self, first: Duration) {
         self.backoff = first;
+    }
+
+    /// Called after every HTTP exchange with its method, endpoint template,
+    /// status and duration (for latency and error metrics).
+    pub fn set_observer(&mut self, observer: crate::Observer) {
+        self.observer = Some(observer);
     }
 
     pub fn ticket_stats(&self) -> TicketStats {
@@ -354,6 +362,19 @@ impl Client {
             }
         };
         let elapsed = started.elapsed();
+        if let Some(obs) = &self.observer {
+            let status = match &result {
+                Ok(resp) => Some(resp.status()),
+                Err(ureq::Error::Status(s, _)) => Some(*s),
+                Err(ureq::Error::Transport(_)) => None,
+            };
+            obs(&crate::ApiRequest {
+                method: method.as_str(),
+                endpoint: crate::endpoint_template(path),
+                status,
+                duration: elapsed,
+            });
+        }
         match result {
             Ok(resp) => {
                 tracing::debug!(%endpoint, status = resp.status(), ?elapsed, "Proxmox API call");

@@ -21,11 +21,13 @@
 //! ```
 
 mod api;
+pub use api::access::Permissions;
 mod client;
 mod config;
 mod de;
 mod error;
 mod multipart;
+mod observe;
 mod params;
 pub mod props;
 mod secret;
@@ -36,6 +38,7 @@ mod upid;
 pub use client::{Client, Method, TicketStats};
 pub use config::{Auth, ClientConfig, Tls};
 pub use error::{Error, Result};
+pub use observe::{endpoint_template, ApiRequest, Observer};
 pub use params::Params;
 pub use secret::Secret;
 pub use tls::fingerprint_of;

@@ -14,6 +14,45 @@ use serde_json::json;
 const TASK_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
+fn permissions_are_read_and_observed() {
+    let emu = common::start();
+    let mut c = emu.token_client();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    c.set_observer(std::sync::Arc::new(move |r| {
+        sink.lock().unwrap().push(r.clone())
+    }));
+    let all = c.permissions(None).unwrap();
+    let root = all.get("/").expect("privileges on /");
+    for p in [
+        "VM.Allocate",
+        "Datastore.AllocateSpace",
+        "SDN.Use",
+        "Sys.Audit",
+    ] {
+        assert_eq!(root.get(p), Some(&true), "{p}: {all:?}");
+    }
+    let one = c.permissions(Some("/vms/100")).unwrap();
+    assert!(one.contains_key("/vms/100"), "{one:?}");
+    // A bad userid is refused by the schema check, as Proxmox does.
+    let err = c
+        .call(
+            Method::Get,
+            "/access/permissions",
+            &Params::new().set("userid", "no-realm"),
+        )
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen
+        .iter()
+        .all(|r| r.endpoint == "/access/permissions" && r.method == "GET"));
+    assert_eq!(seen[0].status, Some(200));
+    assert_eq!(seen[2].status, Some(400));
+}
+
+#[test]
 fn token_auth_reads_node_cluster_and_storage() {
     let emu = common::start();
     let c = emu.token_client();

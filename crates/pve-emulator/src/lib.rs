@@ -9,6 +9,7 @@ pub mod http;
 pub mod lxc_log;
 pub mod preflight;
 pub mod propstr;
+pub mod qemu;
 pub mod rrd;
 pub mod runner;
 pub mod sampler;

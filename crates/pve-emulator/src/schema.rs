@@ -159,6 +159,10 @@ fn build() -> Vec<Endpoint> {
         string("tfa-challenge").opt(),
         string("username").max_len(64).req(),
     ]),
+    ep("GET", "/access/permissions", vec![
+        string("path").opt(),
+        string("userid").fmt("userid-pattern").opt(),
+    ]),
     ep("GET", "/version", vec![
     ]),
     ep("GET", "/nodes", vec![
@@ -1012,6 +1016,12 @@ fn check_format(ep: &Endpoint, f: &str, v: &str) -> Result<(), String> {
                 }
             }
             Ok(())
+        }
+        "userid-pattern"
+            if !re(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+(?:![A-Za-z][A-Za-z0-9.\-_]+)?$")
+                .is_match(v) =>
+        {
+            Err("value does not match the regex pattern".into())
         }
         "ipset-name-pattern" if !re(r"^[A-Za-z][A-Za-z0-9\-_]+$").is_match(v) => {
             Err("value does not match the regex pattern".into())

@@ -120,6 +120,14 @@ fn is_subvol_name(name: &str) -> Option<u32> {
     c[1].parse().ok()
 }
 
+/// `<vmid>/vm-<vmid>-disk-<n>.raw`: a VM disk on a dir storage.
+fn is_vm_disk_name(name: &str) -> Option<u32> {
+    let c = regex::Regex::new(r"^(\d+)/vm-(\d+)-disk-(\d+)\.raw$")
+        .unwrap()
+        .captures(name)?;
+    (c[1] == c[2]).then(|| c[1].parse().ok())?
+}
+
 fn dir_usage(p: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
@@ -196,6 +204,9 @@ impl Storage {
     }
 
     fn exists(&self, name: &str) -> bool {
+        if is_vm_disk_name(name).is_some() {
+            return self.path(name).is_ok_and(|p| p.exists());
+        }
         match &self.backend {
             Backend::Dir(p) => {
                 let vmid = is_subvol_name(name).unwrap_or(0);
@@ -255,8 +266,39 @@ impl Storage {
         Ok(name)
     }
 
+    /// Allocates the lowest free `<vmid>/vm-<vmid>-disk-<n>.raw` of
+    /// `size_gib` (a sparse file) and returns its name. Dir storage only:
+    /// on a zfspool a VM disk is a zvol, which zfs-fuse does not have.
+    pub fn alloc_vm_disk(&self, vmid: u32, size_gib: f64) -> Result<String> {
+        let Backend::Dir(p) = &self.backend else {
+            anyhow::bail!(
+                "storage '{}': VM disks on a zfspool are zvols, which this emulator (zfs-fuse) cannot make; use a dir storage",
+                self.id
+            );
+        };
+        let name = (0..1000)
+            .map(|n| format!("{vmid}/vm-{vmid}-disk-{n}.raw"))
+            .find(|n| {
+                let sub = n.rsplit('/').next().unwrap_or("").replace("vm-", "subvol-");
+                !self.exists(n) && !self.exists(sub.trim_end_matches(".raw"))
+            })
+            .context("no free disk name")?;
+        let d = p.join("images").join(vmid.to_string());
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        let path = p.join("images").join(&name);
+        let f =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        f.set_len((size_gib * (1u64 << 30) as f64).round() as u64)?;
+        Ok(name)
+    }
+
     /// Where a volume is mounted on the host.
     pub fn path(&self, name: &str) -> Result<PathBuf> {
+        if is_vm_disk_name(name).is_some() {
+            if let Backend::Dir(p) = &self.backend {
+                return Ok(p.join("images").join(name));
+            }
+        }
         let vmid = is_subvol_name(name)
             .with_context(|| format!("unable to parse volume name '{name}'"))?;
         match &self.backend {
@@ -279,6 +321,16 @@ impl Storage {
     }
 
     pub fn free(&self, name: &str) -> Result<()> {
+        if is_vm_disk_name(name).is_some() {
+            let f = self.path(name)?;
+            if f.exists() {
+                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+            }
+            if let Some(d) = f.parent() {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Ok(());
+        }
         let vmid = is_subvol_name(name)
             .with_context(|| format!("unable to parse volume name '{name}'"))?;
         match &self.backend {
@@ -444,8 +496,35 @@ impl Storage {
                 }
             }
         }
-        // Subvolumes are `rootdir` content; `images` are VM disks, which the
-        // emulator never allocates.
+        // VM disks are `images` (raw files on a dir storage).
+        if let (Backend::Dir(p), true) = (&self.backend, content.is_none_or(|c| c == "images")) {
+            for d in std::fs::read_dir(p.join("images"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for e in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                    let n = format!(
+                        "{}/{}",
+                        d.file_name().to_string_lossy(),
+                        e.file_name().to_string_lossy()
+                    );
+                    let Some(id) = is_vm_disk_name(&n) else {
+                        continue;
+                    };
+                    if vmid.is_some_and(|v| v != id) {
+                        continue;
+                    }
+                    use std::os::unix::fs::MetadataExt;
+                    let m = e.metadata().ok();
+                    out.push(json!({"volid": format!("{}:{n}", self.id), "content": "images", "format": "raw", "vmid": id,
+                        "size": m.as_ref().map(|m| m.len()).unwrap_or(0),
+                        "used": m.as_ref().map(|m| m.blocks() * 512).unwrap_or(0),
+                        "ctime": m.map(|m| m.ctime()).unwrap_or(0)}));
+                }
+            }
+        }
+        // Subvolumes are `rootdir` content.
         if content.is_none_or(|c| c == "rootdir") {
             let names: Vec<String> = match &self.backend {
                 Backend::Dir(p) => std::fs::read_dir(p.join("images"))

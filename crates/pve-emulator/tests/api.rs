@@ -318,7 +318,7 @@ fn fault_rules() {
     emu.curl("DELETE", &ctl, &auth);
     let (c, _) = emu.call("GET", "/version", &[]);
     assert_eq!(c, 200);
-    // QEMU guests keep config and status.
+    // QEMU guests run (real QEMU) with their disks.
     emu.task_ok(
         "POST",
         "/nodes/pve/qemu",
@@ -337,7 +337,8 @@ fn fault_rules() {
     let (_, v) = emu.call("GET", "/nodes/pve/qemu/101/status/current", &[]);
     assert_eq!(v["data"]["status"], "running");
     let (_, v) = emu.call("GET", "/nodes/pve/qemu/101/config", &[]);
-    assert_eq!(v["data"]["scsi0"], "local:vm-101-disk-0,size=8G");
+    // A real raw file on the dir storage, named as Proxmox names it.
+    assert_eq!(v["data"]["scsi0"], "local:101/vm-101-disk-0.raw,size=8G");
     emu.task_ok("POST", "/nodes/pve/qemu/101/status/stop", &[]);
     emu.task_ok("DELETE", "/nodes/pve/qemu/101", &[]);
 }

@@ -664,3 +664,143 @@ fn raw_keys_a_node_drops_never_reach_lxc() {
         &["-d", "force=1"],
     );
 }
+
+/// A VM is a real QEMU process (TCG: nested KVM hangs on these machines):
+/// its options on the command line as qemu-server puts them, its NIC a tap
+/// on the bridge, pause/resume/reset over QMP, a shutdown the guest ignores
+/// fails unless forced, stop ends the process.
+#[test]
+fn qemu_vms_run_for_real() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = builder(d.path()).own_bridge().start();
+    let br = emu.bridge().unwrap().to_string();
+    let id = vmid();
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/qemu",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            "memory=128",
+            "-d",
+            "cores=2",
+            "--data-urlencode",
+            &format!("net0=virtio,bridge={br}"),
+            "-d",
+            "serial0=socket",
+            "-d",
+            "virtio0=local:1",
+            "-d",
+            "scsi0=local:0.5",
+            "-d",
+            "scsihw=virtio-scsi-pci",
+        ],
+    );
+    // The disks are real sparse files on the dir storage, listed as images.
+    let (_, c) = emu.call(
+        "GET",
+        "/nodes/pve/storage/local/content",
+        &["-G", "-d", "content=images"],
+    );
+    let mut disks: Vec<(String, u64)> = c["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["vmid"].as_u64() == Some(id as u64))
+        .map(|e| {
+            (
+                e["volid"].as_str().unwrap().to_string(),
+                e["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    disks.sort();
+    let mut sizes: Vec<u64> = disks.iter().map(|d| d.1).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![1 << 29, 1 << 30], "{c}");
+    assert_eq!(disks[0].0, format!("local:{id}/vm-{id}-disk-0.raw"));
+    assert_eq!(disks[1].0, format!("local:{id}/vm-{id}-disk-1.raw"));
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/qemu/{id}/config"), &[]);
+    let net0 = v["data"]["net0"].as_str().unwrap().to_string();
+    assert!(net0.starts_with("virtio=BC:24:11:"), "{net0}");
+    let mac = net0["virtio=".len()..]
+        .split(',')
+        .next()
+        .unwrap()
+        .to_lowercase();
+
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/start"), &[]);
+    let status = |emu: &Emulator| {
+        emu.call("GET", &format!("/nodes/pve/qemu/{id}/status/current"), &[])
+            .1["data"]
+            .clone()
+    };
+    let st = status(&emu);
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["qmpstatus"], "running", "{st}");
+    let pid = st["pid"].as_u64().expect("a pid").to_string();
+    assert!(st["mem"].as_u64().unwrap() > 0, "{st}");
+    let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .replace('\0', " ");
+    for part in [
+        "-m 128",
+        "-smp 2,sockets=1,cores=2",
+        "accel=tcg",
+        &format!("ifname=tap{id}i0"),
+        &format!(
+            "mac={}",
+            &net0["virtio=".len()..].split(',').next().unwrap()
+        ),
+        "isa-serial,chardev=serial0",
+        ".raw,if=none,id=drive-virtio0",
+        ".raw,if=none,id=drive-scsi0",
+        "virtio-blk-pci,drive=drive-virtio0",
+        "virtio-scsi-pci,id=scsihw0",
+        "scsi-hd,bus=scsihw0.0,scsi-id=0,drive=drive-scsi0",
+    ] {
+        assert!(cmd.contains(part), "{part} in {cmd}");
+    }
+    let links = sh("ip", &["link", "show", "master", &br]);
+    assert!(links.contains(&format!("tap{id}i0")), "{links}");
+    // The guest's MAC is on the NIC QEMU emulates (the tap is its host end).
+    let _ = mac;
+
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/suspend"), &[]);
+    assert_eq!(status(&emu)["qmpstatus"], "paused");
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/resume"), &[]);
+    assert_eq!(status(&emu)["qmpstatus"], "running");
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/reset"), &[]);
+    assert_eq!(status(&emu)["pid"].as_u64().unwrap().to_string(), pid);
+    // No OS answers the power button: the shutdown task fails, the VM runs.
+    let (_, v) = emu.call(
+        "POST",
+        &format!("/nodes/pve/qemu/{id}/status/shutdown"),
+        &["-d", "timeout=2"],
+    );
+    let t = emu.wait_task(v["data"].as_str().unwrap());
+    assert_ne!(t["exitstatus"], "OK", "{t}");
+    assert_eq!(status(&emu)["status"], "running");
+    let (c, _) = emu.call("DELETE", &format!("/nodes/pve/qemu/{id}"), &[]);
+    assert_eq!(c, 500, "a running VM is not destroyed");
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/stop"), &[]);
+    assert_eq!(status(&emu)["status"], "stopped");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!std::path::Path::new(&format!("/sys/class/net/tap{id}i0")).exists());
+    emu.task_ok("DELETE", &format!("/nodes/pve/qemu/{id}"), &[]);
+    // Its disks went with it.
+    let (_, c) = emu.call(
+        "GET",
+        "/nodes/pve/storage/local/content",
+        &["-G", "-d", "content=images"],
+    );
+    assert!(
+        !c["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["vmid"].as_u64() == Some(id as u64)),
+        "{c}"
+    );
+}

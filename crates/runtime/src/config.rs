@@ -56,6 +56,9 @@ pub struct Config {
     /// The Proxmox VE node the pve-* engines talk to.
     #[serde(default)]
     pub pve: Option<PveSection>,
+    /// `[events]`: rotation of `<root>/runtime/events.log`.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
     /// `[network.<name>]`: networks containers are attached to, with
     /// addresses from the runtime's IPAM.
     #[serde(default)]
@@ -213,6 +216,7 @@ impl Default for Config {
             lxc: LxcSection::default(),
             pve: None,
             storage: None,
+            events: Default::default(),
             network: Default::default(),
             default_network: None,
             ipam_dir: None,

@@ -32,12 +32,13 @@ use crate::error::{Context, Error, Result};
 use crate::exchange::{self, Paths};
 use crate::hooks::{self, Place};
 use crate::runtime::{absolute, CreateOptions, Runtime};
-use crate::state::{now_rfc3339, write_atomic, ContainerState, Status, OCI_VERSION};
+use crate::state::{now_rfc3339, write_replace, ContainerState, Status, OCI_VERSION};
 
 impl Runtime {
     pub(crate) fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
         let req = request(id, opts)?;
         let backend = self.config.backend_for(id, &req.annotations)?;
+        *self.chosen_engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.name());
         let mut engine = engine::for_backend(backend)?;
         engine.plan(self, &req)?;
 
@@ -104,7 +105,7 @@ fn request(id: &str, opts: &CreateOptions) -> Result<Request> {
     })
 }
 
-pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = fs::read_to_string(&path).map_err(|e| Error::Bundle {
         path: path.clone(),
@@ -114,10 +115,16 @@ pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
             e.to_string()
         },
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Bundle {
-        path,
+    let invalid = |e: serde_json::Error| Error::Bundle {
+        path: path.clone(),
         reason: format!("invalid config.json: {e}"),
-    })
+    };
+    // runc's acceptance rules first (zero = unset, unraisable ambient caps
+    // dropped, ...), on the raw JSON: an unknown capability name must not
+    // fail the typed parse.
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+    crate::compat::normalize_spec(&mut value).log();
+    serde_json::from_value(value).map_err(invalid)
 }
 
 /// A create under way: what it made so far, and the engine that made it.
@@ -183,7 +190,7 @@ impl<'a> Creation<'a> {
             armed: true,
         };
         let spec_json = serde_json::to_vec_pretty(&req.spec).expect("spec serializes");
-        write_atomic(&dir.join("config.json"), &spec_json)?;
+        write_replace(&dir.join("config.json"), &spec_json)?;
         Ok((c, lock))
     }
 
@@ -203,6 +210,7 @@ impl<'a> Creation<'a> {
             exchange_dir: engine::exchange_dir(rt, &req.id, paths, mapped_root)?,
             init_binary: std::env::current_exe().ctx(|| "finding our own binary".into())?,
             log_file: paths.log.clone(),
+            copyup_dir: paths.lxcpath.join("copyup"),
             log_level: rt.config.lxc.log_level.to_ascii_uppercase(),
             cgroups: CgroupLayout::detect()?,
             apparmor_enabled: apparmor_enabled(),
@@ -375,7 +383,7 @@ impl<'a> Creation<'a> {
             state: self.cx.state.oci_json(),
             log_dir: hook_dir.to_path_buf(),
         };
-        write_atomic(
+        write_replace(
             &paths.exchange.join(exchange::FILE_CREATE_CONTAINER),
             &serde_json::to_vec(&cc).expect("serializes"),
         )?;
@@ -399,7 +407,7 @@ impl<'a> Creation<'a> {
         self.cx.save()?;
         let pid = Pid::from_raw(self.pid_file_proc.expect("handed over").pid);
         if let Some(pid_file) = &opts.pid_file {
-            write_atomic(&absolute(pid_file), pid.as_raw().to_string().as_bytes())?;
+            write_replace(&absolute(pid_file), pid.as_raw().to_string().as_bytes())?;
         }
         self.armed = false;
         Ok(pid)
@@ -450,7 +458,7 @@ fn apparmor_enabled() -> bool {
 }
 
 fn bind_nonblocking(p: &Path) -> Result<UnixListener> {
-    let l = UnixListener::bind(p).ctx(|| format!("binding {}", p.display()))?;
+    let l = crate::sockpath::bind(p).ctx(|| format!("binding {}", p.display()))?;
     l.set_nonblocking(true).ctx(|| "console socket".into())?;
     Ok(l)
 }

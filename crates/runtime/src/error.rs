@@ -77,6 +77,37 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A short word for the kind of error, for metrics labels (bounded:
+    /// one per variant, never the message).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidId { .. } => "invalid_id",
+            Error::NotFound(_) => "not_found",
+            Error::Exists(_) => "exists",
+            Error::BadState { .. } => "bad_state",
+            Error::NotRunning(_) => "not_running",
+            Error::Bundle { .. } => "bundle",
+            Error::Storage(_) => "storage",
+            Error::Translate(_) => "translate",
+            Error::Cgroup(_) => "cgroup",
+            Error::Spec(_) => "spec",
+            Error::Unsupported(_) => "unsupported",
+            Error::CorruptState { .. } => "corrupt_state",
+            Error::Update(_) => "update",
+            Error::Console(_) => "console",
+            Error::Hook(_) => "hook",
+            Error::Config(_) => "config",
+            Error::Pve { .. } => "pve",
+            Error::Guest(_) => "guest",
+            Error::Start { .. } => "start",
+            Error::Signal(_) => "signal",
+            Error::Io { .. } => "io",
+            Error::Sys { .. } => "sys",
+        }
+    }
+}
+
 /// Attach a human context to io and nix errors.
 pub trait Context<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;

@@ -31,7 +31,7 @@ use proxmox_lxcri_lxc::init_config::{
 
 use crate::error::{Context, Error, Result};
 use crate::proc::{self, ProcRef};
-use crate::state::write_atomic;
+use crate::state::write_replace;
 
 /// Marker the runtime writes before SIGKILLing the init, so the monitor can
 /// report 137 although the init could not write its exit file.
@@ -72,7 +72,7 @@ pub fn prepare(paths: &Paths, init: &InitConfig) -> Result<()> {
     File::create(paths.exchange.join(FILE_EXIT)).ctx(|| "creating the exit file".to_string())?;
     let json = serde_json::to_vec(init).expect("init config serializes");
     let p = paths.exchange.join(FILE_INIT_CONFIG);
-    write_atomic(&p, &json)?;
+    write_replace(&p, &json)?;
     // It holds the process's environment (often secrets): the container's
     // root only (the runtime chowns it for user namespaces).
     use std::os::unix::fs::PermissionsExt;

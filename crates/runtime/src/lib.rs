@@ -10,12 +10,14 @@
 //!              Proxmox CT through the API: every API request is there)
 //! exchange.rs  files, FIFOs and monitor rules shared with the init
 //! flags.rs     runc's exec/update flags as changes to the spec
+//! compat.rs    runc's acceptance rules (zero = unset, caps) on raw JSON
 //! state.rs     state.json, the store, locks      gc.rs  leftovers
 //! network.rs   [network.*] chosen per container, leases held and freed
 //! snapshots.rs [storage] and the snapshot/image commands
 //! ```
 //!
 //! The binary (`proxmox-lxcri`) is a thin CLI over [`Runtime`].
+pub mod compat;
 pub mod config;
 pub mod create;
 pub mod engine;
@@ -32,8 +34,10 @@ pub mod running;
 pub mod runtime;
 pub mod signal;
 pub mod snapshots;
+pub mod sockpath;
 pub mod state;
 pub mod stdio;
+pub mod terminal;
 
 pub use error::{Error, Result};
 pub use flags::{ExecFlags, ResourceFlags};

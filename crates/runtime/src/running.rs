@@ -21,6 +21,9 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
+    /// runc's `--ignore-paused`: exec into a paused container (the process
+    /// stays frozen with it until `resume`).
+    pub ignore_paused: bool,
 }
 
 impl Runtime {
@@ -56,27 +59,44 @@ impl Runtime {
     /// Run `process` in the container; returns its exit status, or 0 once
     /// started with `detach` (its pid then goes to the pid file).
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
-        let st = self.live(id, "exec", &[Status::Created, Status::Running])?;
+        let allowed: &[Status] = if opts.ignore_paused {
+            &[Status::Created, Status::Running, Status::Paused]
+        } else {
+            &[Status::Created, Status::Running]
+        };
+        let st = self.live(id, "exec", allowed)?;
         let init = st.init.expect("live containers have an init");
         let container = self.container_process(id)?;
         let cfg =
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
+        let mut relay = None;
         let console = match (cfg.terminal, &opts.console_socket) {
-            (true, Some(sock)) => {
-                Some(std::os::unix::net::UnixStream::connect(sock).map_err(|e| {
-                    Error::Spec(format!(
-                        "--console-socket {}: cannot connect: {e}",
-                        sock.display()
-                    ))
-                })?)
-            }
+            (true, Some(sock)) => Some(crate::sockpath::connect(sock).map_err(|e| {
+                Error::Spec(format!(
+                    "--console-socket {}: cannot connect: {e}",
+                    sock.display()
+                ))
+            })?),
             (true, None) if opts.detach => {
                 return Err(Error::Spec(
                     "exec with a terminal and --detach needs --console-socket".into(),
                 ))
             }
-            // A terminal in the foreground: ours.
-            _ => None,
+            // A terminal in the foreground: a pty of the container's,
+            // relayed to the caller's terminal (as runc; making the
+            // caller's own terminal the process's controlling one fails).
+            (true, None) => {
+                let mut l = crate::terminal::ConsoleListener::bind(
+                    &self.store.root.join("runtime"),
+                    &format!("console-exec-{id}-{}.sock", std::process::id()),
+                )?;
+                let s = crate::sockpath::connect(l.path())
+                    .ctx(|| "connecting to our console socket".into())?;
+                l.unlink();
+                relay = Some(l.relay_in_child()?);
+                Some(s)
+            }
+            (false, _) => None,
         };
         // The pid file is written after we joined the container's mount
         // namespace: hold its directory from here.
@@ -93,30 +113,55 @@ impl Runtime {
             }
             None => None,
         };
-        let spawned =
-            attach::exec(init.pid, cfg, console, opts.detach).map_err(|e| Error::Start {
+        // The pid file, in the foreground too (runc writes it before it
+        // waits), once the process runs.
+        tracing::debug!(
+            "exec in {id} (init pid {}): args {:?}, terminal {}, detach {}",
+            init.pid,
+            cfg.args,
+            cfg.terminal,
+            opts.detach
+        );
+        let started = |pid: i32| {
+            tracing::debug!("exec in {id}: process started, host pid {pid}");
+            match &pid_dir {
+                Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes()),
+                None => Ok(()),
+            }
+        };
+        let spawned = attach::exec(init.pid, cfg, console, opts.detach, started).map_err(|e| {
+            Error::Start {
                 id: id.into(),
                 reason: e.to_string(),
-            })?;
-        match spawned {
-            Spawned::Detached(pid) => {
-                if let Some((dir, name)) = pid_dir {
-                    write_at(&dir, &name, pid.to_string().as_bytes())
-                        .ctx(|| format!("writing pid file {}", name.to_string_lossy()))?;
-                }
-                Ok(0)
             }
+        })?;
+        // The process's last output, and the caller's terminal back.
+        drop(relay);
+        if let Spawned::Exited(code) = &spawned {
+            tracing::debug!("exec in {id}: exited with {code}");
+        }
+        match spawned {
+            Spawned::Detached(_) => Ok(0),
             Spawned::Exited(code) => Ok(code),
         }
     }
 
     /// Host pids of the container's processes.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        // A stopped container has no processes (runc prints an empty list).
         let st = self.live(
             id,
             "ps",
-            &[Status::Created, Status::Running, Status::Paused],
+            &[
+                Status::Created,
+                Status::Running,
+                Status::Paused,
+                Status::Stopped,
+            ],
         )?;
+        if st.status == Status::Stopped {
+            return Ok(vec![]);
+        }
         // The shim knows the container by the pid-file pid (our monitor),
         // so it is listed first, as runc lists the container's init.
         let mut pids: Vec<i32> = st

@@ -36,6 +36,15 @@ pub struct Runtime {
     pub(crate) pve_client: std::sync::OnceLock<pve_client::Client>,
     /// `[storage]`, made on first use.
     pub(crate) storage: std::sync::OnceLock<storage::Storage>,
+    /// API exchanges of the current operation, filled by the client's
+    /// observer and drained into the events log.
+    pub(crate) api_log: std::sync::Arc<std::sync::Mutex<Vec<pve_client::ApiRequest>>>,
+    /// The engine `create` chose (known before there is a state to read it from).
+    pub(crate) chosen_engine: std::sync::Mutex<Option<&'static str>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Runtime {
@@ -48,25 +57,66 @@ impl Runtime {
             config,
             pve_client: std::sync::OnceLock::new(),
             storage: std::sync::OnceLock::new(),
+            api_log: Default::default(),
+            chosen_engine: Default::default(),
         }
     }
 
-    fn api_requests(&self) -> u64 {
-        self.pve_client.get().map(|c| c.requests()).unwrap_or(0)
+    /// The API requests made since the last call (or the last logged
+    /// operation). A long-lived user of a Runtime that makes API calls
+    /// outside operations (the exporter's /healthz runs gc --dry-run) drains
+    /// them here, so they do not pile up.
+    pub fn take_api_requests(&self) -> Vec<pve_client::ApiRequest> {
+        std::mem::take(&mut *lock(&self.api_log))
     }
 
-    /// Run `op`, then append its outcome (and its API requests) to the
-    /// events log.
+    fn image_cache_stats(&self) -> (u64, u64) {
+        self.storage
+            .get()
+            .map(|s| s.image_cache_stats())
+            .unwrap_or((0, 0))
+    }
+
+    /// Run `op`, then append its outcome (engine, error kind, API requests,
+    /// image cache lookups) to the events log.
     fn logged<T>(&self, id: &str, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
-        let before = self.api_requests();
+        lock(&self.api_log).clear();
+        *lock(&self.chosen_engine) = None;
+        // Only a valid id names a state file (the op itself reports a bad one).
+        let engine_before = id::validate(id)
+            .ok()
+            .and_then(|_| self.store.load(id).ok())
+            .map(|s| s.engine.name());
+        let cache_before = self.image_cache_stats();
         let r = f();
-        let result = match &r {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.to_string(),
+        let took = t.elapsed();
+        let (result, error_kind) = match &r {
+            Ok(_) => ("ok".to_string(), None),
+            Err(e) => (e.to_string(), Some(e.kind())),
         };
-        let calls = self.api_requests().saturating_sub(before);
-        events::record(&self.store, id, op, &result, t.elapsed(), calls as u32);
+        let cache_after = self.image_cache_stats();
+        let api = lock(&self.api_log)
+            .drain(..)
+            .map(|r| events::ApiCall::from(&r))
+            .collect();
+        events::record(
+            &self.store,
+            &self.config.events,
+            events::Outcome {
+                id,
+                operation: op,
+                result: &result,
+                error_kind,
+                took,
+                engine: engine_before.or(*lock(&self.chosen_engine)),
+                api,
+                image_cache: (
+                    (cache_after.0 - cache_before.0) as u32,
+                    (cache_after.1 - cache_before.1) as u32,
+                ),
+            },
+        );
         r
     }
 
@@ -159,7 +209,9 @@ impl Runtime {
         st
     }
 
-    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+    /// Sends `sig` to the container's init (with `all`, to every process of
+    /// its cgroup first). `None` is signal 0: only whether it is alive.
+    pub fn kill(&self, id: &str, sig: Option<Signal>, all: bool) -> Result<()> {
         self.logged(id, "kill", || {
             id::validate(id)?;
             let _lock = self.store.lock(id)?;
@@ -170,6 +222,9 @@ impl Runtime {
             ) {
                 return Err(Error::NotRunning(id.into()));
             }
+            // Signal 0: the status check above is the answer (refresh
+            // reconciled it with the processes), as kill(2) with 0 is.
+            let Some(sig) = sig else { return Ok(()) };
             let init = st.init.expect("live containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
             if all {
@@ -212,7 +267,22 @@ impl Runtime {
                 }
                 other => other?,
             };
-            let recorded = self.store.load(id)?;
+            let recorded = match self.store.load(id) {
+                // Torn by a power loss: only a state naming nothing that
+                // outlives a reboot is written without fsync (Store::save),
+                // so there is nothing left to destroy but the directory.
+                Err(Error::CorruptState { path, reason }) if force => {
+                    tracing::warn!(
+                        "{}: {reason}; removing the container's directory",
+                        path.display()
+                    );
+                    exchange::remove_exchange(&self.store.dir(id));
+                    self.store.remove(id)?;
+                    drop(lock);
+                    return Ok(());
+                }
+                other => other?,
+            };
             if !still(&recorded) {
                 return Ok(());
             }
@@ -273,7 +343,37 @@ impl Runtime {
             // SAFETY: plain prctl.
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         }
+        // runc: in the foreground, a process that wants a terminal and got
+        // no --console-socket gets the caller's.
+        let own_console = if !detach && opts.console_socket.is_none() && wants_terminal(opts) {
+            crate::id::validate(id)?;
+            let dir = self.store.root.join("runtime");
+            Some(crate::terminal::ConsoleListener::bind(
+                &dir,
+                &format!("console-{id}-{}.sock", std::process::id()),
+            )?)
+        } else {
+            None
+        };
+        let with_console;
+        let opts = match &own_console {
+            Some(l) => {
+                with_console = CreateOptions {
+                    console_socket: Some(l.path().to_path_buf()),
+                    ..opts.clone()
+                };
+                &with_console
+            }
+            None => opts,
+        };
         let monitor = self.logged(id, "create", || self.create_inner(id, opts))?;
+        let relay = match own_console.map(|l| l.relay()).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
+        };
         if let Err(e) = self.start(id) {
             let _ = self.delete(id, true);
             return Err(e);
@@ -283,6 +383,8 @@ impl Runtime {
         }
         let code = wait_monitor_forwarding_signals(self, id, monitor);
         let _ = self.delete(id, true);
+        // The container's last output, and the caller's terminal back.
+        drop(relay);
         Ok(code)
     }
 
@@ -290,6 +392,16 @@ impl Runtime {
         let p = self.store.dir(id).join("config.json");
         Spec::load(&p).map_err(|e| Error::Spec(format!("{}: {e}", p.display())))
     }
+}
+
+/// Whether the bundle's process asks for a terminal (false when the bundle
+/// cannot be read: create reports that properly).
+fn wants_terminal(opts: &CreateOptions) -> bool {
+    std::fs::read(opts.bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
 }
 
 fn bad_state(st: &ContainerState, action: &'static str, needs: &'static str) -> Error {
@@ -346,7 +458,7 @@ fn wait_gone(st: &ContainerState, timeout: Duration) {
 /// container, and return its exit status when the pid-file process ends.
 fn wait_monitor_forwarding_signals(rt: &Runtime, id: &str, monitor: Pid) -> i32 {
     proxmox_lxcri_lxc::attach::wait_forwarding(monitor, |s| {
-        let _ = rt.kill(id, s, false);
+        let _ = rt.kill(id, Some(s), false);
     })
     .or_else(|| rt.state(id).ok().and_then(|s| s.exit_status))
     .unwrap_or(255)

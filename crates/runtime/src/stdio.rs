@@ -1,14 +1,13 @@
 //! The console socket: with process.terminal the init makes a pty inside
 //! the container and the runtime hands its master to `--console-socket`.
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
 /// Send the pty master to the console socket (one fd via SCM_RIGHTS, as runc).
 pub fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
-    let stream = UnixStream::connect(socket).map_err(|e| {
+    let stream = crate::sockpath::connect(socket).map_err(|e| {
         Error::Console(format!(
             "--console-socket {}: cannot connect: {e}",
             socket.display()

@@ -106,17 +106,34 @@ pub struct ImageInfo {
 pub struct Storage {
     cfg: StorageConfig,
     zfs: Zfs,
+    /// Image cache lookups by this value (hits, misses), for metrics.
+    cache_hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cache_misses: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Storage {
     pub fn new(cfg: StorageConfig) -> Result<Self> {
         cfg.validate()?;
         let zfs = Zfs::new(cfg.zfs_command.clone());
-        Ok(Storage { cfg, zfs })
+        Ok(Storage {
+            cfg,
+            zfs,
+            cache_hits: Default::default(),
+            cache_misses: Default::default(),
+        })
     }
 
     pub fn config(&self) -> &StorageConfig {
         &self.cfg
+    }
+
+    /// Image cache lookups so far: (found cached, had to copy).
+    pub fn image_cache_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.cache_hits.load(Relaxed),
+            self.cache_misses.load(Relaxed),
+        )
     }
 
     pub fn zfs(&self) -> &Zfs {
@@ -408,6 +425,8 @@ impl Storage {
         let snapshot = format!("{dataset}@{IMAGE_SNAPSHOT}");
         // Its size tells that it exists: one command on the cached path.
         if let Ok(referenced) = self.zfs.get_u64(&snapshot, "referenced") {
+            self.cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(CachedImage {
                 dataset,
                 snapshot,
@@ -416,6 +435,8 @@ impl Storage {
                 _lock: lock,
             });
         }
+        self.cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A dataset without its snapshot is a copy a crash interrupted.
         self.zfs.destroy_recursive(&dataset)?;
         let mut props = self.props();

@@ -16,6 +16,7 @@
 
 mod emulator;
 mod oci;
+mod pty;
 mod require;
 mod rootfs;
 mod spec;
@@ -24,6 +25,7 @@ pub use emulator::{
     emulator_bin, Emulator, EmulatorBuilder, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
 };
 pub use oci::OciImage;
+pub use pty::run_in_pty;
 pub use require::{busybox, require_lxc, require_root, require_root_and_lxc, which};
 pub use rootfs::{bundle, Rootfs};
 pub use spec::Spec;

@@ -18,7 +18,7 @@
 //! # Facts about LXC 5.0.2 this module relies on (verified with `lxc-start -F`)
 //! * `lxc.rootfs.options = ro` gives a read-only rootfs, but then
 //!   `create=dir` for mount points missing from the image fails (EROFS); so
-//!   root.readonly is done by [`READONLY_ROOTFS_HOOK`] after the mounts.
+//!   root.readonly is done by our init after the mounts.
 //! * `lxc.autodev.tmpfs.size` takes bytes.
 //! * `lxc.namespace.clone` and `lxc.namespace.keep` are mutually exclusive;
 //!   with `clone` set, namespaces not listed are the host's. Namespace names
@@ -65,10 +65,6 @@ mod tests;
 
 pub use cgroups::resource_settings;
 
-/// The `lxc.hook.mount` that makes the rootfs read-only (root.readonly).
-pub const READONLY_ROOTFS_HOOK: &str =
-    "/bin/sh -c 'exec mount -o remount,bind,ro \"$LXC_ROOTFS_MOUNT\"'";
-
 /// What the runtime knows about the container and the host, beyond the spec.
 #[derive(Debug, Clone)]
 pub struct TranslateContext {
@@ -84,6 +80,8 @@ pub struct TranslateContext {
     pub init_binary: PathBuf,
     /// `lxc.log.file`.
     pub log_file: PathBuf,
+    /// Where tmpfs copy-ups are staged on the host (see [`Copyup`]).
+    pub copyup_dir: PathBuf,
     /// `lxc.log.level` (e.g. "ERROR", "DEBUG").
     pub log_level: String,
     /// The host's cgroup layout (which controllers are on v1, which on v2).
@@ -99,6 +97,27 @@ pub struct TranslateContext {
 pub struct Translation {
     pub lxc: LxcConfig,
     pub init: InitConfig,
+    /// tmpfs mounts with `tmpcopyup`, for the engine to prepare before
+    /// the container starts (LXC cannot copy a directory up into a tmpfs).
+    pub copyups: Vec<Copyup>,
+}
+
+/// A tmpfs mount with runc's `tmpcopyup` option (Podman sets it): the
+/// engine mounts a tmpfs at `staging` on the host with `data`, copies the
+/// image's `destination` into it, and LXC bind-mounts it in the spec's
+/// order; the engine drops its host mount once the container holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copyup {
+    /// The mount point, relative to the rootfs (checked: no `..`).
+    pub destination: String,
+    /// Where the engine mounts the tmpfs on the host.
+    pub staging: PathBuf,
+    /// tmpfs data options (`size=`, `mode=` ...), checked like every mount
+    /// field.
+    pub data: Vec<String>,
+    /// `nosuid`, `nodev`, `noexec` for the tmpfs itself (the bind repeats
+    /// them).
+    pub flags: Vec<String>,
 }
 
 /// Why a spec cannot be run. Every variant names the OCI field (as a JSON
@@ -266,7 +285,7 @@ impl LxcConfig {
     /// (at the end if there is none). For `lxc.hook.mount`: LXC runs hooks
     /// in order, and hooks that must see a writable rootfs (runc runs
     /// createContainer before making the rootfs read-only) have to come
-    /// before [`READONLY_ROOTFS_HOOK`].
+    /// before any other mount hook.
     pub fn insert_before_first(
         &mut self,
         key: &str,
@@ -374,19 +393,13 @@ fn translate_into(
     // Basics, the container init, console, logging.
     lxc.push("lxc.rootfs.path", format!("dir:{}", ctx.rootfs.display()))?;
     lxc.push("lxc.rootfs.managed", "0")?;
-    let root = spec.root().as_ref().ok_or_else(|| {
+    spec.root().as_ref().ok_or_else(|| {
         TranslateError::missing("root", "the bundle's config.json needs a \"root\" object")
     })?;
-    if root.readonly() == Some(true) {
-        // Not `lxc.rootfs.options = ro`: LXC mounts the rootfs read-only
-        // before the mount entries, so `create=dir|file` for mount points
-        // missing from the image fails. Like runc, remount the rootfs
-        // read-only after all mounts (non-recursively: the spec's own mounts
-        // keep their options). The mount hook runs in the container's mount
-        // namespace after the mount entries, before pivot_root, via sh -c
-        // (LXC appends "<name> lxc mount", which become $0.. of the inner sh).
-        lxc.push("lxc.hook.mount", READONLY_ROOTFS_HOOK)?;
-    }
+    // root.readonly: not `lxc.rootfs.options = ro` (LXC would mount the
+    // rootfs read-only before the mount entries, so `create=dir|file` for
+    // mount points missing from the image fails); our init remounts `/`
+    // read-only after all mounts, as runc does (InitConfig::readonly_root).
     lxc.push("lxc.init.cmd", crate::init_config::INIT_PATH)?;
     lxc.push("lxc.init.uid", "0")?;
     lxc.push("lxc.init.gid", "0")?;
@@ -397,11 +410,11 @@ fn translate_into(
     lxc.push("lxc.log.level", ctx.log_level.clone())?;
 
     let ns = namespaces::translate(spec, &mut lxc)?;
-    mounts::translate(spec, ctx, &ns, &mut lxc)?;
+    let copyups = mounts::translate(spec, ctx, &ns, &mut lxc)?;
     let init = process::translate(spec, ctx, &ns, &mut lxc)?;
     cgroups::translate(spec, ctx, &mut lxc)?;
 
-    Ok(Translation { lxc, init })
+    Ok(Translation { lxc, init, copyups })
 }
 
 /// vm, windows, solaris, zos sections mean a spec for another platform.
@@ -459,6 +472,7 @@ fn check_context(ctx: &TranslateContext) -> Result<(), TranslateError> {
         ("context.exchange_dir", &ctx.exchange_dir),
         ("context.init_binary", &ctx.init_binary),
         ("context.log_file", &ctx.log_file),
+        ("context.copyup_dir", &ctx.copyup_dir),
     ] {
         if !p.is_absolute() {
             return Err(TranslateError::invalid(

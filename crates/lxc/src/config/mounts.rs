@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::runtime::{Mount, Spec};
 
 use super::namespaces::Namespaces;
-use super::{LxcConfig, TranslateContext, TranslateError};
+use super::{Copyup, LxcConfig, TranslateContext, TranslateError};
 
 /// Options LXC interprets itself in `lxc.mount.entry`; a spec must not be
 /// able to smuggle them in (`optional` would turn a failed mount into a
@@ -123,6 +123,39 @@ fn tmpfs_size_bytes(field: &str, v: &str) -> Result<u64, TranslateError> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// Mount options that are flags of the mount, not data of the filesystem:
+/// a copied-up tmpfs keeps these on its bind mount.
+const FLAG_OPTIONS: [&str; 28] = [
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+    "mand",
+];
+
 fn is_ro(options: &[String]) -> bool {
     options.iter().any(|o| o == "ro")
 }
@@ -132,8 +165,9 @@ pub(crate) fn translate(
     ctx: &TranslateContext,
     _ns: &Namespaces,
     lxc: &mut LxcConfig,
-) -> Result<(), TranslateError> {
+) -> Result<Vec<Copyup>, TranslateError> {
     let mounts: &[Mount] = spec.mounts().as_deref().unwrap_or_default();
+    let mut copyups: Vec<Copyup> = Vec::new();
 
     // Cgroup mounts go through lxc.mount.auto, which LXC performs before
     // the mount entries; a sysfs entry at /sys would hide them, so /sys goes
@@ -172,6 +206,10 @@ pub(crate) fn translate(
                     "this option has a special meaning to LXC",
                     "remove it",
                 ));
+            }
+            // tmpfs copy-up: done by the engine (see Copyup).
+            if o == "tmpcopyup" && m.typ().as_deref() == Some("tmpfs") {
+                continue;
             }
             if RUNC_ONLY_OPTIONS.contains(&o.as_str()) {
                 return Err(TranslateError::unsupported(
@@ -281,6 +319,31 @@ pub(crate) fn translate(
                 None => typ.clone(),
             };
             check_mount_field(&f("source"), &src)?;
+            if typ == "tmpfs" && options.iter().any(|o| o == "tmpcopyup") {
+                let staging = ctx.copyup_dir.join(copyups.len().to_string());
+                let (flags, data): (Vec<String>, Vec<String>) = options
+                    .iter()
+                    .filter(|o| *o != "tmpcopyup")
+                    .cloned()
+                    .partition(|o| FLAG_OPTIONS.contains(&o.as_str()));
+                let mut bind = vec!["bind".to_string()];
+                bind.extend(flags.iter().cloned());
+                bind.push("create=dir".to_string());
+                lxc.push(
+                    "lxc.mount.entry",
+                    format!("{} {dest} none {} 0 0", staging.display(), bind.join(",")),
+                )?;
+                copyups.push(Copyup {
+                    destination: dest,
+                    staging,
+                    data,
+                    flags: flags
+                        .into_iter()
+                        .filter(|f| matches!(f.as_str(), "nosuid" | "nodev" | "noexec"))
+                        .collect(),
+                });
+                continue;
+            }
             opts.push("create=dir".to_string());
             (src, typ.clone())
         };
@@ -313,5 +376,5 @@ pub(crate) fn translate(
             ctx.init_binary.display()
         ),
     )?;
-    Ok(())
+    Ok(copyups)
 }

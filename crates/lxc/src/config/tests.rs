@@ -61,6 +61,7 @@ pub(crate) fn ctx(layout: CgroupLayout) -> TranslateContext {
         exchange_dir: "/run/x/exch".into(),
         init_binary: "/usr/bin/proxmox-lxcri".into(),
         log_file: "/run/x/lxc.log".into(),
+        copyup_dir: "/run/x/copyup".into(),
         log_level: "ERROR".into(),
         cgroups: layout,
         apparmor_enabled: false,
@@ -138,13 +139,10 @@ fn lxc_config_push_get_set_render() {
 fn lxc_config_insert_before_first() {
     let mut c = LxcConfig::new();
     c.push("lxc.a", "1").unwrap();
-    c.push("lxc.hook.mount", READONLY_ROOTFS_HOOK).unwrap();
+    c.push("lxc.hook.mount", "/y hook").unwrap();
     c.insert_before_first("lxc.hook.mount", "/x hook").unwrap();
     c.insert_before_first("lxc.other", "2").unwrap();
-    assert_eq!(
-        c.get("lxc.hook.mount"),
-        vec!["/x hook", READONLY_ROOTFS_HOOK]
-    );
+    assert_eq!(c.get("lxc.hook.mount"), vec!["/x hook", "/y hook"]);
     assert_eq!(c.entries().last().unwrap().0, "lxc.other");
     assert!(c.insert_before_first("lxc.hook.mount", "a\nb").is_err());
 }
@@ -179,7 +177,9 @@ fn basics_and_init_config() {
     let l = &t.lxc;
     assert_eq!(l.get("lxc.rootfs.path"), vec!["dir:/b/rootfs"]);
     assert_eq!(l.get("lxc.rootfs.managed"), vec!["0"]);
-    assert_eq!(l.get("lxc.hook.mount"), vec![READONLY_ROOTFS_HOOK]);
+    // root.readonly is the init's job: no mount hook.
+    assert!(l.get("lxc.hook.mount").is_empty());
+    assert!(t.init.readonly_root);
     assert!(l.get("lxc.rootfs.options").is_empty());
     assert_eq!(l.get("lxc.init.cmd"), vec![crate::init_config::INIT_PATH]);
     assert_eq!(l.get("lxc.init.uid"), vec!["0"]);
@@ -348,7 +348,8 @@ fn mount_option_and_source_injection() {
         json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["a,b"]}),
         json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["optional"]}),
         json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["create=file"]}),
-        json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}),
+        json!({"destination": "/t", "type": "bind", "source": "/tmp", "options": ["tmpcopyup"]}),
+        json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "size=1m\nx"]}),
         json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]}),
         json!({"destination": "/t", "type": "tmpfs", "source": "#tmpfs"}),
         json!({"destination": "/t", "type": "tmpfs", "source": "tmp\u{0}fs"}),
@@ -361,6 +362,37 @@ fn mount_option_and_source_injection() {
         let e = err(v);
         assert!(e.field().starts_with("mounts[7]"), "{m}: {e}");
     }
+}
+
+#[test]
+fn tmpcopyup_becomes_a_staged_bind_in_place() {
+    let mut v = base();
+    v["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+               "options": ["rw", "rprivate", "nosuid", "nodev", "size=1m", "mode=755", "tmpcopyup"]}),
+        json!({"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["bind", "ro"]}),
+    ]);
+    let t = ok(v);
+    let entries = t.lxc.get("lxc.mount.entry");
+    let at = entries
+        .iter()
+        .position(|e| e.contains(" etc none "))
+        .expect("a bind entry for /etc");
+    assert_eq!(
+        entries[at],
+        "/run/x/copyup/0 etc none bind,rw,rprivate,nosuid,nodev,create=dir 0 0"
+    );
+    // In the spec's order: the /etc/hosts bind comes after, onto the tmpfs.
+    assert!(entries[at + 1].contains(" etc/hosts none "), "{entries:?}");
+    assert_eq!(
+        t.copyups,
+        vec![crate::config::Copyup {
+            destination: "etc".into(),
+            staging: "/run/x/copyup/0".into(),
+            data: vec!["size=1m".into(), "mode=755".into()],
+            flags: vec!["nosuid".into(), "nodev".into()],
+        }]
+    );
 }
 
 #[test]

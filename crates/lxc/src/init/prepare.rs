@@ -139,7 +139,19 @@ pub fn readonly_path(i: usize, p: &str) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("{field}: bind-mounting {p}: {e}"))?;
-    let st = statvfs(p).map_err(|e| format!("{field}: statvfs {p}: {e}"))?;
+    remount_ro(p).map_err(|e| format!("{field}: {e}"))
+}
+
+/// root.readonly: `/` (the rootfs LXC bind-mounted and pivoted into)
+/// remounted read-only, after every mount of the spec, keeping its flags.
+pub fn readonly_root() -> Result<(), String> {
+    remount_ro("/").map_err(|e| format!("root.readonly: {e}"))
+}
+
+/// Remounts the bind mount at `p` read-only, keeping the flags it already
+/// has (nosuid, nodev, noexec, atime flags: locked in a user namespace).
+fn remount_ro(p: &str) -> Result<(), String> {
+    let st = statvfs(p).map_err(|e| format!("statvfs {p}: {e}"))?;
     let f = st.flags();
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     for (sf, mf) in [
@@ -155,7 +167,7 @@ pub fn readonly_path(i: usize, p: &str) -> Result<(), String> {
         }
     }
     mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("{field}: remounting {p} read-only: {e}"))
+        .map_err(|e| format!("remounting {p} read-only: {e}"))
 }
 
 /// Is `p` (absolute, below `root`) an executable regular file? Go's

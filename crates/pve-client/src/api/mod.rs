@@ -1,5 +1,6 @@
 //! Typed endpoint methods, one file per API area.
 
+pub(crate) mod access;
 mod cluster;
 mod firewall;
 mod lxc;

@@ -28,6 +28,72 @@ pub(super) fn login(app: &App, p: &P) -> R {
     }
 }
 
+/// Every privilege Proxmox VE 9 knows (the role Administrator has them all).
+pub const ALL_PRIVILEGES: &[&str] = &[
+    "Datastore.Allocate",
+    "Datastore.AllocateSpace",
+    "Datastore.AllocateTemplate",
+    "Datastore.Audit",
+    "Group.Allocate",
+    "Mapping.Audit",
+    "Mapping.Modify",
+    "Mapping.Use",
+    "Permissions.Modify",
+    "Pool.Allocate",
+    "Pool.Audit",
+    "Realm.Allocate",
+    "Realm.AllocateUser",
+    "SDN.Allocate",
+    "SDN.Audit",
+    "SDN.Use",
+    "Sys.AccessNetwork",
+    "Sys.Audit",
+    "Sys.Console",
+    "Sys.Incoming",
+    "Sys.Modify",
+    "Sys.PowerMgmt",
+    "Sys.Syslog",
+    "User.Modify",
+    "VM.Allocate",
+    "VM.Audit",
+    "VM.Backup",
+    "VM.Clone",
+    "VM.Config.CDROM",
+    "VM.Config.CPU",
+    "VM.Config.Cloudinit",
+    "VM.Config.Disk",
+    "VM.Config.HWType",
+    "VM.Config.Memory",
+    "VM.Config.Network",
+    "VM.Config.Options",
+    "VM.Console",
+    "VM.GuestAgent.Audit",
+    "VM.GuestAgent.FileRead",
+    "VM.GuestAgent.FileSystemMgmt",
+    "VM.GuestAgent.FileWrite",
+    "VM.GuestAgent.Unrestricted",
+    "VM.Migrate",
+    "VM.PowerMgmt",
+    "VM.Replicate",
+    "VM.Snapshot",
+    "VM.Snapshot.Rollback",
+];
+
+/// `GET /access/permissions`: effective privileges, as a map path =>
+/// {privilege => propagate}. The emulator checks no ACLs: every
+/// authenticated user and token may do everything but root@pam's own
+/// operations (so also read anyone's permissions, which needs Sys.Audit on
+/// /access in Proxmox). What it reports is exactly that: every privilege,
+/// propagated, on `/` (or on `path` when one is asked for).
+pub(super) fn permissions(_ctx: &Ctx, p: &P) -> R {
+    let privs: serde_json::Map<String, serde_json::Value> = ALL_PRIVILEGES
+        .iter()
+        .map(|p| (p.to_string(), json!(1)))
+        .collect();
+    let path = p.get("path").cloned().unwrap_or_else(|| "/".into());
+    ok(json!({ path: privs }))
+}
+
 impl Ctx {
     fn who(&self) -> &Identity {
         self.identity.as_ref().expect("authenticated")

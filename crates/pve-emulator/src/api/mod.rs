@@ -75,6 +75,7 @@ type Handler = fn(&Arc<App>, &Ctx, &P) -> R;
 #[rustfmt::skip]
 static ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/access/ticket", |a, _, p| access::login(a, p)),
+    ("GET", "/access/permissions", |_, c, p| access::permissions(c, p)),
     ("GET", "/version", |_, _, _| nodes::version()),
     ("GET", "/nodes", |a, _, _| ok(nodes::list(a))),
     ("GET", "/nodes/{node}/status", |_, _, _| ok(nodes::status())),

@@ -1,5 +1,5 @@
-//! /nodes/{node}/qemu: VMs in config and status only. Nothing runs: the
-//! running state is a small file under the data dir.
+//! /nodes/{node}/qemu: VMs run as real QEMU processes (`crate::qemu`);
+//! the start time is a small file under the data dir.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +11,51 @@ use super::config::NOT_CONFIG;
 use super::{find_storage, flag, internal, ok, parse_size, read, vmid, App, Ctx, P, R};
 use crate::api::access::check_root_only;
 use crate::auth::now;
-use crate::storage;
+use crate::storage::{self, Storage};
 use crate::store::{Conf, Kind, Section};
+
+/// The VMs' QEMU; KVM only when asked (`PVE_EMULATOR_QEMU_KVM=1`): nested
+/// KVM hangs where this is tested, so TCG is the default.
+fn qemu(app: &App) -> crate::qemu::Qemu {
+    let kvm = std::env::var("PVE_EMULATOR_QEMU_KVM").is_ok_and(|v| v == "1");
+    crate::qemu::Qemu::new(&app.data_dir, kvm)
+}
+
+fn running(app: &App, id: u32) -> bool {
+    qemu(app).pid(id).is_some()
+}
+
+/// Start VM `id` from its config now.
+fn start_vm(app: &App, node: &str, id: u32) -> anyhow::Result<()> {
+    let (c, _) = app
+        .store
+        .read(node, Kind::Qemu, id)
+        .map_err(|e| anyhow!(e.message))?;
+    // Each disk's file on its storage (cdroms and `none` stay out).
+    let mut disks = std::collections::BTreeMap::new();
+    for (k, v) in &c.main.keys {
+        let base = k.trim_end_matches(|ch: char| ch.is_ascii_digit());
+        if !matches!(base, "scsi" | "virtio" | "ide" | "sata") || v.contains("media=cdrom") {
+            continue;
+        }
+        let vol = v.split(',').next().unwrap_or("");
+        let Some((sid, name)) = storage::split_volid(vol) else {
+            continue;
+        };
+        let st = app
+            .storages
+            .iter()
+            .find(|s| s.id == sid)
+            .ok_or_else(|| anyhow!("{k}: storage '{sid}' does not exist"))?;
+        let path = st.path(name)?;
+        if !path.exists() {
+            anyhow::bail!("{k}: volume '{vol}' does not exist");
+        }
+        disks.insert(k.clone(), path);
+    }
+    qemu(app).start(id, &c.main, &disks)?;
+    qemu_set_state(app, id, Some(json!({"since": now()})))
+}
 
 fn qemu_state_path(app: &App, id: u32) -> PathBuf {
     app.data_dir
@@ -41,6 +84,29 @@ fn qemu_set_state(app: &App, id: u32, v: Option<Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A NIC without a MAC gets one, as qemu-server gives it (`virtio=BC:24:11:..`).
+fn with_mac(net: &str) -> String {
+    let Ok(m) = crate::propstr::parse(net, Some("model")) else {
+        return net.to_string();
+    };
+    let Some(model) = m.get("model").filter(|_| !m.contains_key("macaddr")) else {
+        return net.to_string();
+    };
+    let mut b = [0u8; 3];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    let mac = format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2]);
+    let rest: Vec<&str> = net
+        .split(',')
+        .filter(|p| p.contains('=') && !p.starts_with("model="))
+        .collect();
+    let mut out = format!("{model}={mac}");
+    for r in rest {
+        out.push(',');
+        out.push_str(r);
+    }
+    out
+}
+
 pub(super) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
     let st = qemu_state(app, id);
     let mem_mb: u64 = conf
@@ -59,14 +125,19 @@ pub(super) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
         "uptime": 0, "maxdisk": 0, "disk": 0, "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0, "ha": {"managed": 0},
         "template": 0,
     });
-    if let Some(s) = st {
+    let q = qemu(app);
+    if let Some(pid) = q.pid(id) {
         v["status"] = json!("running");
-        v["qmpstatus"] = s["qmpstatus"].clone();
-        v["uptime"] = json!(now() - s["since"].as_i64().unwrap_or(now()));
-        v["pid"] = s["pid"].clone();
-        v["running-qemu"] = json!("10.1.2");
-        v["running-machine"] = json!("pc-i440fx-10.1+pve0");
-        // No VM process exists, so no memory is in use (`mem` stays 0).
+        v["qmpstatus"] = json!(q.qmp_status(id).unwrap_or_else(|| "running".into()));
+        let since = st.and_then(|s| s["since"].as_i64()).unwrap_or(now());
+        v["uptime"] = json!(now() - since);
+        v["pid"] = json!(pid);
+        v["mem"] = json!(q.mem(id));
+        if let Ok(ver) = q.qmp(id, "query-version") {
+            let qv = &ver["qemu"];
+            v["running-qemu"] = json!(format!("{}.{}.{}", qv["major"], qv["minor"], qv["micro"]));
+            v["running-machine"] = json!(format!("pc-i440fx-{}.{}", qv["major"], qv["minor"]));
+        }
     }
     if let Some(l) = conf.get("lock") {
         v["lock"] = json!(l);
@@ -82,7 +153,14 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
     let id = vmid(p);
     let default_storage = p.get("storage").cloned();
     let mut main = Section::default();
-    let mut disk_n = 0;
+    // Disks are allocated for real (raw files on a dir storage); freed
+    // again if the create fails.
+    let mut allocated: Vec<(Storage, String)> = vec![];
+    let free_all = |a: &[(Storage, String)]| {
+        for (s, n) in a {
+            let _ = s.free(n);
+        }
+    };
     for (k, v) in p {
         if NOT_CONFIG.contains(&k.as_str()) {
             continue;
@@ -92,25 +170,45 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         if matches!(base, "scsi" | "virtio" | "ide" | "sata") || k == "efidisk0" {
             // STORAGE:SIZE allocates (in the config only) vm-<vmid>-disk-<n>.
             let first = v.split(',').next().unwrap_or("").to_string();
-            if let Some((sid, size)) = storage::split_volid(&first) {
-                if let Some(sz) = parse_size(size) {
-                    find_storage(app, sid)?;
-                    let rest: Vec<String> = v.split(',').skip(1).map(String::from).collect();
-                    v = format!("{sid}:vm-{id}-disk-{disk_n},size={sz}G");
-                    for r in rest {
-                        v.push(',');
-                        v.push_str(&r);
-                    }
-                    disk_n += 1;
+            let new = match storage::split_volid(&first) {
+                Some((sid, size)) => parse_size(size).map(|sz| (sid.to_string(), sz)),
+                None if first.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    && !first.is_empty() =>
+                {
+                    let sid = default_storage.clone().unwrap_or_else(|| "local".into());
+                    parse_size(&first).map(|sz| (sid, sz))
                 }
-            } else if first.chars().all(|c| c.is_ascii_digit() || c == '.') && !first.is_empty() {
-                let sid = default_storage.clone().unwrap_or_else(|| "local".into());
-                v = format!("{sid}:vm-{id}-disk-{disk_n},size={first}G");
-                disk_n += 1;
+                None => None,
+            };
+            if let Some((sid, sz)) = new {
+                let st = match find_storage(app, &sid) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        free_all(&allocated);
+                        return Err(e);
+                    }
+                };
+                let name = match st.alloc_vm_disk(id, sz) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        free_all(&allocated);
+                        return Err(internal(format!("unable to create VM disk: {e:#}")));
+                    }
+                };
+                allocated.push((st, name.clone()));
+                let rest: Vec<String> = v.split(',').skip(1).map(String::from).collect();
+                v = format!("{sid}:{name},size={sz}G");
+                for r in rest {
+                    v.push(',');
+                    v.push_str(&r);
+                }
             }
         }
         if base == "net" && !v.contains('=') {
             v = format!("virtio,bridge={v}");
+        }
+        if base == "net" {
+            v = with_mac(&v);
         }
         main.keys.insert(k.clone(), v);
     }
@@ -121,7 +219,7 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         .entry("smbios1".into())
         .or_insert_with(|| "uuid=00000000-0000-4000-8000-000000000000".into());
     main.keys.insert("lock".into(), "create".into());
-    app.store.create_new(
+    if let Err(e) = app.store.create_new(
         &node,
         Kind::Qemu,
         id,
@@ -129,29 +227,44 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
             main,
             snapshots: vec![],
         },
-    )?;
+    ) {
+        free_all(&allocated);
+        return Err(e);
+    }
     let app2 = app.clone();
     let start = flag(p, "start");
     let upid = app
         .tasks
-        .spawn(&p["node"], "qmcreate", &id.to_string(), &ctx.user(), ctx.fail_task.clone(), move |task| {
-            let res = (|| -> anyhow::Result<()> {
-                task.injected()?;
-                let _l = app2.store.lock(id).map_err(|e| anyhow!(e.message))?;
-                let (mut c, _) = app2.store.read(&node, Kind::Qemu, id).map_err(|e| anyhow!(e.message))?;
-                c.main.keys.remove("lock");
-                app2.store.write(&node, Kind::Qemu, id, &c).map_err(|e| anyhow!(e.message))?;
+        .spawn(
+            &p["node"],
+            "qmcreate",
+            &id.to_string(),
+            &ctx.user(),
+            ctx.fail_task.clone(),
+            move |task| {
+                let res = (|| -> anyhow::Result<()> {
+                    task.injected()?;
+                    let _l = app2.store.lock(id).map_err(|e| anyhow!(e.message))?;
+                    let (mut c, _) = app2
+                        .store
+                        .read(&node, Kind::Qemu, id)
+                        .map_err(|e| anyhow!(e.message))?;
+                    c.main.keys.remove("lock");
+                    app2.store
+                        .write(&node, Kind::Qemu, id, &c)
+                        .map_err(|e| anyhow!(e.message))?;
+                    Ok(())
+                })();
+                if res.is_err() {
+                    app2.store.remove(&node, Kind::Qemu, id);
+                }
+                res?;
+                if start {
+                    start_vm(&app2, &node, id)?;
+                }
                 Ok(())
-            })();
-            if res.is_err() {
-                app2.store.remove(&node, Kind::Qemu, id);
-            }
-            res?;
-            if start {
-                qemu_set_state(&app2, id, Some(json!({"qmpstatus": "running", "since": now(), "pid": std::process::id()})))?;
-            }
-            Ok(())
-        })
+            },
+        )
         .map_err(|e| internal(format!("starting task: {e}")))?;
     ok(json!(upid))
 }
@@ -171,8 +284,8 @@ pub(super) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R {
             return Err(internal(format!("VM is locked ({l})")));
         }
     }
-    let running = qemu_state(app, id).is_some();
-    match (action, running) {
+    let is_running = running(app, id);
+    match (action, is_running) {
         ("start", true) => return Err(internal(format!("VM {id} already running"))),
         ("stop" | "shutdown" | "reset" | "suspend" | "resume" | "reboot", false) => {
             return Err(internal(format!("VM {id} not running")))
@@ -182,6 +295,9 @@ pub(super) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R {
     let kind = format!("qm{action}");
     let action = action.to_string();
     let app2 = app.clone();
+    let node = p["node"].clone();
+    let force_stop = flag(p, "forceStop");
+    let timeout: u64 = p.get("timeout").and_then(|t| t.parse().ok()).unwrap_or(5);
     let upid = app
         .tasks
         .spawn(
@@ -192,23 +308,41 @@ pub(super) fn power(app: &Arc<App>, ctx: &Ctx, p: &P, action: &str) -> R {
             ctx.fail_task.clone(),
             move |task| {
                 task.injected()?;
-                let cur = qemu_state(&app2, id);
-                let fresh = || {
-                    Some(json!({"qmpstatus": "running", "since": now(), "pid": std::process::id()}))
-                };
-                let next = match action.as_str() {
-                    "start" | "reset" | "reboot" => fresh(),
-                    "stop" | "shutdown" => None,
-                    "suspend" => cur.map(|mut c| {
-                        c["qmpstatus"] = json!("paused");
-                        c
-                    }),
-                    _ => cur.map(|mut c| {
-                        c["qmpstatus"] = json!("running");
-                        c
-                    }),
-                };
-                qemu_set_state(&app2, id, next)
+                let q = qemu(&app2);
+                match action.as_str() {
+                    "start" => start_vm(&app2, &node, id)?,
+                    "stop" => {
+                        q.quit(id)?;
+                        qemu_set_state(&app2, id, None)?;
+                    }
+                    "shutdown" => {
+                        // ACPI power button; a guest that does not react
+                        // within the timeout fails the task (forceStop: stop).
+                        q.qmp(id, "system_powerdown")?;
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+                        while q.pid(id).is_some() && std::time::Instant::now() < deadline {
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        if q.pid(id).is_some() {
+                            if !force_stop {
+                                anyhow::bail!("VM quit/powerdown failed - got timeout");
+                            }
+                            q.quit(id)?;
+                        }
+                        qemu_set_state(&app2, id, None)?;
+                    }
+                    "reset" | "reboot" => {
+                        q.qmp(id, "system_reset")?;
+                    }
+                    "suspend" => {
+                        q.qmp(id, "stop")?;
+                    }
+                    _ => {
+                        q.qmp(id, "cont")?;
+                    }
+                }
+                Ok(())
             },
         )
         .map_err(|e| internal(format!("starting task: {e}")))?;
@@ -230,7 +364,7 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
             "can't remove VM {id} - protection mode enabled"
         )));
     }
-    if qemu_state(app, id).is_some() {
+    if running(app, id) {
         return Err(internal(format!("VM {id} is running - destroy failed")));
     }
     let app2 = app.clone();
@@ -244,6 +378,27 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
             ctx.fail_task.clone(),
             move |task| {
                 task.injected()?;
+                // Its own disks go with it (`vm-<vmid>-disk-*`).
+                for (k, v) in &conf.main.keys {
+                    let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+                    if !matches!(
+                        base,
+                        "scsi" | "virtio" | "ide" | "sata" | "unused" | "efidisk"
+                    ) {
+                        continue;
+                    }
+                    let vol = v.split(',').next().unwrap_or("");
+                    let Some((sid, name)) = storage::split_volid(vol) else {
+                        continue;
+                    };
+                    if !name.starts_with(&format!("{id}/vm-{id}-disk-")) {
+                        continue;
+                    }
+                    if let Some(s) = app2.storages.iter().find(|s| s.id == sid) {
+                        s.free(name)?;
+                        task.log(format!("removed volume '{vol}'"));
+                    }
+                }
                 app2.store.remove(&node, Kind::Qemu, id);
                 Ok(())
             },

@@ -43,6 +43,16 @@ pub enum EngineRecord {
 }
 
 impl EngineRecord {
+    /// Whether the record names something that outlives a reboot (a
+    /// rootfs volume, a Proxmox CT): only then must the state survive a
+    /// power loss, so only then is it fsynced.
+    pub fn outlives_reboot(&self) -> bool {
+        match self {
+            EngineRecord::Lxc(r) => r.volume.is_some(),
+            EngineRecord::PveLxc(_) => true,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             EngineRecord::Lxc(_) => Backend::Lxc.name(),

@@ -146,6 +146,7 @@ pub fn resource_settings(
         exchange_dir: Default::default(),
         init_binary: Default::default(),
         log_file: Default::default(),
+        copyup_dir: Default::default(),
         log_level: "ERROR".into(),
         cgroups: layout.clone(),
         apparmor_enabled: false,

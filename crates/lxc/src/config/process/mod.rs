@@ -84,6 +84,7 @@ pub(crate) fn translate(
         seccomp: linux.seccomp().clone(),
         masked_paths,
         readonly_paths,
+        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()) == Some(true),
         devices,
         start_container_hooks,
         hook_state: serde_json::Value::Null,

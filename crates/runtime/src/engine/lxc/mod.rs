@@ -29,8 +29,9 @@ use crate::error::{Context, Error, Result};
 use crate::exchange::{self, Paths};
 use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
-use crate::state::{write_atomic, ContainerState};
+use crate::state::{write_replace, ContainerState};
 
+mod copyup;
 mod net;
 mod volume;
 
@@ -61,6 +62,8 @@ pub struct LxcEngine {
     networks: Vec<(String, proxmox_lxcri_network::Network)>,
     /// `io.proxmox-lxcri.net.ip`: the first NIC's fixed address.
     fixed_ip: Option<std::net::IpAddr>,
+    /// The rootfs LXC runs on (what tmpfs copy-ups copy from).
+    rootfs: Option<PathBuf>,
 }
 
 impl Engine for LxcEngine {
@@ -99,10 +102,12 @@ impl Engine for LxcEngine {
     }
 
     fn provision(&mut self, cx: &mut Cx, req: &Request) -> Result<PathBuf> {
-        match &self.volume {
-            Some(plan) => volume::make(cx, plan, &req.rootfs),
-            None => Ok(req.rootfs.clone()),
-        }
+        let rootfs = match &self.volume {
+            Some(plan) => volume::make(cx, plan, &req.rootfs)?,
+            None => req.rootfs.clone(),
+        };
+        self.rootfs = Some(rootfs.clone());
+        Ok(rootfs)
     }
 
     fn mapped_root(&self, spec: &Spec) -> Option<(u32, u32)> {
@@ -136,51 +141,17 @@ impl Engine for LxcEngine {
         let cfg = cx.paths.config_file();
         let dir = cfg.parent().expect("config has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        if self.networks.is_empty() {
-            return write_atomic(&cfg, tr.lxc.render().as_bytes());
+        let lxc = if self.networks.is_empty() {
+            tr.lxc.clone()
+        } else {
+            self.attach_networks(cx, req, tr, dir)?
+        };
+        write_replace(&cfg, lxc.render().as_bytes())?;
+        if !tr.copyups.is_empty() {
+            let rootfs = self.rootfs.as_deref().unwrap_or(&cx.state.rootfs);
+            copyup::prepare(rootfs, &cx.paths.lxcpath.join("copyup"), &tr.copyups)?;
         }
-        // Leases before the NICs (a failed create releases them).
-        let nics = crate::network::lease_all(cx.rt, &cx.state.id, &self.networks, self.fixed_ip)?;
-        for (n, _) in &nics {
-            proxmox_lxcri_network::bridge::ensure(n).map_err(|e| Error::Config(e.to_string()))?;
-        }
-        proxmox_lxcri_network::isolation::apply(&cx.rt.config.network)?;
-        let mut lxc = net::with_nics(&tr.lxc, &nics)?;
-        // Port security: the host ends get names of ours, and rules that
-        // let through only the lease's MAC and addresses (recorded first).
-        let secured: Vec<(String, proxmox_lxcri_network::Lease)> = nics
-            .iter()
-            .enumerate()
-            .filter(|(_, (n, _))| n.port_security)
-            .map(|(i, (_, l))| (net::host_ifname(&cx.state.id, i), l.clone()))
-            .collect();
-        if !secured.is_empty() {
-            for (i, (n, _)) in nics.iter().enumerate() {
-                if n.port_security {
-                    lxc.push(
-                        &format!("lxc.net.{i}.veth.pair"),
-                        net::host_ifname(&cx.state.id, i),
-                    )?;
-                }
-            }
-            let tag = crate::network::rule_tag(cx.rt, &cx.state.id);
-            if let EngineRecord::Lxc(rec) = &mut cx.state.engine {
-                rec.port_security = Some(tag.clone());
-            }
-            cx.save()?;
-            proxmox_lxcri_network::port_security::apply(&tag, &secured)?;
-        }
-        let own_resolv = req
-            .spec
-            .mounts()
-            .iter()
-            .flatten()
-            .any(|m| m.destination() == Path::new("/etc/resolv.conf"));
-        if let (false, Some(text)) = (own_resolv, net::resolv_conf(&nics)) {
-            let (k, v) = net::resolv_mount(dir, &text)?;
-            lxc.push(&k, v)?;
-        }
-        write_atomic(&cfg, lxc.render().as_bytes())
+        Ok(())
     }
 
     fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
@@ -213,6 +184,8 @@ impl Engine for LxcEngine {
         }
         cx.state.monitor = None;
         cx.save()?;
+        // The container's mounts are made: our side of the copy-ups goes.
+        copyup::release(&cx.paths.lxcpath.join("copyup"));
         Ok(init)
     }
 
@@ -230,6 +203,7 @@ impl Engine for LxcEngine {
     }
 
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
+        copyup::release(&rt.store.dir(&st.id).join("copyup"));
         if let EngineRecord::Lxc(rec) = &st.engine {
             for cg in &rec.cgroups {
                 proxmox_lxcri_cgroups::tree::kill_and_remove(cg, Duration::from_secs(10))?;
@@ -298,4 +272,59 @@ fn find_init(lxc_start: Pid) -> Option<ProcRef> {
         std::thread::sleep(Duration::from_millis(2));
     }
     None
+}
+
+impl LxcEngine {
+    /// Leases, bridges, isolation and port-security rules for the
+    /// configured networks; the LXC config with their NICs.
+    fn attach_networks(
+        &self,
+        cx: &mut Cx,
+        req: &Request,
+        tr: &Translation,
+        dir: &Path,
+    ) -> Result<proxmox_lxcri_lxc::config::LxcConfig> {
+        // Leases before the NICs (a failed create releases them).
+        let nics = crate::network::lease_all(cx.rt, &cx.state.id, &self.networks, self.fixed_ip)?;
+        for (n, _) in &nics {
+            proxmox_lxcri_network::bridge::ensure(n).map_err(|e| Error::Config(e.to_string()))?;
+        }
+        proxmox_lxcri_network::isolation::apply(&cx.rt.config.network)?;
+        let mut lxc = net::with_nics(&tr.lxc, &nics)?;
+        // Port security: the host ends get names of ours, and rules that
+        // let through only the lease's MAC and addresses (recorded first).
+        let secured: Vec<(String, proxmox_lxcri_network::Lease)> = nics
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n.port_security)
+            .map(|(i, (_, l))| (net::host_ifname(&cx.state.id, i), l.clone()))
+            .collect();
+        if !secured.is_empty() {
+            for (i, (n, _)) in nics.iter().enumerate() {
+                if n.port_security {
+                    lxc.push(
+                        &format!("lxc.net.{i}.veth.pair"),
+                        net::host_ifname(&cx.state.id, i),
+                    )?;
+                }
+            }
+            let tag = crate::network::rule_tag(cx.rt, &cx.state.id);
+            if let EngineRecord::Lxc(rec) = &mut cx.state.engine {
+                rec.port_security = Some(tag.clone());
+            }
+            cx.save()?;
+            proxmox_lxcri_network::port_security::apply(&tag, &secured)?;
+        }
+        let own_resolv = req
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.destination() == Path::new("/etc/resolv.conf"));
+        if let (false, Some(text)) = (own_resolv, net::resolv_conf(&nics)) {
+            let (k, v) = net::resolv_mount(dir, &text)?;
+            lxc.push(&k, v)?;
+        }
+        Ok(lxc)
+    }
 }

@@ -140,7 +140,15 @@ pub fn client(rt: &Runtime) -> Result<&Client> {
     if let Some(c) = rt.pve_client.get() {
         return Ok(c);
     }
-    let c = connect(rt.config.pve()?)?;
+    let mut c = connect(rt.config.pve()?)?;
+    let sink = rt.api_log.clone();
+    c.set_observer(std::sync::Arc::new(move |r| {
+        let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+        // A safety net for long-lived runtimes that never drain it.
+        if log.len() < 10_000 {
+            log.push(r.clone())
+        }
+    }));
     Ok(rt.pve_client.get_or_init(|| c))
 }
 
@@ -313,6 +321,15 @@ impl Engine for PveLxcEngine {
         };
         // Refused before anything is made.
         carry::split(tr.lxc.entries(), names_apparmor(spec))?;
+        // The CT's mounts are made by Proxmox's LXC from the node's config:
+        // nothing of ours could fill a tmpfs before them.
+        if let Some(c) = tr.copyups.first() {
+            return Err(crate::Error::Unsupported(format!(
+                "mount /{}: the tmpcopyup option is supported on the lxc engine only; \
+                 remove it (Podman: --read-only-tmpfs=false, or --tmpfs with notmpcopyup)",
+                c.destination
+            )));
+        }
         Ok(tr)
     }
 
@@ -337,8 +354,8 @@ impl Engine for PveLxcEngine {
         let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
         self.carried = carried;
         append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;
-        let stdio = UnixListener::bind(
-            cx.paths
+        let stdio = crate::sockpath::bind(
+            &cx.paths
                 .exchange
                 .join(proxmox_lxcri_lxc::init_config::SOCKET_STDIO),
         )

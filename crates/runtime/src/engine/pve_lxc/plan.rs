@@ -532,6 +532,7 @@ mod tests {
             exchange_dir: "/run/x/exch".into(),
             init_binary: "/usr/bin/proxmox-lxcri".into(),
             log_file: "/run/x/lxc.log".into(),
+            copyup_dir: "/run/x/copyup".into(),
             log_level: "ERROR".into(),
             cgroups: CgroupLayout::hybrid(
                 &["memory", "pids", "cpu", "cpuacct", "devices", "freezer"],
