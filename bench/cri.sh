@@ -25,4 +25,4 @@ cargo build --release -p proxmox-lxcri
 rt=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/proxmox-lxcri
 LXCRI_TEST_RUNTIME=$(readlink -f "$rt") LXCRI_BENCH_N=$N \
     cargo test -p proxmox-lxcri --test cri -- --ignored --exact bench_pod_start_and_removal \
-    --nocapture 2>&1 | grep -E '^(pod |test result|thread|  )' 
+    --nocapture 2>&1 | grep -E '^(pod |test result|thread|panicked)'
