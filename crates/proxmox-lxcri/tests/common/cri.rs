@@ -78,7 +78,8 @@ static INSTANCES: AtomicU32 = AtomicU32::new(0);
 /// skipping subnets this host already has an address in, so parallel test runs on this host
 /// do not share a subnet.
 fn subnet_octet() -> u32 {
-    let first = (std::process::id() % 50) * 5 + INSTANCES.fetch_add(1, Ordering::SeqCst) % 5;
+    // 8 instances per process (this suite has 7 tests) before the counter wraps.
+    let first = (std::process::id() % 32) * 8 + INSTANCES.fetch_add(1, Ordering::SeqCst) % 8;
     let o = Command::new("ip").args(["-o", "-4", "addr"]).output();
     let used = o.map(|o| stdout(&o)).unwrap_or_default();
     (0..256)
