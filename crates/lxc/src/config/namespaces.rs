@@ -45,6 +45,55 @@ pub(crate) fn lxc_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// The path must be a namespace file of the listed type (runtime-spec:
+/// "a runtime MUST generate an error" otherwise). `NS_GET_NSTYPE` answers
+/// the `CLONE_NEW*` flag of an nsfs file, and fails on any other file.
+fn check_ns_type(field: &str, path: &str, typ: LinuxNamespaceType) -> Result<(), TranslateError> {
+    use std::os::fd::AsRawFd;
+    let want = match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => 0x80, // CLONE_NEWTIME
+    };
+    let f = std::fs::File::open(path).map_err(|e| {
+        TranslateError::invalid(
+            field,
+            path,
+            format!("cannot open: {e}"),
+            "give a namespace file",
+        )
+    })?;
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+                                                 // SAFETY: an ioctl without arguments on an fd we own.
+    let got = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if got < 0 {
+        return Err(TranslateError::invalid(
+            field,
+            path,
+            "not a namespace file",
+            "give a namespace file (e.g. /proc/<pid>/ns/net or /run/netns/<name>)",
+        ));
+    }
+    if got != want {
+        return Err(TranslateError::invalid(
+            field,
+            path,
+            format!("a namespace of another type than {}", lxc_name(typ)),
+            format!(
+                "give a {} namespace file (/proc/<pid>/ns/{})",
+                lxc_name(typ),
+                lxc_name(typ)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 const ORDER: [&str; 8] = ["mnt", "pid", "uts", "ipc", "net", "user", "cgroup", "time"];
 
 pub(crate) fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<Namespaces, TranslateError> {
@@ -68,6 +117,7 @@ pub(crate) fn translate(spec: &Spec, lxc: &mut LxcConfig) -> Result<Namespaces, 
                         "give the path of an existing namespace file (e.g. /proc/<pid>/ns/net or /run/netns/<name>)",
                     ));
                 }
+                check_ns_type(&format!("{field}.path"), &s, ns.typ())?;
                 NsMode::Path(s)
             }
         };

@@ -661,3 +661,20 @@ fn annotations_never_reach_the_config() {
         assert!(!k.contains('\n') && !val.contains('\n'));
     }
 }
+
+/// A namespace path must be a namespace file of the listed type.
+#[test]
+fn namespace_paths_are_checked_for_their_type() {
+    let with_net = |path: &str| {
+        let mut v = base();
+        let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network", "path": path}));
+        v
+    };
+    ok(with_net("/proc/self/ns/net"));
+    let e = err(with_net("/proc/self/ns/uts"));
+    assert!(e.to_string().contains("another type than net"), "{e}");
+    let e = err(with_net("/proc/self/status"));
+    assert!(e.to_string().contains("not a namespace file"), "{e}");
+}
