@@ -9,6 +9,9 @@ pkgs=(lxc containerd runc busybox-static umoci skopeo jq iproute2 nftables appar
 # The metrics tests scrape with a real Prometheus and lint with promtool;
 # the package test makes a Debian root with debootstrap.
 pkgs+=(prometheus debootstrap)
+# The CRI tests: the CNI `loopback` and `portmap` plugins run beside ours
+# (containernetworking-plugins); the k8s-cri crate (their gRPC client) needs protoc.
+pkgs+=(containernetworking-plugins protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

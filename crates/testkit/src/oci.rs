@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 pub struct OciImage {
     layers: Vec<Vec<u8>>,
     config: Value,
+    name: Option<String>,
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -57,6 +58,13 @@ impl OciImage {
         self
     }
 
+    /// The name `ctr images import` registers the image under (the index
+    /// entry's `io.containerd.image.name` annotation), e.g. `localhost/pause:test`.
+    pub fn name(mut self, name: &str) -> OciImage {
+        self.name = Some(name.to_string());
+        self
+    }
+
     /// The OCI layout (`oci-layout`, `index.json`, `blobs/sha256/…`) in a
     /// fresh directory under `dir`, packed as `dir/img<N>_latest.tar`.
     pub fn archive(&self, dir: &Path) -> PathBuf {
@@ -82,11 +90,14 @@ impl OciImage {
             config.to_string().as_bytes(),
         );
         let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": dc, "layers": descs});
-        let dm = blob(
+        let mut dm = blob(
             &layout,
             "application/vnd.oci.image.manifest.v1+json",
             manifest.to_string().as_bytes(),
         );
+        if let Some(n) = &self.name {
+            dm["annotations"] = json!({"io.containerd.image.name": n});
+        }
         std::fs::write(
             layout.join("index.json"),
             json!({"schemaVersion": 2, "manifests": [dm]}).to_string(),

@@ -40,6 +40,8 @@
 //!   `sys:ro` / `sys:rw` too.
 //! * Propagation flags (`rslave`, `rprivate`, ...) are accepted in
 //!   `lxc.mount.entry`; they are not honoured in `lxc.rootfs.options`.
+//!   `linux.rootfsPropagation` may be private or slave (LXC makes the
+//!   container's mounts slaves of the host's), never shared.
 //! * LXC mounts its own devpts at /dev/pts (from `lxc.pty.max`), so the
 //!   spec's devpts mount at /dev/pts is not emitted.
 //!

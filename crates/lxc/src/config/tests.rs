@@ -646,6 +646,9 @@ fn unsupported_fields_are_errors() {
     v["linux"]["personality"] = json!({"domain": "LINUX32"});
     v["linux"]["rootfsPropagation"] = json!("rprivate");
     assert_eq!(ok(v).lxc.get("lxc.arch"), vec!["i686"]);
+    let mut v = base();
+    v["linux"]["rootfsPropagation"] = json!("rslave");
+    ok(v);
 }
 
 #[test]

@@ -545,16 +545,7 @@ disabled_plugins = [
 
     /// Mount points at or under this instance's directory, deepest first.
     pub fn mounts(&self) -> Vec<PathBuf> {
-        let dir = self.dir();
-        let mut v: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|p| PathBuf::from(unescape_mountinfo(p)))
-            .filter(|p| p.starts_with(dir))
-            .collect();
-        v.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-        v
+        mounts_under(self.dir())
     }
 
     /// Pids of live processes whose command line mentions `needle`, excluding ourselves.
@@ -663,6 +654,19 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Mount points at or under `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    v
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space ...).

@@ -56,12 +56,17 @@ pub(super) fn translate(linux: &Linux, lxc: &mut LxcConfig) -> Result<(), Transl
     }
     match linux.rootfs_propagation().as_deref() {
         None | Some("") | Some("private") | Some("rprivate") => {}
+        // containerd's CRI asks for rslave whenever a mount wants host-to-container
+        // propagation. LXC makes every mount of the container's namespace a dependent (slave)
+        // of the host's before it mounts the rootfs, so slave is what LXC gives anyway; the
+        // mount's own `rslave` (an lxc.mount.entry option) does the propagation.
+        Some("slave") | Some("rslave") => {}
         Some(other) => {
             return Err(TranslateError::unsupported(
                 "linux.rootfsPropagation",
                 other.escape_debug(),
-                "LXC 5.0 does not apply a propagation type to the rootfs; only private/rprivate (no propagation to the host) is guaranteed",
-                "remove linux.rootfsPropagation or set it to rprivate",
+                "LXC 5.0 does not apply a propagation type to the rootfs; only private or slave (no propagation to the host) is guaranteed",
+                "remove linux.rootfsPropagation or set it to rprivate or rslave",
             ));
         }
     }
