@@ -20,12 +20,10 @@ fn owner(container_id: &str, ifname: &str) -> Owner {
 
 /// The host end's name: stable per attachment, at most 15 bytes.
 fn host_ifname(container_id: &str, ifname: &str) -> String {
-    let h = format!("{container_id}/{ifname}")
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
-    format!("lxcri{:08x}", h as u32)
+    format!(
+        "lxcri{:08x}",
+        proxmox_lxcri_network::short_hash(&format!("{container_id}/{ifname}"))
+    )
 }
 
 fn check_inputs(ifname: &str, netns: Option<&Path>) -> Result<(), Failure> {

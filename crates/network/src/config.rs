@@ -122,7 +122,8 @@ pub fn valid_ifname(s: &str) -> bool {
         && s != ".."
 }
 
-fn valid_domain(s: &str) -> bool {
+/// A DNS name: dot-separated labels of letters, digits and '-'.
+pub fn valid_domain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

@@ -11,5 +11,13 @@ mod ipam;
 pub mod isolation;
 pub mod port_security;
 
-pub use config::{valid_ifname, validate_all, Network, NetworkError};
+pub use config::{valid_domain, valid_ifname, validate_all, Network, NetworkError};
+
+/// FNV-1a of `s`, folded to 32 bits: stable short names derived from ids
+/// (host interface names, rule tags) that fit where the id does not.
+pub fn short_hash(s: &str) -> u32 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    }) as u32
+}
 pub use ipam::{pool_size, Ipam, Lease, Owner};

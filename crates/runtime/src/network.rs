@@ -178,12 +178,7 @@ pub fn release_all(rt: &Runtime, id: &str) {
 /// The tag of a container's port-security rules: this root's hash and the
 /// id (hashed when it has characters an nft comment should not carry).
 pub fn rule_tag(rt: &Runtime, id: &str) -> String {
-    let fnv = |s: &str| {
-        s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        })
-    };
-    let root = fnv(&rt.store.root.to_string_lossy()) as u32;
+    let root = proxmox_lxcri_network::short_hash(&rt.store.root.to_string_lossy());
     let plain = id.len() <= 80
         && id
             .bytes()
@@ -191,7 +186,7 @@ pub fn rule_tag(rt: &Runtime, id: &str) -> String {
     if plain {
         format!("{root:08x}:{id}")
     } else {
-        format!("{root:08x}:{:016x}", fnv(id))
+        format!("{root:08x}:{:08x}", proxmox_lxcri_network::short_hash(id))
     }
 }
 

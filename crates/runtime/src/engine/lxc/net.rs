@@ -23,12 +23,10 @@ pub fn own_netns(spec: &oci_spec::runtime::Spec) -> bool {
 
 /// The host end of NIC `i` of container `id`: ours, at most 15 bytes.
 pub fn host_ifname(id: &str, i: usize) -> String {
-    let h = format!("{id}/{i}")
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
-    format!("lxcri{:08x}", h as u32)
+    format!(
+        "lxcri{:08x}",
+        proxmox_lxcri_network::short_hash(&format!("{id}/{i}"))
+    )
 }
 
 /// The `lxc.net.<i>.*` keys of NIC `i` (eth<i>) on `net` with `lease`.

@@ -69,17 +69,7 @@ fn host_memory_mb() -> u64 {
         .unwrap_or(512)
 }
 
-fn dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
+use proxmox_lxcri_network::valid_domain as dns_name;
 
 /// Map the spec and annotations to `POST /nodes/{node}/lxc` parameters
 /// (everything but vmid and ostemplate).
