@@ -60,6 +60,11 @@ pub fn normalize_spec(spec: &mut Value) -> Notes {
 /// Normalizes an `exec --process` value in place.
 pub fn normalize_process(process: &mut Value) -> Notes {
     let mut notes = Notes::default();
+    // runc reads `user` into a plain struct: absent means uid 0, gid 0.
+    if let Some(obj) = process.as_object_mut() {
+        obj.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
     normalize_caps(process, "capabilities", &mut notes);
     notes
 }
@@ -318,5 +323,16 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["memory"], json!({"limit": 4096}));
         assert_eq!(n.warn.len(), 2, "{n:?}");
         assert!(n.warn[0].contains("memory.kernel"), "{n:?}");
+    }
+
+    #[test]
+    fn exec_process_without_user_is_root() {
+        let mut p = serde_json::json!({"args": ["id"], "cwd": "/"});
+        normalize_process(&mut p);
+        let parsed: oci_spec::runtime::Process = serde_json::from_value(p).unwrap();
+        assert_eq!((parsed.user().uid(), parsed.user().gid()), (0, 0));
+        let mut p = serde_json::json!({"args": ["id"], "cwd": "/", "user": {"uid": 7, "gid": 8}});
+        normalize_process(&mut p);
+        assert_eq!(p["user"]["uid"], 7);
     }
 }
