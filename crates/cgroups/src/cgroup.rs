@@ -157,6 +157,25 @@ impl Cgroup {
         })
     }
 
+    /// The memory cgroup's directory (v1 memory controller, else unified):
+    /// kept by a caller that must read it after the process is gone.
+    pub fn memory_dir(&self) -> Option<PathBuf> {
+        self.dir(Some("memory")).or_else(|| self.dir(None))
+    }
+
+    /// Processes the kernel's OOM killer killed in the memory cgroup at
+    /// `dir` (`oom_kill` of v1's memory.oom_control or v2's memory.events).
+    pub fn oom_kills(dir: &std::path::Path) -> Option<u64> {
+        ["memory.oom_control", "memory.events"]
+            .iter()
+            .find_map(|f| {
+                fs::read_to_string(dir.join(f)).ok()?.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+    }
+
     /// Stats in runc's `events --stats` shape, from v1 or v2 files.
     pub fn stats(&self) -> Stats {
         Stats::read(|c| self.dir(c))

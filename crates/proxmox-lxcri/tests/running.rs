@@ -140,3 +140,67 @@ fn exec_ps_pause_resume_update_events() {
         .fails(&["exec", "live", "true"])
         .contains("does not exist"));
 }
+
+/// `events` reports an OOM kill in the container's memory cgroup as runc
+/// does (`{"type":"oom"}`), and ends once the container is gone.
+#[test]
+fn events_report_oom_kills_and_end_with_the_container() {
+    let env = Env::new();
+    let b = env.bundle(
+        "oom",
+        &[
+            "sh",
+            "-c",
+            "sleep 1; dd if=/dev/zero of=/dev/null bs=96M count=1; sleep 1000",
+        ],
+        |s| {
+            s["linux"]["resources"] = serde_json::json!({
+                "memory": {"limit": 33554432, "swap": 33554432}
+            });
+        },
+    );
+    env.must_create("oom-c", &b);
+    env.ok(&["start", "oom-c"]);
+    let mut events = env
+        .base()
+        .args(["events", "--interval", "200ms", "oom-c"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = events.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    // The dd is killed (the container's shell goes on); then delete ends
+    // the events stream.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    env.ok(&["delete", "--force", "oom-c"]);
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = events.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "events did not end with the container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let lines = reader.join().unwrap();
+    let types: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types.iter().filter(|t| *t == "oom").count(), 1, "{lines:?}");
+    assert!(types.iter().any(|t| t == "stats"), "{lines:?}");
+}

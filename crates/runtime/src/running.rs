@@ -243,17 +243,36 @@ impl Runtime {
         Ok(json!({"type": "stats", "id": id, "data": Cgroup::of_pid(pid).stats()}))
     }
 
-    /// Poll until the container stops, calling `emit` every `interval`.
+    /// Poll until the container stops or is deleted, calling `emit` with
+    /// its stats every `interval` and with `{"type": "oom"}` whenever the
+    /// OOM killer killed in its memory cgroup since the last look (as runc).
     pub fn watch(
         &self,
         id: &str,
         interval: Duration,
         mut emit: impl FnMut(serde_json::Value),
     ) -> Result<()> {
+        // The cgroup is found while the container lives and kept: an OOM
+        // kill of its init must still be seen after it is gone.
+        let mem = self
+            .live(
+                id,
+                "events",
+                &[Status::Created, Status::Running, Status::Paused],
+            )?
+            .init
+            .and_then(|i| Cgroup::of_pid(i.pid).memory_dir());
+        let oom_kills = || mem.as_deref().and_then(Cgroup::oom_kills).unwrap_or(0);
+        let mut seen = oom_kills();
         loop {
+            let now = oom_kills();
+            if now > seen {
+                emit(json!({"type": "oom", "id": id}));
+                seen = now;
+            }
             match self.stats(id) {
                 Ok(v) => emit(v),
-                Err(Error::BadState { .. }) => return Ok(()),
+                Err(Error::BadState { .. } | Error::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
             }
             std::thread::sleep(interval);
