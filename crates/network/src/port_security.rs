@@ -87,7 +87,8 @@ pub fn script(tag: &str, ports: &[(String, Lease)]) -> Result<String, NetworkErr
     Ok(s)
 }
 
-fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, NetworkError> {
+/// Run `nft ARGS` with `stdin` (no shell); its stdout.
+pub fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, NetworkError> {
     let mut c = Command::new("nft")
         .args(args)
         .stdin(Stdio::piped())

@@ -12,9 +12,7 @@
 //! A simplification: real nodes put the port behind a `fwbr` bridge and
 //! use ebtables/iptables; the effect on the CT's traffic is the same.
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::propstr;
 use crate::store::Section;
@@ -226,33 +224,20 @@ pub fn rules(data_dir: &Path, vmid: u32, conf: &Section) -> Vec<String> {
     out
 }
 
+/// nftables through the runtime's runner (no shell, stderr in the error).
 fn nft(args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    let mut c = Command::new("nft")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("running nft: {e}"))?;
-    if let Some(t) = stdin {
-        c.stdin.take().expect("piped").write_all(t.as_bytes())?;
-    }
-    drop(c.stdin.take());
-    let o = c.wait_with_output()?;
-    if !o.status.success() {
-        anyhow::bail!(
-            "nft {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    proxmox_lxcri_network::port_security::nft(args, stdin).map_err(anyhow::Error::from)
 }
 
 /// Replace guest `vmid`'s rules with what its config says now (None: the
 /// guest is gone, remove them). One nft transaction.
 pub fn sync(data_dir: &Path, vmid: u32, conf: Option<&Section>) -> anyhow::Result<()> {
     let want = conf.map(|c| rules(data_dir, vmid, c)).unwrap_or_default();
+    // A CT whose firewall was never configured has no rules: no nft run on
+    // every config change (a destroyed CT, `None`, is always cleaned).
+    if want.is_empty() && conf.is_some() && !path(data_dir, &vmid.to_string()).exists() {
+        return Ok(());
+    }
     let c = tag(data_dir, vmid);
     let have: Vec<u64> = match nft(&["-j", "list", "chain", "bridge", TABLE, CHAIN], None) {
         Ok(out) => {

@@ -210,12 +210,14 @@ fn with_hwaddr(net: &str) -> String {
     if net.contains("hwaddr=") {
         return net.to_string();
     }
+    format!("{net},hwaddr={}", proxmox_mac())
+}
+
+/// A random MAC with Proxmox's prefix, as a node gives a NIC without one.
+fn proxmox_mac() -> String {
     let mut b = [0u8; 3];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    format!(
-        "{net},hwaddr=BC:24:11:{:02X}:{:02X}:{:02X}",
-        b[0], b[1], b[2]
-    )
+    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
 }
 
 fn list_guests(app: &App, node: &str, kind: Kind) -> Value {

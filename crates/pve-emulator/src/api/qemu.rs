@@ -92,9 +92,7 @@ fn with_mac(net: &str) -> String {
     let Some(model) = m.get("model").filter(|_| !m.contains_key("macaddr")) else {
         return net.to_string();
     };
-    let mut b = [0u8; 3];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    let mac = format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2]);
+    let mac = super::proxmox_mac();
     let rest: Vec<&str> = net
         .split(',')
         .filter(|p| p.contains('=') && !p.starts_with("model="))
