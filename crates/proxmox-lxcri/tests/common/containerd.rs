@@ -18,7 +18,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -155,43 +154,9 @@ fn read_all(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-/// Runs `cmd` with the slave side of a fresh pseudo-terminal (80x24) as its stdin, stdout
-/// and stderr, as `ctr run -t` / `ctr task exec -t` need. Returns the exit status and
-/// everything read from the master side (the terminal output); a timeout is an `Err` with
-/// the output so far.
-pub fn run_in_pty(mut cmd: Command, timeout: Duration) -> Result<(ExitStatus, String), String> {
-    let size = nix::pty::Winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
-    let slave: OwnedFd = pty.slave;
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
-    // The Command still holds the slave fds: drop it, or the master never sees EIO.
-    drop(cmd);
-    let reader = read_all(fs::File::from(pty.master));
-    let status = wait_timeout(&mut child, timeout);
-    let out = if status.is_some() || reader.is_finished() {
-        reader.join().unwrap()
-    } else {
-        Vec::new()
-    };
-    let out = String::from_utf8_lossy(&out).into_owned();
-    match status {
-        Some(status) => Ok((status, out)),
-        None => Err(format!(
-            "timed out after {timeout:?}: {desc}\n--- terminal output:\n{out}"
-        )),
-    }
-}
+/// A command on a fresh 80x24 pty, as `ctr run -t` / `ctr task exec -t` need
+/// (one implementation, in testkit).
+pub use testkit::run_in_pty;
 
 /// Waits for `child` at most `timeout`; on timeout kills it and returns None.
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
