@@ -5,6 +5,9 @@
 //! TCG unless the emulator was told to use KVM (`--qemu-kvm`): nested KVM
 //! hangs on the machines this is tested on.
 //!
+//! `args` (raw QEMU options, e.g. `-kernel`/`-initrd`/`-append` for a
+//! direct kernel boot) are appended last, as qemu-server does.
+//!
 //! Disks (`virtio<n>`, `scsi<n>` on the `scsihw` controller, `sata<n>`,
 //! `ide<n>`) are the raw files of a dir storage, resolved by the caller.
 use std::collections::BTreeMap;
@@ -196,6 +199,13 @@ impl Qemu {
                 }
                 taps.push((tap, bridge));
             }
+        }
+        // `args` (root@pam only, checked by the API) go last, as
+        // qemu-server appends them: raw QEMU options, shell-quoted.
+        if let Some(extra) = conf.get("args") {
+            let words = shlex::split(extra)
+                .ok_or_else(|| anyhow!("args: unbalanced quotes in {extra:?}"))?;
+            a.extend(words);
         }
         Ok((a, taps))
     }

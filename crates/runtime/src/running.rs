@@ -65,6 +65,7 @@ impl Runtime {
             &[Status::Created, Status::Running]
         };
         let st = self.live(id, "exec", allowed)?;
+        refuse_vm(&st, "exec")?;
         let init = st.init.expect("live containers have an init");
         let container = self.container_process(id)?;
         let cfg =
@@ -177,12 +178,14 @@ impl Runtime {
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "pause", &[Status::Running])?;
+        refuse_vm(&st, "pause")?;
         Ok(Cgroup::of_pid(st.init.expect("live").pid).freeze()?)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "resume", &[Status::Paused])?;
+        refuse_vm(&st, "resume")?;
         Ok(Cgroup::of_pid(st.init.expect("live").pid).thaw()?)
     }
 
@@ -194,6 +197,7 @@ impl Runtime {
             "update",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
+        refuse_vm(&st, "update")?;
         let cg = Cgroup::of_pid(st.init.expect("live").pid);
         let layout = CgroupLayout::detect()?;
         let settings = resource_settings(resources, &layout)?;
@@ -346,4 +350,13 @@ fn write_at(dir: &fs::File, name: &std::ffi::OsStr, data: &[u8]) -> std::io::Res
         name,
     )?;
     Ok(())
+}
+
+/// The host holds only our monitor of a VM: what acts on the container's
+/// processes or cgroups from here would act on the monitor.
+fn refuse_vm(st: &ContainerState, op: &str) -> Result<()> {
+    match st.engine {
+        crate::engine::EngineRecord::PveVm(_) => Err(crate::engine::pve_vm::refuse(op)),
+        _ => Ok(()),
+    }
 }

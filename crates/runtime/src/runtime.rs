@@ -233,6 +233,9 @@ impl Runtime {
                 }
             }
             exchange::signal_init(&paths, &init, sig)?;
+            if sig == Signal::SIGKILL {
+                engine::for_record(&st.engine).killed(self, &st)?;
+            }
             // A frozen task dies of SIGKILL only once thawed.
             if st.status == Status::Paused && sig == Signal::SIGKILL {
                 let _ = Cgroup::of_pid(init.pid).thaw();

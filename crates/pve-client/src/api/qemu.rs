@@ -74,6 +74,15 @@ impl Client {
         self.qemu_action(node, vmid, "shutdown", &params)
     }
 
+    /// `DELETE /nodes/{node}/qemu/{vmid}?purge=1&destroy-unreferenced-disks=1`:
+    /// the VM with every disk of its own, referenced or not.
+    pub fn qemu_destroy(&self, node: &str, vmid: u32) -> Result<Upid> {
+        let params = Params::new()
+            .bool("purge", true)
+            .bool("destroy-unreferenced-disks", true);
+        self.send(Method::Delete, &vm(node, vmid, "")?, &params)
+    }
+
     /// `DELETE /nodes/{node}/qemu/{vmid}`.
     pub fn qemu_delete(&self, node: &str, vmid: u32, purge: bool) -> Result<Upid> {
         let params = if purge {

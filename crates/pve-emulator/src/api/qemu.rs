@@ -144,9 +144,7 @@ pub(super) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
 }
 
 pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
-    if p.contains_key("hookscript") {
-        ctx.root_only("only root can set 'hookscript' config")?;
-    }
+    check_root_only(ctx, p)?;
     let node = p["node"].clone();
     let id = vmid(p);
     let default_storage = p.get("storage").cloned();
