@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Value};
+
 use support::emulator::RuntimeConfig;
 use support::Env;
 
@@ -74,11 +75,19 @@ fn vm_ids(env: &Env) -> Vec<u64> {
 
 /// No VM, no disk, no QEMU left on the node.
 fn assert_node_empty(env: &Env) {
-    assert_eq!(vm_ids(env), Vec::<u64>::new(), "VMs left on the node");
+    assert_node_empty_after(env, "");
+}
+
+fn assert_node_empty_after(env: &Env, what: &str) {
+    assert_eq!(
+        vm_ids(env),
+        Vec::<u64>::new(),
+        "VMs left on the node {what}"
+    );
     assert_eq!(
         env.emu().volumes(),
         Vec::<std::path::PathBuf>::new(),
-        "disks left"
+        "disks left {what}"
     );
     let run = env.emu().data_dir().join("run").join("qemu-server");
     for e in std::fs::read_dir(run).into_iter().flatten().flatten() {
@@ -121,4 +130,279 @@ fn run_prints_the_output_from_the_guest_and_returns_its_exit_code() {
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
     assert_node_empty(&env);
     env.assert_gone_state("vm1");
+}
+
+fn add_fault(env: &Env, rule: Value) {
+    env.emu().request(
+        "POST",
+        "/_emulator/faults",
+        &[],
+        Some(&json!({ "rules": [rule] })),
+    );
+}
+
+fn faults(env: &Env) -> Value {
+    env.emu().get("/_emulator/faults")["data"].clone()
+}
+
+fn clear_faults(env: &Env) {
+    env.emu().request("DELETE", "/_emulator/faults", &[], None);
+}
+
+fn vm_config(env: &Env, vmid: u64) -> Value {
+    env.emu().get(&format!("/nodes/pve/qemu/{vmid}/config"))["data"].clone()
+}
+
+fn vm_status(env: &Env, vmid: u64) -> String {
+    env.emu()
+        .get(&format!("/nodes/pve/qemu/{vmid}/status/current"))["data"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Wait until the node reports the VM stopped (the guest powers off).
+fn wait_vm_stopped(env: &Env, vmid: u64) {
+    let t = Instant::now();
+    while vm_status(env, vmid) != "stopped" {
+        assert!(t.elapsed().as_secs() < 30, "VM {vmid} still runs");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
+    let env = vm_env();
+    let b = env.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "echo started; trap 'echo got-term; exit 3' TERM; while :; do sleep 0.1; done",
+        ],
+        |s| {
+            s["linux"]["resources"] = json!({
+                "memory": {"limit": 268435456},
+                "cpu": {"quota": 150000, "period": 100000}
+            });
+        },
+    );
+    env.must_create("c1", &b);
+    assert_eq!(env.status("c1"), "created");
+    let vmid = env.vmid("c1");
+    let conf = vm_config(&env, vmid);
+    assert_eq!(
+        conf["memory"].to_string().trim_matches('"'),
+        "256",
+        "{conf}"
+    );
+    assert_eq!(conf["cores"].as_u64(), Some(2), "{conf}");
+    assert_eq!(
+        conf["cpulimit"].to_string().trim_matches('"'),
+        "1.5",
+        "{conf}"
+    );
+    assert_eq!(conf["serial0"], "socket", "{conf}");
+    assert_eq!(conf["name"], "lxcri-c1", "{conf}");
+    let tags = conf["tags"].as_str().unwrap();
+    assert!(
+        tags.contains("proxmox-lxcri") && tags.contains("lxcri-c1"),
+        "{tags}"
+    );
+    assert!(
+        conf["description"]
+            .as_str()
+            .unwrap()
+            .contains("container c1"),
+        "{conf}"
+    );
+    let args = conf["args"].as_str().unwrap();
+    assert!(
+        args.contains("-kernel /boot/vmlinuz-") && args.contains("lxcri.agent=vm"),
+        "{args}"
+    );
+    assert!(
+        conf["virtio0"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("vm-{vmid}-disk-0")),
+        "{conf}"
+    );
+    assert_eq!(vm_status(&env, vmid), "running");
+    // The pid file names our monitor, which stands for the guest's process.
+    let pid: i32 = std::fs::read_to_string(env.tmp.path().join("c1.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(env.state("c1")["pid"].as_i64(), Some(pid as i64));
+    // Nothing runs before start.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(env.stdout_of("c1"), "");
+
+    env.ok(&["start", "c1"]);
+    assert_eq!(env.status("c1"), "running");
+    let t = Instant::now();
+    while !env.stdout_of("c1").contains("started") {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "no output: {}",
+            env.stdout_of("c1")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A signal travels to the guest's process.
+    env.ok(&["kill", "c1", "TERM"]);
+    env.wait_status("c1", "stopped");
+    assert_eq!(env.state("c1")["status"], "stopped");
+    assert!(
+        env.stdout_of("c1").contains("got-term"),
+        "{}",
+        env.stdout_of("c1")
+    );
+    // The guest powered the VM off.
+    wait_vm_stopped(&env, vmid);
+    env.ok(&["delete", "c1"]);
+    env.assert_gone_state("c1");
+    assert_node_empty(&env);
+
+    // SIGKILL cannot reach the guest: the VM is stopped through the API.
+    let b2 = env.bundle("b2", &["sleep", "1000"], |_| {});
+    env.must_create("c2", &b2);
+    env.ok(&["start", "c2"]);
+    let vmid = env.vmid("c2");
+    env.ok(&["kill", "c2", "KILL"]);
+    env.wait_status("c2", "stopped");
+    assert_eq!(vm_status(&env, vmid), "stopped");
+    env.ok(&["delete", "c2"]);
+    env.assert_gone_state("c2");
+    assert_node_empty(&env);
+}
+
+#[test]
+fn a_missing_executable_fails_create_and_leaves_nothing() {
+    let env = vm_env();
+    let b = env.bundle("b", &["/no/such/binary"], |_| {});
+    let o = env.create("m1", &b);
+    assert!(!o.status.success());
+    let log = env.log_of("m1");
+    assert!(log.contains("/no/such/binary"), "{log}");
+    env.assert_gone_state("m1");
+    assert_node_empty(&env);
+}
+
+#[test]
+fn what_a_vm_cannot_do_is_refused_before_anything_is_made() {
+    let env = vm_env();
+    for (i, (edit, why)) in [
+        (
+            json!({"mounts": [{"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind"]}]}),
+            "mounts[0] /data",
+        ),
+        (
+            json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
+            "hooks.prestart",
+        ),
+        (
+            json!({"annotations": {"io.proxmox-lxcri.storage.quota": "8 G"}}),
+            "quota",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = env.bundle(&format!("b{i}"), &["true"], |s| {
+            for (k, v) in edit.as_object().unwrap() {
+                if k == "mounts" {
+                    s["mounts"] = v.clone();
+                } else {
+                    s[k] = v.clone();
+                }
+            }
+        });
+        let id = format!("bad{i}");
+        let o = env.create(&id, &b);
+        assert!(!o.status.success(), "{edit} was accepted");
+        let log = env.log_of(&id);
+        assert!(log.contains(why) && log.contains("pve-vm") || log.contains(why), "{edit}: {log}");
+        env.assert_gone_state(&id);
+        assert_node_empty(&env);
+    }
+    // An API token is not root@pam: Proxmox refuses a VM's `args` to it.
+    let tok = env.tmp.path().join("token.toml");
+    env.emu().write_config(&tok, "pve-vm");
+    let text = std::fs::read_to_string(&tok).unwrap().replacen(
+        "[pve]\n",
+        &format!(
+            "[pve]\nqemu_run_dir = \"{}\"\n",
+            env.emu().data_dir().join("run/qemu-server").display()
+        ),
+        1,
+    );
+    std::fs::write(&tok, text).unwrap();
+    let b = env.bundle("t", &["true"], |_| {});
+    let o = std::process::Command::new(support::BIN)
+        .arg("--root")
+        .arg(&env.root)
+        .arg("--config")
+        .arg(&tok)
+        .args(["create", "--bundle"])
+        .arg(&b)
+        .arg("tok1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("only root can set 'args'"), "{err}");
+    env.assert_gone_state("tok1");
+    assert_node_empty(&env);
+}
+
+/// An API failure at each request of create and start: a clear error, and
+/// no VM, disk, QEMU, process or state left.
+#[test]
+fn an_api_error_at_each_step_leaves_nothing() {
+    let env = vm_env();
+    let b = env.bundle("b", &["true"], |_| {});
+    let steps = [
+        json!({"method": "GET", "path": "^/cluster/nextid$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/qemu$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/qemu$", "action": "fail_task", "message": "disk full", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/qemu$", "action": "drop", "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/tasks/.+/status$", "action": "error", "status": 500, "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/qemu/[0-9]+/config$", "action": "error", "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/storage/local/content/.+", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "/status/start$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "/status/start$", "action": "fail_task", "message": "start broke", "count": 1}),
+    ];
+    for (i, rule) in steps.iter().enumerate() {
+        add_fault(&env, rule.clone());
+        let id = format!("f{i}");
+        let o = env.create(&id, &b);
+        let hits = faults(&env)[0]["hits"].as_u64().unwrap_or(0);
+        clear_faults(&env);
+        assert!(!o.status.success(), "step {rule}: create succeeded");
+        assert!(hits >= 1, "step {rule}: the fault was never hit");
+        let log = env.log_of(&id);
+        assert!(
+            log.contains("Proxmox") || log.contains("broke") || log.contains("disk full"),
+            "step {rule}: unclear error: {log}"
+        );
+        assert!(
+            !env.root.join("containers").join(&id).exists(),
+            "after {rule}: state left: {log}"
+        );
+        env.assert_gone_state(&id);
+        assert_node_empty_after(&env, &format!("after {rule}: {log}"));
+    }
+    // With the faults gone the same bundle runs.
+    let o = run(&env, "ok", &b);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_node_empty(&env);
 }

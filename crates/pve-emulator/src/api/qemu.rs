@@ -252,6 +252,11 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                     Ok(())
                 })();
                 if res.is_err() {
+                    // As qemu-server: a failed create frees the disks it
+                    // allocated along with the config.
+                    for (s, n) in &allocated {
+                        let _ = s.free(n);
+                    }
                     app2.store.remove(&node, Kind::Qemu, id);
                 }
                 res?;
