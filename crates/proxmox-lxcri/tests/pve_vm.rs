@@ -3,6 +3,7 @@
 //! our binary as the guest's init. TCG only: nested KVM hangs on the
 //! machines these tests run on (the emulator uses KVM only with
 //! PVE_EMULATOR_QEMU_KVM=1), so each boot takes a few seconds.
+mod common;
 mod support;
 
 use std::path::Path;
@@ -404,5 +405,41 @@ fn an_api_error_at_each_step_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert_node_empty(&env);
+}
+
+/// The goal: `ctr run` through containerd's runc shim prints the
+/// output of a process inside a real QEMU guest made through the API, and
+/// containerd gets its exit code.
+#[test]
+fn ctr_run_through_containerd_runs_in_a_vm() {
+    let env = vm_env();
+    let ctd = common::containerd::Containerd::start_with(env.config.as_deref());
+    let rt = std::fs::canonicalize(support::BIN).unwrap();
+    let rt = rt.to_str().unwrap();
+    let id = format!("{}-vm", ctd.namespace);
+    let o = ctd.run(
+        rt,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo from-the-vm; uname -r; echo to-stderr >&2; exit 5",
+        ],
+        &[],
+    );
+    let out = common::containerd::stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{}", ctd.explain(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-the-vm", "{}", ctd.explain(&o));
+    // The guest's own kernel, not the host's.
+    assert!(lines[1].ends_with("cloud-amd64"), "{}", ctd.explain(&o));
+    assert!(
+        common::containerd::stderr(&o).contains("to-stderr"),
+        "{}",
+        ctd.explain(&o)
+    );
+    assert!(ctd.containers().is_empty());
+    drop(ctd);
     assert_node_empty(&env);
 }
