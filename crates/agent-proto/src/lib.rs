@@ -19,6 +19,8 @@
 //!                   <- Exit{code, signal}
 //! Ack               ->               powers off
 //! ```
+//! Meanwhile `exec`: Exec{process} on a stream n > 0, answered Started or
+//! Error on stream n, then its stdio, signals and Exit on stream n.
 use std::io::{self, Read, Write};
 
 use base64::Engine as _;
@@ -86,6 +88,12 @@ pub enum Body {
         message: String,
     },
     Start,
+    /// Run one more process in the container (runc's `exec`), on a stream
+    /// of its own (the host picks the number, not 0); answered on that
+    /// stream as Start is: Started or Error, then its stdio and Exit.
+    Exec {
+        process: Box<InitConfig>,
+    },
     Started,
     Stdin {
         #[serde(with = "b64")]

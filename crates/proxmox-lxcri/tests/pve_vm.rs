@@ -255,6 +255,32 @@ fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // exec: one more process in the guest, on the same connection.
+    let o = env.cmd(&[
+        "exec",
+        "c1",
+        "sh",
+        "-c",
+        "echo in-vm-$(hostname); echo e >&2; exit 4",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "in-vm-lxcri-test\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "e\n");
+    let o = env.cmd(&["exec", "c1", "/no/such/tool"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/no/such/tool"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // pause and update would act on the host's monitor: refused, named.
+    let err = env.fails(&["pause", "c1"]);
+    assert!(err.contains("pve-vm"), "{err}");
     // A signal travels to the guest's process.
     env.ok(&["kill", "c1", "TERM"]);
     env.wait_status("c1", "stopped");
@@ -443,6 +469,44 @@ fn ctr_run_through_containerd_runs_in_a_vm() {
         ctd.explain(&o)
     );
     assert!(ctd.containers().is_empty());
+    // A detached task, and `ctr task exec` into it (runc's exec --detach).
+    let id2 = format!("{}-vm2", ctd.namespace);
+    let o = ctd.run(
+        rt,
+        &id2,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 143' TERM; while :; do sleep 0.1; done",
+        ],
+        &["-d"],
+    );
+    assert!(o.status.success(), "{}", ctd.explain(&o));
+    ctd.wait_status(&id2, "RUNNING", std::time::Duration::from_secs(60));
+    let o = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "x1",
+        &id2,
+        "sh",
+        "-c",
+        "echo exec-in-vm; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", ctd.explain(&o));
+    assert_eq!(
+        common::containerd::stdout(&o),
+        "exec-in-vm\n",
+        "{}",
+        ctd.explain(&o)
+    );
+    let o = ctd.ctr(&["task", "kill", &id2]);
+    assert!(o.status.success(), "{}", ctd.explain(&o));
+    ctd.wait_status(&id2, "STOPPED", std::time::Duration::from_secs(60));
+    let o = ctd.ctr(&["task", "rm", &id2]);
+    assert!(o.status.success(), "{}", ctd.explain(&o));
+    let o = ctd.ctr(&["c", "rm", &id2]);
+    assert!(o.status.success(), "{}", ctd.explain(&o));
     drop(ctd);
     assert_node_empty(&env);
 }

@@ -65,11 +65,25 @@ impl Runtime {
             &[Status::Created, Status::Running]
         };
         let st = self.live(id, "exec", allowed)?;
-        refuse_vm(&st, "exec")?;
         let init = st.init.expect("live containers have an init");
         let container = self.container_process(id)?;
         let cfg =
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            // The process runs in the guest, through its agent.
+            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            let pid_file = opts.pid_file.as_ref().map(|p| absolute(p));
+            return crate::engine::pve_vm::exec::exec(
+                &paths,
+                &st,
+                cfg,
+                opts,
+                |pid| match &pid_file {
+                    Some(p) => crate::state::write_replace(p, pid.to_string().as_bytes()),
+                    None => Ok(()),
+                },
+            );
+        }
         let mut relay = None;
         let console = match (cfg.terminal, &opts.console_socket) {
             (true, Some(sock)) => Some(crate::sockpath::connect(sock).map_err(|e| {

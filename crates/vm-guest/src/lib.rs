@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -273,7 +273,7 @@ impl Agent {
         Ok(())
     }
 
-    /// Fork and exec the process with pipes for its stdio; relay until it
+    /// The container's process, then relay for it and every exec until it
     /// ends. Err: it could not start (exit code, message).
     fn run_process(
         &mut self,
@@ -281,140 +281,243 @@ impl Agent {
         cfg: &ContainerConfig,
         sigfd: &SignalFd,
     ) -> Result<ExitStatus, (i32, String)> {
-        let fail = |e: nix::Error, what: &str| (1, format!("{what}: {e}"));
-        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-        let (in_r, in_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
-        let (out_r, out_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
-        let (err_r, err_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
-        let (x_r, x_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
-        // SAFETY: single-threaded.
-        let child = match unsafe { fork() }.map_err(|e| fail(e, "fork"))? {
-            ForkResult::Child => {
-                drop(x_r);
-                let res = (|| {
-                    for (fd, to) in [(&in_r, 0), (&out_w, 1), (&err_w, 2)] {
-                        nix::unistd::dup2(fd.as_raw_fd(), to)
-                            .map_err(|e| (1u8, format!("dup2: {e}")))?;
-                    }
-                    set_rlimits(&cfg.rlimits).map_err(|e| (1u8, e))?;
-                    Err(process::exec_user(p))
-                })();
-                let (c, msg) = match res {
-                    Err(x) => x,
-                    Ok(()) => (1, String::new()),
-                };
-                let mut w = File::from(x_w);
-                let mut buf = vec![c];
-                buf.extend_from_slice(msg.as_bytes());
-                let _ = w.write_all(&buf);
-                // SAFETY: leave the forked child without destructors.
-                unsafe { libc::_exit(c as i32) }
-            }
-            ForkResult::Parent { child } => child,
-        };
-        drop((in_r, out_w, err_w, x_w));
-        let mut buf = vec![];
-        let _ = File::from(x_r).read_to_end(&mut buf);
-        if !buf.is_empty() {
-            let _ = waitpid(child, None);
-            return Err((
-                buf[0] as i32,
-                String::from_utf8_lossy(&buf[1..]).into_owned(),
-            ));
-        }
+        let main = spawn(p, &cfg.rlimits)?;
         self.send(Body::Started).map_err(|e| (1, e))?;
-        Ok(self.relay(child, in_w, out_r, err_r, sigfd))
+        let mut procs = std::collections::BTreeMap::new();
+        procs.insert(0u32, main);
+        Ok(self.relay(procs, cfg, sigfd))
     }
 
-    /// Stdio and signals until the process ends; its status.
+    fn send_on(&mut self, stream: u32, body: Body) {
+        let _ = agent_proto::write_frame(&mut self.port, &Frame { stream, body });
+    }
+
+    /// Stdio, signals and execs until the container's process (stream 0)
+    /// ends; its status. Execs still running then end with the VM.
     fn relay(
         &mut self,
-        child: Pid,
-        stdin: OwnedFd,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
+        mut procs: std::collections::BTreeMap<u32, Proc>,
+        cfg: &ContainerConfig,
         sigfd: &SignalFd,
     ) -> ExitStatus {
-        let mut stdin = Some(File::from(stdin));
-        let mut outs: Vec<Option<(File, bool)>> = vec![
-            Some((File::from(stdout), false)),
-            Some((File::from(stderr), true)),
-        ];
-        let mut status: Option<ExitStatus> = None;
-        let mut ended_at: Option<Instant> = None;
         let mut port_ok = true;
         loop {
-            // After the process ended: its output until the pipes close, or
-            // a moment (a daemon it left may hold them open).
-            if let Some(t) = ended_at {
-                if outs.iter().all(Option::is_none) || t.elapsed() > Duration::from_millis(500) {
-                    return status.expect("set with ended_at");
+            // A process that ended: its output until its pipes close, or
+            // a moment (a daemon it left may hold them open); then Exit.
+            let done: Vec<u32> = procs
+                .iter()
+                .filter(|(_, p)| {
+                    p.ended_at.is_some_and(|t| {
+                        p.outs.iter().all(Option::is_none)
+                            || t.elapsed() > Duration::from_millis(500)
+                    })
+                })
+                .map(|(s, _)| *s)
+                .collect();
+            for s in done {
+                let p = procs.remove(&s).expect("listed");
+                let st = p.status.expect("ended");
+                if s == 0 {
+                    return st;
                 }
+                self.send_on(s, Body::Exit { status: st });
             }
-            let mut fds = vec![sigfd.as_raw_fd()];
-            fds.push(if port_ok { self.port.as_raw_fd() } else { -1 });
-            for o in &outs {
-                fds.push(o.as_ref().map(|(f, _)| f.as_raw_fd()).unwrap_or(-1));
-            }
-            let timeout = if ended_at.is_some() { 50 } else { -1 };
-            let ready = process::poll_in(&fds, timeout);
-            if ready[0] {
-                for s in process::drain_signals(sigfd) {
-                    // SAFETY: kill(2) of our child.
-                    unsafe { libc::kill(child.as_raw(), s) };
-                }
-                if status.is_none() {
-                    if let Some(st) = reap(child) {
-                        status = Some(st);
-                        ended_at = Some(Instant::now());
+            let mut fds = vec![
+                sigfd.as_raw_fd(),
+                if port_ok { self.port.as_raw_fd() } else { -1 },
+            ];
+            let mut slots = vec![];
+            for (s, p) in &procs {
+                for (i, o) in p.outs.iter().enumerate() {
+                    if let Some(f) = o {
+                        fds.push(f.as_raw_fd());
+                        slots.push((*s, i));
                     }
-                } else {
-                    reap(child);
                 }
+            }
+            let waiting = procs.values().any(|p| p.ended_at.is_some());
+            let ready = process::poll_in(&fds, if waiting { 50 } else { -1 });
+            if ready[0] {
+                let main = procs.get(&0).map(|p| p.pid);
+                for s in process::drain_signals(sigfd) {
+                    if let Some(pid) = main {
+                        // SAFETY: kill(2) of our child.
+                        unsafe { libc::kill(pid.as_raw(), s) };
+                    }
+                }
+                reap_all(&mut procs);
             }
             if ready[1] {
                 if self.read_port().is_err() {
                     port_ok = false;
                 }
                 while let Ok(Some(f)) = self.decoder.next_frame() {
-                    match f.body {
-                        Body::Stdin { data } => {
-                            if let Some(w) = stdin.as_mut() {
-                                if w.write_all(&data).is_err() {
-                                    stdin = None;
-                                }
-                            }
-                        }
-                        Body::StdinClose => stdin = None,
-                        Body::Signal { signal } => {
-                            // SAFETY: kill(2) of our child.
-                            unsafe { libc::kill(child.as_raw(), signal) };
-                        }
-                        _ => {}
-                    }
+                    self.from_host(f, &mut procs, cfg);
                 }
             }
-            for (i, slot) in outs.iter_mut().enumerate() {
-                if !ready[2 + i] {
+            for (k, (s, i)) in slots.into_iter().enumerate() {
+                if !ready[2 + k] {
                     continue;
                 }
-                let Some((f, is_err)) = slot.as_mut() else {
+                let Some(p) = procs.get_mut(&s) else { continue };
+                let Some(f) = p.outs[i].as_mut() else {
                     continue;
                 };
                 let mut buf = vec![0u8; agent_proto::MAX_DATA];
                 match f.read(&mut buf) {
-                    Ok(0) | Err(_) => *slot = None,
+                    Ok(0) | Err(_) => p.outs[i] = None,
                     Ok(n) => {
                         buf.truncate(n);
-                        let body = if *is_err {
+                        let body = if i == 1 {
                             Body::Stderr { data: buf }
                         } else {
                             Body::Stdout { data: buf }
                         };
-                        let _ = self.send(body);
+                        self.send_on(s, body);
                     }
                 }
             }
+            // SIGCHLD may have been taken already by a poll above.
+            reap_all(&mut procs);
+        }
+    }
+
+    fn from_host(
+        &mut self,
+        f: Frame,
+        procs: &mut std::collections::BTreeMap<u32, Proc>,
+        cfg: &ContainerConfig,
+    ) {
+        let s = f.stream;
+        match f.body {
+            Body::Exec { process } if s != 0 && !procs.contains_key(&s) => {
+                match init::prepare_process(*process)
+                    .map_err(|e| (126, e.to_string()))
+                    .and_then(|p| spawn(&p, &cfg.rlimits))
+                {
+                    Ok(p) => {
+                        procs.insert(s, p);
+                        self.send_on(s, Body::Started);
+                    }
+                    Err((c, msg)) => {
+                        self.send_on(s, Body::Error { message: msg });
+                        self.send_on(s, Body::Exit { status: code(c) });
+                    }
+                }
+            }
+            Body::Stdin { data } => {
+                if let Some(p) = procs.get_mut(&s) {
+                    if let Some(w) = p.stdin.as_mut() {
+                        if w.write_all(&data).is_err() {
+                            p.stdin = None;
+                        }
+                    }
+                }
+            }
+            Body::StdinClose => {
+                if let Some(p) = procs.get_mut(&s) {
+                    p.stdin = None;
+                }
+            }
+            Body::Signal { signal } => {
+                if let Some(p) = procs.get(&s).filter(|p| p.status.is_none()) {
+                    // SAFETY: kill(2) of our child.
+                    unsafe { libc::kill(p.pid.as_raw(), signal) };
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A process of the container (its own or an exec) with its stdio pipes.
+struct Proc {
+    pid: Pid,
+    stdin: Option<File>,
+    /// stdout, stderr
+    outs: [Option<File>; 2],
+    status: Option<ExitStatus>,
+    ended_at: Option<Instant>,
+}
+
+/// Fork and exec a prepared process with pipes for its stdio (the lxc
+/// init's exec_user: user, groups, caps, seccomp, cwd, env), plus the
+/// rlimits. Err: it could not start (exit code, message).
+fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i32, String)> {
+    let fail = |e: nix::Error, what: &str| (1, format!("{what}: {e}"));
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (in_r, in_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+    let (out_r, out_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+    let (err_r, err_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+    let (x_r, x_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+    // SAFETY: single-threaded.
+    let child = match unsafe { fork() }.map_err(|e| fail(e, "fork"))? {
+        ForkResult::Child => {
+            drop(x_r);
+            let res = (|| {
+                for (fd, to) in [(&in_r, 0), (&out_w, 1), (&err_w, 2)] {
+                    nix::unistd::dup2(fd.as_raw_fd(), to)
+                        .map_err(|e| (1u8, format!("dup2: {e}")))?;
+                }
+                set_rlimits(rlimits).map_err(|e| (1u8, e))?;
+                Err(process::exec_user(p))
+            })();
+            let (c, msg) = match res {
+                Err(x) => x,
+                Ok(()) => (1, String::new()),
+            };
+            let mut w = File::from(x_w);
+            let mut buf = vec![c];
+            buf.extend_from_slice(msg.as_bytes());
+            let _ = w.write_all(&buf);
+            // SAFETY: leave the forked child without destructors.
+            unsafe { libc::_exit(c as i32) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((in_r, out_w, err_w, x_w));
+    let mut buf = vec![];
+    let _ = File::from(x_r).read_to_end(&mut buf);
+    if !buf.is_empty() {
+        let _ = waitpid(child, None);
+        return Err((
+            buf[0] as i32,
+            String::from_utf8_lossy(&buf[1..]).into_owned(),
+        ));
+    }
+    Ok(Proc {
+        pid: child,
+        stdin: Some(File::from(in_w)),
+        outs: [Some(File::from(out_r)), Some(File::from(err_r))],
+        status: None,
+        ended_at: None,
+    })
+}
+
+/// Reap every zombie (we are pid 1) and note which of ours ended.
+fn reap_all(procs: &mut std::collections::BTreeMap<u32, Proc>) {
+    loop {
+        let (pid, st) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) => (p, code(c)),
+            Ok(WaitStatus::Signaled(p, s, _)) => (
+                p,
+                ExitStatus {
+                    code: None,
+                    signal: Some(s as i32),
+                },
+            ),
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        };
+        if let Some(p) = procs
+            .values_mut()
+            .find(|p| p.pid == pid && p.status.is_none())
+        {
+            p.status = Some(st);
+            p.ended_at = Some(Instant::now());
+            // Its stdin goes with it.
+            p.stdin = None;
         }
     }
 }
@@ -431,26 +534,6 @@ fn harmless(sig: i32) -> bool {
             | libc::SIGTTIN
             | libc::SIGTTOU
     )
-}
-
-/// Reap every zombie (we are pid 1); the process's status if it ended.
-fn reap(child: Pid) -> Option<ExitStatus> {
-    let mut res = None;
-    loop {
-        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, c)) if p == child => res = Some(code(c)),
-            Ok(WaitStatus::Signaled(p, s, _)) if p == child => {
-                res = Some(ExitStatus {
-                    code: None,
-                    signal: Some(s as i32),
-                })
-            }
-            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    res
 }
 
 /// The container's disk as `/`, its kernel file systems, and what the

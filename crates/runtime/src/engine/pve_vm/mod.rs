@@ -41,6 +41,7 @@ use crate::proc::{self, ProcRef};
 use crate::runtime::Runtime;
 use crate::state::ContainerState;
 
+pub mod exec;
 mod gc;
 pub mod initramfs;
 mod monitor;

@@ -34,6 +34,10 @@ use crate::state::write_atomic;
 
 /// Why the monitor gave up before the guest could say (create reports it).
 pub const FILE_MONITOR_ERROR: &str = "monitor-error";
+/// Where `exec` reaches the guest's agent through us: a client sends
+/// Exec and then its stdin and signals, and gets its process's frames
+/// (their stream numbers are ours to give).
+pub const SOCKET_EXEC: &str = "exec.sock";
 
 pub(crate) struct Args {
     pub exchange: PathBuf,
@@ -68,6 +72,15 @@ struct Monitor {
     decoder: Decoder,
     /// `started` has had its answer.
     answered: bool,
+    /// exec clients: the stream each has in the guest.
+    clients: Vec<Client>,
+    next_stream: u32,
+}
+
+struct Client {
+    stream: u32,
+    conn: UnixStream,
+    decoder: Decoder,
 }
 
 /// Signals the monitor forwards to the guest's process.
@@ -90,6 +103,8 @@ impl Monitor {
             a,
             decoder: Decoder::default(),
             answered: false,
+            clients: vec![],
+            next_stream: 1,
         }
     }
 
@@ -219,7 +234,7 @@ impl Monitor {
     }
 
     /// Relay until the guest reports the exit status; answer `started`
-    /// on the way when there is one to answer.
+    /// on the way when there is one to answer. Serves `exec` meanwhile.
     fn until_exit(
         &mut self,
         port: &mut UnixStream,
@@ -227,8 +242,9 @@ impl Monitor {
         sigfd: &SignalFd,
     ) -> i32 {
         let mut stdin_open = true;
+        let exec = crate::sockpath::bind(&self.a.exchange.join(SOCKET_EXEC)).ok();
         loop {
-            let fds = [
+            let mut fds = vec![
                 if stdin_open && started.is_none() {
                     0
                 } else {
@@ -236,7 +252,9 @@ impl Monitor {
                 },
                 port.as_raw_fd(),
                 sigfd.as_raw_fd(),
+                exec.as_ref().map(|l| l.as_raw_fd()).unwrap_or(-1),
             ];
+            fds.extend(self.clients.iter().map(|c| c.conn.as_raw_fd()));
             let r = poll_in(&fds, -1);
             if r[2] {
                 for s in drain(sigfd) {
@@ -258,6 +276,26 @@ impl Monitor {
                     }
                 }
             }
+            if r[3] {
+                if let Some(Ok((conn, _))) = exec.as_ref().map(|l| l.accept()) {
+                    self.clients.push(Client {
+                        stream: self.next_stream,
+                        conn,
+                        decoder: Decoder::default(),
+                    });
+                    self.next_stream += 1;
+                }
+            }
+            let ready: Vec<u32> = self
+                .clients
+                .iter()
+                .zip(&r[4..])
+                .filter(|(_, r)| **r)
+                .map(|(c, _)| c.stream)
+                .collect();
+            for stream in ready {
+                self.from_client(port, stream);
+            }
             if r[1] {
                 if let Some(code) = self.pump(port, started.as_mut()) {
                     return code;
@@ -266,6 +304,68 @@ impl Monitor {
                     started = None;
                 }
             }
+        }
+    }
+
+    /// Frames of an exec client, onto its stream in the guest. A client
+    /// that goes away takes its process with it.
+    fn from_client(&mut self, port: &mut UnixStream, stream: u32) {
+        let Some(i) = self.clients.iter().position(|c| c.stream == stream) else {
+            return;
+        };
+        let mut buf = [0u8; 16 << 10];
+        let gone = match (&self.clients[i].conn).read(&mut buf) {
+            Ok(0) | Err(_) => true,
+            Ok(n) => {
+                self.clients[i].decoder.feed(&buf[..n]);
+                false
+            }
+        };
+        loop {
+            match self.clients[i].decoder.next_frame() {
+                Ok(Some(f)) => {
+                    let body = match f.body {
+                        b @ (Body::Exec { .. }
+                        | Body::Stdin { .. }
+                        | Body::StdinClose
+                        | Body::Signal { .. }) => b,
+                        _ => continue,
+                    };
+                    let _ = proto::write_frame(port, &Frame { stream, body });
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.drop_client(port, i);
+                    return;
+                }
+            }
+        }
+        if gone {
+            self.drop_client(port, i);
+        }
+    }
+
+    fn drop_client(&mut self, port: &mut UnixStream, i: usize) {
+        let c = self.clients.remove(i);
+        let _ = proto::write_frame(
+            port,
+            &Frame {
+                stream: c.stream,
+                body: Body::Signal {
+                    signal: libc::SIGKILL,
+                },
+            },
+        );
+    }
+
+    /// A frame of an exec's stream, to its client.
+    fn to_client(&mut self, f: Frame) {
+        let Some(i) = self.clients.iter().position(|c| c.stream == f.stream) else {
+            return;
+        };
+        let end = matches!(f.body, Body::Exit { .. });
+        if proto::write_frame(&mut self.clients[i].conn, &f).is_err() || end {
+            self.clients.remove(i);
         }
     }
 
@@ -286,6 +386,10 @@ impl Monitor {
                 Ok(None) => return None,
                 Err(_) => return Some(self.vm_gone()),
             };
+            if f.stream != 0 {
+                self.to_client(f);
+                continue;
+            }
             match f.body {
                 Body::Stdout { data } => write_fd(1, &data),
                 Body::Stderr { data } => write_fd(2, &data),
