@@ -352,7 +352,7 @@ impl Agent {
                     port_ok = false;
                 }
                 while let Ok(Some(f)) = self.decoder.next_frame() {
-                    self.from_host(f, &mut procs, cfg);
+                    self.handle_host_frame(f, &mut procs, cfg);
                 }
             }
             for (k, (s, i)) in slots.into_iter().enumerate() {
@@ -382,7 +382,7 @@ impl Agent {
         }
     }
 
-    fn from_host(
+    fn handle_host_frame(
         &mut self,
         f: Frame,
         procs: &mut std::collections::BTreeMap<u32, Proc>,

@@ -294,7 +294,7 @@ impl Monitor {
                 .map(|(c, _)| c.stream)
                 .collect();
             for stream in ready {
-                self.from_client(port, stream);
+                self.forward_client(port, stream);
             }
             if r[1] {
                 if let Some(code) = self.pump(port, started.as_mut()) {
@@ -309,7 +309,7 @@ impl Monitor {
 
     /// Frames of an exec client, onto its stream in the guest. A client
     /// that goes away takes its process with it.
-    fn from_client(&mut self, port: &mut UnixStream, stream: u32) {
+    fn forward_client(&mut self, port: &mut UnixStream, stream: u32) {
         let Some(i) = self.clients.iter().position(|c| c.stream == stream) else {
             return;
         };
@@ -359,7 +359,7 @@ impl Monitor {
     }
 
     /// A frame of an exec's stream, to its client.
-    fn to_client(&mut self, f: Frame) {
+    fn reply_to_client(&mut self, f: Frame) {
         let Some(i) = self.clients.iter().position(|c| c.stream == f.stream) else {
             return;
         };
@@ -387,7 +387,7 @@ impl Monitor {
                 Err(_) => return Some(self.vm_gone()),
             };
             if f.stream != 0 {
-                self.to_client(f);
+                self.reply_to_client(f);
                 continue;
             }
             match f.body {
