@@ -510,3 +510,27 @@ fn ctr_run_through_containerd_runs_in_a_vm() {
     drop(ctd);
     assert_node_empty(&env);
 }
+
+/// A VM whose container lost its state (a wiped --root) is found by its
+/// tag and description and removed by `gc`, with its disk.
+#[test]
+fn gc_removes_a_vm_whose_state_is_gone() {
+    let env = vm_env();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.must_create("g1", &b);
+    let vmid = env.vmid("g1");
+    let pid: i32 = std::fs::read_to_string(env.tmp.path().join("g1.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    std::fs::remove_dir_all(env.root.join("containers").join("g1")).unwrap();
+    assert_eq!(vm_status(&env, vmid), "running");
+    let out = env.ok(&["gc"]);
+    assert!(out.contains(&vmid.to_string()), "{out}");
+    assert_node_empty(&env);
+}

@@ -140,6 +140,10 @@ pub(super) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
     if let Some(l) = conf.get("lock") {
         v["lock"] = json!(l);
     }
+    // As for CTs: cluster/resources lists the tags (gc finds ours by them).
+    if let Some(t) = conf.get("tags") {
+        v["tags"] = json!(t);
+    }
     v
 }
 
