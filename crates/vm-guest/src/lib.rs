@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -446,9 +446,25 @@ struct Proc {
 fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i32, String)> {
     let fail = |e: nix::Error, what: &str| (1, format!("{what}: {e}"));
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-    let (in_r, in_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
-    let (out_r, out_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
-    let (err_r, err_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+    // process.terminal: a pty of the guest's devpts (its slave becomes the
+    // controlling terminal in exec_user); the master is relayed as stdout.
+    let (in_r, in_w, out_r, out_w, err_r, err_w) = if p.cfg.terminal {
+        let (master, slave) = proxmox_lxcri_lxc::pty::open_pty().map_err(|e| (1, e))?;
+        let dup = |f: &OwnedFd| f.try_clone().map_err(|e| (1, format!("dup: {e}")));
+        (
+            dup(&slave)?,
+            dup(&master)?,
+            master,
+            dup(&slave)?,
+            None,
+            slave,
+        )
+    } else {
+        let (in_r, in_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+        let (out_r, out_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+        let (err_r, err_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+        (in_r, in_w, out_r, out_w, Some(err_r), err_w)
+    };
     let (x_r, x_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
     // SAFETY: single-threaded.
     let child = match unsafe { fork() }.map_err(|e| fail(e, "fork"))? {
@@ -488,7 +504,7 @@ fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i
     Ok(Proc {
         pid: child,
         stdin: Some(File::from(in_w)),
-        outs: [Some(File::from(out_r)), Some(File::from(err_r))],
+        outs: [Some(File::from(out_r)), err_r.map(File::from)],
         status: None,
         ended_at: None,
     })

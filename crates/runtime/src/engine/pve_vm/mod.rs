@@ -104,13 +104,6 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Spec("process: required by create".into()))?;
-    if process.terminal().unwrap_or(false) {
-        return Err(unsupported(
-            "process.terminal: a VM's process has no console yet; run it without a terminal \
-             (ctr run without -t) or use the lxc or pve-lxc engine"
-                .into(),
-        ));
-    }
     if let Some(h) = spec.hooks() {
         let has =
             |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
@@ -377,9 +370,19 @@ fn stop(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -> Result<()> 
     if st.status == "stopped" {
         return Ok(());
     }
-    let upid = client
-        .qemu_stop(node, vmid)
-        .map_err(api(&format!("stopping VM {vmid}")))?;
+    let upid = match client.qemu_stop(node, vmid) {
+        Ok(u) => u,
+        // It powered off between the status and the stop (the guest does
+        // when its process ends).
+        Err(e)
+            if e.server_message()
+                .is_some_and(|m| m.contains("not running")) =>
+        {
+            return Ok(())
+        }
+        Err(e) if is_missing(&e, node, vmid) => return Ok(()),
+        Err(e) => return Err(api(&format!("stopping VM {vmid}"))(e)),
+    };
     wait(client, cfg, &upid, &format!("stopping VM {vmid}"))
 }
 
@@ -603,6 +606,7 @@ impl Engine for PveVmEngine {
             console_log: cx.paths.lxcpath.join("console.log"),
             container: plan.container.clone(),
             boot_timeout: Duration::from_secs(cfg.vm_boot_timeout_secs),
+            terminal: plan.container.init.terminal,
         };
         let (mon, gate) = monitor::spawn(args, stdio.map(|f| f.as_raw_fd()))?;
         if let Err(e) = cx.record_monitor(mon) {
@@ -729,7 +733,7 @@ mod tests {
     }
 
     #[test]
-    fn bind_mounts_and_terminals_are_refused_with_the_field() {
+    fn bind_mounts_and_namespace_paths_are_refused_with_the_field() {
         let spec: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2",
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
@@ -743,10 +747,11 @@ mod tests {
             "ociVersion": "1.0.2",
             "process": {"args": ["sh"], "cwd": "/", "terminal": true, "user": {"uid": 0, "gid": 0}},
             "root": {"path": "rootfs"},
-            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {"namespaces": [{"type": "network", "path": "/proc/1/ns/net"}]}
         }))
         .unwrap();
         let e = check_spec(&spec).unwrap_err().to_string();
-        assert!(e.contains("process.terminal"), "{e}");
+        assert!(e.contains("linux.namespaces"), "{e}");
     }
 }

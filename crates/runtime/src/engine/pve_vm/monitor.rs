@@ -46,6 +46,9 @@ pub(crate) struct Args {
     pub console_log: PathBuf,
     pub container: ContainerConfig,
     pub boot_timeout: Duration,
+    /// process.terminal: hand create a pty master (for --console-socket)
+    /// and relay its slave.
+    pub terminal: bool,
 }
 
 /// Fork the monitor, held at a gate until recorded.
@@ -170,6 +173,12 @@ impl Monitor {
         })();
         match prepared {
             Ok(None) => {
+                if self.a.terminal {
+                    if let Err(e) = self.console() {
+                        let _ = ready.write_all(format!("error: {}\n", one_line(&e)).as_bytes());
+                        return self.give_up(&e);
+                    }
+                }
                 let _ = ready.write_all(b"ok\n");
             }
             Ok(Some(msg)) => {
@@ -413,6 +422,28 @@ impl Monitor {
                 _ => {}
             }
         }
+    }
+
+    /// A pty of the host's: its master to create (which passes it to the
+    /// --console-socket), its slave, raw, as our stdio. The guest's own
+    /// pty (the process's terminal) does the line discipline.
+    fn console(&self) -> std::result::Result<(), String> {
+        let (master, slave) = proxmox_lxcri_lxc::pty::open_pty()?;
+        let path = self
+            .a
+            .exchange
+            .join(proxmox_lxcri_lxc::init_config::SOCKET_CONSOLE);
+        let sock = crate::sockpath::connect(&path)
+            .map_err(|e| format!("connecting {}: {e}", path.display()))?;
+        proxmox_lxcri_lxc::pty::send_fd(&sock, master.as_raw_fd())?;
+        let mut t = nix::sys::termios::tcgetattr(&slave).map_err(|e| format!("tcgetattr: {e}"))?;
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &t)
+            .map_err(|e| format!("tcsetattr: {e}"))?;
+        for fd in 0..3 {
+            nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| format!("dup2: {e}"))?;
+        }
+        Ok(())
     }
 
     fn record_exit(&self, st: ExitStatus) {
