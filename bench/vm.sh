@@ -79,7 +79,7 @@ jq '.process.terminal = false | .process.args = ["sh", "-c", "echo ready; exec s
     "$b/config.json" >"$b/c" && mv "$b/c" "$b/config.json"
 
 rt() { "$lxcri" --root "$D/root" --config "$D/lxcri.toml" "$@"; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_kb() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null) || true; echo "${v:-0}"; }
 
 # One container: ms until its first output line, and host memory (KiB).
 one() {

@@ -278,6 +278,9 @@ fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // On the host the container is only our monitor (the pid-file pid).
+    let ps: Vec<i64> = serde_json::from_str(&env.ok(&["ps", "--format", "json", "c1"])).unwrap();
+    assert_eq!(ps, vec![pid as i64]);
     // pause and update would act on the host's monitor: refused, named.
     let err = env.fails(&["pause", "c1"]);
     assert!(err.contains("pve-vm"), "{err}");

@@ -76,7 +76,16 @@ impl Qemu {
             "-name".into(),
             format!("{name},debug-threads=on"),
             "-machine".into(),
-            format!("pc,accel={}", if self.kvm { "kvm" } else { "tcg" }),
+            "pc".into(),
+            // TCG's translation cache defaults to 1 GiB, all of it resident
+            // once touched: a few small guests would fill the host. 128 MiB
+            // holds a kernel's boot and a process's code with room to spare.
+            "-accel".into(),
+            if self.kvm {
+                "kvm".into()
+            } else {
+                "tcg,tb-size=128".into()
+            },
             "-m".into(),
             mem.to_string(),
             "-smp".into(),

@@ -747,7 +747,7 @@ fn qemu_vms_run_for_real() {
     for part in [
         "-m 128",
         "-smp 2,sockets=1,cores=2",
-        "accel=tcg",
+        "-accel tcg,tb-size=128",
         &format!("ifname=tap{id}i0"),
         &format!(
             "mac={}",

@@ -185,6 +185,11 @@ impl Runtime {
             .map(|m| m.pid)
             .into_iter()
             .collect();
+        // A VM's processes are in the guest; on the host there is only
+        // our monitor (its cgroup is the caller's, not the container's).
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            return Ok(pids);
+        }
         pids.extend(Cgroup::of_pid(st.init.expect("live").pid).pids());
         Ok(pids)
     }
