@@ -6,7 +6,9 @@
 # this script's own; pve-vm boots Debian's cloud kernel in QEMU with TCG
 # (PVE_EMULATOR_QEMU_KVM=1 uses KVM where /dev/kvm works; nested KVM hangs
 # on the machines this was written on). Memory: VmRSS of the container's
-# host processes (`proxmox-lxcri ps`), for pve-vm plus its QEMU.
+# host processes (`proxmox-lxcri ps`), for pve-vm plus its QEMU. create_ms:
+# the create alone (for pve-vm: API, disk, and the boot until the agent is
+# ready); the rest is start until the first output.
 # Stops on the first run that fails or prints nothing in time.
 #
 #   bench/vm.sh [-n N]      (root; default N=5)
@@ -83,10 +85,11 @@ rss_kb() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null
 
 # One container: ms until its first output line, and host memory (KiB).
 one() {
-    local id=$1 out=$D/$1.out s e t mem=0 p vmid
+    local id=$1 out=$D/$1.out s c e t mem=0 p vmid
     s=$(date +%s%N)
     rt create --bundle "$b" --pid-file "$D/$id.pid" "$id" >"$out" 2>"$D/$id.err" </dev/null ||
         die "create $id failed: $(cat "$D/$id.err")"
+    c=$(date +%s%N)
     rt start "$id" || die "start $id failed"
     t=0
     until grep -q ready "$out"; do
@@ -101,25 +104,28 @@ one() {
     fi
     rt kill "$id" KILL || true
     rt delete -f "$id" || die "delete $id failed"
-    echo "$(( (e - s) / 1000000 )) $mem"
+    echo "$(( (e - s) / 1000000 )) $mem $(( (c - s) / 1000000 ))"
 }
 
-declare -A ms kb
+declare -A ms kb cr
 engines=(lxc pvelxc pvevm)
 for i in $(seq 1 $((n + 1))); do
     for en in "${engines[@]}"; do
-        read -r m k < <(one "$en-$i")
+        read -r m k cm < <(one "$en-$i")
         # The first round warms caches (and builds the initramfs): untimed.
-        if [ "$i" -gt 1 ]; then ms[$en]+="$m "; kb[$en]+="$k "; fi
+        if [ "$i" -gt 1 ]; then ms[$en]+="$m "; kb[$en]+="$k "; cr[$en]+="$cm "; fi
     done
 done
 med() { printf '%s\n' $1 | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-printf '%-8s %5s %18s %10s %16s\n' engine runs boot_to_output_ms min_ms host_mem_MiB
+printf '%-8s %5s %18s %10s %10s %16s\n' engine runs boot_to_output_ms min_ms create_ms host_mem_MiB
 for en in "${engines[@]}"; do
     m=$(med "${ms[$en]}"); lo=$(printf '%s\n' ${ms[$en]} | sort -n | head -1)
     k=$(med "${kb[$en]}")
     name=${en/pvelxc/pve-lxc}; name=${name/pvevm/pve-vm}
-    printf '%-8s %5d %18s %10s %16s\n' "$name" "$n" "$m" "$lo" "$((k / 1024))"
+    printf '%-8s %5d %18s %10s %10s %16s\n' "$name" "$n" "$m" "$lo" "$(med "${cr[$en]}")" "$((k / 1024))"
 done
 l=$(med "${ms[lxc]}"); p=$(med "${ms[pvelxc]}"); v=$(med "${ms[pvevm]}")
 awk -v l="$l" -v p="$p" -v v="$v" 'BEGIN {printf "ratio pve-vm/lxc %.1fx, pve-vm/pve-lxc %.1fx (medians; TCG)\n", v/l, v/p}'
+echo "Proxmox API requests per operation on pve-vm (mean over all runs):"
+jq -r 'select(.id | test("^pvevm-")) | "\(.operation) \(.api_calls)"' "$D/root/runtime/events.log" |
+    awk '{ n[$1]++; s[$1] += $2 } END { for (o in n) printf "  %-8s %.1f\n", o, s[o] / n[o] }' | sort
