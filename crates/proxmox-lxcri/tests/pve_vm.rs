@@ -543,3 +543,37 @@ fn gc_removes_a_vm_whose_state_is_gone() {
     assert!(out.contains(&vmid.to_string()), "{out}");
     assert_node_empty(&env);
 }
+
+/// The runtime SIGKILLed at several instants of create (API requests, the
+/// disk, the boot): `delete --force` of the id, as containerd's shim runs
+/// it, leaves no VM, disk, QEMU, process or state (everything was recorded
+/// before it was made).
+#[test]
+fn a_create_killed_at_any_instant_leaves_nothing_after_delete() {
+    let env = vm_env();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    for (i, ms) in [20u64, 80, 200, 500, 1000, 1800].into_iter().enumerate() {
+        let id = format!("k{i}");
+        let mut child = env
+            .base()
+            .args(["create", "--bundle"])
+            .arg(&b)
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = env.cmd(&["delete", "--force", &id]);
+        assert!(
+            o.status.success(),
+            "killed after {ms} ms: delete: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        env.assert_gone_state(&id);
+        assert_node_empty_after(&env, &format!("(create killed after {ms} ms)"));
+    }
+}
