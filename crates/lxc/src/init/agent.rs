@@ -73,7 +73,10 @@ fn run_member(spec: &crate::pod::MemberSpec) -> Reply {
     }
     let dir = super::member::member_dir(&spec.id);
     if !dir.join(MEMBER_EXCHANGE).is_dir() {
-        return fail(format!("{} is missing", dir.join(MEMBER_EXCHANGE).display()));
+        return fail(format!(
+            "{} is missing",
+            dir.join(MEMBER_EXCHANGE).display()
+        ));
     }
     // SAFETY: the init is single-threaded.
     match unsafe { fork() } {

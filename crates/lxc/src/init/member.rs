@@ -95,9 +95,11 @@ fn setup(spec: &MemberSpec, dir: &Path) -> Result<(), String> {
         }
     }
     if !dev_is_tmpfs {
-        return Err("the spec mounts no tmpfs on /dev: a pod member needs one (every \
+        return Err(
+            "the spec mounts no tmpfs on /dev: a pod member needs one (every \
                     containerd spec has it)"
-            .into());
+                .into(),
+        );
     }
     default_devices(&root)?;
     // The init's files, where the init looks for them.
@@ -121,6 +123,14 @@ fn exec_init() -> String {
     }
 }
 
+/// Make the mount point `dest` inside the rootfs `root` (a directory, or a
+/// file when `file`), resolved inside it. The runtime makes them on the
+/// node before the member starts: the root of an unprivileged CT cannot
+/// write into an image whose files belong to the node's root.
+pub fn make_mount_target(root: &File, dest: &str, file: bool) -> Result<(), String> {
+    open_in_root(root, dest, file).map(drop)
+}
+
 /// Resolve `path` inside `root` (symlinks cannot leave it), creating what
 /// is missing: directories, and the last component as a file when `file`.
 fn open_in_root(root: &File, path: &str, file: bool) -> Result<OwnedFd, String> {
@@ -128,10 +138,17 @@ fn open_in_root(root: &File, path: &str, file: bool) -> Result<OwnedFd, String> 
     if rel.split('/').any(|c| c == "..") {
         return Err(format!("{path:?} has a '..' component"));
     }
-    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let comps: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     let mut so_far = String::new();
     for (n, c) in comps.iter().enumerate() {
-        let parent = if so_far.is_empty() { ".".to_string() } else { so_far.clone() };
+        let parent = if so_far.is_empty() {
+            ".".to_string()
+        } else {
+            so_far.clone()
+        };
         if !so_far.is_empty() {
             so_far.push('/');
         }
@@ -148,7 +165,11 @@ fn open_in_root(root: &File, path: &str, file: bool) -> Result<OwnedFd, String> 
                 let fd = libc::openat(
                     pfd.as_raw_fd(),
                     name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
                     0o644,
                 );
                 if fd >= 0 {
@@ -256,7 +277,8 @@ fn parse_options(opts: &[String]) -> Options {
                     _ => MsFlags::MS_UNBINDABLE,
                 };
                 let rec = p.starts_with('r');
-                o.propagation.push(if rec { base | MsFlags::MS_REC } else { base });
+                o.propagation
+                    .push(if rec { base | MsFlags::MS_REC } else { base });
                 continue;
             }
             other => {
@@ -334,44 +356,57 @@ fn mount_one(root: &File, m: &GuestMount) -> Result<(), String> {
         let typ = m.typ.as_str();
         match typ {
             "proc" | "tmpfs" | "devpts" | "mqueue" | "sysfs" | "cgroup" | "cgroup2" => {}
-            other => return Err(format!("filesystem type {other:?} is not supported in a pod")),
+            other => {
+                return Err(format!(
+                    "filesystem type {other:?} is not supported in a pod"
+                ))
+            }
         }
         let r = if typ == "cgroup" || typ == "cgroup2" {
             // The pod's cgroup view: the CT's hierarchies (the member's own
             // cgroup is one of its directories), read-only as containerd asks.
-            rbind_ro(Path::new("/sys/fs/cgroup"), &t)
+            rbind_ro(Path::new("/sys/fs/cgroup"), root, &m.destination)
         } else {
-            mount(Some(m.source.as_str()), &t, Some(typ), o.flags, data)
-                .map_err(|e| e.to_string())
+            mount(Some(m.source.as_str()), &t, Some(typ), o.flags, data).map_err(|e| e.to_string())
         };
         match r {
             Ok(()) => {}
             // A sysfs the CT's user namespace may not mount afresh: the CT's.
-            Err(_) if typ == "sysfs" => rbind_ro(Path::new("/sys"), &t)?,
+            Err(_) if typ == "sysfs" => rbind_ro(Path::new("/sys"), root, &m.destination)?,
             Err(e) => return Err(format!("mount {typ}: {e}")),
         }
     }
     for p in &o.propagation {
         let target = open_in_root(root, &m.destination, false)?;
-        mount(None::<&str>, &fd_path(&target), None::<&str>, *p, None::<&str>)
-            .map_err(|e| format!("propagation: {e}"))?;
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            *p,
+            None::<&str>,
+        )
+        .map_err(|e| format!("propagation: {e}"))?;
     }
     Ok(())
 }
 
-fn rbind_ro(src: &Path, target: &Path) -> Result<(), String> {
+fn rbind_ro(src: &Path, root: &File, dest: &str) -> Result<(), String> {
+    let target = open_in_root(root, dest, false)?;
     mount(
         Some(src),
-        target,
+        &fd_path(&target),
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
     .map_err(|e| format!("bind from {}: {e}", src.display()))?;
-    let keep = locked_flags(target);
+    // Reopened: the remount must name the new mount, not the directory under it.
+    let target = open_in_root(root, dest, false)?;
+    let target = fd_path(&target);
+    let keep = locked_flags(&target);
     mount(
         None::<&str>,
-        target,
+        &target,
         None::<&str>,
         MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep,
         None::<&str>,
