@@ -207,6 +207,27 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "busybox",
         "the container's root is not its own image"
     );
+    // The CT is unprivileged, yet the image is the container root's own, as under runc:
+    // owned by uid 0 inside and writable (idmapped through the CT's user namespace).
+    assert_eq!(
+        cri.exec_ok(&server, &["stat", "-c", "%u:%g", "/bin", "/www/index.html"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0:0", "0:0"]
+    );
+    assert_eq!(
+        cri.exec_ok(
+            &client,
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /var/new && echo w >/var/new/f && cat /var/new/f"
+            ]
+        )
+        .trim(),
+        "w",
+        "root cannot write into its own image"
+    );
     assert_eq!(cri.exec_ok(&client, &["hostname"]).trim(), host);
     let addr = cri.exec_ok(&client, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(

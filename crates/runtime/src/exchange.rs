@@ -505,7 +505,7 @@ fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> PathBuf {
+pub(crate) fn unescape_mountinfo(s: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

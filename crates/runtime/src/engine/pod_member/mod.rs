@@ -35,6 +35,8 @@ use proxmox_lxcri_lxc::pod::{
 };
 use serde::{Deserialize, Serialize};
 
+mod idmap;
+
 use super::pve_lxc::{read_init, read_monitor, read_monitor_error, spawn_monitor};
 use super::{Cx, Engine, EngineRecord, Request};
 use crate::error::{Context, Error, Result};
@@ -476,10 +478,9 @@ impl Engine for PodMemberEngine {
 
     fn configure(&mut self, cx: &mut Cx, _req: &Request, tr: &Translation) -> Result<()> {
         let dir = self.dir(&cx.state);
-        bind(&cx.state.rootfs, &dir.join(MEMBER_ROOTFS), true)?;
-        // The mount points, made here as the node's root (see
-        // make_mount_target); /dev's are on the member's own tmpfs.
-        let root = fs::File::open(dir.join(MEMBER_ROOTFS)).ctx(|| "opening the rootfs".into())?;
+        // The mount points first, made as the node's root in the image
+        // itself (see make_mount_target); /dev's are on the member's tmpfs.
+        let root = fs::File::open(&cx.state.rootfs).ctx(|| "opening the rootfs".into())?;
         for (i, m) in self.mounts.iter().enumerate() {
             if m.destination.starts_with("/dev/") {
                 continue;
@@ -492,6 +493,25 @@ impl Engine for PodMemberEngine {
             proxmox_lxcri_lxc::init::member::make_mount_target(&root, &m.destination, file)
                 .map_err(|e| Error::Spec(format!("mounts[{i}] {}: {e}", m.destination)))?;
         }
+        drop(root);
+        // An unprivileged CT's root sees the image, and the bind sources,
+        // through its own user namespace (idmapped), as runc's root does.
+        let userns = match self.mapped_root {
+            Some(_) => {
+                let p = format!("/proc/{}/ns/user", self.agent_init.expect("planned").pid);
+                Some(fs::File::open(&p).ctx(|| format!("opening {p}"))?)
+            }
+            None => None,
+        };
+        let target = dir.join(MEMBER_ROOTFS);
+        match (&userns, self.mapped_root) {
+            (Some(ns), Some(ids)) => {
+                let staging = dir.join("layers");
+                fs::create_dir(&staging).ctx(|| format!("creating {}", staging.display()))?;
+                idmap::mount_rootfs(&cx.state.rootfs, &target, &staging, ns, ids)?;
+            }
+            _ => bind(&cx.state.rootfs, &target, true)?,
+        }
         for (i, src) in &self.sources {
             let target = dir.join(MEMBER_SOURCES).join(i.to_string());
             if src.is_dir() {
@@ -500,7 +520,11 @@ impl Engine for PodMemberEngine {
                 fs::File::create(&target).map(drop)
             }
             .ctx(|| format!("creating {}", target.display()))?;
-            bind(src, &target, true)?;
+            match &userns {
+                // Not every filesystem can be idmapped (then as it is).
+                Some(ns) if idmap::idmapped_bind(src, &target, ns).is_ok() => {}
+                _ => bind(src, &target, true)?,
+            }
         }
         self.cgroup_settings = cgroup_settings(tr);
         let stdio = crate::sockpath::bind(
