@@ -67,7 +67,14 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     let cri = Cri::start(&runtime());
     let emu = cri.pve.as_ref().expect("an emulator on pve-lxc");
     let host = format!("pod-p-{}", std::process::id());
-    let config = cri.pod_config("pod-p", &host);
+    let mut config = cri.pod_config("pod-p", &host);
+    // Pod-level resources (the kubelet's, for the whole pod) size the CT.
+    config.linux.as_mut().unwrap().resources = Some(k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: 300 << 20,
+        cpu_period: 100_000,
+        cpu_quota: 150_000,
+        ..Default::default()
+    });
     let uid = config.metadata.as_ref().unwrap().uid.clone();
     let pod = cri
         .run_pod(&config, HANDLER)
@@ -84,6 +91,12 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
             && l.contains("k8s-default")),
         "tags of the pod's CT:\n{conf}"
     );
+    for want in ["memory: 300\n", "cpulimit: 1.5\n"] {
+        assert!(
+            conf.contains(want),
+            "the pod's resources: no {want:?} in\n{conf}"
+        );
+    }
     assert!(
         conf.contains(&format!("hostname: {host}")),
         "hostname:\n{conf}"

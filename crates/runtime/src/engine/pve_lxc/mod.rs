@@ -283,7 +283,7 @@ impl Engine for PveLxcEngine {
         let pod_spec;
         let spec = match sandbox {
             true => {
-                pod_spec = pod::without_netns_path(&req.spec);
+                pod_spec = pod::sandbox_spec(&req.spec, &req.annotations)?;
                 &pod_spec
             }
             false => &req.spec,
@@ -329,9 +329,9 @@ impl Engine for PveLxcEngine {
     fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
         let plan = self.planned();
         let pod_spec;
-        let spec = match self.sandbox {
-            Some(_) => {
-                pod_spec = pod::without_netns_path(spec);
+        let spec = match &self.sandbox {
+            Some(sp) => {
+                pod_spec = pod::sandbox_spec(spec, &sp.annotations)?;
                 &pod_spec
             }
             None => spec,

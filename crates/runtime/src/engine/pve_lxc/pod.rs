@@ -40,6 +40,88 @@ pub struct SandboxPlan {
     pub netns: Option<PathBuf>,
     /// The veth our CNI plugin made there (replaced by the CT's net0).
     pub cni_host_ifname: Option<String>,
+    /// The pod's annotations (its resources size the CT).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// containerd's CRI: the pod's resources (the kubelet's pod-level limits),
+/// beside the sandbox's own (its overhead, in the spec).
+pub const SANDBOX_MEMORY_ANNOTATION: &str = "io.kubernetes.cri.sandbox-memory";
+pub const SANDBOX_CPU_QUOTA_ANNOTATION: &str = "io.kubernetes.cri.sandbox-cpu-quota";
+pub const SANDBOX_CPU_PERIOD_ANNOTATION: &str = "io.kubernetes.cri.sandbox-cpu-period";
+pub const SANDBOX_CPU_SHARES_ANNOTATION: &str = "io.kubernetes.cri.sandbox-cpu-shares";
+
+/// The sandbox's spec as the CT runs it: [`without_netns_path`], sized for
+/// the whole pod (its overhead plus the pod's limits): the CT is the pod.
+pub fn sandbox_spec(spec: &Spec, annotations: &BTreeMap<String, String>) -> Result<Spec> {
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+    let mut s = without_netns_path(spec);
+    let num = |k: &str| -> Result<Option<i64>> {
+        match annotations.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(|n| (n > 0).then_some(n))
+                .map_err(|_| Error::Spec(format!("annotation {k}={v:?}: not a number"))),
+        }
+    };
+    let pod_mem = num(SANDBOX_MEMORY_ANNOTATION)?;
+    let pod_quota = num(SANDBOX_CPU_QUOTA_ANNOTATION)?;
+    let pod_period = num(SANDBOX_CPU_PERIOD_ANNOTATION)?;
+    let pod_shares = num(SANDBOX_CPU_SHARES_ANNOTATION)?;
+    if pod_mem.is_none() && pod_quota.is_none() && pod_shares.is_none() {
+        return Ok(s);
+    }
+    let own = s
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut res = LinuxResourcesBuilder::default()
+        .build()
+        .expect("empty resources");
+    let own_mem = own.memory().and_then(|m| m.limit()).filter(|l| *l > 0);
+    if let Some(m) = pod_mem {
+        let total = m + own_mem.unwrap_or(0);
+        res.set_memory(Some(
+            LinuxMemoryBuilder::default()
+                .limit(total)
+                .build()
+                .expect("memory"),
+        ));
+    } else {
+        res.set_memory(*own.memory());
+    }
+    let own_cpu = own.cpu().clone();
+    let cpus_of = |q: Option<i64>, p: Option<u64>| match (q, p) {
+        (Some(q), Some(p)) if q > 0 && p > 0 => q as f64 / p as f64,
+        _ => 0.0,
+    };
+    let own_cpus = own_cpu
+        .as_ref()
+        .map(|c| cpus_of(c.quota(), c.period()))
+        .unwrap_or(0.0);
+    let pod_cpus = cpus_of(pod_quota, pod_period.map(|p| p as u64).or(Some(100_000)));
+    let mut cpu = own_cpu
+        .clone()
+        .unwrap_or_else(|| LinuxCpuBuilder::default().build().expect("cpu"));
+    if pod_cpus > 0.0 {
+        const PERIOD: u64 = 100_000;
+        cpu.set_period(Some(PERIOD));
+        cpu.set_quota(Some(((own_cpus + pod_cpus) * PERIOD as f64).ceil() as i64));
+    }
+    if let Some(sh) = pod_shares {
+        cpu.set_shares(Some(
+            sh as u64 + own_cpu.as_ref().and_then(|c| c.shares()).unwrap_or(0),
+        ));
+    }
+    res.set_cpu(Some(cpu));
+    res.set_pids(own.pids().clone());
+    if let Some(linux) = s.linux_mut() {
+        linux.set_resources(Some(res));
+    }
+    Ok(s)
 }
 
 /// The sandbox's spec as the CT runs it: the network namespace the CT's
@@ -130,6 +212,7 @@ pub fn plan_sandbox(rt: &Runtime, req: &Request, plan: &mut CtPlan) -> Result<Sa
     let mut out = SandboxPlan {
         netns: netns.clone(),
         cni_host_ifname: None,
+        annotations: req.annotations.clone(),
     };
     if netns.is_some() {
         let (net, lease) = cni_lease(rt, &req.id)?.ok_or_else(|| {
