@@ -49,13 +49,13 @@ fn ct_config(emu: &testkit::Emulator, vmid: u32) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// A pod's mounts on the node (under the runtime's exchange dirs).
-fn pod_mounts() -> Vec<String> {
+/// Mounts on the node made for the pod's containers `ids` (under its exchange dir).
+fn pod_mounts(ids: &[&str]) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.contains("/pod/"))
+        .filter(|m| m.contains("/pod/") && ids.iter().any(|id| m.contains(id)))
         .map(String::from)
         .collect()
 }
@@ -293,12 +293,143 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     let left = cri.runtime_leftovers(HANDLER, &ids);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
     assert!(
-        pod_mounts().is_empty(),
+        pod_mounts(&ids).is_empty(),
         "pod mounts left: {:?}",
-        pod_mounts()
+        pod_mounts(&ids)
     );
     assert!(
         std::fs::read_to_string(www.join("index.html")).is_ok(),
         "removing the pod reached into a bind source"
+    );
+}
+
+/// Cgroup directories named `lxcri-<id>` anywhere in the node's hierarchies.
+fn member_cgroups(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy() == name {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), name, depth - 1, out);
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        &format!("lxcri-{id}"),
+        7,
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn a_failing_container_leaves_nothing_in_the_pod_and_a_pod_survives_an_api_outage() {
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-lxc");
+    let mut cri = Cri::start(&runtime());
+    let config = cri.pod_config("pod-f", "pod-f");
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(40)));
+
+    // A container whose executable is missing fails to start and leaves nothing: no
+    // mount, no cgroup, no state; the pod goes on.
+    let bad = cri
+        .create_container(&pod, &config, "bad", &["/no/such/binary"])
+        .expect("CreateContainer bad");
+    let err = cri
+        .start_container(&bad)
+        .expect_err("StartContainer of a missing executable");
+    assert!(
+        err.message().contains("/no/such/binary"),
+        "the error does not name the executable: {err}"
+    );
+    assert!(
+        pod_mounts(&[&bad]).is_empty(),
+        "mounts left: {:?}",
+        pod_mounts(&[&bad])
+    );
+    assert!(
+        member_cgroups(&bad).is_empty(),
+        "{:?}",
+        member_cgroups(&bad)
+    );
+    cri.remove_container(&bad).expect("RemoveContainer bad");
+    let left = cri.runtime_leftovers(HANDLER, &[bad.as_str()]);
+    assert!(left.is_empty(), "left in the runtime root: {left:?}");
+    let good = cri
+        .create_container(&pod, &config, "good", &["sleep", "1000"])
+        .expect("CreateContainer good");
+    cri.start_container(&good).expect("StartContainer good");
+    assert_eq!(cri.exec_ok(&good, &["echo", "alive"]).trim(), "alive");
+
+    // The Proxmox API goes away: the pod's removal fails (the CT cannot be destroyed)
+    // and keeps what it could not remove; once the API is back, it is removed for good.
+    // The runtime gives up on an API that does not answer at once.
+    let text = std::fs::read_to_string(&cri.config).unwrap();
+    let text = text.replacen("[pve]\n", "[pve]\ntimeout_secs = 3\nretries = 0\n", 1);
+    std::fs::write(&cri.config, text).unwrap();
+    let emu = cri.pve.as_mut().expect("an emulator");
+    emu.stop();
+    // containerd keeps retrying the sandbox's delete; the stop does not end meanwhile.
+    let stop = |cri: &Cri, within: u64| {
+        let id = pod.clone();
+        cri.runtime_within(Duration::from_secs(within), |mut c| async move {
+            c.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest { pod_sandbox_id: id })
+                .await
+        })
+    };
+    assert!(
+        !matches!(stop(&cri, 10), Some(Ok(_))),
+        "the pod was stopped while the Proxmox API was down"
+    );
+    assert_eq!(
+        cri.pods(),
+        vec![pod.clone()],
+        "the pod is gone from containerd"
+    );
+    let emu = cri.pve.as_mut().expect("an emulator");
+    emu.restart();
+    let url = emu.url();
+    let text = std::fs::read_to_string(&cri.config).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| match l.starts_with("url = ") {
+            true => format!("url = \"{url}\"\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&cri.config, text).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match stop(&cri, 30) {
+            Some(Ok(_)) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the pod cannot be stopped after the API came back: {other:?}\n{}",
+                cri.log_tail(30)
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    let emu = cri.pve.as_ref().expect("an emulator");
+    assert!(emu.ct_ids().is_empty(), "CTs left: {:?}", emu.ct_ids());
+    assert!(cri.leases().is_empty(), "leases left: {:?}", cri.leases());
+    let left = cri.runtime_leftovers(HANDLER, &[pod.as_str(), good.as_str()]);
+    assert!(left.is_empty(), "left in the runtime root: {left:?}");
+    assert!(
+        pod_mounts(&[&pod, &good]).is_empty(),
+        "pod mounts left: {:?}",
+        pod_mounts(&[&pod, &good])
+    );
+    assert!(
+        member_cgroups(&good).is_empty(),
+        "{:?}",
+        member_cgroups(&good)
     );
 }

@@ -436,6 +436,23 @@ disabled_plugins = [
         self.block(fut)
     }
 
+    /// Like [`Cri::runtime`], but None when the call takes longer than `timeout` (a call
+    /// that containerd may keep retrying, as a pod's stop while its runtime cannot delete).
+    pub fn runtime_within<T, F>(
+        &self,
+        timeout: Duration,
+        call: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Option<Result<T, tonic::Status>>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = call(self.runtime_client.clone());
+        self.rt
+            .block_on(async { tokio::time::timeout(timeout, fut).await })
+            .ok()
+            .map(|r| r.map(tonic::Response::into_inner))
+    }
+
     /// Like [`Cri::runtime`] for cleanup: no panic (we may be unwinding), None on an error
     /// or after 30s.
     fn runtime_quiet<T, F>(
