@@ -109,12 +109,11 @@ pub struct Overlay {
 pub fn overlay_at(mountinfo: &str, mountpoint: &Path) -> Option<Overlay> {
     let line = mountinfo
         .lines()
-        .filter(|l| {
+        .rfind(|l| {
             l.split(' ')
                 .nth(4)
                 .is_some_and(|m| crate::exchange::unescape_mountinfo(m) == mountpoint)
-        })
-        .last()?;
+        })?;
     let (_, post) = line.split_once(" - ")?;
     let mut f = post.split(' ');
     if f.next()? != "overlay" {

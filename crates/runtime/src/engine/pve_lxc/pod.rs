@@ -117,7 +117,7 @@ pub fn sandbox_spec(spec: &Spec, annotations: &BTreeMap<String, String>) -> Resu
         ));
     }
     res.set_cpu(Some(cpu));
-    res.set_pids(own.pids().clone());
+    res.set_pids(*own.pids());
     if let Some(linux) = s.linux_mut() {
         linux.set_resources(Some(res));
     }
