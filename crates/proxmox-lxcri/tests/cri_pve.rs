@@ -23,8 +23,12 @@ use std::time::{Duration, Instant};
 
 use common::cri::{container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
 
+/// The runtime under test: this crate's, or `$LXCRI_TEST_RUNTIME` (bench/cri.sh's release
+/// build).
 fn runtime() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_proxmox-lxcri"))
+    std::env::var_os("LXCRI_TEST_RUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_proxmox-lxcri")))
 }
 
 /// The node's tasks (every create, start, stop ... the runtime asks for makes one).
@@ -432,4 +436,112 @@ fn a_failing_container_leaves_nothing_in_the_pod_and_a_pod_survives_an_api_outag
         "{:?}",
         member_cgroups(&good)
     );
+}
+
+fn median_ms(v: &mut [Duration]) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1000.0
+}
+
+/// Pod start (RunPodSandbox + CreateContainer + StartContainer), a second container in the
+/// running pod, and pod removal, on pve-lxc (the pod one CT), the lxc engine and runc, in
+/// one containerd, alternating. Run by `bench/cri.sh --pve`.
+#[test]
+#[ignore = "benchmark: bench/cri.sh --pve"]
+fn bench_pods_on_each_engine() {
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-lxc");
+    let n: usize = std::env::var("LXCRI_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let cri = Cri::start(&runtime());
+    let emu = cri.pve.as_ref().expect("an emulator");
+    // (name, handler, backend annotation)
+    let engines = [
+        ("pve-lxc", HANDLER, "pve-lxc"),
+        ("lxc", HANDLER, "lxc"),
+        ("runc", "runc", ""),
+    ];
+    let mut start: [Vec<Duration>; 3] = Default::default();
+    let mut second: [Vec<Duration>; 3] = Default::default();
+    let mut removal: [Vec<Duration>; 3] = Default::default();
+    let sleeper = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
+    for round in 0..=n {
+        for k in 0..3 {
+            let e = (k + round) % 3;
+            let (name, handler, backend) = engines[e];
+            let pod_name = format!("b{round}-{name}");
+            let mut config = cri.pod_config(&pod_name, &pod_name);
+            if !backend.is_empty() {
+                config
+                    .annotations
+                    .insert("io.proxmox-lxcri.backend".into(), backend.into());
+            }
+            let container = |cname: &str| {
+                let mut c = cri.container_config(cname, &sleeper);
+                if !backend.is_empty() {
+                    c.annotations
+                        .insert("io.proxmox-lxcri.backend".into(), backend.into());
+                }
+                c
+            };
+            let t0 = Instant::now();
+            let pod = cri
+                .run_pod(&config, handler)
+                .unwrap_or_else(|e| panic!("RunPodSandbox on {name}: {e}\n{}", cri.log_tail(30)));
+            let c1 = cri
+                .create_container_cfg(&pod, &config, container("a"))
+                .unwrap_or_else(|e| panic!("CreateContainer on {name}: {e}"));
+            cri.start_container(&c1)
+                .unwrap_or_else(|e| panic!("StartContainer on {name}: {e}"));
+            let t1 = Instant::now();
+            let tasks = (name == "pve-lxc").then(|| task_count(emu));
+            // Not timed: the task count asks the API.
+            let t1b = Instant::now();
+            let c2 = cri
+                .create_container_cfg(&pod, &config, container("b"))
+                .unwrap_or_else(|e| panic!("CreateContainer (second) on {name}: {e}"));
+            cri.start_container(&c2)
+                .unwrap_or_else(|e| panic!("StartContainer (second) on {name}: {e}"));
+            let t2 = Instant::now();
+            if let Some(before) = tasks {
+                assert_eq!(
+                    task_count(emu),
+                    before,
+                    "the second container made Proxmox tasks"
+                );
+            }
+            cri.stop_pod(&pod)
+                .unwrap_or_else(|e| panic!("StopPodSandbox on {name}: {e}"));
+            cri.remove_pod(&pod)
+                .unwrap_or_else(|e| panic!("RemovePodSandbox on {name}: {e}"));
+            let t3 = Instant::now();
+            // One untimed round first (page cache, the base template, first use).
+            if round > 0 {
+                start[e].push(t1 - t0);
+                second[e].push(t2 - t1b);
+                removal[e].push(t3 - t2);
+            }
+        }
+    }
+    println!(
+        "pods through containerd's CRI, {n} per engine, alternating (runtime {})",
+        runtime().display()
+    );
+    for (what, v) in [
+        ("pod start", &mut start),
+        ("2nd container", &mut second),
+        ("pod removal", &mut removal),
+    ] {
+        let m: Vec<f64> = v.iter_mut().map(|d| median_ms(d)).collect();
+        println!(
+            "{what:<14} pve-lxc {:7.1} ms   lxc {:7.1} ms   runc {:7.1} ms   \
+             pve-lxc/lxc {:.2}x   lxc/runc {:.2}x",
+            m[0],
+            m[1],
+            m[2],
+            m[0] / m[1],
+            m[1] / m[2]
+        );
+    }
 }

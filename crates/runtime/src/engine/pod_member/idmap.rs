@@ -107,13 +107,11 @@ pub struct Overlay {
 
 /// The overlay mounted at `mountpoint` (the topmost mount there), if any.
 pub fn overlay_at(mountinfo: &str, mountpoint: &Path) -> Option<Overlay> {
-    let line = mountinfo
-        .lines()
-        .rfind(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|m| crate::exchange::unescape_mountinfo(m) == mountpoint)
-        })?;
+    let line = mountinfo.lines().rfind(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| crate::exchange::unescape_mountinfo(m) == mountpoint)
+    })?;
     let (_, post) = line.split_once(" - ")?;
     let mut f = post.split(' ');
     if f.next()? != "overlay" {
