@@ -72,6 +72,15 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     let emu = cri.pve.as_ref().expect("an emulator on pve-lxc");
     let host = format!("pod-p-{}", std::process::id());
     let mut config = cri.pod_config("pod-p", &host);
+    // A hostPort (the CNI portmap plugin, chained after ours: DNAT to the pod IP, which is
+    // the CT's address).
+    let host_port = 30000 + (std::process::id() + 7) % 20000;
+    config.port_mappings.push(k8s_cri::v1::PortMapping {
+        protocol: k8s_cri::v1::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port as i32,
+        host_ip: String::new(),
+    });
     // Pod-level resources (the kubelet's, for the whole pod) size the CT.
     config.linux.as_mut().unwrap().resources = Some(k8s_cri::v1::LinuxContainerResources {
         memory_limit_in_bytes: 300 << 20,
@@ -273,6 +282,12 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         host_get(&format!("{ip}:8080")).as_deref(),
         Some("pong"),
         "the pod IP does not answer from the host"
+    );
+    let gateway = format!("{}.1", cri.net_prefix);
+    assert_eq!(
+        host_get(&format!("{gateway}:{host_port}")).as_deref(),
+        Some("pong"),
+        "hostPort {host_port} -> {ip}:8080 does not answer"
     );
 
     // Exit codes reach containerd; a container restarted in the same pod.
