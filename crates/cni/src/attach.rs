@@ -5,26 +5,11 @@ use std::path::Path;
 use std::process::Command;
 
 use cni_plugin::reply::{Interface, Ip, Route, SuccessReply};
-use proxmox_lxcri_network::{bridge, valid_ifname, Lease, Owner};
+use proxmox_lxcri_network::{bridge, valid_ifname, Lease};
 
 use crate::{Failure, Setup};
 
-/// Leases of CNI attachments are owned by `cni` + `<container id>/<ifname>`
-/// (the runtime's gc leaves them alone: their root is not a runtime root).
-fn owner(container_id: &str, ifname: &str) -> Owner {
-    Owner {
-        root: "cni".into(),
-        id: format!("{container_id}/{ifname}"),
-    }
-}
-
-/// The host end's name: stable per attachment, at most 15 bytes.
-fn host_ifname(container_id: &str, ifname: &str) -> String {
-    format!(
-        "lxcri{:08x}",
-        proxmox_lxcri_network::short_hash(&format!("{container_id}/{ifname}"))
-    )
-}
+use proxmox_lxcri_network::{cni_host_ifname as host_ifname, cni_owner as owner};
 
 fn check_inputs(ifname: &str, netns: Option<&Path>) -> Result<(), Failure> {
     if !valid_ifname(ifname) {

@@ -19,7 +19,9 @@
 //!      pid 1: forwards signals, reaps zombies, and records the user
 //!      process's [`ExitStatus`] in the `exit` file (a Proxmox CT, whose
 //!      init's parent is Proxmox's monitor, not ours).
+pub mod agent;
 pub mod capabilities;
+pub mod member;
 pub mod prepare;
 pub mod process;
 pub mod seccomp;
@@ -355,17 +357,23 @@ fn supervise(
     exit: Option<&File>,
     pending: Vec<i32>,
     report: Option<UnixStream>,
+    agent: Option<&agent::Agent>,
 ) -> ! {
     for s in pending {
         forward(child, s);
     }
+    let mut fds = vec![sigfd.as_raw_fd()];
+    fds.extend(agent.map(|a| a.fd()));
     loop {
         if let Some(st) = reap(child) {
             write_exit(exit, st);
             report_status(report, st);
             std::process::exit(st.shell_code());
         }
-        process::poll_in(&[sigfd.as_raw_fd()], -1);
+        let ready = process::poll_in(&fds, -1);
+        if ready.get(1) == Some(&true) {
+            agent.expect("polled").serve();
+        }
         for s in process::drain_signals(sigfd) {
             forward(child, s);
         }
@@ -455,7 +463,16 @@ pub fn run() -> ! {
             std::process::exit(1);
         }
     };
-    let (prepared, start) = match prepared {
+    // The pod agent listens before `ready`: the runtime may add a member
+    // as soon as the sandbox is created.
+    let prepared = prepared.and_then(|(p, s)| {
+        let agent = match p.cfg.agent {
+            true => Some(agent::Agent::bind().map_err(InitError::Prepare)?),
+            false => None,
+        };
+        Ok((p, s, agent))
+    });
+    let (prepared, start, agent) = match prepared {
         Ok(p) => {
             let _ = ready.write_all(b"ok\n");
             p
@@ -491,8 +508,15 @@ pub fn run() -> ! {
         write_exit(exit, code(c));
         std::process::exit(c);
     };
-    // Hide the exchange directory and this binary from the user process.
-    for (p, is_dir) in [(EXCHANGE_DIR, true), (INIT_PATH, false)] {
+    // Hide the exchange directory and this binary from the user process
+    // (the pod agent keeps them: its process hides them in its own mount
+    // namespace instead).
+    let hide = if agent.is_some() {
+        &[][..]
+    } else {
+        &[(EXCHANGE_DIR, true), (INIT_PATH, false)][..]
+    };
+    for &(p, is_dir) in hide {
         if let Err(e) = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH) {
             fail_started(&mut started, &format!("unmounting {p}: {e}"), 1);
         }
@@ -531,7 +555,10 @@ pub fn run() -> ! {
         Err(e) => fail_started(&mut started, &format!("fork: {e}"), 1),
         Ok(ForkResult::Child) => {
             drop(err_r);
-            let (c, msg) = process::exec_user(&prepared);
+            let (c, msg) = match agent.as_ref().map(|_| agent::hide_from_process()) {
+                Some(Err(e)) => (1, e),
+                _ => process::exec_user(&prepared),
+            };
             let mut w = File::from(err_w);
             let mut buf = vec![c];
             buf.extend_from_slice(msg.as_bytes());
@@ -551,7 +578,7 @@ pub fn run() -> ! {
             }
             let _ = started.write_all(b"ok\n");
             drop(started);
-            supervise(child, &sigfd, exit, pending, report)
+            supervise(child, &sigfd, exit, pending, report, agent.as_ref())
         }
     }
 }

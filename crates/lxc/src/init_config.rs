@@ -102,6 +102,12 @@ pub struct InitConfig {
     /// hand over, such as a Proxmox CT).
     #[serde(default)]
     pub exec_in_place: bool,
+    /// Also serve as the pod agent (a pod's sandbox on a Proxmox engine):
+    /// keep the exchange dir, listen on [`crate::pod::SOCKET_AGENT`] and
+    /// start the pod's other containers on request. The sandbox's own
+    /// process runs in a mount namespace of its own without our files.
+    #[serde(default)]
+    pub agent: bool,
 }
 
 /// The five capability sets, as capability names (`CAP_CHOWN`, ...).

@@ -6,4 +6,5 @@ pub mod attach;
 pub mod config;
 pub mod init;
 pub mod init_config;
+pub mod pod;
 pub mod pty;

@@ -236,6 +236,12 @@ impl Reader {
                         failures.push(("pve", format!("{}: {e}", st.id)));
                     }
                 }
+                // Inside the pod's CT: its own cgroup, the pod's network.
+                EngineRecord::PodMember(_) => {
+                    if let Some(pid) = pid {
+                        cgroup_usage(out, &l, pid);
+                    }
+                }
             }
         }
     }

@@ -21,3 +21,21 @@ pub fn short_hash(s: &str) -> u32 {
     }) as u32
 }
 pub use ipam::{pool_size, Ipam, Lease, Owner};
+
+/// The owner of a lease our CNI plugin took: `cni` + `<container id>/<ifname>`
+/// (the runtime's gc leaves them alone: their root is not a runtime root).
+pub fn cni_owner(container_id: &str, ifname: &str) -> Owner {
+    Owner {
+        root: "cni".into(),
+        id: format!("{container_id}/{ifname}"),
+    }
+}
+
+/// The host end of our CNI plugin's veth pair for an attachment: stable,
+/// at most 15 bytes.
+pub fn cni_host_ifname(container_id: &str, ifname: &str) -> String {
+    format!(
+        "lxcri{:08x}",
+        short_hash(&format!("{container_id}/{ifname}"))
+    )
+}

@@ -25,11 +25,10 @@ mod common {
     pub mod emulator;
 }
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cri::{Cri, HANDLER};
+use common::cri::{container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
 
 /// The runtime binary under test, as an absolute path.
 fn runtime() -> PathBuf {
@@ -46,48 +45,6 @@ const SLEEPER: &[&str] = &[
     "-c",
     "echo started; trap 'exit 0' TERM; sleep 1000 & wait",
 ];
-
-/// The verbose `info` of a PodSandboxStatus or ContainerStatus (containerd's JSON).
-fn verbose_info(info: &std::collections::HashMap<String, String>) -> serde_json::Value {
-    let raw = info
-        .get("info")
-        .expect("verbose status has an `info` entry");
-    serde_json::from_str(raw).unwrap_or_else(|e| panic!("info is not JSON ({e}): {raw}"))
-}
-
-/// The pid containerd knows for a pod's sandbox (the runtime's `--pid-file` pid).
-fn sandbox_pid(cri: &Cri, pod: &str) -> (u32, serde_json::Value) {
-    let req = k8s_cri::v1::PodSandboxStatusRequest {
-        pod_sandbox_id: pod.into(),
-        verbose: true,
-    };
-    let r = cri
-        .runtime(|mut c| async move { c.pod_sandbox_status(req).await })
-        .expect("PodSandboxStatus verbose");
-    let info = verbose_info(&r.info);
-    let pid = info["pid"].as_u64().expect("sandbox pid") as u32;
-    (pid, info)
-}
-
-fn container_pid(cri: &Cri, id: &str) -> u32 {
-    let req = k8s_cri::v1::ContainerStatusRequest {
-        container_id: id.into(),
-        verbose: true,
-    };
-    let r = cri
-        .runtime(|mut c| async move { c.container_status(req).await })
-        .expect("ContainerStatus verbose");
-    verbose_info(&r.info)["pid"]
-        .as_u64()
-        .expect("container pid") as u32
-}
-
-/// The inode of a namespace file (`/proc/<pid>/ns/<kind>` or a bind-mounted netns).
-fn ns_inode(path: &str) -> u64 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .ino()
-}
 
 /// RunPodSandbox + a started busybox container in it; returns (pod id, container id, pod IP).
 fn pod_with_container(cri: &Cri, name: &str, hostname: &str) -> (String, String, String) {
@@ -630,20 +587,6 @@ fn twenty_pods_at_once_get_distinct_addresses_and_leave_nothing() {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let left = cri.runtime_leftovers(HANDLER, &refs);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
-}
-
-/// GET `/` of `addr` (ip:port) from the host over plain HTTP/1.0: the body, or None when it
-/// does not answer. (busybox-static's wget crashes in glibc's NSS on the host.)
-fn host_get(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let sa: std::net::SocketAddr = addr.parse().expect("ip:port");
-    let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (head, body) = resp.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.").then(|| body.trim().to_string())
 }
 
 #[test]

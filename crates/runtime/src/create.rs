@@ -39,7 +39,12 @@ impl Runtime {
         let req = request(id, opts)?;
         let backend = self.config.backend_for(id, &req.annotations)?;
         *self.chosen_engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.name());
-        let mut engine = engine::for_backend(backend)?;
+        // A container of a pod whose sandbox is a CT runs inside that CT.
+        let mut engine: Box<dyn Engine> =
+            match engine::pod_member::sandbox_of(self, &req.annotations)? {
+                Some(_) => Box::new(engine::pod_member::PodMemberEngine::default()),
+                None => engine::for_backend(backend)?,
+            };
         engine.plan(self, &req)?;
 
         // From here on everything made is undone if create fails.
@@ -200,14 +205,15 @@ impl<'a> Creation<'a> {
         req: &Request,
         rootfs: PathBuf,
     ) -> Result<(Translation, TranslateContext)> {
+        let mapped_root = self.engine.mapped_root(&req.spec);
+        let exchange_dir = self.engine.exchange_dir(&mut self.cx, mapped_root)?;
         let rt = self.cx.rt;
         let paths = &self.cx.paths;
-        let mapped_root = self.engine.mapped_root(&req.spec);
         let ctx = TranslateContext {
             id: req.id.clone(),
             rootfs,
             bundle: req.bundle.clone(),
-            exchange_dir: engine::exchange_dir(rt, &req.id, paths, mapped_root)?,
+            exchange_dir,
             init_binary: std::env::current_exe().ctx(|| "finding our own binary".into())?,
             log_file: paths.log.clone(),
             copyup_dir: paths.lxcpath.join("copyup"),

@@ -480,7 +480,68 @@ pub fn make_exchange(base: &Path, root: &Path, id: &str, link: &Path) -> Result<
 /// Remove the exchange directory behind `<container dir>/exchange`.
 pub fn remove_exchange(container_dir: &Path) {
     if let Ok(target) = fs::read_link(container_dir.join("exchange")) {
-        let _ = fs::remove_dir_all(target);
+        // A pod's exchange dir holds its members' rootfs and bind mounts:
+        // unmounted first, so removing it never reaches into them.
+        if unmount_all_under(&target).is_ok() {
+            let _ = fs::remove_dir_all(target);
+        }
+    }
+}
+
+/// The mount points at or under `dir` in our mountinfo, deepest first.
+fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    let mut out: Vec<PathBuf> = mi
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+pub(crate) fn unescape_mountinfo(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(n) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Unmount everything at or under `dir` (deepest first, lazily: a process
+/// that still holds a mount cannot keep it on the node).
+pub fn unmount_all_under(dir: &Path) -> Result<()> {
+    for _ in 0..3 {
+        let mps = mount_points_under(dir);
+        if mps.is_empty() {
+            return Ok(());
+        }
+        for mp in mps {
+            let _ = nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    match mount_points_under(dir).first() {
+        None => Ok(()),
+        Some(mp) => Err(crate::Error::Guest(format!(
+            "{} is still mounted",
+            mp.display()
+        ))),
     }
 }
 

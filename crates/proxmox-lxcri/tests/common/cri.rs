@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::future::Future;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -433,6 +434,23 @@ disabled_plugins = [
     {
         let fut = call(self.runtime_client.clone());
         self.block(fut)
+    }
+
+    /// Like [`Cri::runtime`], but None when the call takes longer than `timeout` (a call
+    /// that containerd may keep retrying, as a pod's stop while its runtime cannot delete).
+    pub fn runtime_within<T, F>(
+        &self,
+        timeout: Duration,
+        call: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Option<Result<T, tonic::Status>>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = call(self.runtime_client.clone());
+        self.rt
+            .block_on(async { tokio::time::timeout(timeout, fut).await })
+            .ok()
+            .map(|r| r.map(tonic::Response::into_inner))
     }
 
     /// Like [`Cri::runtime`] for cleanup: no panic (we may be unwinding), None on an error
@@ -913,4 +931,60 @@ fn log_tail(dir: &Path, n: usize) -> String {
     let log = fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The verbose `info` of a PodSandboxStatus or ContainerStatus (containerd's JSON).
+pub fn verbose_info(info: &std::collections::HashMap<String, String>) -> serde_json::Value {
+    let raw = info
+        .get("info")
+        .expect("verbose status has an `info` entry");
+    serde_json::from_str(raw).unwrap_or_else(|e| panic!("info is not JSON ({e}): {raw}"))
+}
+
+/// The pid containerd knows for a pod's sandbox (the runtime's `--pid-file` pid).
+pub fn sandbox_pid(cri: &Cri, pod: &str) -> (u32, serde_json::Value) {
+    let req = k8s_cri::v1::PodSandboxStatusRequest {
+        pod_sandbox_id: pod.into(),
+        verbose: true,
+    };
+    let r = cri
+        .runtime(|mut c| async move { c.pod_sandbox_status(req).await })
+        .expect("PodSandboxStatus verbose");
+    let info = verbose_info(&r.info);
+    let pid = info["pid"].as_u64().expect("sandbox pid") as u32;
+    (pid, info)
+}
+
+pub fn container_pid(cri: &Cri, id: &str) -> u32 {
+    let req = k8s_cri::v1::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: true,
+    };
+    let r = cri
+        .runtime(|mut c| async move { c.container_status(req).await })
+        .expect("ContainerStatus verbose");
+    verbose_info(&r.info)["pid"]
+        .as_u64()
+        .expect("container pid") as u32
+}
+
+/// The inode of a namespace file (`/proc/<pid>/ns/<kind>` or a bind-mounted netns).
+pub fn ns_inode(path: &str) -> u64 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .ino()
+}
+
+/// GET `/` of `addr` (ip:port) from the host over plain HTTP/1.0: the body, or None when it
+/// does not answer. (busybox-static's wget crashes in glibc's NSS on the host.)
+pub fn host_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sa: std::net::SocketAddr = addr.parse().expect("ip:port");
+    let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.trim().to_string())
 }

@@ -29,6 +29,7 @@ use crate::runtime::Runtime;
 use crate::state::ContainerState;
 
 pub mod lxc;
+pub mod pod_member;
 pub mod pve_lxc;
 pub mod pve_vm;
 
@@ -43,6 +44,9 @@ pub enum EngineRecord {
     PveLxc(pve_lxc::PveLxcRecord),
     #[serde(rename = "pve-vm")]
     PveVm(pve_vm::PveVmRecord),
+    /// A container inside a pod's CT (pve-lxc).
+    #[serde(rename = "pve-lxc-pod-member")]
+    PodMember(pod_member::PodMemberRecord),
 }
 
 impl EngineRecord {
@@ -53,13 +57,16 @@ impl EngineRecord {
         match self {
             EngineRecord::Lxc(r) => r.volume.is_some(),
             EngineRecord::PveLxc(_) | EngineRecord::PveVm(_) => true,
+            // Its mounts and cgroup go with a reboot; its directory with
+            // the sandbox's.
+            EngineRecord::PodMember(_) => false,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             EngineRecord::Lxc(_) => Backend::Lxc.name(),
-            EngineRecord::PveLxc(_) => Backend::PveLxc.name(),
+            EngineRecord::PveLxc(_) | EngineRecord::PodMember(_) => Backend::PveLxc.name(),
             EngineRecord::PveVm(_) => Backend::PveVm.name(),
         }
     }
@@ -121,6 +128,12 @@ pub trait Engine {
     /// Host uid and gid of the container's root, when it is mapped (a user
     /// namespace): its exchange files must be its.
     fn mapped_root(&self, spec: &Spec) -> Option<(u32, u32)>;
+
+    /// Make the directory the exchange files live in (`cx.paths.exchange`,
+    /// or a place it links to), recorded first.
+    fn exchange_dir(&mut self, cx: &mut Cx, mapped_root: Option<(u32, u32)>) -> Result<PathBuf> {
+        exchange_dir(cx.rt, &cx.state.id, &cx.paths, mapped_root)
+    }
 
     /// The spec in the engine's terms: LXC keys (only those the engine
     /// writes) and the init's part.
@@ -212,6 +225,7 @@ pub fn for_record(rec: &EngineRecord) -> Box<dyn Engine> {
         EngineRecord::Lxc(_) => Box::new(lxc::LxcEngine::default()),
         EngineRecord::PveLxc(_) => Box::new(pve_lxc::PveLxcEngine::default()),
         EngineRecord::PveVm(_) => Box::new(pve_vm::PveVmEngine::default()),
+        EngineRecord::PodMember(_) => Box::new(pod_member::PodMemberEngine::default()),
     }
 }
 

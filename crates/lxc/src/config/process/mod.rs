@@ -89,5 +89,6 @@ pub(crate) fn translate(
         start_container_hooks,
         hook_state: serde_json::Value::Null,
         exec_in_place: false,
+        agent: false,
     })
 }

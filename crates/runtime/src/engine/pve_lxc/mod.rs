@@ -47,6 +47,7 @@ mod make;
 mod monitor;
 mod node;
 mod plan;
+pub mod pod;
 mod task_log;
 
 pub use gc::OrphanCts;
@@ -210,6 +211,8 @@ pub struct PveLxcEngine {
     last_check: Option<Instant>,
     /// What the node would drop and the runtime applies to the init.
     carried: carry::Carried,
+    /// A CRI pod's sandbox: the pod's CT.
+    sandbox: Option<pod::SandboxPlan>,
 }
 
 impl PveLxcEngine {
@@ -276,9 +279,18 @@ impl Engine for PveLxcEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
         // The [pve] section and its secrets, before anything is made.
         client(rt)?;
+        let sandbox = pod::is_sandbox(&req.annotations);
+        let pod_spec;
+        let spec = match sandbox {
+            true => {
+                pod_spec = pod::sandbox_spec(&req.spec, &req.annotations)?;
+                &pod_spec
+            }
+            false => &req.spec,
+        };
         self.plan = Some(plan::plan(
             &req.id,
-            &req.spec,
+            spec,
             &req.annotations,
             rt.config.pve()?,
             &rt.store.root,
@@ -293,6 +305,10 @@ impl Engine for PveLxcEngine {
                 nets
             },
         )?);
+        if sandbox {
+            let plan = self.plan.as_mut().expect("just planned");
+            self.sandbox = Some(pod::plan_sandbox(rt, req, plan)?);
+        }
         Ok(())
     }
 
@@ -312,13 +328,23 @@ impl Engine for PveLxcEngine {
 
     fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
         let plan = self.planned();
+        let pod_spec;
+        let spec = match &self.sandbox {
+            Some(sp) => {
+                pod_spec = pod::sandbox_spec(spec, &sp.annotations)?;
+                &pod_spec
+            }
+            None => spec,
+        };
         let owned = host_keys(plan.unprivileged, plan.net);
         // The bind mounts that became mount points are Proxmox's.
-        let tr = if plan.mount_points.is_empty() {
+        let mut tr = if plan.mount_points.is_empty() {
             translate_excluding(spec, ctx, &owned)?
         } else {
             translate_excluding(&without_mounts(spec, &plan.mount_points), ctx, &owned)?
         };
+        // The pod's CT: its init also starts the pod's other containers.
+        tr.init.agent = self.sandbox.is_some();
         // Refused before anything is made.
         carry::split(tr.lxc.entries(), names_apparmor(spec))?;
         // The CT's mounts are made by Proxmox's LXC from the node's config:
@@ -354,6 +380,9 @@ impl Engine for PveLxcEngine {
         let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
         self.carried = carried;
         append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;
+        if let Some(sp) = &self.sandbox {
+            pod::prepare_sandbox(sp, &cx.paths.exchange)?;
+        }
         let stdio = crate::sockpath::bind(
             &cx.paths
                 .exchange
@@ -449,6 +478,9 @@ impl Engine for PveLxcEngine {
     fn hand_over(&mut self, cx: &mut Cx, init: ProcRef) -> Result<ProcRef> {
         // Before the OCI process starts (the init waits for `start`).
         self.carried.apply(init.pid)?;
+        if let Some(sp) = &self.sandbox {
+            pod::take_over_netns(sp, init.pid)?;
+        }
         // Proxmox's monitor is the CT init's parent: the pid-file process
         // is ours, made by our monitor in the container's namespaces.
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -90,7 +90,7 @@ pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Re
     match client.lxc_config(node, vmid) {
         Ok(c) => Ok(c
             .get("description")
-            .is_some_and(|d| d.trim() == description(id, root, node))),
+            .is_some_and(|d| description_id(d, root, node).as_deref() == Some(id))),
         Err(e) if is_missing(&e, node, vmid) => Ok(false),
         Err(e) => Err(api("reading the CT config")(e)),
     }

@@ -30,7 +30,9 @@ pub fn description(id: &str, root: &Path, node: &str) -> String {
 pub fn description_id(desc: &str, root: &Path, node: &str) -> Option<String> {
     let rest = desc.trim().strip_prefix("proxmox-lxcri container ")?;
     let (id, _) = rest.split_once(' ')?;
-    (desc.trim() == description(id, root, node)).then(|| id.to_string())
+    // The first line (a pod's CT says more below it).
+    let first = desc.trim().lines().next().unwrap_or_default().trim();
+    (first == description(id, root, node)).then(|| id.to_string())
 }
 
 /// `lxcri-<id>`, in the characters Proxmox allows in tags.
