@@ -61,6 +61,20 @@ pub struct ContainerConfig {
     /// mqueue, cgroup2), in order; `/dev` is the guest's devtmpfs.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// The guest's NICs to configure (`eth0` is the VM's net0).
+    #[serde(default)]
+    pub network: Vec<Nic>,
+}
+
+/// One NIC of the guest: its static IPv4 address and default route.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Nic {
+    pub name: String,
+    /// `10.0.0.2/24`
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 /// One mount of a kernel file system inside the guest.
@@ -242,6 +256,7 @@ mod tests {
                         hard: 4096,
                     }],
                     mounts: vec![],
+                    network: vec![],
                 }),
             }),
             Frame {

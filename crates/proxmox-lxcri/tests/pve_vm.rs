@@ -207,6 +207,12 @@ fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
         "{conf}"
     );
     assert_eq!(conf["serial0"], "socket", "{conf}");
+    let net0 = conf["net0"].as_str().unwrap();
+    assert!(
+        net0.starts_with("virtio=BC:24:11:")
+            && net0.contains(&format!("bridge={}", env.emu().bridge().unwrap())),
+        "{net0}"
+    );
     assert_eq!(conf["name"], "lxcri-c1", "{conf}");
     let tags = conf["tags"].as_str().unwrap();
     assert!(
@@ -339,6 +345,14 @@ fn what_a_vm_cannot_do_is_refused_before_anything_is_made() {
         (
             json!({"annotations": {"io.proxmox-lxcri.storage.quota": "8 G"}}),
             "quota",
+        ),
+        (
+            json!({"annotations": {"io.proxmox-lxcri.net.ip": "10.0.0.2/24,bridge=evil"}}),
+            "net.ip",
+        ),
+        (
+            json!({"annotations": {"io.proxmox-lxcri.net.ip": "dhcp"}}),
+            "DHCP",
         ),
     ]
     .into_iter()
@@ -576,4 +590,51 @@ fn a_create_killed_at_any_instant_leaves_nothing_after_delete() {
         env.assert_gone_state(&id);
         assert_node_empty_after(&env, &format!("(create killed after {ms} ms)"));
     }
+}
+
+/// net0 on the emulator's bridge with the address of the net annotations:
+/// the guest sets it on eth0 with its default route, and reaches the host
+/// over the bridge (the VM's tap, made by QEMU as on a node).
+#[test]
+fn the_guest_gets_its_address_and_reaches_the_bridge() {
+    let env = vm_env();
+    let br = env.emu().bridge().unwrap().to_string();
+    let net = format!("10.252.{}", testkit::unique() % 250 + 1);
+    testkit::sh("ip", &["addr", "add", &format!("{net}.1/24"), "dev", &br]);
+    let b = env.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            &format!("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep -o '^default via [0-9.]*'; ping -c 1 -W 5 {net}.1 >/dev/null && echo pinged"),
+        ],
+        |s| {
+            s["annotations"] = json!({
+                "io.proxmox-lxcri.net.ip": format!("{net}.2/24"),
+                "io.proxmox-lxcri.net.gw": format!("{net}.1"),
+            });
+            // busybox ping needs a raw socket.
+            for set in ["bounding", "effective", "permitted"] {
+                s["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_NET_RAW"));
+            }
+        },
+    );
+    let o = run(&env, "n1", &b);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out,
+        format!("inet {net}.2/24\ndefault via {net}.1\npinged\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_node_empty(&env);
 }

@@ -33,6 +33,8 @@ use proxmox_lxcri_lxc::init::{self, prepare, process};
 
 pub use agent_proto::CMDLINE_FLAG;
 
+mod net;
+
 /// The modules to load, one path a line in load order (written by the
 /// runtime's initramfs builder).
 pub const MODULES_LIST: &str = "/lxcri/modules";
@@ -585,6 +587,9 @@ fn enter_root(cfg: &ContainerConfig) -> Result<(), String> {
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     for m in &cfg.mounts {
         mount_fs(m)?;
+    }
+    if !cfg.network.is_empty() {
+        net::configure(&cfg.network)?;
     }
     if let Some(h) = &cfg.hostname {
         nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Error, Result};
 
 /// Modules the guest loads (with their dependencies), when the kernel has
-/// them as modules: the disk is virtio-blk on virtio-pci. ext4 and the
+/// them as modules: the disk is virtio-blk, the NIC virtio-net, both on
+/// virtio-pci. ext4 and the
 /// 8250 serial port are built into Debian's cloud kernel; where they are
 /// modules they are loaded too.
-const WANTED: &[&str] = &["virtio_pci", "virtio_blk", "ext4", "8250"];
+const WANTED: &[&str] = &["virtio_pci", "virtio_blk", "virtio_net", "ext4", "8250"];
 /// Bumped when the initramfs's layout changes (part of the cache key).
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 
 /// The guest kernel: its image, version and module directory.
 #[derive(Debug, Clone)]

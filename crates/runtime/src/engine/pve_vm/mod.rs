@@ -31,7 +31,8 @@ use pve_client::{Client, Params, Upid};
 use serde::{Deserialize, Serialize};
 
 use super::pve_lxc::{
-    api, client, description, description_id, id_tag, jitter, wait, PveRecord, TAG,
+    api, client, description, description_id, id_tag, jitter, wait, PveRecord,
+    NET_ANNOTATION_PREFIX, TAG,
 };
 use super::{Cx, Engine, EngineRecord, Request};
 use crate::config::PveSection;
@@ -184,7 +185,135 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
         hostname,
         rlimits,
         mounts,
+        network: vec![],
     })
+}
+
+/// net0 of the VM (Proxmox's property string) and what the guest sets on
+/// its eth0, from `[pve] bridge` and the `io.proxmox-lxcri.net.*`
+/// annotations (as for CTs). None: the spec keeps the host's network
+/// namespace, which a VM cannot share, so it gets no NIC.
+fn net0(
+    spec: &Spec,
+    annotations: &std::collections::BTreeMap<String, String>,
+    cfg: &PveSection,
+) -> Result<Option<(String, proxmox_lxcri_agent_proto::Nic)>> {
+    let own_netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        });
+    if !own_netns {
+        return Ok(None);
+    }
+    let ann = |k: &str| {
+        annotations
+            .get(&format!("{NET_ANNOTATION_PREFIX}{k}"))
+            .cloned()
+    };
+    let bad = |k: &str, v: &str, why: &str| {
+        Error::Spec(format!(
+            "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: {why}"
+        ))
+    };
+    if annotations.contains_key(crate::network::NETWORK_ANNOTATION) {
+        return Err(unsupported(format!(
+            "annotation {}: configured networks reach CTs only so far; use {NET_ANNOTATION_PREFIX}ip/gw",
+            crate::network::NETWORK_ANNOTATION
+        )));
+    }
+    for k in ["ip6", "gw6", "nameserver", "searchdomain"] {
+        if let Some(v) = ann(k) {
+            return Err(unsupported(format!(
+                "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: the guest sets IPv4 only so far"
+            )));
+        }
+    }
+    let bridge = ann("bridge").unwrap_or_else(|| cfg.bridge.clone());
+    if bridge.is_empty()
+        || bridge.len() > 15
+        || !bridge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(bad("bridge", &bridge, "not an interface name"));
+    }
+    let mut net0 = match ann("hwaddr") {
+        Some(mac) => {
+            let ok = mac.len() == 17
+                && mac.split(':').count() == 6
+                && mac
+                    .split(':')
+                    .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                return Err(bad("hwaddr", &mac, "a MAC address like BC:24:11:00:00:01"));
+            }
+            format!("virtio={mac},bridge={bridge}")
+        }
+        None => format!("virtio,bridge={bridge}"),
+    };
+    if let Some(v) = ann("vlan") {
+        let tag: u16 = v
+            .parse()
+            .ok()
+            .filter(|t| (1..=4094).contains(t))
+            .ok_or_else(|| bad("vlan", &v, "a VLAN id 1-4094"))?;
+        net0.push_str(&format!(",tag={tag}"));
+    }
+    if let Some(v) = ann("mtu") {
+        let mtu: u16 = v
+            .parse()
+            .ok()
+            .filter(|m| (576..=65520).contains(m))
+            .ok_or_else(|| bad("mtu", &v, "an MTU 576-65520"))?;
+        net0.push_str(&format!(",mtu={mtu}"));
+    }
+    if let Some(v) = ann("firewall") {
+        let on = match v.as_str() {
+            "1" | "true" => 1,
+            "0" | "false" => 0,
+            _ => return Err(bad("firewall", &v, "use true or false")),
+        };
+        net0.push_str(&format!(",firewall={on}"));
+    }
+    let address = match ann("ip") {
+        None => None,
+        Some(v) if v == "dhcp" => {
+            return Err(unsupported(format!(
+                "annotation {NET_ANNOTATION_PREFIX}ip=dhcp: the guest has no DHCP client yet; give \
+                 an address (10.0.0.2/24)"
+            )))
+        }
+        Some(v) => {
+            let ok = v.split_once('/').is_some_and(|(a, p)| {
+                a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32)
+            });
+            if !ok {
+                return Err(bad(
+                    "ip",
+                    &v,
+                    "an IPv4 address with its prefix, like 10.0.0.2/24",
+                ));
+            }
+            Some(v)
+        }
+    };
+    let gateway = match ann("gw") {
+        None => None,
+        Some(v) if v.parse::<std::net::Ipv4Addr>().is_ok() => Some(v),
+        Some(v) => return Err(bad("gw", &v, "an IPv4 address")),
+    };
+    Ok(Some((
+        net0,
+        proxmox_lxcri_agent_proto::Nic {
+            name: "eth0".into(),
+            address,
+            gateway,
+        },
+    )))
 }
 
 /// The VM's name: a DNS name Proxmox accepts, from the container id.
@@ -526,18 +655,10 @@ impl Engine for PveVmEngine {
             .set("ostype", "l26")
             .set("serial0", "socket")
             .set("serial1", "socket");
-        if !cfg.bridge.is_empty() {
-            if !cfg
-                .bridge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                return Err(Error::Config(format!(
-                    "pve.bridge {:?}: not an interface name",
-                    cfg.bridge
-                )));
-            }
-            params = params.set("net0", format!("virtio,bridge={}", cfg.bridge));
+        let mut container = container;
+        if let Some((net0, nic)) = net0(&req.spec, &req.annotations, cfg)? {
+            params = params.set("net0", net0);
+            container.network = vec![nic];
         }
         params = limits(&req.spec, cfg, params)?;
         self.plan = Some(VmPlan {
