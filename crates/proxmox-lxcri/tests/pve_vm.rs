@@ -404,6 +404,30 @@ fn what_a_vm_cannot_do_is_refused_before_anything_is_made() {
     assert!(err.contains("only root can set 'args'"), "{err}");
     env.assert_gone_state("tok1");
     assert_node_empty(&env);
+    // doctor says so beforehand, and is content with the root@pam config.
+    let doctor = |cfg: &Path| -> Value {
+        let o = std::process::Command::new(support::BIN)
+            .arg("--root")
+            .arg(&env.root)
+            .arg("--config")
+            .arg(cfg)
+            .args(["doctor", "--json"])
+            .output()
+            .unwrap();
+        let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+        rep["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "pve-vm guest")
+            .cloned()
+            .unwrap_or_else(|| panic!("no pve-vm check: {rep}"))
+    };
+    let c = doctor(&tok);
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("root@pam"), "{c}");
+    let c = doctor(env.config.as_ref().unwrap());
+    assert_eq!(c["status"], "ok", "{c}");
 }
 
 /// An API failure at each request of create and start: a clear error, and
