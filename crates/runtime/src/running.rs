@@ -262,6 +262,11 @@ impl Runtime {
             "events",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
+        // A VM's cgroups are the guest's: the host has none of its own to
+        // report (the monitor's is the caller's).
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            return Ok(json!({"type": "stats", "id": id, "data": {}}));
+        }
         let pid = st.init.expect("live").pid;
         Ok(json!({"type": "stats", "id": id, "data": Cgroup::of_pid(pid).stats()}))
     }
@@ -277,13 +282,15 @@ impl Runtime {
     ) -> Result<()> {
         // The cgroup is found while the container lives and kept: an OOM
         // kill of its init must still be seen after it is gone.
-        let mem = self
-            .live(
-                id,
-                "events",
-                &[Status::Created, Status::Running, Status::Paused],
-            )?
+        let st = self.live(
+            id,
+            "events",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        // Not a VM's: its monitor's cgroup is the caller's.
+        let mem = st
             .init
+            .filter(|_| !matches!(st.engine, crate::engine::EngineRecord::PveVm(_)))
             .and_then(|i| Cgroup::of_pid(i.pid).memory_dir());
         let oom_kills = || mem.as_deref().and_then(Cgroup::oom_kills).unwrap_or(0);
         let mut seen = oom_kills();

@@ -199,6 +199,7 @@ impl Runtime {
             Status::Stopped => {}
         }
         if st.status == Status::Running
+            && !matches!(st.engine, engine::EngineRecord::PveVm(_))
             && st.init.is_some_and(|i| Cgroup::of_pid(i.pid).is_frozen())
         {
             st.status = Status::Paused;
@@ -227,7 +228,10 @@ impl Runtime {
             let Some(sig) = sig else { return Ok(()) };
             let init = st.init.expect("live containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
-            if all {
+            // A VM's processes are in the guest; our monitor's cgroup is
+            // the caller's (containerd's), never to be signalled whole.
+            let in_guest = matches!(st.engine, engine::EngineRecord::PveVm(_));
+            if all && !in_guest {
                 for pid in Cgroup::of_pid(init.pid).pids() {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
                 }
