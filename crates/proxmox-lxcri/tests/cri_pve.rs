@@ -554,6 +554,39 @@ fn twenty_pods_at_once_are_twenty_cts_with_distinct_addresses_and_leave_nothing(
     assert!(pod_mounts(&refs).is_empty(), "{:?}", pod_mounts(&refs));
 }
 
+#[test]
+fn a_pods_containers_run_on_its_sandboxs_engine() {
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-lxc");
+    let cri = Cri::start(&runtime());
+    let emu = cri.pve.as_ref().expect("an emulator");
+    // The runtime's default is pve-lxc; the pod asks for the lxc engine (a pod annotation,
+    // which containerd gives the sandbox only).
+    let mut config = cri.pod_config("pod-l", "pod-l");
+    config
+        .annotations
+        .insert("io.proxmox-lxcri.backend".into(), "lxc".into());
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
+    let c = cri
+        .create_container(&pod, &config, "app", &["sleep", "1000"])
+        .expect("CreateContainer");
+    cri.start_container(&c)
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", cri.log_tail(30)));
+    assert!(emu.ct_ids().is_empty(), "a CT was made: {:?}", emu.ct_ids());
+    let state = std::fs::read_to_string(
+        cri.runtime_root(HANDLER)
+            .join("containers")
+            .join(&c)
+            .join("state.json"),
+    )
+    .expect("the container's state");
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["engine"], "lxc", "{state}");
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
+
 fn median_ms(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1000.0
@@ -593,14 +626,8 @@ fn bench_pods_on_each_engine() {
                     .annotations
                     .insert("io.proxmox-lxcri.backend".into(), backend.into());
             }
-            let container = |cname: &str| {
-                let mut c = cri.container_config(cname, &sleeper);
-                if !backend.is_empty() {
-                    c.annotations
-                        .insert("io.proxmox-lxcri.backend".into(), backend.into());
-                }
-                c
-            };
+            // The containers follow their sandbox's engine (no annotation of their own).
+            let container = |cname: &str| cri.container_config(cname, &sleeper);
             let t0 = Instant::now();
             let pod = cri
                 .run_pod(&config, handler)
