@@ -16,6 +16,7 @@ mod common {
     pub mod cri;
     #[path = "../support/emulator.rs"]
     pub mod emulator;
+    pub mod streaming;
 }
 
 use std::path::PathBuf;
@@ -317,6 +318,9 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "the restarted container is not on the pod IP {ip}: {log:?}"
     );
     assert_eq!(emu.ct_ids(), cts, "the restart made a CT");
+
+    // kubectl exec/attach/port-forward: the streaming server into the pod's CT.
+    common::streaming::exec_attach_and_port_forward(&cri, &pod, &config, 8081);
 
     // StopContainer: TERM reaches httpd.
     cri.stop_container(&server, 10).expect("StopContainer");
