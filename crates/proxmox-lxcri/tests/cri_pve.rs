@@ -210,6 +210,15 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
                 "{c} shares the sandbox's {ns} namespace"
             );
         }
+        // The pid containerd knows is in the container's cgroup (the shim's stats and OOM
+        // events read it from there, as under runc).
+        let pid_cg = std::fs::read_to_string(format!("/proc/{cpid}/cgroup")).unwrap();
+        assert!(
+            pid_cg
+                .lines()
+                .any(|l| l.contains(":memory:") && l.ends_with(&format!("/lxcri-{c}"))),
+            "the pid-file process of {c} is not in its memory cgroup:\n{pid_cg}"
+        );
         // Its processes (an exec joins them) are in a cgroup of its own under the CT's.
         let cg = cri.exec_ok(c, &["cat", "/proc/self/cgroup"]);
         let mem = cg

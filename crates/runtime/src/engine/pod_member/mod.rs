@@ -663,6 +663,12 @@ impl Engine for PodMemberEngine {
         if let Some(m) = cx.monitor.take() {
             let _ = nix::sys::wait::waitpid(m, None);
         }
+        // containerd's shim finds the container's cgroup from the pid-file
+        // pid (its stats and OOM events): the member's, as under runc.
+        for d in &dirs {
+            fs::write(d.join("cgroup.procs"), pid_proc.pid.to_string())
+                .ctx(|| format!("moving the pid-file process into {}", d.display()))?;
+        }
         cx.state.monitor = Some(pid_proc);
         cx.save()?;
         Ok(pid_proc)
