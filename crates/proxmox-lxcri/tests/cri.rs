@@ -23,6 +23,7 @@ mod common {
     pub mod cri;
     #[path = "../support/emulator.rs"]
     pub mod emulator;
+    pub mod streaming;
 }
 
 use std::path::{Path, PathBuf};
@@ -653,6 +654,18 @@ fn the_pod_ip_and_a_host_port_answer_from_the_host() {
         !rules.contains(&format!("--dport {host_port}")),
         "portmap rules left:\n{rules}"
     );
+}
+
+#[test]
+fn exec_attach_and_port_forward_stream_through_the_cri() {
+    let cri = Cri::start(&runtime());
+    let config = cri.pod_config("pod-x", "pod-x");
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
+    common::streaming::exec_attach_and_port_forward(&cri, &pod, &config, 8080);
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
 }
 
 /// Median and 90th percentile of `v` (sorted in place), in ms.

@@ -16,6 +16,7 @@ mod common {
     pub mod cri;
     #[path = "../support/emulator.rs"]
     pub mod emulator;
+    pub mod streaming;
 }
 
 use std::path::PathBuf;
@@ -209,6 +210,15 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
                 "{c} shares the sandbox's {ns} namespace"
             );
         }
+        // The pid containerd knows is in the container's cgroup (the shim's stats and OOM
+        // events read it from there, as under runc).
+        let pid_cg = std::fs::read_to_string(format!("/proc/{cpid}/cgroup")).unwrap();
+        assert!(
+            pid_cg
+                .lines()
+                .any(|l| l.contains(":memory:") && l.ends_with(&format!("/lxcri-{c}"))),
+            "the pid-file process of {c} is not in its memory cgroup:\n{pid_cg}"
+        );
         // Its processes (an exec joins them) are in a cgroup of its own under the CT's.
         let cg = cri.exec_ok(c, &["cat", "/proc/self/cgroup"]);
         let mem = cg
@@ -298,6 +308,28 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     let st = cri.wait_exited(&job, Duration::from_secs(20));
     assert_eq!(st.exit_code, 3, "{st:?}");
     cri.remove_container(&job).expect("RemoveContainer job");
+    // Its restart (attempt 1) runs in the same CT, on the pod's address.
+    let mut again = cri.container_config("job", &["sh", "-c", "ip -o -4 addr show dev eth0"]);
+    again.metadata.as_mut().unwrap().attempt = 1;
+    again.log_path = "job_1.log".into();
+    let job2 = cri
+        .create_container_cfg(&pod, &config, again)
+        .expect("CreateContainer job, attempt 1");
+    cri.start_container(&job2)
+        .expect("StartContainer job, attempt 1");
+    let st = cri.wait_exited(&job2, Duration::from_secs(20));
+    assert_eq!(st.exit_code, 0, "{st:?}");
+    let log =
+        std::fs::read_to_string(std::path::Path::new(&config.log_directory).join("job_1.log"))
+            .unwrap_or_default();
+    assert!(
+        log.contains(&format!("{ip}/24")),
+        "the restarted container is not on the pod IP {ip}: {log:?}"
+    );
+    assert_eq!(emu.ct_ids(), cts, "the restart made a CT");
+
+    // kubectl exec/attach/port-forward: the streaming server into the pod's CT.
+    common::streaming::exec_attach_and_port_forward(&cri, &pod, &config, 8081);
 
     // StopContainer: TERM reaches httpd.
     cri.stop_container(&server, 10).expect("StopContainer");
@@ -308,7 +340,13 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     cri.remove_pod(&pod).expect("RemovePodSandbox");
     assert!(emu.ct_ids().is_empty(), "CTs left: {:?}", emu.ct_ids());
     assert!(cri.leases().is_empty(), "leases left: {:?}", cri.leases());
-    let ids = [pod.as_str(), server.as_str(), client.as_str(), job.as_str()];
+    let ids = [
+        pod.as_str(),
+        server.as_str(),
+        client.as_str(),
+        job.as_str(),
+        job2.as_str(),
+    ];
     let left = cri.runtime_leftovers(HANDLER, &ids);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
     assert!(
@@ -453,6 +491,115 @@ fn a_failing_container_leaves_nothing_in_the_pod_and_a_pod_survives_an_api_outag
     );
 }
 
+#[test]
+fn twenty_pods_at_once_are_twenty_cts_with_distinct_addresses_and_leave_nothing() {
+    const N: usize = 20;
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-lxc");
+    let cri = Cri::start(&runtime());
+    let emu = cri.pve.as_ref().expect("an emulator");
+    let configs: Vec<_> = (0..N)
+        .map(|i| cri.pod_config(&format!("par-{i}"), &format!("par-{i}")))
+        .collect();
+    let t0 = Instant::now();
+    let ids: Vec<String> = cri
+        .concurrently(N, Duration::from_secs(600), |i, mut c| {
+            let req = k8s_cri::v1::RunPodSandboxRequest {
+                config: Some(configs[i].clone()),
+                runtime_handler: HANDLER.into(),
+            };
+            async move { c.run_pod_sandbox(req).await }
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|e| panic!("RunPodSandbox par-{i}: {e}\n{}", cri.log_tail(30)))
+                .pod_sandbox_id
+        })
+        .collect();
+    eprintln!("{N} pods (CTs) started concurrently in {:?}", t0.elapsed());
+    assert_eq!(emu.ct_ids().len(), N, "CTs: {:?}", emu.ct_ids());
+    // A container in each, all at once: N agents, no Proxmox task.
+    let tasks = task_count(emu);
+    let containers: Vec<String> = (0..N)
+        .map(|i| {
+            cri.create_container(&ids[i], &configs[i], "app", &["sleep", "1000"])
+                .unwrap_or_else(|e| panic!("CreateContainer in par-{i}: {e}"))
+        })
+        .collect();
+    let started = cri.concurrently(N, Duration::from_secs(300), |i, mut c| {
+        let req = k8s_cri::v1::StartContainerRequest {
+            container_id: containers[i].clone(),
+        };
+        async move { c.start_container(req).await }
+    });
+    for (i, r) in started.into_iter().enumerate() {
+        r.unwrap_or_else(|e| panic!("StartContainer in par-{i}: {e}\n{}", cri.log_tail(30)));
+    }
+    assert_eq!(
+        task_count(emu),
+        tasks,
+        "the pods' containers made Proxmox tasks"
+    );
+    let mut ips: Vec<String> = ids.iter().map(|id| cri.pod_ip(id)).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), N, "pod IPs not distinct: {ips:?}");
+    let removed = cri.concurrently(N, Duration::from_secs(600), |i, mut c| {
+        let id = ids[i].clone();
+        async move {
+            c.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+            c.remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
+                .await
+        }
+    });
+    for (id, r) in ids.iter().zip(removed) {
+        r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", cri.log_tail(30)));
+    }
+    eprintln!("... and removed, {:?} in all", t0.elapsed());
+    assert!(emu.ct_ids().is_empty(), "CTs left: {:?}", emu.ct_ids());
+    assert!(cri.leases().is_empty(), "leases left: {:?}", cri.leases());
+    let refs: Vec<&str> = ids.iter().chain(&containers).map(String::as_str).collect();
+    let left = cri.runtime_leftovers(HANDLER, &refs);
+    assert!(left.is_empty(), "left in the runtime root: {left:?}");
+    assert!(pod_mounts(&refs).is_empty(), "{:?}", pod_mounts(&refs));
+}
+
+#[test]
+fn a_pods_containers_run_on_its_sandboxs_engine() {
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-lxc");
+    let cri = Cri::start(&runtime());
+    let emu = cri.pve.as_ref().expect("an emulator");
+    // The runtime's default is pve-lxc; the pod asks for the lxc engine (a pod annotation,
+    // which containerd gives the sandbox only).
+    let mut config = cri.pod_config("pod-l", "pod-l");
+    config
+        .annotations
+        .insert("io.proxmox-lxcri.backend".into(), "lxc".into());
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
+    let c = cri
+        .create_container(&pod, &config, "app", &["sleep", "1000"])
+        .expect("CreateContainer");
+    cri.start_container(&c)
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", cri.log_tail(30)));
+    assert!(emu.ct_ids().is_empty(), "a CT was made: {:?}", emu.ct_ids());
+    let state = std::fs::read_to_string(
+        cri.runtime_root(HANDLER)
+            .join("containers")
+            .join(&c)
+            .join("state.json"),
+    )
+    .expect("the container's state");
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["engine"], "lxc", "{state}");
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
+
 fn median_ms(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1000.0
@@ -492,14 +639,8 @@ fn bench_pods_on_each_engine() {
                     .annotations
                     .insert("io.proxmox-lxcri.backend".into(), backend.into());
             }
-            let container = |cname: &str| {
-                let mut c = cri.container_config(cname, &sleeper);
-                if !backend.is_empty() {
-                    c.annotations
-                        .insert("io.proxmox-lxcri.backend".into(), backend.into());
-                }
-                c
-            };
+            // The containers follow their sandbox's engine (no annotation of their own).
+            let container = |cname: &str| cri.container_config(cname, &sleeper);
             let t0 = Instant::now();
             let pod = cri
                 .run_pod(&config, handler)

@@ -37,7 +37,14 @@ use crate::state::{now_rfc3339, write_replace, ContainerState, Status, OCI_VERSI
 impl Runtime {
     pub(crate) fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
         let req = request(id, opts)?;
-        let backend = self.config.backend_for(id, &req.annotations)?;
+        let backend = match (
+            req.annotations
+                .contains_key(crate::config::BACKEND_ANNOTATION),
+            engine::pod_member::sandbox_backend(self, &req.annotations),
+        ) {
+            (false, Some(b)) => b,
+            _ => self.config.backend_for(id, &req.annotations)?,
+        };
         *self.chosen_engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.name());
         // A container of a pod whose sandbox is a CT runs inside that CT.
         let mut engine: Box<dyn Engine> =

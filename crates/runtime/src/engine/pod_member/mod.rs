@@ -107,6 +107,27 @@ pub fn sandbox_of(
     }
 }
 
+/// The engine of the pod a new container joins, when its sandbox is one of
+/// ours: a pod's containers run where its sandbox runs unless their own
+/// annotation says otherwise (containerd passes pod annotations to the
+/// sandbox only).
+pub fn sandbox_backend(
+    rt: &Runtime,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Option<crate::config::Backend> {
+    if annotations
+        .get(CONTAINER_TYPE_ANNOTATION)
+        .map(String::as_str)
+        != Some("container")
+    {
+        return None;
+    }
+    let sb = annotations.get(SANDBOX_ID_ANNOTATION)?;
+    crate::id::validate(sb).ok()?;
+    let st = rt.store.load(sb).ok()?;
+    crate::config::Backend::parse(st.engine.name())
+}
+
 /// Where a member's files are, from the sandbox's exchange dir.
 pub fn member_dir(sandbox_exchange: &Path, id: &str) -> PathBuf {
     sandbox_exchange.join(POD_DIR).join(id)
@@ -641,6 +662,12 @@ impl Engine for PodMemberEngine {
         };
         if let Some(m) = cx.monitor.take() {
             let _ = nix::sys::wait::waitpid(m, None);
+        }
+        // containerd's shim finds the container's cgroup from the pid-file
+        // pid (its stats and OOM events): the member's, as under runc.
+        for d in &dirs {
+            fs::write(d.join("cgroup.procs"), pid_proc.pid.to_string())
+                .ctx(|| format!("moving the pid-file process into {}", d.display()))?;
         }
         cx.state.monitor = Some(pid_proc);
         cx.save()?;

@@ -312,3 +312,70 @@ pub fn take_over_netns(sp: &SandboxPlan, init: i32) -> Result<()> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["/pause"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev/shm", "type": "bind", "source": "/run/c/shm",
+                 "options": ["rbind", "ro"]},
+                {"destination": "/etc/resolv.conf", "type": "bind",
+                 "source": "/var/lib/c/resolv.conf", "options": ["rbind", "ro"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "network", "path": "/var/run/netns/cni-1"}],
+                "resources": {"memory": {"limit": 10485760},
+                              "cpu": {"quota": 20000, "period": 100000, "shares": 2}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_sandbox_ct_has_its_own_netns_no_binds_and_a_tmpfs_shm() {
+        let s = sandbox_spec(&spec(), &BTreeMap::new()).unwrap();
+        assert_eq!(netns_path(&s), None);
+        let mounts = s.mounts().clone().unwrap();
+        let dests: Vec<_> = mounts.iter().map(|m| m.destination().clone()).collect();
+        assert_eq!(dests, [PathBuf::from("/proc"), PathBuf::from("/dev/shm")]);
+        assert_eq!(mounts[1].typ().as_deref(), Some("tmpfs"));
+        // Without pod resources the sandbox's own stay as they are.
+        let r = s.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(10 << 20));
+    }
+
+    #[test]
+    fn the_pods_resources_and_the_overhead_size_the_ct() {
+        let ann: BTreeMap<String, String> = [
+            (SANDBOX_MEMORY_ANNOTATION, "268435456"),
+            (SANDBOX_CPU_QUOTA_ANNOTATION, "150000"),
+            (SANDBOX_CPU_PERIOD_ANNOTATION, "100000"),
+            (SANDBOX_CPU_SHARES_ANNOTATION, "1024"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = sandbox_spec(&spec(), &ann).unwrap();
+        let r = s.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some((256 + 10) << 20));
+        let cpu = r.cpu().clone().unwrap();
+        assert_eq!((cpu.quota(), cpu.period()), (Some(170_000), Some(100_000)));
+        assert_eq!(cpu.shares(), Some(1026));
+        let mut bad = ann.clone();
+        bad.insert(SANDBOX_MEMORY_ANNOTATION.into(), "lots".into());
+        assert!(sandbox_spec(&spec(), &bad).is_err());
+    }
+
+    #[test]
+    fn pod_tags_are_what_proxmox_allows() {
+        assert_eq!(tag("Kube-System"), "kube-system");
+        assert_eq!(tag("a b/c"), "a-b-c");
+    }
+}
