@@ -125,6 +125,11 @@ pub enum Body {
     Signal {
         signal: i32,
     },
+    /// The terminal's new size (a process with a terminal).
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
     Exit {
         status: ExitStatus,
     },

@@ -516,9 +516,16 @@ fn ctr_run_through_containerd_runs_in_a_vm() {
     assert!(ctd.containers().is_empty());
     // `ctr run -t`: the process's terminal is a pty of the guest's, relayed
     // to the console containerd gets through --console-socket.
-    let (st, out) = ctd.run_pty(rt, &id, &["sh", "-c", "tty; echo t-ok; exit 2"], &["-t"]);
+    // ctr sizes it as its own terminal (testkit's pty: 24x80).
+    let (st, out) = ctd.run_pty(
+        rt,
+        &id,
+        &["sh", "-c", "tty; sleep 1; stty size; echo t-ok; exit 2"],
+        &["-t"],
+    );
     assert_eq!(st.code(), Some(2), "{out}");
     assert!(out.contains("/dev/pts/0") && out.contains("t-ok"), "{out}");
+    assert!(out.contains("24 80"), "{out}");
     assert!(ctd.containers().is_empty());
     // A detached task, and `ctr task exec` into it (runc's exec --detach).
     let id2 = format!("{}-vm2", ctd.namespace);

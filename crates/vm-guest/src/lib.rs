@@ -421,6 +421,19 @@ impl Agent {
                     p.stdin = None;
                 }
             }
+            Body::Resize { rows, cols } => {
+                if let Some(Some(master)) = procs.get(&s).filter(|p| p.pty).map(|p| &p.outs[0]) {
+                    let ws = libc::winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ with a winsize; the kernel signals
+                    // the process's foreground group (SIGWINCH).
+                    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
+            }
             Body::Signal { signal } => {
                 if let Some(p) = procs.get(&s).filter(|p| p.status.is_none()) {
                     // SAFETY: kill(2) of our child.
@@ -440,6 +453,8 @@ struct Proc {
     outs: [Option<File>; 2],
     status: Option<ExitStatus>,
     ended_at: Option<Instant>,
+    /// outs[0] is a pty's master (process.terminal).
+    pty: bool,
 }
 
 /// Fork and exec a prepared process with pipes for its stdio (the lxc
@@ -509,6 +524,7 @@ fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i
         outs: [Some(File::from(out_r)), err_r.map(File::from)],
         status: None,
         ended_at: None,
+        pty: p.cfg.terminal,
     })
 }
 

@@ -233,7 +233,12 @@ impl Monitor {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(self.a.exchange.join(FIFO_STARTED))
             .ok();
-        if let Err(e) = send(&mut port, Body::Start) {
+        let started_ok = send(&mut port, Body::Start);
+        // The size the console has now (later changes come as SIGWINCH).
+        if let (Ok(()), Some(resize)) = (&started_ok, self.window()) {
+            let _ = send(&mut port, resize);
+        }
+        if let Err(e) = started_ok {
             if let Some(s) = started.as_mut() {
                 let _ = s.write_all(format!("error: {}\n", one_line(&e)).as_bytes());
             }
@@ -267,7 +272,11 @@ impl Monitor {
             let r = poll_in(&fds, -1);
             if r[2] {
                 for s in drain(sigfd) {
-                    let _ = send(port, Body::Signal { signal: s });
+                    let body = match (s, self.window()) {
+                        (libc::SIGWINCH, Some(resize)) => resize,
+                        _ => Body::Signal { signal: s },
+                    };
+                    let _ = send(port, body);
                 }
             }
             if r[0] {
@@ -443,7 +452,28 @@ impl Monitor {
         for fd in 0..3 {
             nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| format!("dup2: {e}"))?;
         }
+        // Our controlling terminal (we lead a session of our own): a resize
+        // of the master (containerd's) reaches us as SIGWINCH.
+        // SAFETY: ioctl on fd 0 with an integer argument.
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
         Ok(())
+    }
+
+    /// The host terminal's size, for the guest's pty (None: no terminal,
+    /// or not sized yet).
+    fn window(&self) -> Option<Body> {
+        if !self.a.terminal {
+            return None;
+        }
+        // SAFETY: TIOCGWINSZ into a winsize.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } != 0 || ws.ws_row == 0 {
+            return None;
+        }
+        Some(Body::Resize {
+            rows: ws.ws_row,
+            cols: ws.ws_col,
+        })
     }
 
     fn record_exit(&self, st: ExitStatus) {
