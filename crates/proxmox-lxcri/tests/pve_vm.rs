@@ -558,6 +558,20 @@ fn ctr_run_through_containerd_runs_in_a_vm() {
         "{}",
         ctd.explain(&o)
     );
+    // `ctr task exec -t`: a terminal of its own in the guest, sized as ctr's.
+    let (st, out) = ctd.ctr_pty(&[
+        "task",
+        "exec",
+        "-t",
+        "--exec-id",
+        "x2",
+        &id2,
+        "sh",
+        "-c",
+        "tty; sleep 1; stty size; exit 4",
+    ]);
+    assert_eq!(st.code(), Some(4), "{out}");
+    assert!(out.contains("/dev/pts/") && out.contains("24 80"), "{out}");
     let o = ctd.ctr(&["task", "kill", &id2]);
     assert!(o.status.success(), "{}", ctd.explain(&o));
     ctd.wait_status(&id2, "STOPPED", std::time::Duration::from_secs(60));

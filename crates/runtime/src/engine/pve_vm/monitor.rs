@@ -346,6 +346,7 @@ impl Monitor {
                         b @ (Body::Exec { .. }
                         | Body::Stdin { .. }
                         | Body::StdinClose
+                        | Body::Resize { .. }
                         | Body::Signal { .. }) => b,
                         _ => continue,
                     };
