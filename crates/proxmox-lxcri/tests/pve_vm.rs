@@ -287,8 +287,22 @@ fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
     // On the host the container is only our monitor (the pid-file pid).
     let ps: Vec<i64> = serde_json::from_str(&env.ok(&["ps", "--format", "json", "c1"])).unwrap();
     assert_eq!(ps, vec![pid as i64]);
-    // pause and update would act on the host's monitor: refused, named.
-    let err = env.fails(&["pause", "c1"]);
+    // pause suspends the whole VM (Proxmox's suspend), resume goes on.
+    env.ok(&["pause", "c1"]);
+    assert_eq!(env.status("c1"), "paused");
+    let qmp = |env: &Env| {
+        env.emu()
+            .get(&format!("/nodes/pve/qemu/{vmid}/status/current"))["data"]["qmpstatus"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(qmp(&env), "paused");
+    env.ok(&["resume", "c1"]);
+    assert_eq!(env.status("c1"), "running");
+    assert_eq!(qmp(&env), "running");
+    // update would act on the host's monitor: refused, named.
+    let err = env.fails(&["update", "--memory", "300M", "c1"]);
     assert!(err.contains("pve-vm"), "{err}");
     // runc's events --stats: the host has no cgroup of a VM's to report.
     let ev: Value = serde_json::from_str(env.ok(&["events", "--stats", "c1"]).trim()).unwrap();

@@ -197,14 +197,20 @@ impl Runtime {
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "pause", &[Status::Running])?;
-        refuse_vm(&st, "pause")?;
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            return crate::engine::pve_vm::pause(self, &st, &paths, true);
+        }
         Ok(Cgroup::of_pid(st.init.expect("live").pid).freeze()?)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "resume", &[Status::Paused])?;
-        refuse_vm(&st, "resume")?;
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            return crate::engine::pve_vm::pause(self, &st, &paths, false);
+        }
         Ok(Cgroup::of_pid(st.init.expect("live").pid).thaw()?)
     }
 

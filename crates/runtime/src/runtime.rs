@@ -198,11 +198,17 @@ impl Runtime {
             }
             Status::Stopped => {}
         }
-        if st.status == Status::Running
-            && !matches!(st.engine, engine::EngineRecord::PveVm(_))
-            && st.init.is_some_and(|i| Cgroup::of_pid(i.pid).is_frozen())
-        {
-            st.status = Status::Paused;
+        if st.status == Status::Running {
+            let paused = match st.engine {
+                // Suspended by `pause` (the VM, not a cgroup).
+                engine::EngineRecord::PveVm(_) => {
+                    paths.exchange.join(engine::pve_vm::FILE_PAUSED).exists()
+                }
+                _ => st.init.is_some_and(|i| Cgroup::of_pid(i.pid).is_frozen()),
+            };
+            if paused {
+                st.status = Status::Paused;
+            }
         }
         if st.status == Status::Stopped && st.exit_status.is_none() {
             st.exit_status = exchange::exit_code(&paths.exchange);
@@ -241,7 +247,7 @@ impl Runtime {
                 engine::for_record(&st.engine).killed(self, &st)?;
             }
             // A frozen task dies of SIGKILL only once thawed.
-            if st.status == Status::Paused && sig == Signal::SIGKILL {
+            if st.status == Status::Paused && sig == Signal::SIGKILL && !in_guest {
                 let _ = Cgroup::of_pid(init.pid).thaw();
             }
             Ok(())
@@ -305,7 +311,10 @@ impl Runtime {
             let engine = engine::for_record(&st.engine);
             if let Some(init) = st.init {
                 exchange::signal_init(&paths, &init, Signal::SIGKILL)?;
-                if st.status == Status::Paused {
+                // (A VM's monitor is in the caller's cgroup, never frozen.)
+                if st.status == Status::Paused
+                    && !matches!(st.engine, engine::EngineRecord::PveVm(_))
+                {
                     let _ = Cgroup::of_pid(init.pid).thaw();
                 }
             } else {

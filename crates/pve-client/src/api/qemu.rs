@@ -57,6 +57,16 @@ impl Client {
         self.qemu_action(node, vmid, "start", &Params::new())
     }
 
+    /// `POST .../status/suspend` (the VM paused in place, QMP `stop`).
+    pub fn qemu_suspend(&self, node: &str, vmid: u32) -> Result<Upid> {
+        self.qemu_action(node, vmid, "suspend", &Params::new())
+    }
+
+    /// `POST .../status/resume`.
+    pub fn qemu_resume(&self, node: &str, vmid: u32) -> Result<Upid> {
+        self.qemu_action(node, vmid, "resume", &Params::new())
+    }
+
     /// `POST .../status/stop` (like pulling the plug).
     pub fn qemu_stop(&self, node: &str, vmid: u32) -> Result<Upid> {
         self.qemu_action(node, vmid, "stop", &Params::new())

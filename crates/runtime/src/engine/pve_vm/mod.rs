@@ -828,7 +828,42 @@ impl Engine for PveVmEngine {
     }
 }
 
-/// For `exec`, `pause`, `resume`, `update` on a VM: not there yet.
+/// In the exchange dir while the VM is suspended by `pause`.
+pub const FILE_PAUSED: &str = "paused";
+
+/// `pause` (the whole VM suspended, as `qm suspend`) or `resume`; the
+/// marker file is what `state` reads (it asks no API).
+pub fn pause(rt: &Runtime, st: &ContainerState, paths: &Paths, pause: bool) -> Result<()> {
+    let Some(vmid) = record_of(st).and_then(|r| r.vmid) else {
+        return Ok(());
+    };
+    let cfg = rt.config.pve()?;
+    let client = client(rt)?;
+    let what = format!(
+        "{} VM {vmid}",
+        if pause { "suspending" } else { "resuming" }
+    );
+    let upid = if pause {
+        client.qemu_suspend(&cfg.node, vmid)
+    } else {
+        client.qemu_resume(&cfg.node, vmid)
+    }
+    .map_err(api(&what))?;
+    wait(client, cfg, &upid, &what)?;
+    let marker = paths.exchange.join(FILE_PAUSED);
+    if pause {
+        crate::state::write_atomic(&marker, b"1")
+    } else {
+        match fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("removing {}", marker.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// For `update` on a VM: not there yet.
 pub fn refuse(op: &str) -> Error {
     Error::Unsupported(format!(
         "{op}: not supported by the pve-vm engine yet (the container runs in a QEMU VM); \
