@@ -422,6 +422,35 @@ fn what_a_vm_cannot_do_is_refused_before_anything_is_made() {
     assert!(err.contains("only root can set 'args'"), "{err}");
     env.assert_gone_state("tok1");
     assert_node_empty(&env);
+    // A guest kernel that is not there: said at create, nothing made.
+    let nok = env.tmp.path().join("nokernel.toml");
+    let text = std::fs::read_to_string(env.config.as_ref().unwrap())
+        .unwrap()
+        .replacen(
+            "[pve]\n",
+            "[pve]\nvm_kernel = \"/nonexistent/vmlinuz-9.9-cloud-amd64\"\n",
+            1,
+        );
+    std::fs::write(&nok, text).unwrap();
+    let o = std::process::Command::new(support::BIN)
+        .arg("--root")
+        .arg(&env.root)
+        .arg("--config")
+        .arg(&nok)
+        .args(["create", "--bundle"])
+        .arg(&b)
+        .arg("nok1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pve.vm_kernel /nonexistent/vmlinuz-9.9-cloud-amd64"),
+        "{err}"
+    );
+    env.assert_gone_state("nok1");
+    assert_node_empty(&env);
     // doctor says so beforehand, and is content with the root@pam config.
     let doctor = |cfg: &Path| -> Value {
         let o = std::process::Command::new(support::BIN)
