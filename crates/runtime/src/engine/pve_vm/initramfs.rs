@@ -169,8 +169,13 @@ pub fn ensure(root: &Path, kernel: &Kernel, binary: &Path) -> Result<PathBuf> {
     fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
     let out = dir.join(format!("initramfs-{:016x}.cpio", h.finish()));
     if out.exists() {
+        // Its mtime says when it was last used (see prune).
+        if let Ok(f) = fs::File::options().write(true).open(&out) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         return Ok(out);
     }
+    prune(&dir);
     check_arg("the initramfs path (under --root)", &out)?;
     let tmp = dir.join(format!(".initramfs-{}.tmp", std::process::id()));
     let res = build(&tmp, kernel, binary);
@@ -180,6 +185,30 @@ pub fn ensure(root: &Path, kernel: &Kernel, binary: &Path) -> Result<PathBuf> {
     }
     fs::rename(&tmp, &out).ctx(|| format!("renaming to {}", out.display()))?;
     Ok(out)
+}
+
+/// How long an initramfs of another kernel or binary is kept unused (a
+/// runtime of another version may still use it).
+const KEEP_UNUSED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Remove initramfs files nobody used for [`KEEP_UNUSED`] (each build of
+/// the runtime makes a new one), and temporary files of builds that died.
+fn prune(dir: &Path) {
+    let now = std::time::SystemTime::now();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = (name.starts_with("initramfs-") && name.ends_with(".cpio"))
+            || name.starts_with(".initramfs-");
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > KEEP_UNUSED);
+        if ours && old {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 fn build(out: &Path, kernel: &Kernel, binary: &Path) -> Result<()> {
@@ -383,6 +412,28 @@ mod tests {
                 "dev\ndev/console\ninit\n"
             );
         }
+    }
+
+    #[test]
+    fn unused_initramfs_files_are_pruned_after_a_week() {
+        let t = tempfile::tempdir().unwrap();
+        let old = t.path().join("initramfs-0000000000000001.cpio");
+        let new = t.path().join("initramfs-0000000000000002.cpio");
+        let other = t.path().join("notes.txt");
+        for p in [&old, &new, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        let weeks_ago = std::time::SystemTime::now() - KEEP_UNUSED * 2;
+        for p in [&old, &other] {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(weeks_ago)
+                .unwrap();
+        }
+        prune(t.path());
+        assert!(!old.exists() && new.exists() && other.exists());
     }
 
     #[test]
