@@ -43,6 +43,15 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
     apt-get install -y -qq --no-install-recommends --allow-downgrades \
         qemu-system-x86 qemu-utils/bookworm qemu-block-extra/bookworm >/dev/null
 fi
+# The pve-vm engine boots its guests with a distribution kernel on the node
+# (Debian's cloud flavour: virtio drivers, small, no initramfs needed from
+# Debian; the runtime builds its own). Installing it changes no boot entry
+# of this machine that matters to the tests (containers do not boot it).
+if ! ls /boot/vmlinuz-*cloud-amd64 >/dev/null 2>&1; then
+    echo "install-deps: installing linux-image-cloud-amd64 (pve-vm guest kernel)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends linux-image-cloud-amd64 >/dev/null
+fi
 # Services of packages installed here are not started (see policy-rc.d
 # above); the tests run their own containerd and dockerd instances.
 command -v cargo >/dev/null || {

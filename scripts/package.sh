@@ -72,13 +72,14 @@ Architecture: $arch
 Maintainer: proxmox-lxcri builders <root@localhost>
 Installed-Size: $size
 Depends: lxc
-Suggests: zfsutils-linux | zfs-fuse, prometheus, containerd
+Suggests: zfsutils-linux | zfs-fuse, prometheus, containerd, linux-image-cloud-amd64, qemu-system-x86
 Section: admin
 Priority: optional
 Homepage: https://github.com/proxmox-lxcri/proxmox-lxcri
 Description: OCI runtime (runc-compatible) running containers as LXC / Proxmox VE guests
  proxmox-lxcri is driven by containerd like runc, and runs each container
- with liblxc on this host or as a Proxmox VE CT through the Proxmox API.
+ with liblxc on this host, or as a Proxmox VE CT or QEMU VM through the
+ Proxmox API (a VM boots linux-image-cloud-amd64 with this binary as init).
  Includes pve-emulator (a Proxmox VE node in a box for trying it out), a
  CNI plugin (/usr/lib/cni/proxmox-lxcri-cni), a
  Prometheus exporter (proxmox-lxcri metrics serve), proxmox-lxcri doctor,

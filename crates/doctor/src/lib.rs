@@ -99,6 +99,7 @@ pub fn run(rt: &Runtime) -> Report {
     checks.push(cgroups());
     checks.push(zfs_pool(rt));
     checks.extend(proxmox(rt.config.pve.as_ref()));
+    checks.push(pve_vm(rt));
     checks.push(bridges(rt));
     if checks[0].status == Status::Fail {
         checks.push(check(
@@ -435,6 +436,76 @@ fn proxmox(cfg: Option<&PveSection>) -> Vec<Check> {
         )),
     }
     out
+}
+
+/// What pve-vm needs on this node, when the config chooses that engine:
+/// the guest kernel and its modules, mkfs.ext4, and a root@pam login (a
+/// VM's `args`, which carry its kernel and initramfs, are root@pam's only).
+fn pve_vm(rt: &Runtime) -> Check {
+    const NAME: &str = "pve-vm guest";
+    use proxmox_lxcri_runtime::config::Backend;
+    let chosen = rt.config.default_backend == Backend::PveVm
+        || rt
+            .config
+            .routing
+            .iter()
+            .any(|r| r.backend == Backend::PveVm);
+    if !chosen {
+        return check(
+            NAME,
+            Status::Skip,
+            "neither default_backend nor a routing rule chooses pve-vm",
+        );
+    }
+    let Some(pve) = &rt.config.pve else {
+        return check(NAME, Status::Fail, "pve-vm needs a [pve] section");
+    };
+    let kernel = match proxmox_lxcri_runtime::engine::pve_vm::initramfs::find_kernel(
+        pve.vm_kernel.as_deref(),
+    ) {
+        Ok(k) => k,
+        Err(e) => return check(NAME, Status::Fail, e.to_string()),
+    };
+    if !kernel.modules.join("modules.dep").is_file() {
+        return check(
+            NAME,
+            Status::Fail,
+            format!(
+                "{}: its modules are missing ({}/modules.dep); reinstall its package",
+                kernel.image.display(),
+                kernel.modules.display()
+            ),
+        );
+    }
+    let mkfs = std::process::Command::new("mkfs.ext4")
+        .arg("-V")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !mkfs {
+        return check(
+            NAME,
+            Status::Fail,
+            "mkfs.ext4 not found: install e2fsprogs (it writes the VM's disk)",
+        );
+    }
+    if pve.token_id.is_some() || pve.username.as_deref() != Some("root@pam") {
+        return check(
+            NAME,
+            Status::Fail,
+            "a VM's args (its kernel and initramfs) can only be set by root@pam, not by a token: \
+             set username = \"root@pam\" and password_file in [pve]",
+        );
+    }
+    check(
+        NAME,
+        Status::Ok,
+        format!(
+            "kernel {}, mkfs.ext4, root@pam login",
+            kernel.image.display()
+        ),
+    )
 }
 
 /// The bridge of `[pve]` (needed on this node: CTs cannot start without

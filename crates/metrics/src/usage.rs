@@ -229,6 +229,13 @@ impl Reader {
                         failures.push(("pve", format!("{}: {e}", st.id)));
                     }
                 }
+                EngineRecord::PveVm(_) => {
+                    // The process runs in the guest: the VM's status is
+                    // all the node knows (QEMU's memory, its CPU share).
+                    if let Err(e) = self.vm_usage(out, &l, st) {
+                        failures.push(("pve", format!("{}: {e}", st.id)));
+                    }
+                }
                 // Inside the pod's CT: its own cgroup, the pod's network.
                 EngineRecord::PodMember(_) => {
                     if let Some(pid) = pid {
@@ -268,6 +275,37 @@ impl Reader {
         if quota > 0 {
             out.gauge("container_rootfs_limit_bytes", "Size limit of the container's rootfs volume (ZFS refquota or quota; CT maxdisk on pve-lxc)", l, quota as f64);
         }
+        Ok(())
+    }
+
+    fn vm_usage(
+        &self,
+        out: &mut Out,
+        l: &[(&'static str, &str)],
+        st: &proxmox_lxcri_runtime::ContainerState,
+    ) -> Result<(), String> {
+        let Some(rec) = proxmox_lxcri_runtime::engine::pve_vm::record_of(st) else {
+            return Ok(());
+        };
+        let Some(vmid) = rec.vmid.filter(|_| rec.created) else {
+            return Ok(());
+        };
+        let Some(c) = &self.pve else {
+            return Err("no Proxmox client".into());
+        };
+        let s = c.qemu_status(&rec.node, vmid).map_err(|e| e.to_string())?;
+        out.gauge(
+            "container_cpu_usage_ratio",
+            "CPU use of a Proxmox CT as its status reports it (1 = one CPU busy)",
+            l,
+            s.cpu,
+        );
+        out.gauge(
+            "container_memory_bytes",
+            "Memory in use by the container",
+            l,
+            s.mem as f64,
+        );
         Ok(())
     }
 

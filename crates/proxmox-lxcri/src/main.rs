@@ -16,6 +16,10 @@ fn main() {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // pid 1 of a pve-vm guest: the kernel runs us as the initramfs's /init.
+    if proxmox_lxcri_vm_guest::is_guest_init() {
+        proxmox_lxcri_vm_guest::run();
+    }
     if name == proxmox_lxcri_lxc::init_config::INIT_ARGV0_NAME {
         proxmox_lxcri_lxc::init::run();
     }

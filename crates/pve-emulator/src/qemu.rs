@@ -5,6 +5,9 @@
 //! TCG unless the emulator was told to use KVM (`--qemu-kvm`): nested KVM
 //! hangs on the machines this is tested on.
 //!
+//! `args` (raw QEMU options, e.g. `-kernel`/`-initrd`/`-append` for a
+//! direct kernel boot) are appended last, as qemu-server does.
+//!
 //! Disks (`virtio<n>`, `scsi<n>` on the `scsihw` controller, `sata<n>`,
 //! `ide<n>`) are the raw files of a dir storage, resolved by the caller.
 use std::collections::BTreeMap;
@@ -73,7 +76,16 @@ impl Qemu {
             "-name".into(),
             format!("{name},debug-threads=on"),
             "-machine".into(),
-            format!("pc,accel={}", if self.kvm { "kvm" } else { "tcg" }),
+            "pc".into(),
+            // TCG's translation cache defaults to 1 GiB, all of it resident
+            // once touched: a few small guests would fill the host. 128 MiB
+            // holds a kernel's boot and a process's code with room to spare.
+            "-accel".into(),
+            if self.kvm {
+                "kvm".into()
+            } else {
+                "tcg,tb-size=128".into()
+            },
             "-m".into(),
             mem.to_string(),
             "-smp".into(),
@@ -196,6 +208,13 @@ impl Qemu {
                 }
                 taps.push((tap, bridge));
             }
+        }
+        // `args` (root@pam only, checked by the API) go last, as
+        // qemu-server appends them: raw QEMU options, shell-quoted.
+        if let Some(extra) = conf.get("args") {
+            let words = shlex::split(extra)
+                .ok_or_else(|| anyhow!("args: unbalanced quotes in {extra:?}"))?;
+            a.extend(words);
         }
         Ok((a, taps))
     }

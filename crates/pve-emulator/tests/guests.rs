@@ -747,7 +747,7 @@ fn qemu_vms_run_for_real() {
     for part in [
         "-m 128",
         "-smp 2,sockets=1,cores=2",
-        "accel=tcg",
+        "-accel tcg,tb-size=128",
         &format!("ifname=tap{id}i0"),
         &format!(
             "mac={}",
@@ -803,4 +803,86 @@ fn qemu_vms_run_for_real() {
             .any(|e| e["vmid"].as_u64() == Some(id as u64)),
         "{c}"
     );
+}
+
+/// `args` (raw QEMU options) are root@pam's only, as on a node, and go
+/// last on the QEMU command line, split as a shell splits them.
+#[test]
+fn qemu_args_are_root_only_and_go_last() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = builder(d.path()).start();
+    let id = vmid();
+    let args = "args=-no-reboot -name 'vm one,debug-threads=on'";
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/qemu",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            "memory=64",
+            "--data-urlencode",
+            args,
+        ],
+    );
+    assert_eq!(c, 403, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("only root can set 'args'"),
+        "{v}"
+    );
+    let (_, v) = emu.call(
+        "POST",
+        "/access/ticket",
+        &[
+            "-d",
+            "username=root@pam",
+            "-d",
+            &format!("password={ROOT_PASSWORD}"),
+        ],
+    );
+    let cookie = format!(
+        "Cookie: PVEAuthCookie={}",
+        v["data"]["ticket"].as_str().unwrap()
+    );
+    let csrf = format!(
+        "CSRFPreventionToken: {}",
+        v["data"]["CSRFPreventionToken"].as_str().unwrap()
+    );
+    let (c, v) = emu.curl(
+        "POST",
+        &emu.api_url("/nodes/pve/qemu"),
+        &[
+            "-H",
+            &cookie,
+            "-H",
+            &csrf,
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            "memory=64",
+            "--data-urlencode",
+            args,
+        ],
+    );
+    assert_eq!(c, 200, "{v}");
+    emu.wait_task(v["data"].as_str().unwrap());
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/start"), &[]);
+    let (_, st) = emu.call("GET", &format!("/nodes/pve/qemu/{id}/status/current"), &[]);
+    let pid = st["data"]["pid"].as_u64().expect("a pid");
+    let cmd: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .split('\0')
+        .map(String::from)
+        .collect();
+    let n = cmd.len();
+    assert_eq!(
+        cmd[n - 4..n - 1],
+        ["-no-reboot", "-name", "vm one,debug-threads=on"],
+        "{cmd:?}"
+    );
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/stop"), &[]);
+    emu.task_ok("DELETE", &format!("/nodes/pve/qemu/{id}"), &[]);
 }

@@ -131,6 +131,21 @@ pub struct PveSection {
     pub nameserver: Option<String>,
     #[serde(default)]
     pub searchdomain: Option<String>,
+    /// pve-vm: the guest kernel on this node (default: the newest
+    /// `/boot/vmlinuz-*cloud-amd64`, Debian's linux-image-cloud-amd64).
+    #[serde(default)]
+    pub vm_kernel: Option<PathBuf>,
+    /// pve-vm: where the node's QEMU puts a VM's sockets
+    /// (`<dir>/<vmid>.serial0`); `DATA/run/qemu-server` for pve-emulator.
+    #[serde(default = "default_qemu_run_dir")]
+    pub qemu_run_dir: PathBuf,
+    /// pve-vm: the VM's memory when the spec sets no memory limit.
+    #[serde(default = "default_vm_memory_mb")]
+    pub vm_memory_mb: u64,
+    /// pve-vm: how long create waits for the guest's agent (boot included;
+    /// TCG boots take seconds).
+    #[serde(default = "default_vm_boot_timeout")]
+    pub vm_boot_timeout_secs: u64,
 }
 
 fn default_pve_storage() -> String {
@@ -156,6 +171,15 @@ fn default_task_timeout() -> u64 {
 }
 fn default_retries() -> u32 {
     3
+}
+fn default_qemu_run_dir() -> PathBuf {
+    "/var/run/qemu-server".into()
+}
+fn default_vm_memory_mb() -> u64 {
+    256
+}
+fn default_vm_boot_timeout() -> u64 {
+    120
 }
 
 #[derive(Debug, Clone, Deserialize)]

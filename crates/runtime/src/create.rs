@@ -295,7 +295,7 @@ impl<'a> Creation<'a> {
         let rt = self.cx.rt;
         let id = self.cx.state.id.clone();
         let monitor = self.cx.monitor.expect("started");
-        let deadline = Instant::now() + Duration::from_secs(rt.config.lxc.start_timeout_secs);
+        let deadline = Instant::now() + self.engine.ready_timeout(rt);
         let fail = |reason: String| Error::Start {
             id: id.clone(),
             reason,

@@ -69,6 +69,21 @@ impl Runtime {
         let container = self.container_process(id)?;
         let cfg =
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            // The process runs in the guest, through its agent.
+            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            let pid_file = opts.pid_file.as_ref().map(|p| absolute(p));
+            return crate::engine::pve_vm::exec::exec(
+                &paths,
+                &st,
+                cfg,
+                opts,
+                |pid| match &pid_file {
+                    Some(p) => crate::state::write_replace(p, pid.to_string().as_bytes()),
+                    None => Ok(()),
+                },
+            );
+        }
         let mut relay = None;
         let console = match (cfg.terminal, &opts.console_socket) {
             (true, Some(sock)) => Some(crate::sockpath::connect(sock).map_err(|e| {
@@ -170,6 +185,11 @@ impl Runtime {
             .map(|m| m.pid)
             .into_iter()
             .collect();
+        // A VM's processes are in the guest; on the host there is only
+        // our monitor (its cgroup is the caller's, not the container's).
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            return Ok(pids);
+        }
         pids.extend(Cgroup::of_pid(st.init.expect("live").pid).pids());
         Ok(pids)
     }
@@ -177,12 +197,20 @@ impl Runtime {
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "pause", &[Status::Running])?;
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            return crate::engine::pve_vm::pause(self, &st, &paths, true);
+        }
         Ok(Cgroup::of_pid(st.init.expect("live").pid).freeze()?)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "resume", &[Status::Paused])?;
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            return crate::engine::pve_vm::pause(self, &st, &paths, false);
+        }
         Ok(Cgroup::of_pid(st.init.expect("live").pid).thaw()?)
     }
 
@@ -194,6 +222,7 @@ impl Runtime {
             "update",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
+        refuse_vm(&st, "update")?;
         let cg = Cgroup::of_pid(st.init.expect("live").pid);
         let layout = CgroupLayout::detect()?;
         let settings = resource_settings(resources, &layout)?;
@@ -239,6 +268,11 @@ impl Runtime {
             "events",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
+        // A VM's cgroups are the guest's: the host has none of its own to
+        // report (the monitor's is the caller's).
+        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            return Ok(json!({"type": "stats", "id": id, "data": {}}));
+        }
         let pid = st.init.expect("live").pid;
         Ok(json!({"type": "stats", "id": id, "data": Cgroup::of_pid(pid).stats()}))
     }
@@ -254,13 +288,15 @@ impl Runtime {
     ) -> Result<()> {
         // The cgroup is found while the container lives and kept: an OOM
         // kill of its init must still be seen after it is gone.
-        let mem = self
-            .live(
-                id,
-                "events",
-                &[Status::Created, Status::Running, Status::Paused],
-            )?
+        let st = self.live(
+            id,
+            "events",
+            &[Status::Created, Status::Running, Status::Paused],
+        )?;
+        // Not a VM's: its monitor's cgroup is the caller's.
+        let mem = st
             .init
+            .filter(|_| !matches!(st.engine, crate::engine::EngineRecord::PveVm(_)))
             .and_then(|i| Cgroup::of_pid(i.pid).memory_dir());
         let oom_kills = || mem.as_deref().and_then(Cgroup::oom_kills).unwrap_or(0);
         let mut seen = oom_kills();
@@ -346,4 +382,13 @@ fn write_at(dir: &fs::File, name: &std::ffi::OsStr, data: &[u8]) -> std::io::Res
         name,
     )?;
     Ok(())
+}
+
+/// The host holds only our monitor of a VM: what acts on the container's
+/// processes or cgroups from here would act on the monitor.
+fn refuse_vm(st: &ContainerState, op: &str) -> Result<()> {
+    match st.engine {
+        crate::engine::EngineRecord::PveVm(_) => Err(crate::engine::pve_vm::refuse(op)),
+        _ => Ok(()),
+    }
 }

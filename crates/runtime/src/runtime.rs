@@ -198,10 +198,17 @@ impl Runtime {
             }
             Status::Stopped => {}
         }
-        if st.status == Status::Running
-            && st.init.is_some_and(|i| Cgroup::of_pid(i.pid).is_frozen())
-        {
-            st.status = Status::Paused;
+        if st.status == Status::Running {
+            let paused = match st.engine {
+                // Suspended by `pause` (the VM, not a cgroup).
+                engine::EngineRecord::PveVm(_) => {
+                    paths.exchange.join(engine::pve_vm::FILE_PAUSED).exists()
+                }
+                _ => st.init.is_some_and(|i| Cgroup::of_pid(i.pid).is_frozen()),
+            };
+            if paused {
+                st.status = Status::Paused;
+            }
         }
         if st.status == Status::Stopped && st.exit_status.is_none() {
             st.exit_status = exchange::exit_code(&paths.exchange);
@@ -227,14 +234,20 @@ impl Runtime {
             let Some(sig) = sig else { return Ok(()) };
             let init = st.init.expect("live containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
-            if all {
+            // A VM's processes are in the guest; our monitor's cgroup is
+            // the caller's (containerd's), never to be signalled whole.
+            let in_guest = matches!(st.engine, engine::EngineRecord::PveVm(_));
+            if all && !in_guest {
                 for pid in Cgroup::of_pid(init.pid).pids() {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
                 }
             }
             exchange::signal_init(&paths, &init, sig)?;
+            if sig == Signal::SIGKILL {
+                engine::for_record(&st.engine).killed(self, &st)?;
+            }
             // A frozen task dies of SIGKILL only once thawed.
-            if st.status == Status::Paused && sig == Signal::SIGKILL {
+            if st.status == Status::Paused && sig == Signal::SIGKILL && !in_guest {
                 let _ = Cgroup::of_pid(init.pid).thaw();
             }
             Ok(())
@@ -298,7 +311,10 @@ impl Runtime {
             let engine = engine::for_record(&st.engine);
             if let Some(init) = st.init {
                 exchange::signal_init(&paths, &init, Signal::SIGKILL)?;
-                if st.status == Status::Paused {
+                // (A VM's monitor is in the caller's cgroup, never frozen.)
+                if st.status == Status::Paused
+                    && !matches!(st.engine, engine::EngineRecord::PveVm(_))
+                {
                     let _ = Cgroup::of_pid(init.pid).thaw();
                 }
             } else {

@@ -608,6 +608,24 @@ impl Drop for Emulator {
                     .status();
             }
         }
+        // VMs too: their QEMU runs daemonized, with a pid file each.
+        let qemu_run = self.data_dir.join("run").join("qemu-server");
+        for e in std::fs::read_dir(qemu_run).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "pid") {
+                if let Some(pid) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if cmd.starts_with(b"qemu-system") {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
         self.stop();
         if let (true, Some(b)) = (self.own_bridge, &self.bridge) {
             let _ = Command::new("ip")

@@ -221,6 +221,13 @@ fn spawn_containerd(d: &Path, rt_config: Option<&Path>) -> Child {
 impl Containerd {
     /// Starts a fresh containerd and imports the test image into its namespace.
     pub fn start() -> Containerd {
+        Self::start_with(None)
+    }
+
+    /// [`Containerd::start`] with the runtime on a config file of the
+    /// caller's (PROXMOX_LXCRI_CONFIG in the shim's environment), e.g. one
+    /// for a Proxmox node the caller runs.
+    pub fn start_with(runtime_config: Option<&Path>) -> Containerd {
         require_root();
         let image = test_image();
         let n = INSTANCES.fetch_add(1, Ordering::SeqCst);
@@ -278,8 +285,8 @@ disabled_plugins = [
         let config_path = d.join("config.toml");
         fs::write(&config_path, config).expect("write containerd config");
         let mut pve = None;
-        let mut rt_config = None;
-        if super::emulator::on_pve() {
+        let mut rt_config = runtime_config.map(Path::to_path_buf);
+        if rt_config.is_none() && super::emulator::on_pve() {
             use super::emulator::RuntimeConfig;
             let emu = super::emulator::start(&d);
             let path = d.join("lxcri.toml");

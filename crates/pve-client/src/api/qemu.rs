@@ -57,6 +57,16 @@ impl Client {
         self.qemu_action(node, vmid, "start", &Params::new())
     }
 
+    /// `POST .../status/suspend` (the VM paused in place, QMP `stop`).
+    pub fn qemu_suspend(&self, node: &str, vmid: u32) -> Result<Upid> {
+        self.qemu_action(node, vmid, "suspend", &Params::new())
+    }
+
+    /// `POST .../status/resume`.
+    pub fn qemu_resume(&self, node: &str, vmid: u32) -> Result<Upid> {
+        self.qemu_action(node, vmid, "resume", &Params::new())
+    }
+
     /// `POST .../status/stop` (like pulling the plug).
     pub fn qemu_stop(&self, node: &str, vmid: u32) -> Result<Upid> {
         self.qemu_action(node, vmid, "stop", &Params::new())
@@ -72,6 +82,15 @@ impl Client {
     ) -> Result<Upid> {
         let params = super::lxc::shutdown_params(timeout, force_stop);
         self.qemu_action(node, vmid, "shutdown", &params)
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}?purge=1&destroy-unreferenced-disks=1`:
+    /// the VM with every disk of its own, referenced or not.
+    pub fn qemu_destroy(&self, node: &str, vmid: u32) -> Result<Upid> {
+        let params = Params::new()
+            .bool("purge", true)
+            .bool("destroy-unreferenced-disks", true);
+        self.send(Method::Delete, &vm(node, vmid, "")?, &params)
     }
 
     /// `DELETE /nodes/{node}/qemu/{vmid}`.

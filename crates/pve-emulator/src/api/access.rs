@@ -135,6 +135,8 @@ pub(super) fn check_root_only(ctx: &Ctx, p: &P) -> Result<(), ApiError> {
             }
             "dev" => ctx.root_only(&format!("only root can set '{k}' config"))?,
             "hookscript" => ctx.root_only("only root can set 'hookscript' config")?,
+            // Raw QEMU options: root@pam only, as on a node.
+            "args" => ctx.root_only("only root can set 'args' config")?,
             "skiplock" if v == "1" => ctx.root_only("Only root may use this option.")?,
             _ => {}
         }

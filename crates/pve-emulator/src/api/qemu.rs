@@ -140,13 +140,15 @@ pub(super) fn status_json(app: &App, id: u32, conf: &Section) -> Value {
     if let Some(l) = conf.get("lock") {
         v["lock"] = json!(l);
     }
+    // As for CTs: cluster/resources lists the tags (gc finds ours by them).
+    if let Some(t) = conf.get("tags") {
+        v["tags"] = json!(t);
+    }
     v
 }
 
 pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
-    if p.contains_key("hookscript") {
-        ctx.root_only("only root can set 'hookscript' config")?;
-    }
+    check_root_only(ctx, p)?;
     let node = p["node"].clone();
     let id = vmid(p);
     let default_storage = p.get("storage").cloned();
@@ -254,6 +256,11 @@ pub(super) fn create(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                     Ok(())
                 })();
                 if res.is_err() {
+                    // As qemu-server: a failed create frees the disks it
+                    // allocated along with the config.
+                    for (s, n) in &allocated {
+                        let _ = s.free(n);
+                    }
                     app2.store.remove(&node, Kind::Qemu, id);
                 }
                 res?;

@@ -21,7 +21,7 @@ use proxmox_lxcri_lxc::config::{TranslateContext, Translation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exchange::Paths;
 use crate::gc::LeftoverSource;
 use crate::proc::ProcRef;
@@ -31,6 +31,7 @@ use crate::state::ContainerState;
 pub mod lxc;
 pub mod pod_member;
 pub mod pve_lxc;
+pub mod pve_vm;
 
 /// What an engine keeps in state.json (flattened: `"engine": "<name>"`
 /// plus the engine's own fields).
@@ -41,6 +42,8 @@ pub enum EngineRecord {
     Lxc(lxc::LxcRecord),
     #[serde(rename = "pve-lxc")]
     PveLxc(pve_lxc::PveLxcRecord),
+    #[serde(rename = "pve-vm")]
+    PveVm(pve_vm::PveVmRecord),
     /// A container inside a pod's CT (pve-lxc).
     #[serde(rename = "pve-lxc-pod-member")]
     PodMember(pod_member::PodMemberRecord),
@@ -53,7 +56,7 @@ impl EngineRecord {
     pub fn outlives_reboot(&self) -> bool {
         match self {
             EngineRecord::Lxc(r) => r.volume.is_some(),
-            EngineRecord::PveLxc(_) => true,
+            EngineRecord::PveLxc(_) | EngineRecord::PveVm(_) => true,
             // Its mounts and cgroup go with a reboot; its directory with
             // the sandbox's.
             EngineRecord::PodMember(_) => false,
@@ -64,6 +67,7 @@ impl EngineRecord {
         match self {
             EngineRecord::Lxc(_) => Backend::Lxc.name(),
             EngineRecord::PveLxc(_) | EngineRecord::PodMember(_) => Backend::PveLxc.name(),
+            EngineRecord::PveVm(_) => Backend::PveVm.name(),
         }
     }
 }
@@ -147,6 +151,16 @@ pub trait Engine {
     /// pty's /dev/null), None for ours.
     fn start(&mut self, cx: &mut Cx, stdio: Option<&std::os::fd::OwnedFd>) -> Result<Pid>;
 
+    /// How long create waits for the init's `ready` (a VM boots first).
+    fn ready_timeout(&self, rt: &Runtime) -> Duration {
+        Duration::from_secs(rt.config.lxc.start_timeout_secs)
+    }
+
+    /// `kill` sent SIGKILL to the init: stop what the signal cannot reach.
+    fn killed(&self, _rt: &Runtime, _st: &ContainerState) -> Result<()> {
+        Ok(())
+    }
+
     /// Asked while create waits for the init: why the start failed, when
     /// the engine knows before the init can say.
     fn start_failed(&mut self, _rt: &Runtime, _paths: &Paths) -> Option<String> {
@@ -201,9 +215,7 @@ pub fn for_backend(backend: Backend) -> Result<Box<dyn Engine>> {
     match backend {
         Backend::Lxc => Ok(Box::new(lxc::LxcEngine::default())),
         Backend::PveLxc => Ok(Box::new(pve_lxc::PveLxcEngine::default())),
-        Backend::PveVm => Err(Error::Config(
-            "engine pve-vm is not available in this build; use lxc or pve-lxc".into(),
-        )),
+        Backend::PveVm => Ok(Box::new(pve_vm::PveVmEngine::default())),
     }
 }
 
@@ -212,13 +224,18 @@ pub fn for_record(rec: &EngineRecord) -> Box<dyn Engine> {
     match rec {
         EngineRecord::Lxc(_) => Box::new(lxc::LxcEngine::default()),
         EngineRecord::PveLxc(_) => Box::new(pve_lxc::PveLxcEngine::default()),
+        EngineRecord::PveVm(_) => Box::new(pve_vm::PveVmEngine::default()),
         EngineRecord::PodMember(_) => Box::new(pod_member::PodMemberEngine::default()),
     }
 }
 
 /// What each engine may leave behind after a crash, for `gc`.
 pub fn leftover_sources() -> Vec<Box<dyn LeftoverSource>> {
-    vec![Box::new(lxc::OrphanVolumes), Box::new(pve_lxc::OrphanCts)]
+    vec![
+        Box::new(lxc::OrphanVolumes),
+        Box::new(pve_lxc::OrphanCts),
+        Box::new(pve_vm::OrphanVms),
+    ]
 }
 
 /// The container's LXC log (both engines run LXC): its last ERROR lines,

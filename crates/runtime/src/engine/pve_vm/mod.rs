@@ -1,0 +1,913 @@
+//! The pve-vm engine: each OCI container is a Proxmox VE QEMU VM, made
+//! through the API, with its own kernel.
+//!
+//! ```text
+//! plan:      spec -> VM create parameters (nothing sent); the guest kernel
+//! configure: our initramfs (cached) -> nextid -> POST /nodes/N/qemu
+//!            (virtio0 sized from the rootfs, serial0/serial1 sockets,
+//!            memory/cores/cpulimit, net0, tags, args: -kernel -initrd
+//!            -append) -> the bundle's rootfs as ext4 into virtio0's
+//!            volume (mkfs.ext4 -d; the runtime runs on the node)
+//! start:     a monitor of ours (the pid-file process) connects to the VM's
+//!            serial0 socket; POST status/start; the guest's init (our
+//!            binary, see crates/vm-guest) takes the container's config
+//!            and prepares the process; the monitor answers `ready`
+//! `start`:   the monitor tells the guest to run the process, relays its
+//!            stdio and signals, and exits with its status; the guest
+//!            powers the VM off
+//! ```
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use proxmox_lxcri_agent_proto::{ContainerConfig, Mount, Rlimit};
+use proxmox_lxcri_lxc::config::{translate_excluding, TranslateContext, Translation};
+use pve_client::{Client, Params, Upid};
+use serde::{Deserialize, Serialize};
+
+use super::pve_lxc::{
+    api, client, description, description_id, id_tag, jitter, wait, PveRecord,
+    NET_ANNOTATION_PREFIX, TAG,
+};
+use super::{Cx, Engine, EngineRecord, Request};
+use crate::config::PveSection;
+use crate::error::{Context, Error, Result};
+use crate::exchange::Paths;
+use crate::proc::{self, ProcRef};
+use crate::runtime::Runtime;
+use crate::state::ContainerState;
+
+pub mod exec;
+mod gc;
+pub mod initramfs;
+mod monitor;
+
+pub use gc::OrphanVms;
+
+/// The guest kernel's command line: its messages on the second serial
+/// port (never in the protocol on the first), no reboot loop on a panic.
+const CMDLINE: &str = "console=ttyS1 quiet panic=-1";
+/// The smallest VM that boots the guest (kernel + our initramfs in RAM).
+const MIN_MEMORY_MB: u64 = 128;
+/// The kernel's file systems a guest can mount for the spec.
+const GUEST_FS: &[&str] = &[
+    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
+];
+
+/// What the state file records of the VM (`"pve": {...}`), before each
+/// step that makes something.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PveVmRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pve: Option<PveRecord>,
+}
+
+/// The VM record of a state, if it has one.
+pub fn record_of(st: &ContainerState) -> Option<&PveRecord> {
+    match &st.engine {
+        EngineRecord::PveVm(r) => r.pve.as_ref(),
+        _ => None,
+    }
+}
+
+fn set_record(st: &mut ContainerState, rec: PveRecord) {
+    st.engine = EngineRecord::PveVm(PveVmRecord { pve: Some(rec) });
+}
+
+/// What plan decided; configure and start use it.
+struct VmPlan {
+    params: Params,
+    kernel: initramfs::Kernel,
+    disk_gib: String,
+    container: ContainerConfig,
+}
+
+#[derive(Default)]
+pub struct PveVmEngine {
+    plan: Option<VmPlan>,
+    start_task: Option<(u32, Upid)>,
+    last_check: Option<Instant>,
+}
+
+fn unsupported(msg: String) -> Error {
+    Error::Unsupported(format!("{msg} (engine pve-vm)"))
+}
+
+/// The spec as the guest agent gets it, and everything a VM cannot do
+/// refused with its field named. Nothing is made.
+fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Spec("process: required by create".into()))?;
+    if let Some(h) = spec.hooks() {
+        let has =
+            |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
+        for (name, v) in [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+        ] {
+            if has(v) {
+                return Err(unsupported(format!(
+                    "hooks.{name}: hooks that run in the container's namespaces cannot reach a VM"
+                )));
+            }
+        }
+    }
+    if let Some(ns) = spec.linux().as_ref().and_then(|l| l.namespaces().clone()) {
+        if let Some(n) = ns.iter().find(|n| n.path().is_some()) {
+            return Err(unsupported(format!(
+                "linux.namespaces {:?} path: a VM has its own kernel and joins no namespace",
+                n.typ()
+            )));
+        }
+    }
+    let mut mounts = vec![];
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let dest = m.destination().to_string_lossy().into_owned();
+        let kind = m.typ().clone().unwrap_or_default();
+        let opts = m.options().clone().unwrap_or_default();
+        if kind == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind") {
+            return Err(unsupported(format!(
+                "mounts[{i}] {dest}: a bind mount of a host path cannot reach a VM's guest \
+                 (no shared directory yet); remove it or use the lxc or pve-lxc engine"
+            )));
+        }
+        if !GUEST_FS.contains(&kind.as_str()) {
+            return Err(unsupported(format!(
+                "mounts[{i}] {dest}: type {kind:?} (a guest mounts {})",
+                GUEST_FS.join(", ")
+            )));
+        }
+        if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest.contains('\0') {
+            return Err(Error::Spec(format!(
+                "mounts[{i}].destination {dest:?}: must be absolute, without '..'"
+            )));
+        }
+        mounts.push(Mount {
+            destination: dest,
+            kind,
+            source: m
+                .source()
+                .as_ref()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "none".into()),
+            options: opts,
+        });
+    }
+    let mut rlimits = vec![];
+    for r in process.rlimits().iter().flatten() {
+        let kind = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        rlimits.push(Rlimit {
+            kind,
+            soft: r.soft(),
+            hard: r.hard(),
+        });
+    }
+    let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
+    if let Some(h) = &hostname {
+        if h.len() > 64 || h.contains(['\0', '/', '\n']) {
+            return Err(Error::Spec(format!("hostname {h:?}: not a host name")));
+        }
+    }
+    Ok(ContainerConfig {
+        init: Default::default(),
+        hostname,
+        rlimits,
+        mounts,
+        network: vec![],
+    })
+}
+
+/// net0 of the VM (Proxmox's property string) and what the guest sets on
+/// its eth0, from `[pve] bridge` and the `io.proxmox-lxcri.net.*`
+/// annotations (as for CTs). None: the spec keeps the host's network
+/// namespace, which a VM cannot share, so it gets no NIC.
+fn net0(
+    spec: &Spec,
+    annotations: &std::collections::BTreeMap<String, String>,
+    cfg: &PveSection,
+) -> Result<Option<(String, proxmox_lxcri_agent_proto::Nic)>> {
+    let own_netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        });
+    if !own_netns {
+        return Ok(None);
+    }
+    let ann = |k: &str| {
+        annotations
+            .get(&format!("{NET_ANNOTATION_PREFIX}{k}"))
+            .cloned()
+    };
+    let bad = |k: &str, v: &str, why: &str| {
+        Error::Spec(format!(
+            "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: {why}"
+        ))
+    };
+    if annotations.contains_key(crate::network::NETWORK_ANNOTATION) {
+        return Err(unsupported(format!(
+            "annotation {}: configured networks reach CTs only so far; use {NET_ANNOTATION_PREFIX}ip/gw",
+            crate::network::NETWORK_ANNOTATION
+        )));
+    }
+    for k in ["ip6", "gw6", "nameserver", "searchdomain"] {
+        if let Some(v) = ann(k) {
+            return Err(unsupported(format!(
+                "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: the guest sets IPv4 only so far"
+            )));
+        }
+    }
+    let bridge = ann("bridge").unwrap_or_else(|| cfg.bridge.clone());
+    if bridge.is_empty()
+        || bridge.len() > 15
+        || !bridge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(bad("bridge", &bridge, "not an interface name"));
+    }
+    let mut net0 = match ann("hwaddr") {
+        Some(mac) => {
+            let ok = mac.len() == 17
+                && mac.split(':').count() == 6
+                && mac
+                    .split(':')
+                    .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                return Err(bad("hwaddr", &mac, "a MAC address like BC:24:11:00:00:01"));
+            }
+            format!("virtio={mac},bridge={bridge}")
+        }
+        None => format!("virtio,bridge={bridge}"),
+    };
+    if let Some(v) = ann("vlan") {
+        let tag: u16 = v
+            .parse()
+            .ok()
+            .filter(|t| (1..=4094).contains(t))
+            .ok_or_else(|| bad("vlan", &v, "a VLAN id 1-4094"))?;
+        net0.push_str(&format!(",tag={tag}"));
+    }
+    if let Some(v) = ann("mtu") {
+        let mtu: u16 = v
+            .parse()
+            .ok()
+            .filter(|m| (576..=65520).contains(m))
+            .ok_or_else(|| bad("mtu", &v, "an MTU 576-65520"))?;
+        net0.push_str(&format!(",mtu={mtu}"));
+    }
+    if let Some(v) = ann("firewall") {
+        let on = match v.as_str() {
+            "1" | "true" => 1,
+            "0" | "false" => 0,
+            _ => return Err(bad("firewall", &v, "use true or false")),
+        };
+        net0.push_str(&format!(",firewall={on}"));
+    }
+    let address = match ann("ip") {
+        None => None,
+        Some(v) if v == "dhcp" => {
+            return Err(unsupported(format!(
+                "annotation {NET_ANNOTATION_PREFIX}ip=dhcp: the guest has no DHCP client yet; give \
+                 an address (10.0.0.2/24)"
+            )))
+        }
+        Some(v) => {
+            let ok = v.split_once('/').is_some_and(|(a, p)| {
+                a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32)
+            });
+            if !ok {
+                return Err(bad(
+                    "ip",
+                    &v,
+                    "an IPv4 address with its prefix, like 10.0.0.2/24",
+                ));
+            }
+            Some(v)
+        }
+    };
+    let gateway = match ann("gw") {
+        None => None,
+        Some(v) if v.parse::<std::net::Ipv4Addr>().is_ok() => Some(v),
+        Some(v) => return Err(bad("gw", &v, "an IPv4 address")),
+    };
+    Ok(Some((
+        net0,
+        proxmox_lxcri_agent_proto::Nic {
+            name: "eth0".into(),
+            address,
+            gateway,
+        },
+    )))
+}
+
+/// The VM's name: a DNS name Proxmox accepts, from the container id.
+fn vm_name(id: &str) -> String {
+    let mut n: String = id
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    n.truncate(50);
+    format!("lxcri-{}", n.trim_matches('-'))
+}
+
+/// Memory, cores and cpulimit from the spec's resources.
+fn limits(spec: &Spec, cfg: &PveSection, mut p: Params) -> Result<Params> {
+    let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    let mem = res
+        .as_ref()
+        .and_then(|r| r.memory().as_ref().and_then(|m| m.limit()))
+        .filter(|l| *l > 0)
+        .map(|l| (l as u64).div_ceil(1 << 20))
+        .unwrap_or(cfg.vm_memory_mb);
+    p = p.int("memory", mem.max(MIN_MEMORY_MB) as i64);
+    let mut cores = 1u32;
+    if let Some(cpu) = res.as_ref().and_then(|r| r.cpu().clone()) {
+        if let (Some(q), Some(per)) = (cpu.quota(), cpu.period()) {
+            if q > 0 && per > 0 {
+                let limit = (q as f64 / per as f64 * 100.0).ceil() / 100.0;
+                p = p.set("cpulimit", format!("{limit}"));
+                cores = cores.max(limit.ceil() as u32);
+            }
+        }
+        if let Some(cpus) = cpu.cpus() {
+            let n = count_cpus(cpus).ok_or_else(|| {
+                Error::Spec(format!("linux.resources.cpu.cpus={cpus:?}: not a cpu list"))
+            })?;
+            cores = n;
+        }
+    }
+    Ok(p.int("cores", cores.clamp(1, 128) as i64))
+}
+
+fn count_cpus(list: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                n += b.checked_sub(a)? + 1;
+            }
+            None => {
+                part.parse::<u32>().ok()?;
+                n += 1;
+            }
+        }
+    }
+    (n > 0).then_some(n)
+}
+
+/// Bytes the rootfs takes (apparent sizes, plus a block per inode).
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += 4096 + if m.is_file() { m.len() } else { 0 };
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+/// The disk's size in GiB as Proxmox takes it (`STORAGE:SIZE`): the
+/// annotation's quota, else the rootfs with room to spare, in 1/16 GiB.
+fn disk_gib(
+    rootfs: &Path,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<String> {
+    let bytes = match annotations.get(storage::QUOTA_ANNOTATION) {
+        Some(q) => storage::size::parse(storage::QUOTA_ANNOTATION, q)
+            .map_err(|e| Error::Spec(e.to_string()))?,
+        None => tree_size(rootfs) * 3 / 2 + (64 << 20),
+    };
+    let sixteenths = bytes.div_ceil(1 << 26).max(1);
+    Ok(format!("{}", sixteenths as f64 / 16.0))
+}
+
+/// Proxmox's answer to a create whose VMID is taken.
+fn is_taken(e: &pve_client::Error) -> bool {
+    match e {
+        pve_client::Error::Http {
+            message, errors, ..
+        } => {
+            message.contains("already exists")
+                || errors
+                    .get("vmid")
+                    .is_some_and(|m| m.contains("already exists"))
+        }
+        _ => false,
+    }
+}
+
+/// Proxmox's answer for a VM that does not exist, and only that.
+pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
+    e.status() == Some(500)
+        && e.server_message().is_some_and(|m| {
+            m.contains(&format!(
+                "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
+            ))
+        })
+}
+
+/// True if VM `vmid` exists and is this container's (its description).
+pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
+    match client.qemu_config(node, vmid) {
+        Ok(c) => Ok(c
+            .get("description")
+            .is_some_and(|d| d.trim() == description(id, root, node))),
+        Err(e) if is_missing(&e, node, vmid) => Ok(false),
+        Err(e) => Err(api("reading the VM config")(e)),
+    }
+}
+
+/// Wait until the VM's config has no `lock` (a create we lost track of).
+fn wait_unlocked(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let conf = match client.qemu_config(node, vmid) {
+            Ok(c) => c,
+            Err(e) if is_missing(&e, node, vmid) => return Ok(()),
+            Err(e) => return Err(api("reading the VM config")(e)),
+        };
+        let Some(lock) = conf.get("lock") else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            return Err(Error::Guest(format!("VM {vmid} stayed locked ({lock})")));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Stop the VM if it runs, then destroy it with its disks.
+pub fn destroy(
+    client: &Client,
+    cfg: &PveSection,
+    rec: &PveRecord,
+    id: &str,
+    root: &Path,
+) -> Result<()> {
+    let Some(vmid) = rec.vmid else { return Ok(()) };
+    if !owns(client, &rec.node, vmid, id, root)? {
+        return Ok(());
+    }
+    wait_unlocked(client, cfg, &rec.node, vmid)?;
+    stop(client, cfg, &rec.node, vmid)?;
+    let upid = match client.qemu_destroy(&rec.node, vmid) {
+        Ok(u) => u,
+        Err(e) if is_missing(&e, &rec.node, vmid) => return Ok(()),
+        Err(e) => return Err(api(&format!("destroying VM {vmid}"))(e)),
+    };
+    wait(client, cfg, &upid, &format!("destroying VM {vmid}"))
+}
+
+/// Stop the VM now if it runs (`qm stop`).
+fn stop(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -> Result<()> {
+    let st = match client.qemu_status(node, vmid) {
+        Ok(s) => s,
+        Err(e) if is_missing(&e, node, vmid) => return Ok(()),
+        Err(e) => return Err(api("reading the VM status")(e)),
+    };
+    if st.status == "stopped" {
+        return Ok(());
+    }
+    let upid = match client.qemu_stop(node, vmid) {
+        Ok(u) => u,
+        // It powered off between the status and the stop (the guest does
+        // when its process ends).
+        Err(e)
+            if e.server_message()
+                .is_some_and(|m| m.contains("not running")) =>
+        {
+            return Ok(())
+        }
+        Err(e) if is_missing(&e, node, vmid) => return Ok(()),
+        Err(e) => return Err(api(&format!("stopping VM {vmid}"))(e)),
+    };
+    wait(client, cfg, &upid, &format!("stopping VM {vmid}"))
+}
+
+/// The host path of the VM's `virtio0` volume.
+fn disk_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
+    let conf = client
+        .qemu_config(node, vmid)
+        .map_err(api("reading the VM config"))?;
+    let disk = conf
+        .get("virtio0")
+        .ok_or_else(|| Error::Guest(format!("VM {vmid} has no virtio0 disk")))?;
+    let volid = disk.split(',').next().unwrap_or_default();
+    let (storage, _) = volid.split_once(':').ok_or_else(|| {
+        Error::Guest(format!(
+            "VM {vmid}: virtio0 {disk:?} is not a storage volume"
+        ))
+    })?;
+    let info = client
+        .volume_info(node, storage, volid)
+        .map_err(api("looking up the VM's disk"))?;
+    let path = PathBuf::from(info.path);
+    let ok = fs::metadata(&path)
+        .map(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.is_file() || m.file_type().is_block_device()
+        })
+        .unwrap_or(false);
+    if !ok {
+        return Err(Error::Config(format!(
+            "storage {storage:?} gives VM {vmid} its disk {volid} as {}, which is no image \
+             file or block device on this node (the runtime must run on the node)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The bundle's rootfs as an ext4 file system on the VM's disk.
+fn fill_disk(rootfs: &Path, disk: &Path) -> Result<()> {
+    let o = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "lxcri-root", "-d"])
+        .arg(rootfs)
+        .arg(disk)
+        .output()
+        .map_err(|e| {
+            Error::Config(format!(
+                "running mkfs.ext4 (install e2fsprogs) for the VM's disk: {e}"
+            ))
+        })?;
+    if !o.status.success() {
+        return Err(Error::Guest(format!(
+            "mkfs.ext4 -d {} {} failed: {}",
+            rootfs.display(),
+            disk.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+impl PveVmEngine {
+    /// Allocate a VMID and create the VM (stopped) with the rootfs on its
+    /// disk; returns the VMID. Each step recorded before it is made.
+    fn make_vm(&mut self, cx: &mut Cx, rootfs: &Path, args: String) -> Result<u32> {
+        let rt = cx.rt;
+        let cfg = rt.config.pve()?;
+        let client = client(rt)?;
+        let id = cx.state.id.clone();
+        let plan = self.plan.as_ref().expect("plan runs first");
+        let mut rec = PveRecord {
+            node: cfg.node.clone(),
+            vmid: None,
+            created: false,
+            unprivileged: false,
+        };
+        let mut attempt = 0u32;
+        let mut skip = 0u32;
+        let vmid = loop {
+            attempt += 1;
+            let vmid = client
+                .next_id(None)
+                .map_err(api("allocating a VMID"))?
+                .saturating_add(skip);
+            rec.vmid = Some(vmid);
+            rec.created = false;
+            set_record(&mut cx.state, rec.clone());
+            cx.save()?;
+            let params = plan
+                .params
+                .clone()
+                .int("vmid", vmid as i64)
+                .set("virtio0", format!("{}:{}", cfg.storage, plan.disk_gib))
+                .set("args", args.clone());
+            let upid = match client.qemu_create(&cfg.node, &params) {
+                Ok(u) => Some(u),
+                Err(e) if is_taken(&e) && attempt < 30 => {
+                    skip = jitter(attempt * 3);
+                    continue;
+                }
+                // Sent, but no answer: look whether it landed, never create twice.
+                Err(e @ (pve_client::Error::Disconnected(_) | pve_client::Error::Timeout(_))) => {
+                    if owns(client, &cfg.node, vmid, &id, &rt.store.root)? {
+                        None
+                    } else {
+                        return Err(api("creating the VM")(e));
+                    }
+                }
+                Err(e) => return Err(api("creating the VM")(e)),
+            };
+            rec.created = true;
+            set_record(&mut cx.state, rec.clone());
+            cx.save()?;
+            match upid {
+                Some(u) => wait(client, cfg, &u, &format!("creating VM {vmid}"))?,
+                None => wait_unlocked(client, cfg, &cfg.node, vmid)?,
+            }
+            break vmid;
+        };
+        let disk = disk_path(client, &cfg.node, vmid)?;
+        fill_disk(rootfs, &disk)?;
+        Ok(vmid)
+    }
+
+    fn serial(&self, cfg: &PveSection, vmid: u32, n: u32) -> PathBuf {
+        cfg.qemu_run_dir.join(format!("{vmid}.serial{n}"))
+    }
+}
+
+impl Engine for PveVmEngine {
+    fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
+        client(rt)?;
+        let cfg = rt.config.pve()?;
+        let container = check_spec(&req.spec)?;
+        let kernel = initramfs::find_kernel(cfg.vm_kernel.as_deref())?;
+        let root = &rt.store.root;
+        let node = &cfg.node;
+        let mut params = Params::new()
+            .set("name", vm_name(&req.id))
+            .set("description", description(&req.id, root, node))
+            .set("tags", format!("{TAG};{}", id_tag(&req.id)))
+            .set("ostype", "l26")
+            .set("serial0", "socket")
+            .set("serial1", "socket");
+        let mut container = container;
+        if let Some((net0, nic)) = net0(&req.spec, &req.annotations, cfg)? {
+            params = params.set("net0", net0);
+            container.network = vec![nic];
+        }
+        params = limits(&req.spec, cfg, params)?;
+        self.plan = Some(VmPlan {
+            params,
+            kernel,
+            disk_gib: disk_gib(&req.rootfs, &req.annotations)?,
+            container,
+        });
+        Ok(())
+    }
+
+    fn record(&self) -> EngineRecord {
+        EngineRecord::PveVm(PveVmRecord::default())
+    }
+
+    fn provision(&mut self, _cx: &mut Cx, req: &Request) -> Result<PathBuf> {
+        // The VM's disk comes with the VM (configure).
+        Ok(req.rootfs.clone())
+    }
+
+    fn mapped_root(&self, _spec: &Spec) -> Option<(u32, u32)> {
+        None
+    }
+
+    fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
+        // Only the init's part is used: the guest agent runs it.
+        Ok(translate_excluding(spec, ctx, &[])?)
+    }
+
+    fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
+        let rt = cx.rt;
+        let exe = std::env::current_exe().ctx(|| "finding our own binary".into())?;
+        let (kernel, cmdline) = {
+            let plan = self.plan.as_mut().expect("plan runs first");
+            plan.container.init = tr.init.clone();
+            // The guest runs the process itself (it is not LXC's init).
+            plan.container.init.exec_in_place = false;
+            plan.container.init.console_socket = false;
+            (
+                plan.kernel.clone(),
+                format!("{CMDLINE} {}", proxmox_lxcri_agent_proto::CMDLINE_FLAG),
+            )
+        };
+        let initrd = initramfs::ensure(&rt.store.root, &kernel, &exe)?;
+        initramfs::check_arg("the initramfs", &initrd)?;
+        let args = format!(
+            "-kernel {} -initrd {} -append '{cmdline}' -no-reboot",
+            kernel.image.display(),
+            initrd.display()
+        );
+        self.make_vm(cx, &req.rootfs, args)?;
+        Ok(())
+    }
+
+    fn start(&mut self, cx: &mut Cx, stdio: Option<&OwnedFd>) -> Result<Pid> {
+        let rt = cx.rt;
+        let cfg = rt.config.pve()?;
+        let vmid = record_of(&cx.state)
+            .and_then(|r| r.vmid)
+            .expect("configure made the VM");
+        let plan = self.plan.as_ref().expect("plan runs first");
+        let args = monitor::Args {
+            exchange: cx.paths.exchange.clone(),
+            serial: self.serial(cfg, vmid, 0),
+            console: self.serial(cfg, vmid, 1),
+            console_log: cx.paths.lxcpath.join("console.log"),
+            container: plan.container.clone(),
+            boot_timeout: Duration::from_secs(cfg.vm_boot_timeout_secs),
+            terminal: plan.container.init.terminal,
+        };
+        let (mon, gate) = monitor::spawn(args, stdio.map(|f| f.as_raw_fd()))?;
+        if let Err(e) = cx.record_monitor(mon) {
+            drop(gate);
+            let _ = nix::sys::wait::waitpid(mon, None);
+            return Err(e);
+        }
+        gate.open()?;
+        let upid = client(rt)?
+            .qemu_start(&cfg.node, vmid)
+            .map_err(api(&format!("starting VM {vmid}")))?;
+        self.start_task = Some((vmid, upid));
+        self.last_check = Some(Instant::now());
+        Ok(mon)
+    }
+
+    fn ready_timeout(&self, rt: &Runtime) -> Duration {
+        rt.config
+            .pve()
+            .map(|c| Duration::from_secs(c.vm_boot_timeout_secs + c.task_timeout_secs))
+            .unwrap_or(Duration::from_secs(120))
+    }
+
+    fn start_failed(&mut self, rt: &Runtime, paths: &Paths) -> Option<String> {
+        if let Ok(e) = fs::read_to_string(paths.exchange.join(monitor::FILE_MONITOR_ERROR)) {
+            return Some(format!("the VM's monitor: {e}"));
+        }
+        let (_, upid) = self.start_task.as_ref()?;
+        if self
+            .last_check
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.last_check = Some(Instant::now());
+        let st = client(rt).ok()?.task_status(upid).ok()?;
+        match (st.status.as_str(), st.exitstatus.as_deref()) {
+            ("stopped", Some("OK")) | ("stopped", None) => None,
+            ("stopped", Some(s)) => Some(format!("Proxmox start task: {s}")),
+            _ => None,
+        }
+    }
+
+    fn find_init(
+        &self,
+        _rt: &Runtime,
+        _paths: &Paths,
+        monitor: Pid,
+        _early: bool,
+    ) -> Option<ProcRef> {
+        // The guest's process is behind the VM: our monitor stands for it
+        // on the host (it ends with the process's status).
+        proc::proc_ref(monitor.as_raw())
+    }
+
+    fn started(&mut self, rt: &Runtime) -> Result<()> {
+        if let Some((vmid, upid)) = &self.start_task {
+            wait(
+                client(rt)?,
+                rt.config.pve()?,
+                upid,
+                &format!("starting VM {vmid}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn hand_over(&mut self, _cx: &mut Cx, init: ProcRef) -> Result<ProcRef> {
+        // The monitor is the pid-file process: create's exit hands it to
+        // the caller's subreaper (containerd's shim, `run`).
+        Ok(init)
+    }
+
+    fn monitor_grace(&self, _paths: &Paths) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    fn stop_without_init(&self, st: &ContainerState) {
+        if let Some(m) = st.monitor.filter(proc::is_alive) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+        }
+    }
+
+    fn killed(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
+        // SIGKILL cannot travel to the guest: the VM stops (`qm stop`).
+        let Some(vmid) = record_of(st).and_then(|r| r.vmid) else {
+            return Ok(());
+        };
+        let cfg = rt.config.pve()?;
+        stop(client(rt)?, cfg, &cfg.node, vmid)
+    }
+
+    fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
+        let Some(rec) = record_of(st) else {
+            return Ok(());
+        };
+        destroy(client(rt)?, rt.config.pve()?, rec, &st.id, &rt.store.root)
+    }
+}
+
+/// In the exchange dir while the VM is suspended by `pause`.
+pub const FILE_PAUSED: &str = "paused";
+
+/// `pause` (the whole VM suspended, as `qm suspend`) or `resume`; the
+/// marker file is what `state` reads (it asks no API).
+pub fn pause(rt: &Runtime, st: &ContainerState, paths: &Paths, pause: bool) -> Result<()> {
+    let Some(vmid) = record_of(st).and_then(|r| r.vmid) else {
+        return Ok(());
+    };
+    let cfg = rt.config.pve()?;
+    let client = client(rt)?;
+    let what = format!(
+        "{} VM {vmid}",
+        if pause { "suspending" } else { "resuming" }
+    );
+    let upid = if pause {
+        client.qemu_suspend(&cfg.node, vmid)
+    } else {
+        client.qemu_resume(&cfg.node, vmid)
+    }
+    .map_err(api(&what))?;
+    wait(client, cfg, &upid, &what)?;
+    let marker = paths.exchange.join(FILE_PAUSED);
+    if pause {
+        crate::state::write_atomic(&marker, b"1")
+    } else {
+        match fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("removing {}", marker.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// For `update` on a VM: not there yet.
+pub fn refuse(op: &str) -> Error {
+    Error::Unsupported(format!(
+        "{op}: not supported by the pve-vm engine yet (the container runs in a QEMU VM); \
+         use the lxc or pve-lxc engine for it"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sizes() {
+        assert_eq!(vm_name("My_Box.1"), "lxcri-my-box-1");
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), vec![0u8; 1 << 20]).unwrap();
+        // 1 MiB * 1.5 + 64 MiB of room: two sixteenths of a GiB.
+        assert_eq!(disk_gib(t.path(), &Default::default()).unwrap(), "0.125");
+        let mut a = std::collections::BTreeMap::new();
+        a.insert(storage::QUOTA_ANNOTATION.to_string(), "1G".to_string());
+        assert_eq!(disk_gib(t.path(), &a).unwrap(), "1");
+        assert_eq!(count_cpus("0-1,3"), Some(3));
+    }
+
+    #[test]
+    fn bind_mounts_and_namespace_paths_are_refused_with_the_field() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "mounts": [{"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind"]}]
+        }))
+        .unwrap();
+        let e = check_spec(&spec).unwrap_err().to_string();
+        assert!(e.contains("mounts[0] /data") && e.contains("pve-vm"), "{e}");
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "terminal": true, "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {"namespaces": [{"type": "network", "path": "/proc/1/ns/net"}]}
+        }))
+        .unwrap();
+        let e = check_spec(&spec).unwrap_err().to_string();
+        assert!(e.contains("linux.namespaces"), "{e}");
+    }
+}
