@@ -83,7 +83,7 @@ fn set_record(st: &mut ContainerState, rec: PveRecord) {
 struct VmPlan {
     params: Params,
     /// Configured networks, one NIC each, leased at configure.
-    networks: Vec<(String, proxmox_lxcri_network::Network)>,
+    networks: Networks,
     fixed_ip: Option<std::net::IpAddr>,
     kernel: initramfs::Kernel,
     disk_gib: String,
@@ -192,6 +192,9 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
     })
 }
 
+/// Configured networks by name, one NIC each.
+type Networks = Vec<(String, proxmox_lxcri_network::Network)>;
+
 /// The spec gives the container a network namespace of its own.
 fn own_netns(spec: &Spec) -> bool {
     spec.linux()
@@ -210,10 +213,7 @@ fn plan_networks(
     rt: &Runtime,
     spec: &Spec,
     annotations: &std::collections::BTreeMap<String, String>,
-) -> Result<(
-    Vec<(String, proxmox_lxcri_network::Network)>,
-    Option<std::net::IpAddr>,
-)> {
+) -> Result<(Networks, Option<std::net::IpAddr>)> {
     let nets = crate::network::chosen(rt, annotations)?;
     if nets.is_empty() {
         return Ok((nets, None));
