@@ -538,21 +538,7 @@ fn twenty_pods_at_once_get_distinct_addresses_and_leave_nothing() {
         .map(|i| cri.pod_config(&format!("par-{i}"), &format!("par-{i}")))
         .collect();
     let t0 = Instant::now();
-    let ids: Vec<String> = cri
-        .concurrently(N, Duration::from_secs(300), |i, mut c| {
-            let req = k8s_cri::v1::RunPodSandboxRequest {
-                config: Some(configs[i].clone()),
-                runtime_handler: HANDLER.into(),
-            };
-            async move { c.run_pod_sandbox(req).await }
-        })
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|e| panic!("RunPodSandbox par-{i}: {e}\n{}", cri.log_tail(30)))
-                .pod_sandbox_id
-        })
-        .collect();
+    let ids = cri.run_pods_at_once(&configs, HANDLER);
     eprintln!("{N} pods started concurrently in {:?}", t0.elapsed());
     let ips: Vec<String> = ids.iter().map(|id| cri.pod_ip(id)).collect();
     let mut unique = ips.clone();
@@ -567,20 +553,7 @@ fn twenty_pods_at_once_get_distinct_addresses_and_leave_nothing() {
             "lease of {id}"
         );
     }
-    let removed = cri.concurrently(N, Duration::from_secs(300), |i, mut c| {
-        let id = ids[i].clone();
-        async move {
-            c.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await?;
-            c.remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
-                .await
-        }
-    });
-    for (id, r) in ids.iter().zip(removed) {
-        r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", cri.log_tail(30)));
-    }
+    cri.remove_pods_at_once(&ids);
     eprintln!("... and removed, {:?} in all", t0.elapsed());
     assert!(cri.pods().is_empty(), "pods left: {:?}", cri.pods());
     let leases = cri.leases();

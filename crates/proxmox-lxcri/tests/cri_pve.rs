@@ -501,21 +501,7 @@ fn twenty_pods_at_once_are_twenty_cts_with_distinct_addresses_and_leave_nothing(
         .map(|i| cri.pod_config(&format!("par-{i}"), &format!("par-{i}")))
         .collect();
     let t0 = Instant::now();
-    let ids: Vec<String> = cri
-        .concurrently(N, Duration::from_secs(600), |i, mut c| {
-            let req = k8s_cri::v1::RunPodSandboxRequest {
-                config: Some(configs[i].clone()),
-                runtime_handler: HANDLER.into(),
-            };
-            async move { c.run_pod_sandbox(req).await }
-        })
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|e| panic!("RunPodSandbox par-{i}: {e}\n{}", cri.log_tail(30)))
-                .pod_sandbox_id
-        })
-        .collect();
+    let ids = cri.run_pods_at_once(&configs, HANDLER);
     eprintln!("{N} pods (CTs) started concurrently in {:?}", t0.elapsed());
     assert_eq!(emu.ct_ids().len(), N, "CTs: {:?}", emu.ct_ids());
     // A container in each, all at once: N agents, no Proxmox task.
@@ -544,20 +530,7 @@ fn twenty_pods_at_once_are_twenty_cts_with_distinct_addresses_and_leave_nothing(
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), N, "pod IPs not distinct: {ips:?}");
-    let removed = cri.concurrently(N, Duration::from_secs(600), |i, mut c| {
-        let id = ids[i].clone();
-        async move {
-            c.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await?;
-            c.remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
-                .await
-        }
-    });
-    for (id, r) in ids.iter().zip(removed) {
-        r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", cri.log_tail(30)));
-    }
+    cri.remove_pods_at_once(&ids);
     eprintln!("... and removed, {:?} in all", t0.elapsed());
     assert!(emu.ct_ids().is_empty(), "CTs left: {:?}", emu.ct_ids());
     assert!(cri.leases().is_empty(), "leases left: {:?}", cri.leases());

@@ -511,6 +511,46 @@ disabled_plugins = [
             .collect()
     }
 
+    /// RunPodSandbox of every config at once on `handler`; the pod ids, in order.
+    pub fn run_pods_at_once(
+        &self,
+        configs: &[cri::PodSandboxConfig],
+        handler: &str,
+    ) -> Vec<String> {
+        self.concurrently(configs.len(), Duration::from_secs(600), |i, mut c| {
+            let req = cri::RunPodSandboxRequest {
+                config: Some(configs[i].clone()),
+                runtime_handler: handler.into(),
+            };
+            async move { c.run_pod_sandbox(req).await }
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|e| panic!("RunPodSandbox {i}: {e}\n{}", self.log_tail(30)))
+                .pod_sandbox_id
+        })
+        .collect()
+    }
+
+    /// StopPodSandbox + RemovePodSandbox of every pod at once.
+    pub fn remove_pods_at_once(&self, ids: &[String]) {
+        let removed = self.concurrently(ids.len(), Duration::from_secs(600), |i, mut c| {
+            let id = ids[i].clone();
+            async move {
+                c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await?;
+                c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                    .await
+            }
+        });
+        for (id, r) in ids.iter().zip(removed) {
+            r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", self.log_tail(30)));
+        }
+    }
+
     /// One call on the image service, with [`CALL_TIMEOUT`].
     pub fn image<T, F>(
         &self,
