@@ -29,7 +29,7 @@ mod common {
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cri::{container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
+use common::cri::{cgroup_dir, container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
 
 /// The runtime binary under test, as an absolute path.
 fn runtime() -> PathBuf {
@@ -393,24 +393,6 @@ fn containers_of_a_pod_share_its_pids_and_localhost_and_restart_in_it() {
     ];
     let left = cri.runtime_leftovers(HANDLER, &ids);
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
-}
-
-/// The host path of `pid`'s cgroup in `controller` (cgroup v1) or the unified hierarchy.
-fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup");
-    for l in cg.lines() {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-        if ctrls.split(',').any(|c| c == controller) {
-            return Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(path.trim_start_matches('/'));
-        }
-        if ctrls.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            return Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-        }
-    }
-    panic!("no {controller} cgroup for pid {pid}: {cg}");
 }
 
 #[test]

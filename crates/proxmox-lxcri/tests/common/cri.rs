@@ -1028,3 +1028,21 @@ pub fn host_get(addr: &str) -> Option<String> {
     let (head, body) = resp.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.trim().to_string())
 }
+
+/// The host path of `pid`'s cgroup in `controller` (cgroup v1) or the unified hierarchy.
+pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup");
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.split(',').any(|c| c == controller) {
+            return Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path.trim_start_matches('/'));
+        }
+        if ctrls.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        }
+    }
+    panic!("no {controller} cgroup for pid {pid}: {cg}");
+}
