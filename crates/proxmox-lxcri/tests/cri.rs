@@ -29,7 +29,7 @@ mod common {
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cri::{container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
+use common::cri::{cgroup_dir, container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
 
 /// The runtime binary under test, as an absolute path.
 fn runtime() -> PathBuf {
@@ -395,24 +395,6 @@ fn containers_of_a_pod_share_its_pids_and_localhost_and_restart_in_it() {
     assert!(left.is_empty(), "left in the runtime root: {left:?}");
 }
 
-/// The host path of `pid`'s cgroup in `controller` (cgroup v1) or the unified hierarchy.
-fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup");
-    for l in cg.lines() {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-        if ctrls.split(',').any(|c| c == controller) {
-            return Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(path.trim_start_matches('/'));
-        }
-        if ctrls.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            return Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-        }
-    }
-    panic!("no {controller} cgroup for pid {pid}: {cg}");
-}
-
 #[test]
 fn security_context_mount_propagation_and_resources_reach_the_container() {
     use k8s_cri::v1 as cri;
@@ -538,21 +520,7 @@ fn twenty_pods_at_once_get_distinct_addresses_and_leave_nothing() {
         .map(|i| cri.pod_config(&format!("par-{i}"), &format!("par-{i}")))
         .collect();
     let t0 = Instant::now();
-    let ids: Vec<String> = cri
-        .concurrently(N, Duration::from_secs(300), |i, mut c| {
-            let req = k8s_cri::v1::RunPodSandboxRequest {
-                config: Some(configs[i].clone()),
-                runtime_handler: HANDLER.into(),
-            };
-            async move { c.run_pod_sandbox(req).await }
-        })
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|e| panic!("RunPodSandbox par-{i}: {e}\n{}", cri.log_tail(30)))
-                .pod_sandbox_id
-        })
-        .collect();
+    let ids = cri.run_pods_at_once(&configs, HANDLER);
     eprintln!("{N} pods started concurrently in {:?}", t0.elapsed());
     let ips: Vec<String> = ids.iter().map(|id| cri.pod_ip(id)).collect();
     let mut unique = ips.clone();
@@ -567,20 +535,7 @@ fn twenty_pods_at_once_get_distinct_addresses_and_leave_nothing() {
             "lease of {id}"
         );
     }
-    let removed = cri.concurrently(N, Duration::from_secs(300), |i, mut c| {
-        let id = ids[i].clone();
-        async move {
-            c.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await?;
-            c.remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
-                .await
-        }
-    });
-    for (id, r) in ids.iter().zip(removed) {
-        r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", cri.log_tail(30)));
-    }
+    cri.remove_pods_at_once(&ids);
     eprintln!("... and removed, {:?} in all", t0.elapsed());
     assert!(cri.pods().is_empty(), "pods left: {:?}", cri.pods());
     let leases = cri.leases();

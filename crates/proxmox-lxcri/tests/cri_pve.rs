@@ -22,7 +22,7 @@ mod common {
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::cri::{container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
+use common::cri::{cgroup_dir, container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
 
 /// The runtime under test: this crate's, or `$LXCRI_TEST_RUNTIME` (bench/cri.sh's release
 /// build).
@@ -326,7 +326,60 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         log.contains(&format!("{ip}/24")),
         "the restarted container is not on the pod IP {ip}: {log:?}"
     );
+    // The CRI log format: `<RFC 3339 time> stdout F <line>`.
+    assert!(
+        log.lines().all(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            f.len() == 4 && f[0].contains('T') && f[1] == "stdout" && f[2] == "F"
+        }),
+        "not in the CRI log format: {log:?}"
+    );
     assert_eq!(emu.ct_ids(), cts, "the restart made a CT");
+
+    // UpdateContainerResources reaches the container's own cgroup in the CT; ContainerStats
+    // reads it; the CRI lists the pod and its containers.
+    let limit = 80 * 1024 * 1024;
+    let req = k8s_cri::v1::UpdateContainerResourcesRequest {
+        container_id: client.clone(),
+        linux: Some(k8s_cri::v1::LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            cpu_shares: 256,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    cri.runtime(|mut c| async move { c.update_container_resources(req).await })
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", cri.log_tail(30)));
+    let mem = cgroup_dir(container_pid(&cri, &client), "memory");
+    assert!(
+        mem.ends_with(format!("lxcri-{client}")),
+        "{}",
+        mem.display()
+    );
+    let got = std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(mem.join("memory.max")))
+        .unwrap_or_else(|e| panic!("{}: {e}", mem.display()));
+    assert_eq!(got.trim(), limit.to_string(), "in {}", mem.display());
+    let req = k8s_cri::v1::ContainerStatsRequest {
+        container_id: client.clone(),
+    };
+    let stats = cri
+        .runtime(|mut c| async move { c.container_stats(req).await })
+        .unwrap_or_else(|e| panic!("ContainerStats: {e}"))
+        .stats
+        .expect("stats");
+    let ws = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(ws > 0, "no memory working set in ContainerStats");
+    assert_eq!(cri.pods(), vec![pod.clone()]);
+    let listed = cri.containers();
+    assert!(
+        listed.contains(&server) && listed.contains(&client),
+        "ListContainers: {listed:?}"
+    );
 
     // kubectl exec/attach/port-forward: the streaming server into the pod's CT.
     common::streaming::exec_attach_and_port_forward(&cri, &pod, &config, 8081);
@@ -501,21 +554,7 @@ fn twenty_pods_at_once_are_twenty_cts_with_distinct_addresses_and_leave_nothing(
         .map(|i| cri.pod_config(&format!("par-{i}"), &format!("par-{i}")))
         .collect();
     let t0 = Instant::now();
-    let ids: Vec<String> = cri
-        .concurrently(N, Duration::from_secs(600), |i, mut c| {
-            let req = k8s_cri::v1::RunPodSandboxRequest {
-                config: Some(configs[i].clone()),
-                runtime_handler: HANDLER.into(),
-            };
-            async move { c.run_pod_sandbox(req).await }
-        })
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|e| panic!("RunPodSandbox par-{i}: {e}\n{}", cri.log_tail(30)))
-                .pod_sandbox_id
-        })
-        .collect();
+    let ids = cri.run_pods_at_once(&configs, HANDLER);
     eprintln!("{N} pods (CTs) started concurrently in {:?}", t0.elapsed());
     assert_eq!(emu.ct_ids().len(), N, "CTs: {:?}", emu.ct_ids());
     // A container in each, all at once: N agents, no Proxmox task.
@@ -544,20 +583,7 @@ fn twenty_pods_at_once_are_twenty_cts_with_distinct_addresses_and_leave_nothing(
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), N, "pod IPs not distinct: {ips:?}");
-    let removed = cri.concurrently(N, Duration::from_secs(600), |i, mut c| {
-        let id = ids[i].clone();
-        async move {
-            c.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await?;
-            c.remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
-                .await
-        }
-    });
-    for (id, r) in ids.iter().zip(removed) {
-        r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", cri.log_tail(30)));
-    }
+    cri.remove_pods_at_once(&ids);
     eprintln!("... and removed, {:?} in all", t0.elapsed());
     assert!(emu.ct_ids().is_empty(), "CTs left: {:?}", emu.ct_ids());
     assert!(cri.leases().is_empty(), "leases left: {:?}", cri.leases());

@@ -91,17 +91,8 @@ fn run_member(spec: &crate::pod::MemberSpec) -> Reply {
 /// In the sandbox's own process (forked by the agent), before its exec:
 /// a mount namespace of its own without the exchange dir and our binary.
 pub fn hide_from_process() -> Result<(), String> {
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("unshare(mount): {e}"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making / a slave: {e}"))?;
+    use nix::mount::{umount2, MntFlags};
+    super::member::own_mount_namespace()?;
     for p in [EXCHANGE_DIR, crate::init_config::INIT_PATH] {
         umount2(p, MntFlags::MNT_DETACH).map_err(|e| format!("unmounting {p}: {e}"))?;
     }

@@ -56,8 +56,9 @@ pub fn run(spec: &MemberSpec) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn setup(spec: &MemberSpec, dir: &Path) -> Result<(), String> {
-    let _ = nix::unistd::setsid();
+/// A mount namespace of our own, a slave of the one we were in: what we
+/// mount stays ours, what the node mounts later still reaches us.
+pub fn own_mount_namespace() -> Result<(), String> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
     mount(
         None::<&str>,
@@ -66,7 +67,12 @@ fn setup(spec: &MemberSpec, dir: &Path) -> Result<(), String> {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| format!("making / a slave: {e}"))?;
+    .map_err(|e| format!("making / a slave: {e}"))
+}
+
+fn setup(spec: &MemberSpec, dir: &Path) -> Result<(), String> {
+    let _ = nix::unistd::setsid();
+    own_mount_namespace()?;
     if spec.own_pid_ns {
         unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(pid): {e}"))?;
         // The next child is pid 1 of the new namespace; this process leaves
@@ -400,18 +406,24 @@ fn rbind_ro(src: &Path, root: &File, dest: &str) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("bind from {}: {e}", src.display()))?;
-    // Reopened: the remount must name the new mount, not the directory under it.
-    let target = open_in_root(root, dest, false)?;
-    let target = fd_path(&target);
-    let keep = locked_flags(&target);
+    remount_ro(root, dest, false)
+}
+
+/// Make the bind mount at `dest` read-only, keeping the flags a user
+/// namespace may not drop. The path is opened again: the remount must name
+/// the new mount, not the directory under it.
+fn remount_ro(root: &File, dest: &str, file: bool) -> Result<(), String> {
+    let target = open_in_root(root, dest, file)?;
+    let t = fd_path(&target);
+    let keep = locked_flags(&t);
     mount(
         None::<&str>,
-        &target,
+        &t,
         None::<&str>,
         MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep,
         None::<&str>,
     )
-    .map_err(|e| format!("read-only bind of {}: {e}", src.display()))
+    .map_err(|e| format!("read-only {dest}: {e}"))
 }
 
 /// Bind `src` (a path in the agent's view) at `dest` inside the rootfs.
@@ -421,17 +433,7 @@ fn bind_into(root: &File, src: &Path, dest: &str, dir: bool, ro: bool) -> Result
     mount(Some(src), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| format!("binding {} at {dest}: {e}", src.display()))?;
     if ro {
-        let target = open_in_root(root, dest, !dir)?;
-        let t = fd_path(&target);
-        let keep = locked_flags(&t);
-        mount(
-            None::<&str>,
-            &t,
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep,
-            None::<&str>,
-        )
-        .map_err(|e| format!("read-only {dest}: {e}"))?;
+        remount_ro(root, dest, !dir)?;
     }
     Ok(())
 }

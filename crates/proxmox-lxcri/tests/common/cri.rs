@@ -511,6 +511,46 @@ disabled_plugins = [
             .collect()
     }
 
+    /// RunPodSandbox of every config at once on `handler`; the pod ids, in order.
+    pub fn run_pods_at_once(
+        &self,
+        configs: &[cri::PodSandboxConfig],
+        handler: &str,
+    ) -> Vec<String> {
+        self.concurrently(configs.len(), Duration::from_secs(600), |i, mut c| {
+            let req = cri::RunPodSandboxRequest {
+                config: Some(configs[i].clone()),
+                runtime_handler: handler.into(),
+            };
+            async move { c.run_pod_sandbox(req).await }
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|e| panic!("RunPodSandbox {i}: {e}\n{}", self.log_tail(30)))
+                .pod_sandbox_id
+        })
+        .collect()
+    }
+
+    /// StopPodSandbox + RemovePodSandbox of every pod at once.
+    pub fn remove_pods_at_once(&self, ids: &[String]) {
+        let removed = self.concurrently(ids.len(), Duration::from_secs(600), |i, mut c| {
+            let id = ids[i].clone();
+            async move {
+                c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await?;
+                c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                    .await
+            }
+        });
+        for (id, r) in ids.iter().zip(removed) {
+            r.unwrap_or_else(|e| panic!("Stop/RemovePodSandbox {id}: {e}\n{}", self.log_tail(30)));
+        }
+    }
+
     /// One call on the image service, with [`CALL_TIMEOUT`].
     pub fn image<T, F>(
         &self,
@@ -987,4 +1027,22 @@ pub fn host_get(addr: &str) -> Option<String> {
     s.read_to_string(&mut resp).ok()?;
     let (head, body) = resp.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.trim().to_string())
+}
+
+/// The host path of `pid`'s cgroup in `controller` (cgroup v1) or the unified hierarchy.
+pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup");
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.split(',').any(|c| c == controller) {
+            return Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path.trim_start_matches('/'));
+        }
+        if ctrls.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        }
+    }
+    panic!("no {controller} cgroup for pid {pid}: {cg}");
 }

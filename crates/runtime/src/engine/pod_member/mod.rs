@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 
 mod idmap;
 
-use super::pve_lxc::{read_init, read_monitor, read_monitor_error, spawn_monitor};
+use super::pve_lxc::{
+    read_init, read_monitor, read_monitor_error, spawn_monitor, take_pid_file_process,
+};
 use super::{Cx, Engine, EngineRecord, Request};
 use crate::error::{Context, Error, Result};
 use crate::exchange::Paths;
@@ -645,24 +647,7 @@ impl Engine for PodMemberEngine {
             cg.set(k, v)
                 .map_err(|e| Error::Spec(format!("{k} = {v}: {e}")))?;
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let pid_proc = loop {
-            if let Some(m) = read_monitor(&cx.paths.exchange) {
-                break m;
-            }
-            if let Some(e) = read_monitor_error(&cx.paths.exchange) {
-                return Err(Error::Guest(format!("the member's monitor: {e}")));
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(Error::Guest(
-                    "the member's monitor did not make the pid-file process".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        if let Some(m) = cx.monitor.take() {
-            let _ = nix::sys::wait::waitpid(m, None);
-        }
+        let pid_proc = take_pid_file_process(cx, "the member's monitor")?;
         // containerd's shim finds the container's cgroup from the pid-file
         // pid (its stats and OOM events): the member's, as under runc.
         for d in &dirs {
@@ -675,16 +660,11 @@ impl Engine for PodMemberEngine {
     }
 
     fn monitor_grace(&self, paths: &Paths) -> Duration {
-        match read_init(&paths.exchange) {
-            None => Duration::ZERO,
-            Some(_) => Duration::from_secs(2),
-        }
+        super::pve_lxc::grace(paths)
     }
 
     fn stop_without_init(&self, st: &ContainerState) {
-        if let Some(m) = st.monitor.filter(proc::is_alive) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-        }
+        super::pve_lxc::kill_monitor(st)
     }
 
     fn destroy(&self, _rt: &Runtime, st: &ContainerState) -> Result<()> {

@@ -483,45 +483,19 @@ impl Engine for PveLxcEngine {
         }
         // Proxmox's monitor is the CT init's parent: the pid-file process
         // is ours, made by our monitor in the container's namespaces.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let pid_proc = loop {
-            if let Some(m) = read_monitor(&cx.paths.exchange) {
-                break m;
-            }
-            if let Some(e) = read_monitor_error(&cx.paths.exchange) {
-                return Err(Error::Guest(format!("the CT's monitor: {e}")));
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Guest(
-                    "the CT's monitor did not make the pid-file process".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        // Our monitor leaves right after: reap it, so that its child is the
-        // subreaper's (containerd's shim) to reap.
-        if let Some(m) = cx.monitor.take() {
-            let _ = nix::sys::wait::waitpid(m, None);
-        }
+        let pid_proc = take_pid_file_process(cx, "the CT's monitor")?;
         cx.state.monitor = Some(pid_proc);
         cx.save()?;
         Ok(pid_proc)
     }
 
     fn monitor_grace(&self, paths: &Paths) -> Duration {
-        // Without an init to wait for the monitor ends at once; with one,
-        // once Proxmox has stopped the CT.
-        match read_init(&paths.exchange) {
-            None => Duration::ZERO,
-            Some(_) => Duration::from_secs(2),
-        }
+        // With an init, once Proxmox has stopped the CT.
+        monitor::grace(paths)
     }
 
     fn stop_without_init(&self, st: &ContainerState) {
-        // The monitor may still wait for an init that never comes.
-        if let Some(m) = st.monitor.filter(proc::is_alive) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-        }
+        monitor::kill_monitor(st)
     }
 
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {

@@ -234,6 +234,47 @@ fn read_status(conn: &std::os::unix::net::UnixStream) -> Option<i32> {
     Some(st.shell_code())
 }
 
+/// The pid-file process our monitor made (`who` names the monitor in
+/// errors); our monitor leaves right after and is reaped here, so that the
+/// pid-file process is the subreaper's (containerd's shim) to reap.
+pub(crate) fn take_pid_file_process(cx: &mut Cx, who: &str) -> Result<ProcRef> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid_proc = loop {
+        if let Some(m) = read_monitor(&cx.paths.exchange) {
+            break m;
+        }
+        if let Some(e) = read_monitor_error(&cx.paths.exchange) {
+            return Err(Error::Guest(format!("{who}: {e}")));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Guest(format!(
+                "{who} did not make the pid-file process"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    if let Some(m) = cx.monitor.take() {
+        let _ = nix::sys::wait::waitpid(m, None);
+    }
+    Ok(pid_proc)
+}
+
+/// How long an undone create waits for our monitor: without an init to
+/// wait for it ends at once; with one, once the init is gone.
+pub(crate) fn grace(paths: &Paths) -> Duration {
+    match read_init(&paths.exchange) {
+        None => Duration::ZERO,
+        Some(_) => Duration::from_secs(2),
+    }
+}
+
+/// Stop a monitor that may still wait for an init that never comes.
+pub(crate) fn kill_monitor(st: &ContainerState) {
+    if let Some(m) = st.monitor.filter(proc::is_alive) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+    }
+}
+
 /// The init's host pid, as the monitor recorded it.
 pub fn read_init(exchange: &Path) -> Option<ProcRef> {
     let text = fs::read_to_string(exchange.join(FILE_INIT_PID)).ok()?;
