@@ -301,9 +301,28 @@ fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
     env.ok(&["resume", "c1"]);
     assert_eq!(env.status("c1"), "running");
     assert_eq!(qmp(&env), "running");
-    // update would act on the host's monitor: refused, named.
-    let err = env.fails(&["update", "--memory", "300M", "c1"]);
-    assert!(err.contains("pve-vm"), "{err}");
+    // update: the VM's options follow (no cgroup of the host's is touched).
+    env.ok(&[
+        "update",
+        "--memory",
+        "300M",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        "c1",
+    ]);
+    let conf = vm_config(&env, vmid);
+    assert_eq!(
+        conf["memory"].to_string().trim_matches('"'),
+        "300",
+        "{conf}"
+    );
+    assert_eq!(
+        conf["cpulimit"].to_string().trim_matches('"'),
+        "0.5",
+        "{conf}"
+    );
     // runc's events --stats: the host has no cgroup of a VM's to report.
     let ev: Value = serde_json::from_str(env.ok(&["events", "--stats", "c1"]).trim()).unwrap();
     assert_eq!(ev["type"], "stats", "{ev}");

@@ -448,9 +448,13 @@ fn vm_name(id: &str) -> String {
     format!("lxcri-{}", n.trim_matches('-'))
 }
 
-/// Memory, cores and cpulimit from the spec's resources.
-fn limits(spec: &Spec, cfg: &PveSection, mut p: Params) -> Result<Params> {
-    let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
+/// Memory, cores and cpulimit from the spec's resources (at create, and
+/// for `update`).
+fn limits(
+    res: Option<&oci_spec::runtime::LinuxResources>,
+    cfg: &PveSection,
+    mut p: Params,
+) -> Result<Params> {
     let mem = res
         .as_ref()
         .and_then(|r| r.memory().as_ref().and_then(|m| m.limit()))
@@ -459,7 +463,7 @@ fn limits(spec: &Spec, cfg: &PveSection, mut p: Params) -> Result<Params> {
         .unwrap_or(cfg.vm_memory_mb);
     p = p.int("memory", mem.max(MIN_MEMORY_MB) as i64);
     let mut cores = 1u32;
-    if let Some(cpu) = res.as_ref().and_then(|r| r.cpu().clone()) {
+    if let Some(cpu) = res.and_then(|r| r.cpu().clone()) {
         if let (Some(q), Some(per)) = (cpu.quota(), cpu.period()) {
             if q > 0 && per > 0 {
                 let limit = (q as f64 / per as f64 * 100.0).ceil() / 100.0;
@@ -778,7 +782,12 @@ impl Engine for PveVmEngine {
                 container.network = vec![nic];
             }
         }
-        params = limits(&req.spec, cfg, params)?;
+        let res = req
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone());
+        params = limits(res.as_ref(), cfg, params)?;
         self.plan = Some(VmPlan {
             params,
             networks,
@@ -963,6 +972,24 @@ impl Engine for PveVmEngine {
         };
         destroy(client(rt)?, rt.config.pve()?, rec, &st.id, &rt.store.root)
     }
+
+    fn update_limits(
+        &self,
+        rt: &Runtime,
+        st: &ContainerState,
+        merged: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        // The VM's options: Proxmox applies cpulimit at once, memory and
+        // cores when they can be hot-plugged (else they are pending).
+        let Some(vmid) = record_of(st).and_then(|r| r.vmid) else {
+            return Ok(());
+        };
+        let cfg = rt.config.pve()?;
+        let params = limits(Some(merged), cfg, Params::new())?;
+        client(rt)?
+            .qemu_set_config(&cfg.node, vmid, &params)
+            .map_err(api("updating the VM's limits"))
+    }
 }
 
 /// In the exchange dir while the VM is suspended by `pause`.
@@ -998,14 +1025,6 @@ pub fn pause(rt: &Runtime, st: &ContainerState, paths: &Paths, pause: bool) -> R
             _ => Ok(()),
         }
     }
-}
-
-/// For `update` on a VM: not there yet.
-pub fn refuse(op: &str) -> Error {
-    Error::Unsupported(format!(
-        "{op}: not supported by the pve-vm engine yet (the container runs in a QEMU VM); \
-         use the lxc or pve-lxc engine for it"
-    ))
 }
 
 #[cfg(test)]
