@@ -381,6 +381,10 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "ListContainers: {listed:?}"
     );
 
+    // A member's own user, seccomp, no_new_privs and read-only rootfs.
+    let sec = common::cri::security_context_reaches(&cri, &pod, &config);
+    cri.remove_container(&sec).expect("RemoveContainer sec");
+
     // kubectl exec/attach/port-forward: the streaming server into the pod's CT.
     common::streaming::exec_attach_and_port_forward(&cri, &pod, &config, 8081);
 
