@@ -403,42 +403,8 @@ fn security_context_mount_propagation_and_resources_reach_the_container() {
     let pod = cri
         .run_pod(&pod_config, HANDLER)
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
-    let logs = Path::new(&pod_config.log_directory);
 
-    // A non-root user, a read-only rootfs and containerd's default seccomp profile.
-    let mut c = cri.container_config(
-        "sec",
-        &[
-            "sh",
-            "-c",
-            "id -u; grep '^Seccomp:' /proc/self/status; \
-             touch /x 2>/dev/null && echo rootfs-writable || echo rootfs-readonly",
-        ],
-    );
-    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-    sc.run_as_user = Some(cri::Int64Value { value: 65534 });
-    sc.readonly_rootfs = true;
-    sc.seccomp = Some(cri::SecurityProfile {
-        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
-        localhost_ref: String::new(),
-    });
-    let sec = cri
-        .create_container_cfg(&pod, &pod_config, c)
-        .unwrap_or_else(|e| panic!("CreateContainer sec: {e}\n{}", cri.log_tail(30)));
-    cri.start_container(&sec).expect("StartContainer sec");
-    let st = cri.wait_exited(&sec, Duration::from_secs(20));
-    let log = std::fs::read_to_string(logs.join("sec.log")).unwrap_or_default();
-    assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
-    for want in [
-        " stdout F 65534",
-        " stdout F Seccomp:\t2",
-        " stdout F rootfs-readonly",
-    ] {
-        assert!(
-            log.lines().any(|l| l.ends_with(want)),
-            "{want:?} not in the container's log:\n{log}"
-        );
-    }
+    let sec = common::cri::security_context_reaches(&cri, &pod, &pod_config);
 
     // Host-to-container propagation (rslave): a mount made on the host after the start
     // shows inside (checked to fail with PROPAGATION_PRIVATE). containerd wants the source

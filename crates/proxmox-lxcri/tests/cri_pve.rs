@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::cri::{cgroup_dir, container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
+use common::emulator::RuntimeConfig as _;
 
 /// The runtime under test: this crate's, or `$LXCRI_TEST_RUNTIME` (bench/cri.sh's release
 /// build).
@@ -381,6 +382,10 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "ListContainers: {listed:?}"
     );
 
+    // A member's own user, seccomp, no_new_privs and read-only rootfs.
+    let sec = common::cri::security_context_reaches(&cri, &pod, &config);
+    cri.remove_container(&sec).expect("RemoveContainer sec");
+
     // kubectl exec/attach/port-forward: the streaming server into the pod's CT.
     common::streaming::exec_attach_and_port_forward(&cri, &pod, &config, 8081);
 
@@ -392,6 +397,11 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
     assert!(emu.ct_ids().is_empty(), "CTs left: {:?}", emu.ct_ids());
+    assert!(
+        emu.volumes().is_empty(),
+        "volumes left: {:?}",
+        emu.volumes()
+    );
     assert!(cri.leases().is_empty(), "leases left: {:?}", cri.leases());
     let ids = [
         pod.as_str(),
@@ -407,6 +417,9 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "pod mounts left: {:?}",
         pod_mounts(&ids)
     );
+    for c in &ids[1..] {
+        assert!(member_cgroups(c).is_empty(), "{:?}", member_cgroups(c));
+    }
     assert!(
         std::fs::read_to_string(www.join("index.html")).is_ok(),
         "removing the pod reached into a bind source"

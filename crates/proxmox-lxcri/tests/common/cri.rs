@@ -1046,3 +1046,51 @@ pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
     }
     panic!("no {controller} cgroup for pid {pid}: {cg}");
 }
+
+/// A container with a non-root user, a read-only rootfs, no_new_privs and containerd's
+/// default seccomp profile in pod `pod`: each shows inside (read from its CRI log). Returns
+/// its id.
+pub fn security_context_reaches(
+    cri: &Cri,
+    pod: &str,
+    pod_config: &k8s_cri::v1::PodSandboxConfig,
+) -> String {
+    // A non-root user, a read-only rootfs and containerd's default seccomp profile.
+    let mut c = cri.container_config(
+        "sec",
+        &[
+            "sh",
+            "-c",
+            "id -u; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+             touch /x 2>/dev/null && echo rootfs-writable || echo rootfs-readonly",
+        ],
+    );
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(k8s_cri::v1::Int64Value { value: 65534 });
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.seccomp = Some(k8s_cri::v1::SecurityProfile {
+        profile_type: k8s_cri::v1::security_profile::ProfileType::RuntimeDefault as i32,
+        localhost_ref: String::new(),
+    });
+    let sec = cri
+        .create_container_cfg(pod, pod_config, c)
+        .unwrap_or_else(|e| panic!("CreateContainer sec: {e}\n{}", cri.log_tail(30)));
+    cri.start_container(&sec).expect("StartContainer sec");
+    let st = cri.wait_exited(&sec, Duration::from_secs(20));
+    let log = std::fs::read_to_string(Path::new(&pod_config.log_directory).join("sec.log"))
+        .unwrap_or_default();
+    assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
+    for want in [
+        " stdout F 65534",
+        " stdout F Seccomp:\t2",
+        " stdout F NoNewPrivs:\t1",
+        " stdout F rootfs-readonly",
+    ] {
+        assert!(
+            log.lines().any(|l| l.ends_with(want)),
+            "{want:?} not in the container's log:\n{log}"
+        );
+    }
+    sec
+}
