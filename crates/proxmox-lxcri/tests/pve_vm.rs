@@ -301,9 +301,28 @@ fn create_start_state_kill_delete_with_the_spec_on_the_vm() {
     env.ok(&["resume", "c1"]);
     assert_eq!(env.status("c1"), "running");
     assert_eq!(qmp(&env), "running");
-    // update would act on the host's monitor: refused, named.
-    let err = env.fails(&["update", "--memory", "300M", "c1"]);
-    assert!(err.contains("pve-vm"), "{err}");
+    // update: the VM's options follow (no cgroup of the host's is touched).
+    env.ok(&[
+        "update",
+        "--memory",
+        "300M",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        "c1",
+    ]);
+    let conf = vm_config(&env, vmid);
+    assert_eq!(
+        conf["memory"].to_string().trim_matches('"'),
+        "300",
+        "{conf}"
+    );
+    assert_eq!(
+        conf["cpulimit"].to_string().trim_matches('"'),
+        "0.5",
+        "{conf}"
+    );
     // runc's events --stats: the host has no cgroup of a VM's to report.
     let ev: Value = serde_json::from_str(env.ok(&["events", "--stats", "c1"]).trim()).unwrap();
     assert_eq!(ev["type"], "stats", "{ev}");
@@ -728,5 +747,75 @@ fn the_guest_gets_its_address_and_reaches_the_bridge() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert_node_empty(&env);
+}
+
+/// A configured network (`[network.<name>]`, the network manager's IPAM):
+/// the VM's net0 on its bridge with the lease's MAC, the lease's address
+/// and the network's gateway inside the guest, the lease given back when
+/// the container goes. Port security and isolation are refused by name.
+#[test]
+fn a_configured_network_leases_the_vms_address() {
+    let env = vm_env();
+    let br = env.emu().bridge().unwrap().to_string();
+    let net = format!("10.253.{}", testkit::unique() % 250 + 1);
+    testkit::sh("ip", &["addr", "add", &format!("{net}.1/24"), "dev", &br]);
+    let cfg = env.config.as_ref().unwrap();
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    text.push_str(&format!(
+        "\n[network.vmnet]\nbridge = \"{br}\"\nsubnet = \"{net}.0/24\"\ngateway = \"{net}.1\"\nport_security = false\n\
+         \n[network.guarded]\nbridge = \"{br}\"\nsubnet = \"10.254.1.0/24\"\n"
+    ));
+    std::fs::write(cfg, text).unwrap();
+    let b = env.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            &format!("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; ping -c 1 -W 5 {net}.1 >/dev/null && echo pinged; sleep 1000"),
+        ],
+        |s| {
+            s["annotations"] = json!({ "io.proxmox-lxcri.network": "vmnet" });
+            for set in ["bounding", "effective", "permitted"] {
+                s["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_NET_RAW"));
+            }
+        },
+    );
+    env.must_create("w1", &b);
+    let vmid = env.vmid("w1");
+    let leases: Value =
+        serde_json::from_str(&env.ok(&["network", "leases", "-f", "json", "vmnet"])).unwrap();
+    let lease = &leases.as_array().unwrap()[0];
+    let addr = lease["addrs"][0].as_str().unwrap().to_string();
+    let mac = lease["mac"].as_str().unwrap().to_ascii_uppercase();
+    let net0 = vm_config(&env, vmid)["net0"].as_str().unwrap().to_string();
+    assert_eq!(net0, format!("virtio={mac},bridge={br}"), "{lease}");
+    env.ok(&["start", "w1"]);
+    let t = Instant::now();
+    while !env.stdout_of("w1").contains("pinged") {
+        assert!(t.elapsed().as_secs() < 30, "{}", env.stdout_of("w1"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(env.stdout_of("w1"), format!("inet {addr}\npinged\n"));
+    env.ok(&["delete", "--force", "w1"]);
+    let leases: Value =
+        serde_json::from_str(&env.ok(&["network", "leases", "-f", "json", "vmnet"])).unwrap();
+    assert_eq!(leases, json!([]), "the lease went with the container");
+    assert_node_empty(&env);
+    // A network with port security (the default) is refused for a VM.
+    let b = env.bundle("g", &["true"], |s| {
+        s["annotations"] = json!({ "io.proxmox-lxcri.network": "guarded" });
+    });
+    let o = env.create("g1", &b);
+    assert!(!o.status.success());
+    let log = env.log_of("g1");
+    assert!(
+        log.contains("port_security") && log.contains("guarded"),
+        "{log}"
+    );
+    env.assert_gone_state("g1");
     assert_node_empty(&env);
 }

@@ -222,10 +222,16 @@ impl Runtime {
             "update",
             &[Status::Created, Status::Running, Status::Paused],
         )?;
-        refuse_vm(&st, "update")?;
+        // A VM's limits are its options (update_limits below); its
+        // monitor's cgroup is the caller's.
+        let in_vm = matches!(st.engine, crate::engine::EngineRecord::PveVm(_));
         let cg = Cgroup::of_pid(st.init.expect("live").pid);
         let layout = CgroupLayout::detect()?;
-        let settings = resource_settings(resources, &layout)?;
+        let settings = if in_vm {
+            vec![]
+        } else {
+            resource_settings(resources, &layout)?
+        };
         // Some writes depend on others (memory.limit before memsw when
         // raising, the reverse when lowering): retry what failed once.
         let mut failed = vec![];
@@ -382,13 +388,4 @@ fn write_at(dir: &fs::File, name: &std::ffi::OsStr, data: &[u8]) -> std::io::Res
         name,
     )?;
     Ok(())
-}
-
-/// The host holds only our monitor of a VM: what acts on the container's
-/// processes or cgroups from here would act on the monitor.
-fn refuse_vm(st: &ContainerState, op: &str) -> Result<()> {
-    match st.engine {
-        crate::engine::EngineRecord::PveVm(_) => Err(crate::engine::pve_vm::refuse(op)),
-        _ => Ok(()),
-    }
 }

@@ -82,6 +82,9 @@ fn set_record(st: &mut ContainerState, rec: PveRecord) {
 /// What plan decided; configure and start use it.
 struct VmPlan {
     params: Params,
+    /// Configured networks, one NIC each, leased at configure.
+    networks: Networks,
+    fixed_ip: Option<std::net::IpAddr>,
     kernel: initramfs::Kernel,
     disk_gib: String,
     container: ContainerConfig,
@@ -189,6 +192,132 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
     })
 }
 
+/// Configured networks by name, one NIC each.
+type Networks = Vec<(String, proxmox_lxcri_network::Network)>;
+
+/// The spec gives the container a network namespace of its own.
+fn own_netns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        })
+}
+
+/// Configured networks (`io.proxmox-lxcri.network`, or `default_network`):
+/// checked here, leased at configure. Also the fixed address of
+/// `io.proxmox-lxcri.net.ip`, the only net annotation they leave.
+fn plan_networks(
+    rt: &Runtime,
+    spec: &Spec,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<(Networks, Option<std::net::IpAddr>)> {
+    let nets = crate::network::chosen(rt, annotations)?;
+    if nets.is_empty() {
+        return Ok((nets, None));
+    }
+    if !own_netns(spec) {
+        return Err(Error::Spec(format!(
+            "annotation {}: a container on a configured network needs its own network \
+             namespace (linux.namespaces: network without a path)",
+            crate::network::NETWORK_ANNOTATION
+        )));
+    }
+    for (name, n) in &nets {
+        if n.isolated {
+            return Err(unsupported(format!(
+                "network {name:?} is isolated, which is not enforced for VMs yet; use the lxc \
+                 engine or drop isolated"
+            )));
+        }
+        if n.port_security {
+            return Err(unsupported(format!(
+                "network {name:?} has port_security (the default), which is not enforced for \
+                 VMs yet (Proxmox's VM firewall); set port_security = false on it, or use the \
+                 lxc or pve-lxc engine"
+            )));
+        }
+    }
+    let ann = |k: &str| annotations.get(&format!("{NET_ANNOTATION_PREFIX}{k}"));
+    for k in [
+        "bridge", "vlan", "gw", "ip6", "gw6", "hwaddr", "mtu", "firewall",
+    ] {
+        if let Some(v) = ann(k) {
+            return Err(Error::Spec(format!(
+                "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: set by network {:?}; remove the \
+                 annotation",
+                nets[0].0
+            )));
+        }
+    }
+    let fixed = match ann("ip") {
+        None => None,
+        Some(v) => Some(
+            v.split('/')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|_| {
+                    Error::Spec(format!(
+                "annotation {NET_ANNOTATION_PREFIX}ip={v:?}: an address inside the network's subnet"
+            ))
+                })?,
+        ),
+    };
+    Ok((nets, fixed))
+}
+
+/// net{i} of a leased NIC and what the guest sets on eth{i}; the default
+/// route through the first NIC whose network has an IPv4 gateway.
+fn leased_nic(
+    i: usize,
+    net: &proxmox_lxcri_network::Network,
+    lease: &proxmox_lxcri_network::Lease,
+    route: bool,
+) -> Result<(String, proxmox_lxcri_agent_proto::Nic)> {
+    let bad = |why: &str| Error::Spec(format!("net{i} on network {:?}: {why}", lease.network));
+    if !net
+        .bridge
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(bad("its bridge is not an interface name"));
+    }
+    if !lease
+        .mac
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b':')
+    {
+        return Err(bad("its MAC is not one"));
+    }
+    let mut s = format!(
+        "virtio={},bridge={}",
+        lease.mac.to_ascii_uppercase(),
+        net.bridge
+    );
+    if let Some(t) = net.vlan {
+        s.push_str(&format!(",tag={t}"));
+    }
+    if let Some(m) = net.mtu {
+        s.push_str(&format!(",mtu={}", m.min(65520)));
+    }
+    let v4 = lease.addrs.iter().find(|a| a.addr().is_ipv4());
+    let gateway = v4
+        .filter(|_| route)
+        .and_then(|a| net.gateway_for(a.addr()))
+        .map(|g| g.to_string());
+    Ok((
+        s,
+        proxmox_lxcri_agent_proto::Nic {
+            name: format!("eth{i}"),
+            address: v4.map(|a| a.to_string()),
+            gateway,
+        },
+    ))
+}
+
 /// net0 of the VM (Proxmox's property string) and what the guest sets on
 /// its eth0, from `[pve] bridge` and the `io.proxmox-lxcri.net.*`
 /// annotations (as for CTs). None: the spec keeps the host's network
@@ -198,15 +327,7 @@ fn net0(
     annotations: &std::collections::BTreeMap<String, String>,
     cfg: &PveSection,
 ) -> Result<Option<(String, proxmox_lxcri_agent_proto::Nic)>> {
-    let own_netns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
-        });
-    if !own_netns {
+    if !own_netns(spec) {
         return Ok(None);
     }
     let ann = |k: &str| {
@@ -219,12 +340,6 @@ fn net0(
             "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: {why}"
         ))
     };
-    if annotations.contains_key(crate::network::NETWORK_ANNOTATION) {
-        return Err(unsupported(format!(
-            "annotation {}: configured networks reach CTs only so far; use {NET_ANNOTATION_PREFIX}ip/gw",
-            crate::network::NETWORK_ANNOTATION
-        )));
-    }
     for k in ["ip6", "gw6", "nameserver", "searchdomain"] {
         if let Some(v) = ann(k) {
             return Err(unsupported(format!(
@@ -333,9 +448,13 @@ fn vm_name(id: &str) -> String {
     format!("lxcri-{}", n.trim_matches('-'))
 }
 
-/// Memory, cores and cpulimit from the spec's resources.
-fn limits(spec: &Spec, cfg: &PveSection, mut p: Params) -> Result<Params> {
-    let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
+/// Memory, cores and cpulimit from the spec's resources (at create, and
+/// for `update`).
+fn limits(
+    res: Option<&oci_spec::runtime::LinuxResources>,
+    cfg: &PveSection,
+    mut p: Params,
+) -> Result<Params> {
     let mem = res
         .as_ref()
         .and_then(|r| r.memory().as_ref().and_then(|m| m.limit()))
@@ -344,7 +463,7 @@ fn limits(spec: &Spec, cfg: &PveSection, mut p: Params) -> Result<Params> {
         .unwrap_or(cfg.vm_memory_mb);
     p = p.int("memory", mem.max(MIN_MEMORY_MB) as i64);
     let mut cores = 1u32;
-    if let Some(cpu) = res.as_ref().and_then(|r| r.cpu().clone()) {
+    if let Some(cpu) = res.and_then(|r| r.cpu().clone()) {
         if let (Some(q), Some(per)) = (cpu.quota(), cpu.period()) {
             if q > 0 && per > 0 {
                 let limit = (q as f64 / per as f64 * 100.0).ceil() / 100.0;
@@ -656,13 +775,23 @@ impl Engine for PveVmEngine {
             .set("serial0", "socket")
             .set("serial1", "socket");
         let mut container = container;
-        if let Some((net0, nic)) = net0(&req.spec, &req.annotations, cfg)? {
-            params = params.set("net0", net0);
-            container.network = vec![nic];
+        let (networks, fixed_ip) = plan_networks(rt, &req.spec, &req.annotations)?;
+        if networks.is_empty() {
+            if let Some((net0, nic)) = net0(&req.spec, &req.annotations, cfg)? {
+                params = params.set("net0", net0);
+                container.network = vec![nic];
+            }
         }
-        params = limits(&req.spec, cfg, params)?;
+        let res = req
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone());
+        params = limits(res.as_ref(), cfg, params)?;
         self.plan = Some(VmPlan {
             params,
+            networks,
+            fixed_ip,
             kernel,
             disk_gib: disk_gib(&req.rootfs, &req.annotations)?,
             container,
@@ -702,6 +831,23 @@ impl Engine for PveVmEngine {
                 format!("{CMDLINE} {}", proxmox_lxcri_agent_proto::CMDLINE_FLAG),
             )
         };
+        // Leases before the VM (the id is claimed: a crash leaves a state
+        // naming their owner; a failed create releases them).
+        {
+            let plan = self.plan.as_mut().expect("plan runs first");
+            if !plan.networks.is_empty() {
+                let leases =
+                    crate::network::lease_all(rt, &cx.state.id, &plan.networks, plan.fixed_ip)?;
+                let mut routed = false;
+                for (i, (net, lease)) in leases.iter().enumerate() {
+                    let route = !routed && !net.gateway.is_empty();
+                    let (conf, nic) = leased_nic(i, net, lease, route)?;
+                    routed |= nic.gateway.is_some();
+                    plan.params = plan.params.clone().set(&format!("net{i}"), conf);
+                    plan.container.network.push(nic);
+                }
+            }
+        }
         let initrd = initramfs::ensure(&rt.store.root, &kernel, &exe)?;
         initramfs::check_arg("the initramfs", &initrd)?;
         let args = format!(
@@ -826,6 +972,24 @@ impl Engine for PveVmEngine {
         };
         destroy(client(rt)?, rt.config.pve()?, rec, &st.id, &rt.store.root)
     }
+
+    fn update_limits(
+        &self,
+        rt: &Runtime,
+        st: &ContainerState,
+        merged: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        // The VM's options: Proxmox applies cpulimit at once, memory and
+        // cores when they can be hot-plugged (else they are pending).
+        let Some(vmid) = record_of(st).and_then(|r| r.vmid) else {
+            return Ok(());
+        };
+        let cfg = rt.config.pve()?;
+        let params = limits(Some(merged), cfg, Params::new())?;
+        client(rt)?
+            .qemu_set_config(&cfg.node, vmid, &params)
+            .map_err(api("updating the VM's limits"))
+    }
 }
 
 /// In the exchange dir while the VM is suspended by `pause`.
@@ -861,14 +1025,6 @@ pub fn pause(rt: &Runtime, st: &ContainerState, paths: &Paths, pause: bool) -> R
             _ => Ok(()),
         }
     }
-}
-
-/// For `update` on a VM: not there yet.
-pub fn refuse(op: &str) -> Error {
-    Error::Unsupported(format!(
-        "{op}: not supported by the pve-vm engine yet (the container runs in a QEMU VM); \
-         use the lxc or pve-lxc engine for it"
-    ))
 }
 
 #[cfg(test)]
