@@ -132,6 +132,31 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "net0 does not hold the pod IP {ip}:\n{conf}"
     );
 
+    // The pods' network has port security (the default): Proxmox's firewall on the CT
+    // with the pod IP as the only address net0 may use.
+    let fw = emu.get(&format!(
+        "/nodes/{}/lxc/{}/firewall/options",
+        emu.node(),
+        cts[0]
+    ))["data"]
+        .clone();
+    assert_eq!(
+        (&fw["enable"], &fw["ipfilter"], &fw["macfilter"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{fw}"
+    );
+    let set = emu.get(&format!(
+        "/nodes/{}/lxc/{}/firewall/ipset/ipfilter-net0",
+        emu.node(),
+        cts[0]
+    ))["data"]
+        .clone();
+    assert_eq!(set[0]["cidr"], ip.as_str(), "{set}");
+
     // containerd's netns path and the sandbox's pid name the CT's network namespace.
     let (spid, info) = sandbox_pid(&cri, &pod);
     let netns = info["runtimeSpec"]["linux"]["namespaces"]

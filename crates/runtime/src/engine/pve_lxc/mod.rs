@@ -376,6 +376,10 @@ impl Engine for PveLxcEngine {
         let made = make::make_ct(cx, &plan, &req.rootfs);
         self.plan = Some(plan);
         let vmid = made?;
+        // A pod's net0 holds the CNI lease: secured as a configured network's.
+        if let Some(l) = self.sandbox.as_ref().and_then(|sp| sp.lease.clone()) {
+            leases.push(l);
+        }
         port_security(cx.rt, vmid, &leases)?;
         let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
         self.carried = carried;

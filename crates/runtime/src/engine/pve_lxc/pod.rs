@@ -42,6 +42,8 @@ pub struct SandboxPlan {
     pub cni_host_ifname: Option<String>,
     /// The pod's annotations (its resources size the CT).
     pub annotations: BTreeMap<String, String>,
+    /// The pod's lease (net0), for the CT's port security.
+    pub lease: Option<(proxmox_lxcri_network::Network, proxmox_lxcri_network::Lease)>,
 }
 
 /// containerd's CRI: the pod's resources (the kubelet's pod-level limits),
@@ -213,6 +215,7 @@ pub fn plan_sandbox(rt: &Runtime, req: &Request, plan: &mut CtPlan) -> Result<Sa
         netns: netns.clone(),
         cni_host_ifname: None,
         annotations: req.annotations.clone(),
+        lease: None,
     };
     if netns.is_some() {
         let (net, lease) = cni_lease(rt, &req.id)?.ok_or_else(|| {
@@ -231,6 +234,7 @@ pub fn plan_sandbox(rt: &Runtime, req: &Request, plan: &mut CtPlan) -> Result<Sa
             .clone()
             .set("net0", leased_net(0, &net, &lease)?);
         out.cni_host_ifname = Some(proxmox_lxcri_network::cni_host_ifname(&req.id, POD_IFNAME));
+        out.lease = Some((net, lease));
     }
     let ann = |k: &str| req.annotations.get(k).cloned().unwrap_or_default();
     let ns = ann(SANDBOX_NAMESPACE_ANNOTATION);
