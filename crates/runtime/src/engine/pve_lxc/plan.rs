@@ -467,6 +467,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn our_description_is_its_first_line() {
+        let root = Path::new("/run/r");
+        let d = description("c1", root, "pve");
+        assert_eq!(description_id(&d, root, "pve").as_deref(), Some("c1"));
+        let pod = format!("{d}\nkubernetes pod namespace: default\nkubernetes pod name: p");
+        assert_eq!(description_id(&pod, root, "pve").as_deref(), Some("c1"));
+        assert_eq!(description_id(&d, Path::new("/other"), "pve"), None);
+        assert_eq!(description_id(&d, root, "other"), None);
+        assert_eq!(description_id("kubernetes pod name: p", root, "pve"), None);
+    }
+
+    #[test]
     fn cpu_lists() {
         assert_eq!(count_cpus("0-3"), Some(4));
         assert_eq!(count_cpus("0,2,4-5"), Some(4));
