@@ -83,6 +83,10 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         host_port: host_port as i32,
         host_ip: String::new(),
     });
+    // The pod's (network and IPC namespace) sysctls, as the kubelet passes them.
+    let sysctls = &mut config.linux.as_mut().unwrap().sysctls;
+    sysctls.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
+    sysctls.insert("kernel.shm_rmid_forced".into(), "1".into());
     // Pod-level resources (the kubelet's, for the whole pod) size the CT.
     config.linux.as_mut().unwrap().resources = Some(k8s_cri::v1::LinuxContainerResources {
         memory_limit_in_bytes: 300 << 20,
@@ -291,6 +295,26 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
         "root cannot write into its own image"
     );
     assert_eq!(cri.exec_ok(&client, &["hostname"]).trim(), host);
+    // The pod's sysctls hold in its containers (they share the CT's namespaces). The
+    // ping group range is written in the node's gids (all of them, so every gid of the
+    // unprivileged CT); inside, unmapped gids read as 65534: read it from the node.
+    assert_eq!(
+        cri.exec_ok(&client, &["cat", "/proc/sys/kernel/shm_rmid_forced"])
+            .trim(),
+        "1"
+    );
+    let range = testkit::sh(
+        "nsenter",
+        &[
+            &format!("--net=/proc/{spid}/ns/net"),
+            "cat",
+            "/proc/sys/net/ipv4/ping_group_range",
+        ],
+    );
+    assert_eq!(
+        range.split_whitespace().collect::<Vec<_>>(),
+        ["0", "2147483647"]
+    );
     let addr = cri.exec_ok(&client, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(
         addr.contains(&format!("{ip}/24")),
