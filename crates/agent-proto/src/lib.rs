@@ -21,12 +21,22 @@
 //! ```
 //! Meanwhile `exec`: Exec{process} on a stream n > 0, answered Started or
 //! Error on stream n, then its stdio, signals and Exit on stream n.
+//!
+//! A pod's agent (the init of a pod's CT, see [`pod`]) takes
+//! `Member{member}` (set up one more container of the pod and start its
+//! init), answered `Ready` or `Error{message}`: one frame each way per
+//! connection on its unix socket, the member's own progress then going
+//! through its exchange files. A VM's agent answers it with `Error` until
+//! pods run as VMs.
 use std::io::{self, Read, Write};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-pub use proxmox_lxcri_lxc::init_config::{ExitStatus, InitConfig};
+pub mod init_config;
+pub mod pod;
+
+pub use init_config::{ExitStatus, InitConfig};
 
 /// Bumped when a frame changes incompatibly.
 pub const VERSION: u32 = 1;
@@ -107,6 +117,10 @@ pub enum Body {
     /// stream as Start is: Started or Error, then its stdio and Exit.
     Exec {
         process: Box<InitConfig>,
+    },
+    /// Add a container to the pod (to its pod agent).
+    Member {
+        member: Box<pod::MemberSpec>,
     },
     Started,
     Stdin {

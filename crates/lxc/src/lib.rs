@@ -5,6 +5,7 @@ pub mod apparmor;
 pub mod attach;
 pub mod config;
 pub mod init;
-pub mod init_config;
-pub mod pod;
 pub mod pty;
+// The contract between the runtime and our init (and the pod agent) lives
+// with the agents' protocol; re-exported under their old paths.
+pub use proxmox_lxcri_agent_proto::{init_config, pod};

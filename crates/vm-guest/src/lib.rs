@@ -407,6 +407,16 @@ impl Agent {
                     }
                 }
             }
+            // A pod's containers in one VM need their files in the guest
+            // first (a shared directory): refused by name until then.
+            Body::Member { member } if s != 0 => {
+                let message = format!(
+                    "container {}: a pod's containers cannot run in a VM yet (pve-vm runs \
+                     each container as its own VM; pods are one CT on pve-lxc)",
+                    member.id
+                );
+                self.send_on(s, Body::Error { message });
+            }
             Body::Stdin { data } => {
                 if let Some(p) = procs.get_mut(&s) {
                     if let Some(w) = p.stdin.as_mut() {

@@ -1,7 +1,6 @@
 //! The pod agent: the sandbox init's server side of [`crate::pod`], served
 //! from its supervise loop (one request per connection, answered at once;
 //! the member's own progress then goes through its exchange files).
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -9,8 +8,10 @@ use std::time::Duration;
 
 use nix::unistd::{fork, ForkResult};
 
+use proxmox_lxcri_agent_proto::{read_frame, write_frame, Body, Frame};
+
 use crate::init_config::EXCHANGE_DIR;
-use crate::pod::{valid_member_id, Reply, Request, MEMBER_EXCHANGE, SOCKET_AGENT};
+use crate::pod::{valid_member_id, MemberSpec, MEMBER_EXCHANGE, SOCKET_AGENT};
 
 pub struct Agent {
     listener: UnixListener,
@@ -47,44 +48,40 @@ fn handle(mut conn: UnixStream) {
     // A stuck client must not stall the pod's pid 1.
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let read = BufReader::new((&conn).take(1 << 20)).read_line(&mut line);
-    let reply = match read {
-        Err(e) => Reply {
-            error: Some(format!("reading the request: {e}")),
-        },
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Err(e) => Reply {
-                error: Some(format!("bad request: {e}")),
-            },
-            Ok(Request::Ping) => Reply::default(),
-            Ok(Request::Run(spec)) => run_member(&spec),
-        },
+    let answer = match read_frame(&mut conn) {
+        Err(e) => Err(format!("reading the request: {e}")),
+        Ok(None) => return,
+        Ok(Some(Frame {
+            body: Body::Member { member },
+            ..
+        })) => run_member(&member),
+        Ok(Some(other)) => Err(format!("a pod agent takes members only, not {other:?}")),
     };
-    let mut out = serde_json::to_string(&reply).unwrap_or_default();
-    out.push('\n');
-    let _ = conn.write_all(out.as_bytes());
+    let body = match answer {
+        Ok(()) => Body::Ready,
+        Err(message) => Body::Error { message },
+    };
+    let _ = write_frame(&mut conn, &Frame::main(body));
 }
 
-fn run_member(spec: &crate::pod::MemberSpec) -> Reply {
-    let fail = |m: String| Reply { error: Some(m) };
+fn run_member(spec: &MemberSpec) -> Result<(), String> {
     if !valid_member_id(&spec.id) {
-        return fail(format!("invalid member id {:?}", spec.id));
+        return Err(format!("invalid member id {:?}", spec.id));
     }
     let dir = super::member::member_dir(&spec.id);
     if !dir.join(MEMBER_EXCHANGE).is_dir() {
-        return fail(format!(
+        return Err(format!(
             "{} is missing",
             dir.join(MEMBER_EXCHANGE).display()
         ));
     }
     // SAFETY: the init is single-threaded.
     match unsafe { fork() } {
-        Err(e) => fail(format!("fork: {e}")),
+        Err(e) => Err(format!("fork: {e}")),
         Ok(ForkResult::Child) => super::member::run(spec),
         // The member's init is our child (or grandchild, adopted): the
         // supervise loop reaps it; its status goes through its exit file.
-        Ok(ForkResult::Parent { .. }) => Reply::default(),
+        Ok(ForkResult::Parent { .. }) => Ok(()),
     }
 }
 

@@ -17,7 +17,6 @@
 //! destroy:   cgroup, mounts and the member's directory removed
 //! ```
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,8 +29,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use proxmox_lxcri_lxc::config::{translate, TranslateContext, Translation};
 use proxmox_lxcri_lxc::pod::{
-    self, GuestMount, MemberSpec, MEMBER_EXCHANGE, MEMBER_ROOTFS, MEMBER_SOURCES, POD_DIR,
-    SOCKET_AGENT,
+    GuestMount, MemberSpec, MEMBER_EXCHANGE, MEMBER_ROOTFS, MEMBER_SOURCES, POD_DIR, SOCKET_AGENT,
 };
 use serde::{Deserialize, Serialize};
 
@@ -290,26 +288,28 @@ fn sandbox_exchange(rt: &Runtime, sandbox: &str) -> Result<PathBuf> {
     fs::canonicalize(&link).ctx(|| format!("the pod sandbox's exchange dir {}", link.display()))
 }
 
-/// Send one request to the pod agent.
-fn ask_agent(sandbox_exchange: &Path, req: &pod::Request) -> Result<()> {
+/// Hand one member to the pod agent.
+fn ask_agent(sandbox_exchange: &Path, member: MemberSpec) -> Result<()> {
+    use proxmox_lxcri_agent_proto::{read_frame, write_frame, Body, Frame};
     let sock = sandbox_exchange.join(SOCKET_AGENT);
     let mut conn = UnixStream::connect(&sock)
         .ctx(|| format!("connecting to the pod agent at {}", sock.display()))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .ctx(|| "pod agent socket".into())?;
-    let mut line = serde_json::to_string(req).expect("requests serialize");
-    line.push('\n');
-    conn.write_all(line.as_bytes())
-        .ctx(|| "sending to the pod agent".into())?;
-    let mut answer = String::new();
-    BufReader::new(&conn)
-        .read_line(&mut answer)
-        .ctx(|| "reading the pod agent's answer".into())?;
-    let reply: pod::Reply = serde_json::from_str(answer.trim())
-        .map_err(|e| Error::Guest(format!("the pod agent's answer {answer:?}: {e}")))?;
-    match reply.error {
-        Some(e) => Err(Error::Guest(format!("the pod agent: {e}"))),
-        None => Ok(()),
+    let request = Frame::main(Body::Member {
+        member: Box::new(member),
+    });
+    write_frame(&mut conn, &request).ctx(|| "sending to the pod agent".into())?;
+    match read_frame(&mut conn) {
+        Ok(Some(Frame {
+            body: Body::Ready, ..
+        })) => Ok(()),
+        Ok(Some(Frame {
+            body: Body::Error { message },
+            ..
+        })) => Err(Error::Guest(format!("the pod agent: {message}"))),
+        Ok(other) => Err(Error::Guest(format!("the pod agent answered {other:?}"))),
+        Err(e) => Err(Error::Guest(format!("reading the pod agent's answer: {e}"))),
     }
 }
 
@@ -577,12 +577,12 @@ impl Engine for PodMemberEngine {
         gate.open()?;
         ask_agent(
             &self.sandbox_exchange,
-            &pod::Request::Run(MemberSpec {
+            MemberSpec {
                 id: cx.state.id.clone(),
                 mounts: self.mounts.clone(),
                 own_pid_ns: self.own_pid_ns,
                 rlimits: self.rlimits.clone(),
-            }),
+            },
         )?;
         Ok(monitor)
     }

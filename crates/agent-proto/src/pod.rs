@@ -16,8 +16,8 @@
 //!                                start, started, exit, stdio.sock), as on every engine
 //! ```
 //!
-//! The runtime sends one [`Request`] per connection, a JSON line, and reads
-//! one [`Reply`] line. For [`Request::Run`] the agent forks a child that
+//! The runtime sends one [`crate::Body::Member`] frame per connection and
+//! reads one frame back (`Ready` or `Error`). For it the agent forks a child that
 //! makes the member's mount namespace (its rootfs, the spec's mounts in the
 //! spec's order, devices), a pid namespace of its own unless the pod shares
 //! one, and execs our init inside it with the member's exchange dir at the
@@ -26,8 +26,8 @@
 //! node gets its stdio and exit status as for a CT.
 //!
 //! The messages carry no file descriptors and no host paths: a VM's agent
-//! (over a serial line) can take the same requests once its transport
-//! carries the files.
+//! (over its serial line, the same frames) can take the same request once
+//! the member's files reach the guest.
 use serde::{Deserialize, Serialize};
 
 /// The agent's socket, in the sandbox's exchange dir.
@@ -40,21 +40,6 @@ pub const MEMBER_ROOTFS: &str = "rootfs";
 pub const MEMBER_SOURCES: &str = "src";
 /// In a member's directory: its exchange dir.
 pub const MEMBER_EXCHANGE: &str = "exchange";
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum Request {
-    /// Is the agent there?
-    Ping,
-    /// Set up a member and start its init (which waits for `start`).
-    Run(MemberSpec),
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Reply {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// One member of the pod, in guest terms.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -99,8 +84,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_one_json_line() {
-        let r = Request::Run(MemberSpec {
+    fn a_member_is_one_frame() {
+        let m = MemberSpec {
             id: "a".into(),
             mounts: vec![GuestMount {
                 destination: "/proc".into(),
@@ -110,15 +95,15 @@ mod tests {
             }],
             own_pid_ns: true,
             rlimits: vec![("RLIMIT_NOFILE".into(), 10, 20)],
+        };
+        let f = crate::Frame::main(crate::Body::Member {
+            member: Box::new(m),
         });
-        let s = serde_json::to_string(&r).unwrap();
-        assert!(!s.contains('\n'));
-        assert!(s.starts_with(r#"{"op":"run","id":"a""#), "{s}");
-        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
-        assert_eq!(
-            serde_json::to_string(&Request::Ping).unwrap(),
-            r#"{"op":"ping"}"#
-        );
+        let mut wire = vec![];
+        crate::write_frame(&mut wire, &f).unwrap();
+        let json = String::from_utf8_lossy(&wire[4..]).into_owned();
+        assert!(json.contains(r#""type":"member""#), "{json}");
+        assert_eq!(crate::read_frame(&mut &wire[..]).unwrap(), Some(f));
     }
 
     #[test]
