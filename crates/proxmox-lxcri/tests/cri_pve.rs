@@ -688,6 +688,137 @@ fn a_pods_containers_run_on_its_sandboxs_engine() {
     cri.remove_pod(&pod).expect("RemovePodSandbox");
 }
 
+/// `proxmox-lxcri create` of `spec` as a container of pod `pod` (the annotations containerd
+/// gives one), with the runtime root and config the CRI handler uses: success and stderr.
+/// The container's stdio is a file (a created container holds it, as it holds a shim's).
+fn create_member(cri: &Cri, pod: &str, id: &str, spec: testkit::Spec) -> (bool, String) {
+    let spec = spec
+        .terminal(false)
+        .readonly_root(false)
+        .annotation("io.kubernetes.cri.container-type", "container")
+        .annotation("io.kubernetes.cri.sandbox-id", pod);
+    let dir = cri.dir().join(format!("bundle-{id}"));
+    let bundle = testkit::bundle(&dir, &testkit::Rootfs::busybox(), &spec);
+    let err = dir.join("stderr");
+    let status = std::process::Command::new(runtime())
+        .env("PROXMOX_LXCRI_CONFIG", &cri.config)
+        .arg("--root")
+        .arg(cri.runtime_root(HANDLER))
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .expect("run the runtime");
+    (
+        status.success(),
+        std::fs::read_to_string(&err).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn bad_containers_of_a_pod_are_refused_and_leave_nothing() {
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-lxc");
+    let cri = Cri::start(&runtime());
+    let config = cri.pod_config("pod-b", "pod-b");
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(30)));
+    let (spid, _) = sandbox_pid(&cri, &pod);
+    let ns = |kind: &str| format!("/proc/{spid}/ns/{kind}");
+    // As containerd writes a pod container's spec: the pod's namespaces, no hostname.
+    let pod_ns = |spec: testkit::Spec| {
+        spec.remove("/hostname").set(
+            "/linux/namespaces",
+            serde_json::json!([
+                {"type": "pid"}, {"type": "mount"},
+                {"type": "network", "path": ns("net")},
+                {"type": "ipc", "path": ns("ipc")},
+                {"type": "uts", "path": ns("uts")}
+            ]),
+        )
+    };
+    let left = |id: &str| {
+        let mut l: Vec<String> = cri
+            .runtime_leftovers(HANDLER, &[id])
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        l.extend(pod_mounts(&[id]));
+        l.extend(member_cgroups(id).iter().map(|p| p.display().to_string()));
+        l
+    };
+    // Refused before anything is made: a namespace that is not the pod's, a mount the
+    // agent cannot make (after the member's files were made, then undone).
+    let cases: Vec<(&str, testkit::Spec, &str)> = vec![
+        (
+            "b-host-net",
+            testkit::Spec::runc().args(&["true"]).set(
+                "/linux/namespaces",
+                serde_json::json!([{"type": "pid"}, {"type": "mount"},
+                    {"type": "network", "path": "/proc/1/ns/net"},
+                    {"type": "ipc", "path": ns("ipc")}, {"type": "uts", "path": ns("uts")}]),
+            ),
+            "not the pod CT's net namespace",
+        ),
+        (
+            "b-own-net",
+            testkit::Spec::runc().args(&["true"]),
+            "of its own",
+        ),
+        (
+            "b-nfs",
+            pod_ns(testkit::Spec::runc().args(&["true"])).mount(serde_json::json!(
+                {"destination": "/data", "type": "nfs", "source": "server:/x"}
+            )),
+            "is not supported in a pod",
+        ),
+        (
+            "b-no-source",
+            pod_ns(testkit::Spec::runc().args(&["true"])).mount(serde_json::json!(
+                {"destination": "/data", "type": "bind", "source": "/nonexistent/lxcri",
+                 "options": ["rbind"]}
+            )),
+            "/nonexistent/lxcri",
+        ),
+        (
+            "b-hook",
+            pod_ns(testkit::Spec::runc().args(&["true"])).set(
+                "/hooks",
+                serde_json::json!({"prestart": [{"path": "/bin/true"}]}),
+            ),
+            "hooks.prestart",
+        ),
+    ];
+    for (id, spec, want) in cases {
+        let (ok, err) = create_member(&cri, &pod, id, spec);
+        assert!(!ok, "{id} was created");
+        assert!(err.contains(want), "{id}: {want:?} not in {err}");
+        assert!(left(id).is_empty(), "{id} left {:?}", left(id));
+    }
+    // And one that is fine, through the same path: created inside the CT, no task.
+    let (ok, err) = create_member(
+        &cri,
+        &pod,
+        "b-good",
+        pod_ns(testkit::Spec::runc().args(&["sh", "-c", "exit 0"])),
+    );
+    assert!(ok, "{err}");
+    let o = std::process::Command::new(runtime())
+        .env("PROXMOX_LXCRI_CONFIG", &cri.config)
+        .arg("--root")
+        .arg(cri.runtime_root(HANDLER))
+        .args(["delete", "--force", "b-good"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(left("b-good").is_empty(), "{:?}", left("b-good"));
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
+
 fn median_ms(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1000.0
