@@ -42,6 +42,11 @@ pub const SOCKET_CONSOLE: &str = "console.sock";
 /// it when the socket exists, before reading its config, so that the
 /// monitor learns its pid even when the config is bad.
 pub const SOCKET_STDIO: &str = "stdio.sock";
+/// Unix socket (in the exchange dir) on which `create --preserve-fds N`
+/// hands the init the caller's fds 3..3+N (SCM_RIGHTS, until EOF). The init
+/// takes them first thing, when the socket exists, and keeps them at 3..3+N
+/// for the user process, as runc passes them.
+pub const SOCKET_PRESERVE: &str = "preserve.sock";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InitConfig {
@@ -108,6 +113,10 @@ pub struct InitConfig {
     /// process runs in a mount namespace of its own without our files.
     #[serde(default)]
     pub agent: bool,
+    /// `--preserve-fds N`: fds 3..3+N stay open across the exec of the user
+    /// process (every other fd above 2 is closed on exec).
+    #[serde(default)]
+    pub preserve_fds: u32,
 }
 
 /// The five capability sets, as capability names (`CAP_CHOWN`, ...).

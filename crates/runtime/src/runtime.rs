@@ -306,7 +306,13 @@ impl Runtime {
                 // runc deletes a created container by killing it.
                 Status::Created | Status::Creating => {}
                 Status::Running | Status::Paused if force => {}
-                _ => return Err(bad_state(&st, "delete", "stopped (or use --force)")),
+                // runc: fails, changes nothing.
+                _ => {
+                    return Err(Error::NotStopped {
+                        id: st.id.clone(),
+                        status: st.status.to_string(),
+                    })
+                }
             }
             let engine = engine::for_record(&st.engine);
             if let Some(init) = st.init {

@@ -70,6 +70,30 @@ pub fn poll_in(fds: &[i32], timeout_ms: i32) -> Vec<bool> {
     p.iter().map(|x| x.revents != 0).collect()
 }
 
+/// `--preserve-fds n`: fds 3..3+n stay open across the exec, as runc
+/// passes them; every other fd above 2 is closed on exec.
+pub fn pass_fds(n: u32) -> std::io::Result<()> {
+    // SAFETY: close_range only sets close-on-exec here; no fd is closed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 + n,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    for fd in 3..3 + n as i32 {
+        // SAFETY: plain fcntl on a number; EBADF is the caller's error.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Other,
+                format!("fd {fd}: {}", std::io::Error::last_os_error()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, String> {
     v.iter()
         .enumerate()
@@ -274,6 +298,9 @@ pub fn exec_user(p: &Prepared) -> ExecFailure {
                 return fail(format!("linux.seccomp: {e}"));
             }
         }
+    }
+    if let Err(e) = pass_fds(cfg.preserve_fds) {
+        return fail(format!("--preserve-fds {}: {e}", cfg.preserve_fds));
     }
     let e = nix::unistd::execve(&p.path, &p.args, &p.env).unwrap_err();
     let code = match e {
