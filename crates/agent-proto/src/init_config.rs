@@ -117,6 +117,22 @@ pub struct InitConfig {
     /// process (every other fd above 2 is closed on exec).
     #[serde(default)]
     pub preserve_fds: u32,
+    /// Recursive mount attributes of the spec's mounts (`rro`, `rnosuid`
+    /// ...), applied by the init with mount_setattr(AT_RECURSIVE) after
+    /// LXC made the mounts, before masked and read-only paths (as runc).
+    #[serde(default)]
+    pub mount_attrs: Vec<MountAttr>,
+}
+
+/// One mount's recursive attributes (MOUNT_ATTR_* bits).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MountAttr {
+    /// The spec's field, for errors (`mounts[3].options`).
+    pub field: String,
+    /// The mount point, inside the container.
+    pub path: String,
+    pub set: u64,
+    pub clr: u64,
 }
 
 /// The five capability sets, as capability names (`CAP_CHOWN`, ...).

@@ -212,11 +212,15 @@ fn prepare(dir: &Path) -> Result<Prepared, InitError> {
     for (i, d) in cfg.devices.iter().enumerate() {
         prepare::create_device(i, d).map_err(InitError::Prepare)?;
     }
-    for (i, m) in cfg.masked_paths.iter().enumerate() {
-        prepare::mask_path(i, m).map_err(InitError::Prepare)?;
+    for a in &cfg.mount_attrs {
+        prepare::set_mount_attr(a).map_err(InitError::Prepare)?;
     }
+    // Read-only paths first, then masked ones (on top), as runc.
     for (i, r) in cfg.readonly_paths.iter().enumerate() {
         prepare::readonly_path(i, r).map_err(InitError::Prepare)?;
+    }
+    for (i, m) in cfg.masked_paths.iter().enumerate() {
+        prepare::mask_path(i, m).map_err(InitError::Prepare)?;
     }
     if cfg.readonly_root {
         prepare::readonly_root().map_err(InitError::Prepare)?;

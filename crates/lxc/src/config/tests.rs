@@ -350,7 +350,7 @@ fn mount_option_and_source_injection() {
         json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["create=file"]}),
         json!({"destination": "/t", "type": "bind", "source": "/tmp", "options": ["tmpcopyup"]}),
         json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "size=1m\nx"]}),
-        json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]}),
+        json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}),
         json!({"destination": "/t", "type": "tmpfs", "source": "#tmpfs"}),
         json!({"destination": "/t", "type": "tmpfs", "source": "tmp\u{0}fs"}),
         json!({"destination": "/t", "type": "tmp fs", "source": "tmpfs"}),

@@ -91,5 +91,6 @@ pub(crate) fn translate(
         exec_in_place: false,
         agent: false,
         preserve_fds: 0,
+        mount_attrs: Vec::new(),
     })
 }
