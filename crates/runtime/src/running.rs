@@ -166,12 +166,11 @@ impl Runtime {
                 None => Ok(()),
             }
         };
-        let spawned = attach::exec(init.pid, cfg, console, opts.detach, &sub_cgroups, started).map_err(|e| {
-            Error::Start {
+        let spawned = attach::exec(init.pid, cfg, console, opts.detach, &sub_cgroups, started)
+            .map_err(|e| Error::Start {
                 id: id.into(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         // The process's last output, and the caller's terminal back.
         drop(relay);
         if let Spawned::Exited(code) = &spawned {

@@ -157,7 +157,9 @@ pub fn set_mount_attr(a: &crate::init_config::MountAttr) -> Result<(), String> {
     let e = std::io::Error::last_os_error();
     let hint = match e.raw_os_error() {
         Some(libc::ENOSYS) => " (recursive mount attributes need Linux 5.12 or later)",
-        Some(libc::EINVAL) => " (an attribute this kernel does not know, e.g. nosymfollow before 5.14)",
+        Some(libc::EINVAL) => {
+            " (an attribute this kernel does not know, e.g. nosymfollow before 5.14)"
+        }
         _ => "",
     };
     Err(format!(
