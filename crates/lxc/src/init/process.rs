@@ -85,10 +85,10 @@ pub fn pass_fds(n: u32) -> std::io::Result<()> {
     for fd in 3..3 + n as i32 {
         // SAFETY: plain fcntl on a number; EBADF is the caller's error.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Other,
-                format!("fd {fd}: {}", std::io::Error::last_os_error()),
-            ));
+            return Err(std::io::Error::other(format!(
+                "fd {fd}: {}",
+                std::io::Error::last_os_error()
+            )));
         }
     }
     Ok(())
