@@ -63,6 +63,31 @@ fn seccomp_blocks_a_syscall_with_errno() {
     assert!(out.contains("touched"), "{out}");
 }
 
+/// runc hands the seccomp notify fd to `listenerPath`; there is no such
+/// hand-over here yet, so the bundle is refused with an error that names
+/// the field, before anything is made.
+#[test]
+fn seccomp_listener_path_is_refused_naming_the_field() {
+    let env = Env::new();
+    let agent = env.tmp.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    let b = env.bundle("b", &["true"], |s| {
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": agent.to_str().unwrap(),
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let o = env.create("lp1", &b);
+    assert!(!o.status.success(), "{o:?}");
+    let log = env.log_of("lp1");
+    assert!(
+        log.contains("linux.seccomp.listenerPath") && log.contains("not supported"),
+        "{log}"
+    );
+    env.assert_gone("lp1");
+}
+
 #[test]
 fn user_groups_cwd_env_umask() {
     let env = Env::new();
