@@ -47,6 +47,11 @@ pub const SOCKET_STDIO: &str = "stdio.sock";
 /// takes them first thing, when the socket exists, and keeps them at 3..3+N
 /// for the user process, as runc passes them.
 pub const SOCKET_PRESERVE: &str = "preserve.sock";
+/// Unix socket (in the exchange dir) `start` listens on when the seccomp
+/// profile has SCMP_ACT_NOTIFY rules: the init connects before it hides the
+/// exchange dir and sends the notify fd once the filter is loaded; `start`
+/// hands it to linux.seccomp.listenerPath, as runc.
+pub const SOCKET_SECCOMP: &str = "seccomp.sock";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InitConfig {

@@ -52,6 +52,9 @@ pub struct Prepared {
     pub env: Vec<CString>,
     pub caps: capabilities::CapSets,
     pub seccomp: Option<seccomp::Filter>,
+    /// Where the seccomp notify fd goes (the runtime's
+    /// [`crate::init_config::SOCKET_SECCOMP`]), when the filter has one.
+    pub notify_sock: Option<UnixStream>,
 }
 
 /// Why the init cannot prepare the user process. The message goes to the
@@ -263,6 +266,7 @@ pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, InitError> {
         env,
         caps,
         seccomp,
+        notify_sock: None,
     })
 }
 
@@ -563,6 +567,23 @@ pub fn run() -> ! {
         write_exit(exit, code(c));
         std::process::exit(c);
     };
+    // SCMP_ACT_NOTIFY: the notify fd goes to `start` over this socket
+    // (connected now: the exchange dir is hidden below).
+    let mut prepared = prepared;
+    if prepared.seccomp.as_ref().is_some_and(|f| f.notify) {
+        let path = dir.join(crate::init_config::SOCKET_SECCOMP);
+        match UnixStream::connect(&path) {
+            Ok(s) => prepared.notify_sock = Some(s),
+            Err(e) => fail_started(
+                &mut started,
+                &format!(
+                    "connecting {} for the seccomp notify fd: {e}",
+                    path.display()
+                ),
+                1,
+            ),
+        }
+    }
     // Hide the exchange directory and this binary from the user process
     // (the pod agent keeps them: its process hides them in its own mount
     // namespace instead).

@@ -548,3 +548,91 @@ fn rt_exec_cgroup_runs_in_a_sub_cgroup() {
         let _ = std::fs::remove_dir(d.join("sub1"));
     }
 }
+
+/// A seccomp agent: takes runc's containerProcessState and the notify fd
+/// from `l`, answers the first notified syscall with EPERM, and returns
+/// the state JSON and the syscall number.
+fn seccomp_agent(l: UnixListener) -> (serde_json::Value, i32) {
+    let (s, _) = l.accept().expect("accept on the listener socket");
+    let mut buf = vec![0u8; 65536];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .expect("recvmsg on the listener socket");
+    let n = msg.bytes;
+    let mut fd = None;
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just handed us this fd.
+            fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let state: serde_json::Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
+    let fd = fd.expect("the notify fd");
+    // struct seccomp_notif (80 bytes) / seccomp_notif_resp (24 bytes).
+    let mut notif = [0u8; 80];
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    // SAFETY: ioctls with buffers of the kernel's struct sizes.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), RECV, notif.as_mut_ptr()) };
+    assert_eq!(
+        rc,
+        0,
+        "SECCOMP_IOCTL_NOTIF_RECV: {}",
+        std::io::Error::last_os_error()
+    );
+    let id = u64::from_ne_bytes(notif[0..8].try_into().unwrap());
+    let nr = i32::from_ne_bytes(notif[16..20].try_into().unwrap());
+    let mut resp = [0u8; 24];
+    resp[0..8].copy_from_slice(&id.to_ne_bytes());
+    resp[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+    // SAFETY: as above.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SEND, resp.as_mut_ptr()) };
+    assert_eq!(
+        rc,
+        0,
+        "SECCOMP_IOCTL_NOTIF_SEND: {}",
+        std::io::Error::last_os_error()
+    );
+    (state, nr)
+}
+
+#[test]
+fn rt_seccomp_listener_path_gets_the_notify_fd() {
+    let env = Env::new();
+    let sock = env.tmp.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || seccomp_agent(listener));
+    let sock_s = sock.to_str().unwrap().to_string();
+    let b = env.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo not-made",
+        ],
+        |v| {
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": sock_s,
+                "listenerMetadata": "meta-1",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+            });
+        },
+    );
+    let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), "lp1"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // The agent's answer (EPERM) is what mkdir got.
+    assert_eq!(out, "rc=1\nnot-made\n", "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{o:?}"
+    );
+    let (state, nr) = agent.join().unwrap();
+    assert_eq!(nr as libc::c_long, libc::SYS_mkdir, "{state}");
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "meta-1", "{state}");
+    assert_eq!(state["state"]["id"], "lp1", "{state}");
+    assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+}

@@ -135,8 +135,14 @@ impl Runtime {
             let init = st.init.expect("created containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
             let timeout = Duration::from_secs(self.config.lxc.start_timeout_secs);
-            if let Err(e) = exchange::release(&paths, &init, timeout) {
-                // A failed start (startContainer hook, exec) ends the container.
+            let agent = crate::seccomp_agent::Handover::prepare(self, id, &paths)?;
+            let res = exchange::release(&paths, &init, timeout).and_then(|_| match agent {
+                Some(a) => a.hand_over(&st, init.pid, timeout),
+                None => Ok(()),
+            });
+            if let Err(e) = res {
+                // A failed start (startContainer hook, exec, the seccomp
+                // agent) ends the container.
                 let _ = exchange::signal_init(&paths, &init, Signal::SIGKILL);
                 return Err(e);
             }

@@ -70,6 +70,17 @@ pub fn poll_in(fds: &[i32], timeout_ms: i32) -> Vec<bool> {
     p.iter().map(|x| x.revents != 0).collect()
 }
 
+/// The seccomp notify fd to the runtime (which hands it to the agent at
+/// listenerPath); ours is closed. Without a socket (an `exec`'d process)
+/// it is closed: the process's notified syscalls then fail with ENOSYS.
+fn send_notify_fd(p: &Prepared, fd: Option<OwnedFd>) -> Result<(), seccomp::SeccompError> {
+    let (Some(fd), Some(sock)) = (fd, &p.notify_sock) else {
+        return Ok(());
+    };
+    crate::pty::send_fds(sock, &[fd.as_raw_fd()], b"seccompFd")
+        .map_err(|e| seccomp::SeccompError::Load(std::io::Error::other(e)))
+}
+
 /// `--preserve-fds n`: fds 3..3+n stay open across the exec, as runc
 /// passes them; every other fd above 2 is closed on exec.
 pub fn pass_fds(n: u32) -> std::io::Result<()> {
@@ -239,7 +250,7 @@ pub fn exec_user(p: &Prepared) -> ExecFailure {
         }
     }
     if let (Some(f), false) = (&p.seccomp, cfg.no_new_privileges) {
-        if let Err(e) = seccomp::load(f) {
+        if let Err(e) = seccomp::load(f).and_then(|fd| send_notify_fd(p, fd)) {
             return fail(format!("linux.seccomp: {e}"));
         }
     }
@@ -294,7 +305,7 @@ pub fn exec_user(p: &Prepared) -> ExecFailure {
             return fail(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", errno()));
         }
         if let Some(f) = &p.seccomp {
-            if let Err(e) = seccomp::load(f) {
+            if let Err(e) = seccomp::load(f).and_then(|fd| send_notify_fd(p, fd)) {
                 return fail(format!("linux.seccomp: {e}"));
             }
         }
