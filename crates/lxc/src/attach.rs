@@ -25,7 +25,7 @@ use crate::init_config::{Capabilities, InitConfig};
 pub enum AttachError {
     #[error("exec: process.args must not be empty")]
     NoArgs,
-    #[error("exec: writing the pid file: {0}")]
+    #[error("exec: {0}")]
     PidFile(std::io::Error),
     #[error("exec: process.cwd {0:?} must be absolute")]
     RelativeCwd(String),
@@ -265,15 +265,16 @@ pub enum Spawned {
 
 /// Join the container of `init_pid` and run `cfg` there. `stdio` replaces
 /// fds 0-2 (a pty slave) when given. `started` gets the process's host pid
-/// once it runs (the `--pid-file`, written before we wait, as runc does); if
-/// it fails, the process is killed. Must be called single-threaded.
+/// once it runs (the `--pid-file`, written before we wait, as runc does)
+/// and its seccomp notify fd, if its filter has one (for the agent); if it
+/// fails, the process is killed. Must be called single-threaded.
 pub fn exec(
     init_pid: i32,
     cfg: InitConfig,
     console: Option<std::os::unix::net::UnixStream>,
     detach: bool,
     sub_cgroups: &SubCgroups,
-    started: impl FnOnce(i32) -> std::io::Result<()>,
+    started: impl FnOnce(i32, Option<OwnedFd>) -> std::io::Result<()>,
 ) -> Result<Spawned, AttachError> {
     let ns = namespaces(init_pid)?;
     join_cgroups(init_pid, sub_cgroups)?;
@@ -285,7 +286,17 @@ pub fn exec(
     }
     drop(ns);
     // Root and cwd are the container's now; check the process against them.
-    let prepared = prepare_process(cfg)?;
+    let mut prepared = prepare_process(cfg)?;
+    // SCMP_ACT_NOTIFY: the process sends its notify fd back to us.
+    let notify = match prepared.seccomp.as_ref().is_some_and(|f| f.notify) {
+        true => {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| AttachError::Process(format!("socketpair: {e}")))?;
+            prepared.notify_sock = Some(theirs);
+            Some(ours)
+        }
+        false => None,
+    };
     // The terminal comes from the container's own devpts; its master goes
     // to the console socket, connected before we left the host's mounts.
     let pty = match &console {
@@ -323,7 +334,25 @@ pub fn exec(
         let _ = waitpid(child, None);
         return Err(AttachError::Process(msg));
     }
-    if let Err(e) = started(child.as_raw()) {
+    // The process sent its notify fd before it exec'd.
+    drop(prepared.notify_sock.take());
+    let notify_fd = match &notify {
+        Some(s) => {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            match crate::pty::recv_fd(s) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(AttachError::Process(format!(
+                        "the seccomp notify fd from the process: {e}"
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    if let Err(e) = started(child.as_raw(), notify_fd) {
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(child, None);
         return Err(AttachError::PidFile(e));

@@ -549,10 +549,9 @@ fn rt_exec_cgroup_runs_in_a_sub_cgroup() {
     }
 }
 
-/// A seccomp agent: takes runc's containerProcessState and the notify fd
-/// from `l`, answers the first notified syscall with EPERM, and returns
-/// the state JSON and the syscall number.
-fn seccomp_agent(l: UnixListener) -> (serde_json::Value, i32) {
+/// runc's containerProcessState and the notify fd, from one connection
+/// to a seccomp agent's socket.
+fn agent_receive(l: &UnixListener) -> (serde_json::Value, OwnedFd) {
     let (s, _) = l.accept().expect("accept on the listener socket");
     let mut buf = vec![0u8; 65536];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -568,7 +567,11 @@ fn seccomp_agent(l: UnixListener) -> (serde_json::Value, i32) {
         }
     }
     let state: serde_json::Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
-    let fd = fd.expect("the notify fd");
+    (state, fd.expect("the notify fd"))
+}
+
+/// Answers the first syscall notified on `fd` with EPERM; returns its number.
+fn agent_answer_one(fd: &OwnedFd) -> i32 {
     // struct seccomp_notif (80 bytes) / seccomp_notif_resp (24 bytes).
     let mut notif = [0u8; 80];
     const RECV: libc::c_ulong = 0xc050_2100;
@@ -594,7 +597,17 @@ fn seccomp_agent(l: UnixListener) -> (serde_json::Value, i32) {
         "SECCOMP_IOCTL_NOTIF_SEND: {}",
         std::io::Error::last_os_error()
     );
-    (state, nr)
+    nr
+}
+
+fn notify_profile(sock: &std::path::Path) -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock.to_str().unwrap(),
+        "listenerMetadata": "meta-1",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    })
 }
 
 #[test]
@@ -602,25 +615,15 @@ fn rt_seccomp_listener_path_gets_the_notify_fd() {
     let env = Env::new();
     let sock = env.tmp.path().join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
-    let agent = std::thread::spawn(move || seccomp_agent(listener));
-    let sock_s = sock.to_str().unwrap().to_string();
-    let b = env.bundle(
-        "b",
-        &[
-            "sh",
-            "-c",
-            "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo not-made",
-        ],
-        |v| {
-            v["linux"]["seccomp"] = json!({
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "listenerPath": sock_s,
-                "listenerMetadata": "meta-1",
-                "architectures": ["SCMP_ARCH_X86_64"],
-                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
-            });
-        },
-    );
+    let agent = std::thread::spawn(move || {
+        let (state, fd) = agent_receive(&listener);
+        (state, agent_answer_one(&fd))
+    });
+    let profile = notify_profile(&sock);
+    let script = "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo not-made";
+    let b = env.bundle("b", &["sh", "-c", script], |v| {
+        v["linux"]["seccomp"] = profile
+    });
     let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), "lp1"]);
     let out = String::from_utf8_lossy(&o.stdout);
     // The agent's answer (EPERM) is what mkdir got.
@@ -635,4 +638,26 @@ fn rt_seccomp_listener_path_gets_the_notify_fd() {
     assert_eq!(state["metadata"], "meta-1", "{state}");
     assert_eq!(state["state"]["id"], "lp1", "{state}");
     assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+
+    // A process added with exec hands its fd over too.
+    let sock = env.tmp.path().join("agent2.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || {
+        let (_, container_fd) = agent_receive(&listener);
+        let (state, fd) = agent_receive(&listener);
+        let nr = agent_answer_one(&fd);
+        drop(container_fd);
+        (state, nr)
+    });
+    let profile = notify_profile(&sock);
+    let b = env.bundle("b2", &["sleep", "1000"], |v| {
+        v["linux"]["seccomp"] = profile
+    });
+    env.rt_detached(&["run", "-d", "--bundle", b.to_str().unwrap(), "lp2"]);
+    let o = env.rt_cmd(&["exec", "lp2", "sh", "-c", "mkdir /tmp/y; echo rc=$?"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "rc=1\n", "{o:?}");
+    let (state, nr) = agent.join().unwrap();
+    assert_eq!(nr as libc::c_long, libc::SYS_mkdir, "{state}");
+    assert_eq!(state["state"]["id"], "lp2", "{state}");
+    assert!(env.rt_cmd(&["delete", "-f", "lp2"]).status.success());
 }

@@ -159,10 +159,20 @@ impl Runtime {
             cfg.terminal,
             opts.detach
         );
-        let started = |pid: i32| {
+        // The seccomp agent, connected while we still see the host's paths.
+        let agent = crate::seccomp_agent::Agent::for_profile(container.seccomp.as_ref())
+            .map_err(|e| Error::Spec(format!("linux.seccomp.listenerPath: {e}")))?;
+        let state = st.oci_json();
+        let started = |pid: i32, notify: Option<std::os::fd::OwnedFd>| {
             tracing::debug!("exec in {id}: process started, host pid {pid}");
+            if let (Some(a), Some(fd)) = (&agent, &notify) {
+                a.send(&state, pid, fd).map_err(|e| {
+                    std::io::Error::other(format!("linux.seccomp.listenerPath: {e}"))
+                })?;
+            }
             match &pid_dir {
-                Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes()),
+                Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes())
+                    .map_err(|e| std::io::Error::other(format!("writing the pid file: {e}"))),
                 None => Ok(()),
             }
         };

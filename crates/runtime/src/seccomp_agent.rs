@@ -8,8 +8,8 @@
 //! start:  take the fd, connect to listenerPath, send runc's
 //!         containerProcessState JSON with the fd (SCM_RIGHTS)
 //! ```
-//! Processes added with `exec` do not hand theirs over: their notified
-//! syscalls fail with ENOSYS.
+//! A process added with `exec` sends its fd to the `exec` command, which
+//! connected to the agent before it entered the container.
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -89,16 +89,63 @@ impl Handover {
             .map_err(|e| fail(e.to_string()))?;
         let fd = proxmox_lxcri_lxc::pty::recv_fd(&conn)
             .map_err(|e| fail(format!("the seccomp notify fd from the init: {e}")))?;
-        let agent = crate::sockpath::connect(&self.listener_path).map_err(|e| {
-            fail(format!(
-                "cannot connect to the seccomp agent at {}: {e}",
-                self.listener_path.display()
-            ))
-        })?;
+        let agent = Agent::connect(&self.listener_path, &self.metadata).map_err(fail)?;
         let mut state = st.oci_json();
         state["status"] = "running".into();
         state["pid"] = pid.into();
-        // runc's containerProcessState.
+        agent.send(&state, pid, &fd).map_err(fail)?;
+        Ok(())
+    }
+}
+
+/// A connection to the seccomp agent at listenerPath.
+pub(crate) struct Agent {
+    stream: std::os::unix::net::UnixStream,
+    path: PathBuf,
+    metadata: String,
+}
+
+impl Agent {
+    /// For a process whose profile is `s`: a connection when it has a
+    /// listener and SCMP_ACT_NOTIFY rules (made before the caller leaves
+    /// the host's mount namespace).
+    pub(crate) fn for_profile(
+        s: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> std::result::Result<Option<Agent>, String> {
+        let Some(s) = s else { return Ok(None) };
+        let Some(path) = s.listener_path() else {
+            return Ok(None);
+        };
+        let notify = proxmox_lxcri_lxc::init::seccomp::compile(s)
+            .map(|f| f.notify)
+            .unwrap_or(false);
+        if !notify {
+            return Ok(None);
+        }
+        Agent::connect(path, s.listener_metadata().as_deref().unwrap_or_default()).map(Some)
+    }
+
+    fn connect(path: &std::path::Path, metadata: &str) -> std::result::Result<Agent, String> {
+        let stream = crate::sockpath::connect(path).map_err(|e| {
+            format!(
+                "cannot connect to the seccomp agent at {}: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Agent {
+            stream,
+            path: path.to_path_buf(),
+            metadata: metadata.to_string(),
+        })
+    }
+
+    /// runc's containerProcessState with the notify fd.
+    pub(crate) fn send(
+        &self,
+        state: &serde_json::Value,
+        pid: i32,
+        fd: &std::os::fd::OwnedFd,
+    ) -> std::result::Result<(), String> {
         let msg = json!({
             "ociVersion": crate::state::OCI_VERSION,
             "fds": ["seccompFd"],
@@ -108,7 +155,7 @@ impl Handover {
         });
         let bytes = serde_json::to_vec(&msg).expect("serializes");
         nix::sys::socket::sendmsg::<()>(
-            agent.as_raw_fd(),
+            self.stream.as_raw_fd(),
             &[std::io::IoSlice::new(&bytes)],
             &[nix::sys::socket::ControlMessage::ScmRights(&[
                 fd.as_raw_fd()
@@ -116,12 +163,7 @@ impl Handover {
             nix::sys::socket::MsgFlags::empty(),
             None,
         )
-        .map_err(|e| {
-            fail(format!(
-                "sending the notify fd to {}: {e}",
-                self.listener_path.display()
-            ))
-        })?;
-        Ok(())
+        .map(|_| ())
+        .map_err(|e| format!("sending the notify fd to {}: {e}", self.path.display()))
     }
 }
