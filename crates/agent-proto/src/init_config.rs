@@ -42,6 +42,16 @@ pub const SOCKET_CONSOLE: &str = "console.sock";
 /// it when the socket exists, before reading its config, so that the
 /// monitor learns its pid even when the config is bad.
 pub const SOCKET_STDIO: &str = "stdio.sock";
+/// Unix socket (in the exchange dir) on which `create --preserve-fds N`
+/// hands the init the caller's fds 3..3+N (SCM_RIGHTS, until EOF). The init
+/// takes them first thing, when the socket exists, and keeps them at 3..3+N
+/// for the user process, as runc passes them.
+pub const SOCKET_PRESERVE: &str = "preserve.sock";
+/// Unix socket (in the exchange dir) `start` listens on when the seccomp
+/// profile has SCMP_ACT_NOTIFY rules: the init connects before it hides the
+/// exchange dir and sends the notify fd once the filter is loaded; `start`
+/// hands it to linux.seccomp.listenerPath, as runc.
+pub const SOCKET_SECCOMP: &str = "seccomp.sock";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InitConfig {
@@ -108,6 +118,26 @@ pub struct InitConfig {
     /// process runs in a mount namespace of its own without our files.
     #[serde(default)]
     pub agent: bool,
+    /// `--preserve-fds N`: fds 3..3+N stay open across the exec of the user
+    /// process (every other fd above 2 is closed on exec).
+    #[serde(default)]
+    pub preserve_fds: u32,
+    /// Recursive mount attributes of the spec's mounts (`rro`, `rnosuid`
+    /// ...), applied by the init with mount_setattr(AT_RECURSIVE) after
+    /// LXC made the mounts, before masked and read-only paths (as runc).
+    #[serde(default)]
+    pub mount_attrs: Vec<MountAttr>,
+}
+
+/// One mount's recursive attributes (MOUNT_ATTR_* bits).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MountAttr {
+    /// The spec's field, for errors (`mounts[3].options`).
+    pub field: String,
+    /// The mount point, inside the container.
+    pub path: String,
+    pub set: u64,
+    pub clr: u64,
 }
 
 /// The five capability sets, as capability names (`CAP_CHOWN`, ...).

@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -25,7 +25,7 @@ use crate::init_config::{Capabilities, InitConfig};
 pub enum AttachError {
     #[error("exec: process.args must not be empty")]
     NoArgs,
-    #[error("exec: writing the pid file: {0}")]
+    #[error("exec: {0}")]
     PidFile(std::io::Error),
     #[error("exec: process.cwd {0:?} must be absolute")]
     RelativeCwd(String),
@@ -109,12 +109,80 @@ pub fn init_config_for(
     })
 }
 
-/// Join the cgroups of `pid` on every hierarchy mounted here.
-fn join_cgroups(pid: i32) -> Result<(), AttachError> {
+/// `exec --cgroup` (runc 1.1): sub-cgroups of the container's cgroups to
+/// run the process in, `path` for every hierarchy or `ctrl[,ctrl]:path`
+/// per controller.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SubCgroups(std::collections::BTreeMap<String, String>);
+
+impl SubCgroups {
+    /// runc's rules: one plain path, or controller-prefixed ones, each
+    /// controller once; the path stays inside the container's cgroup.
+    pub fn parse(args: &[String]) -> Result<SubCgroups, String> {
+        let mut m = std::collections::BTreeMap::new();
+        for a in args {
+            let bad = |why: &str| format!("invalid --cgroup argument: {a}{why}");
+            let parts: Vec<&str> = a.splitn(3, ':').collect();
+            let (ctrls, path) = match parts.as_slice() {
+                [p] if args.len() == 1 => (vec![""], *p),
+                [_] => return Err(bad(" (missing <controller>: prefix)")),
+                [c, p] => (c.split(',').collect(), *p),
+                _ => return Err(bad("")),
+            };
+            let mut clean = Vec::new();
+            for c in Path::new(path).components() {
+                match c {
+                    std::path::Component::Normal(n) => clean.push(n.to_string_lossy()),
+                    std::path::Component::RootDir | std::path::Component::CurDir => {}
+                    _ => return Err(bad(" (the path must stay inside the container's cgroup)")),
+                }
+            }
+            let path = clean.join("/");
+            for c in ctrls {
+                if a.contains(':') && c.is_empty() {
+                    return Err(bad(" (empty <controller> prefix)"));
+                }
+                if m.insert(c.to_string(), path.clone()).is_some() {
+                    return Err(format!(
+                        "invalid --cgroup argument(s): controller {c} specified multiple times"
+                    ));
+                }
+            }
+        }
+        Ok(SubCgroups(m))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The sub-cgroup for the hierarchy of `ctrls` ("cpu,cpuacct",
+    /// "name=systemd", "" for cgroup v2), and the key that chose it.
+    fn for_hierarchy(&self, ctrls: &str, v2_only: bool) -> Option<(&str, &str)> {
+        if let Some((k, p)) = self.0.get_key_value("") {
+            return Some((k, p));
+        }
+        if v2_only {
+            // cgroup v2: one hierarchy, whichever controller was named.
+            return self.0.iter().next().map(|(k, p)| (k.as_str(), p.as_str()));
+        }
+        ctrls
+            .split(',')
+            .find_map(|c| self.0.get_key_value(c))
+            .map(|(k, p)| (k.as_str(), p.as_str()))
+    }
+}
+
+/// Join the cgroups of `pid` on every hierarchy mounted here (their
+/// `sub` cgroups where asked for).
+fn join_cgroups(pid: i32, sub: &SubCgroups) -> Result<(), AttachError> {
     let theirs =
         fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(AttachError::ReadCgroups)?;
     let mountinfo =
         fs::read_to_string("/proc/self/mountinfo").map_err(AttachError::ReadMountinfo)?;
+    let mut used = std::collections::BTreeSet::new();
+    let v2_only = theirs.lines().all(|l| l.starts_with("0::"));
+    let mut joins = Vec::new();
     for line in theirs.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
@@ -123,10 +191,28 @@ fn join_cgroups(pid: i32) -> Result<(), AttachError> {
         let Some(mnt) = proxmox_lxcri_cgroups::mount_point(&mountinfo, ctrls) else {
             continue;
         };
-        let procs = PathBuf::from(format!("{mnt}{path}/cgroup.procs"));
+        let mut dir = PathBuf::from(format!("{mnt}{path}"));
+        let chosen = sub.for_hierarchy(ctrls, v2_only);
+        if let Some((key, p)) = chosen {
+            used.insert(key.to_string());
+            if !p.is_empty() {
+                dir.push(p);
+            }
+        }
+        // The named systemd hierarchy is bookkeeping only (its sub-cgroup
+        // too, unless named).
+        let bookkeeping = ctrls.starts_with("name=") && chosen.is_none_or(|(k, _)| k.is_empty());
+        joins.push((dir.join("cgroup.procs"), bookkeeping));
+    }
+    // Nothing joined before the arguments are known good.
+    if let Some(k) = sub.0.keys().find(|k| !k.is_empty() && !used.contains(*k)) {
+        return Err(AttachError::Process(format!(
+            "--cgroup {k}:...: the container has no cgroup of controller {k}"
+        )));
+    }
+    for (procs, bookkeeping) in joins {
         if let Err(source) = fs::write(&procs, "0") {
-            // The named systemd hierarchy is bookkeeping only.
-            if !ctrls.starts_with("name=") {
+            if !bookkeeping {
                 return Err(AttachError::JoinCgroup {
                     path: procs,
                     source,
@@ -179,17 +265,19 @@ pub enum Spawned {
 
 /// Join the container of `init_pid` and run `cfg` there. `stdio` replaces
 /// fds 0-2 (a pty slave) when given. `started` gets the process's host pid
-/// once it runs (the `--pid-file`, written before we wait, as runc does); if
-/// it fails, the process is killed. Must be called single-threaded.
+/// once it runs (the `--pid-file`, written before we wait, as runc does)
+/// and its seccomp notify fd, if its filter has one (for the agent); if it
+/// fails, the process is killed. Must be called single-threaded.
 pub fn exec(
     init_pid: i32,
     cfg: InitConfig,
     console: Option<std::os::unix::net::UnixStream>,
     detach: bool,
-    started: impl FnOnce(i32) -> std::io::Result<()>,
+    sub_cgroups: &SubCgroups,
+    started: impl FnOnce(i32, Option<OwnedFd>) -> std::io::Result<()>,
 ) -> Result<Spawned, AttachError> {
     let ns = namespaces(init_pid)?;
-    join_cgroups(init_pid)?;
+    join_cgroups(init_pid, sub_cgroups)?;
     for (fd, flag) in &ns {
         setns(fd, *flag).map_err(|source| AttachError::EnterNamespace {
             flag: *flag,
@@ -198,7 +286,17 @@ pub fn exec(
     }
     drop(ns);
     // Root and cwd are the container's now; check the process against them.
-    let prepared = prepare_process(cfg)?;
+    let mut prepared = prepare_process(cfg)?;
+    // SCMP_ACT_NOTIFY: the process sends its notify fd back to us.
+    let notify = match prepared.seccomp.as_ref().is_some_and(|f| f.notify) {
+        true => {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| AttachError::Process(format!("socketpair: {e}")))?;
+            prepared.notify_sock = Some(theirs);
+            Some(ours)
+        }
+        false => None,
+    };
     // The terminal comes from the container's own devpts; its master goes
     // to the console socket, connected before we left the host's mounts.
     let pty = match &console {
@@ -236,7 +334,25 @@ pub fn exec(
         let _ = waitpid(child, None);
         return Err(AttachError::Process(msg));
     }
-    if let Err(e) = started(child.as_raw()) {
+    // The process sent its notify fd before it exec'd.
+    drop(prepared.notify_sock.take());
+    let notify_fd = match &notify {
+        Some(s) => {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            match crate::pty::recv_fd(s) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(AttachError::Process(format!(
+                        "the seccomp notify fd from the process: {e}"
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    if let Err(e) = started(child.as_raw(), notify_fd) {
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(child, None);
         return Err(AttachError::PidFile(e));

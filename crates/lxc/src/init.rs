@@ -52,6 +52,9 @@ pub struct Prepared {
     pub env: Vec<CString>,
     pub caps: capabilities::CapSets,
     pub seccomp: Option<seccomp::Filter>,
+    /// Where the seccomp notify fd goes (the runtime's
+    /// [`crate::init_config::SOCKET_SECCOMP`]), when the filter has one.
+    pub notify_sock: Option<UnixStream>,
 }
 
 /// Why the init cannot prepare the user process. The message goes to the
@@ -155,6 +158,43 @@ fn close_inherited_fds() {
     }
 }
 
+/// `--preserve-fds`: the caller's fds from the runtime over the exchange
+/// dir's preserve socket, put at 3..3+N (close-on-exec until the user
+/// process's exec, see [`process::pass_fds`]). Called first, when nothing
+/// else of ours is open above 2, so that nothing takes those numbers.
+fn preserved_from_runtime(dir: &Path) -> Result<u32, InitError> {
+    let path = dir.join(crate::init_config::SOCKET_PRESERVE);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let sock = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(source) => return Err(InitError::Connect { path, source }),
+    };
+    let fds = crate::pty::recv_fds_until_eof(&sock).map_err(InitError::Pty)?;
+    drop(sock);
+    let n = fds.len() as i32;
+    let err = |e: nix::Error| InitError::Pty(format!("placing the preserved fds: {e}"));
+    // Out of the way first (above 2+n), then each to its place.
+    let mut high = Vec::new();
+    for fd in fds {
+        let h = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3 + n))
+            .map_err(err)?;
+        high.push(h);
+    }
+    for (i, h) in high.into_iter().enumerate() {
+        // SAFETY: dup3 onto a number nothing of ours holds, then closing
+        // our own duplicate.
+        let rc = unsafe { libc::dup3(h, 3 + i as i32, libc::O_CLOEXEC) };
+        let e = std::io::Error::last_os_error();
+        unsafe { libc::close(h) };
+        if rc < 0 {
+            return Err(InitError::Pty(format!("placing the preserved fds: {e}")));
+        }
+    }
+    Ok(n as u32)
+}
+
 /// Step 1: read the config and prepare the container.
 fn prepare(dir: &Path) -> Result<Prepared, InitError> {
     let path = dir.join(FILE_INIT_CONFIG);
@@ -175,11 +215,15 @@ fn prepare(dir: &Path) -> Result<Prepared, InitError> {
     for (i, d) in cfg.devices.iter().enumerate() {
         prepare::create_device(i, d).map_err(InitError::Prepare)?;
     }
-    for (i, m) in cfg.masked_paths.iter().enumerate() {
-        prepare::mask_path(i, m).map_err(InitError::Prepare)?;
+    for a in &cfg.mount_attrs {
+        prepare::set_mount_attr(a).map_err(InitError::Prepare)?;
     }
+    // Read-only paths first, then masked ones (on top), as runc.
     for (i, r) in cfg.readonly_paths.iter().enumerate() {
         prepare::readonly_path(i, r).map_err(InitError::Prepare)?;
+    }
+    for (i, m) in cfg.masked_paths.iter().enumerate() {
+        prepare::mask_path(i, m).map_err(InitError::Prepare)?;
     }
     if cfg.readonly_root {
         prepare::readonly_root().map_err(InitError::Prepare)?;
@@ -222,6 +266,7 @@ pub fn prepare_process(cfg: InitConfig) -> Result<Prepared, InitError> {
         env,
         caps,
         seccomp,
+        notify_sock: None,
     })
 }
 
@@ -383,6 +428,7 @@ fn supervise(
 /// Entry point when the binary runs as the container init. Never returns.
 pub fn run() -> ! {
     close_inherited_fds();
+    let preserved = preserved_from_runtime(Path::new(EXCHANGE_DIR));
     // The user process gets process.env exactly; nothing of LXC's
     // (container=lxc, ...) may leak, not even into hooks.
     for (k, _) in std::env::vars_os() {
@@ -414,7 +460,20 @@ pub fn run() -> ! {
         Ok(None)
     };
     let (exit_file, prepared, report) = match (exit_file, stdio) {
-        (Ok(f), Ok(report)) => (Some(f), prepare(dir), report),
+        (Ok(f), Ok(report)) => (
+            Some(f),
+            preserved.and_then(|n| {
+                let p = prepare(dir)?;
+                if p.cfg.preserve_fds != n {
+                    return Err(InitError::Pty(format!(
+                        "--preserve-fds {}: got {n} fds from the runtime",
+                        p.cfg.preserve_fds
+                    )));
+                }
+                Ok(p)
+            }),
+            report,
+        ),
         (Err(source), _) => (
             None,
             Err(InitError::Open {
@@ -508,6 +567,23 @@ pub fn run() -> ! {
         write_exit(exit, code(c));
         std::process::exit(c);
     };
+    // SCMP_ACT_NOTIFY: the notify fd goes to `start` over this socket
+    // (connected now: the exchange dir is hidden below).
+    let mut prepared = prepared;
+    if prepared.seccomp.as_ref().is_some_and(|f| f.notify) {
+        let path = dir.join(crate::init_config::SOCKET_SECCOMP);
+        match UnixStream::connect(&path) {
+            Ok(s) => prepared.notify_sock = Some(s),
+            Err(e) => fail_started(
+                &mut started,
+                &format!(
+                    "connecting {} for the seccomp notify fd: {e}",
+                    path.display()
+                ),
+                1,
+            ),
+        }
+    }
     // Hide the exchange directory and this binary from the user process
     // (the pod agent keeps them: its process hides them in its own mount
     // namespace instead).

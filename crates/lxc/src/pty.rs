@@ -94,3 +94,47 @@ pub fn recv_fds(sock: &UnixStream, n: usize) -> Result<Vec<OwnedFd>, String> {
     }
     Ok(out)
 }
+
+/// Receive fds sent with [`send_fds`] (any number of messages) until the
+/// sender closes the connection.
+pub fn recv_fds_until_eof(sock: &UnixStream) -> Result<Vec<OwnedFd>, String> {
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([RawFd; FDS_PER_MESSAGE]);
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("receiving fds: {e}"))?;
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err("receiving fds: control message truncated".into());
+        }
+        let mut got = false;
+        for c in msg.cmsgs().map_err(|e| format!("fd message: {e}"))? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                got = true;
+                // SAFETY: the kernel just gave us these fds.
+                out.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
+            }
+        }
+        if msg.bytes == 0 && !got {
+            return Ok(out);
+        }
+    }
+}
+
+/// At most this many fds in one message of [`send_fds_all`].
+pub const FDS_PER_MESSAGE: usize = 64;
+
+/// Send all of `fds` in messages of up to [`FDS_PER_MESSAGE`], for
+/// [`recv_fds_until_eof`] (the caller then closes the connection).
+pub fn send_fds_all(sock: &UnixStream, fds: &[RawFd]) -> Result<(), String> {
+    for chunk in fds.chunks(FDS_PER_MESSAGE) {
+        send_fds(sock, chunk, b"f")?;
+    }
+    Ok(())
+}

@@ -75,7 +75,7 @@ pub struct CreateArgs {
     /// Accepted for runc compatibility.
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Number of extra fds to pass to the container (only 0 is supported).
+    /// Pass the caller's fds 3..3+N to the container's process (as runc).
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// Accepted for runc compatibility (not supported).
@@ -315,10 +315,15 @@ pub struct ExecArgs {
     pub apparmor: Option<String>,
     #[arg(long)]
     pub process_label: Option<String>,
+    /// Pass the caller's fds 3..3+N to the process (as runc).
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     #[arg(long, hide = true)]
     pub pidfd_socket: Option<PathBuf>,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// `path`, or `controller[,controller]:path` (repeatable), as runc 1.1.
+    #[arg(long)]
+    pub cgroup: Vec<String>,
     /// Exec even into a paused container (the process waits frozen).
     #[arg(long)]
     pub ignore_paused: bool,

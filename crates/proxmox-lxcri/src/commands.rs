@@ -212,9 +212,6 @@ fn features() -> Result<()> {
 }
 
 fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported");
-    }
     let process: oci_spec::runtime::Process = match &a.process {
         Some(p) => {
             let text =
@@ -244,6 +241,8 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
         pid_file: a.pid_file.clone(),
         detach: a.detach,
         ignore_paused: a.ignore_paused,
+        preserve_fds: a.preserve_fds,
+        cgroups: a.cgroup.clone(),
     };
     Ok(rt.exec(&a.id, &process, &opts)?)
 }

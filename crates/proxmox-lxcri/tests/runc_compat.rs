@@ -7,6 +7,9 @@
 //!   `--console-socket`: the caller's terminal, as runc;
 //! - Docker's zero values ("unset"), unknown capability names and kernel
 //!   memory limits: accepted, with a warning in `--log` where runc warns.
+//! - the `rt_` tests: runc's CLI and the spec's MUSTs, driven through the
+//!   CLI only, so that they also run against runc
+//!   (`LXCRI_TEST_RUNTIME=/usr/sbin/runc ... -- rt_`).
 mod support;
 
 use std::io::{Read, Write};
@@ -221,4 +224,440 @@ fn foreground_exec_t_relays_a_container_pty() {
     assert!(text.contains("bg"), "{text}");
     env.ok(&["delete", "--force", "ex1"]);
     env.assert_gone("ex1");
+}
+
+// What follows runs against runc too, with the same bundle:
+// LXCRI_TEST_RUNTIME=/usr/sbin/runc cargo test -p proxmox-lxcri --test runc_compat -- rt_
+
+/// `cmd` with `files` on fds 3, 4, ... of the child (as a caller passes
+/// them with `--preserve-fds`).
+fn with_fds(mut cmd: Command, files: &[&std::fs::File]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Out of the way first: a source may sit on a target number.
+            let high: Vec<i32> = raw
+                .iter()
+                .map(|&fd| libc::fcntl(fd, libc::F_DUPFD, 100))
+                .collect();
+            for (i, fd) in high.into_iter().enumerate() {
+                if fd < 0 || libc::dup2(fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+use std::os::fd::AsRawFd;
+
+#[test]
+fn rt_preserve_fds_reach_the_process() {
+    let env = Env::new();
+    let dir = env.tmp.path();
+    std::fs::write(dir.join("in3"), "from fd 3\n").unwrap();
+    let script = "cat <&3; echo to-fd-4 >&4; test -e /proc/self/fd/5 && echo fd5-leaked; exit 0";
+    let b = env.bundle("b", &["sh", "-c", script], |_| {});
+    let open = |n: &str| std::fs::File::open(dir.join(n)).unwrap();
+    let create = |n: &str| std::fs::File::create(dir.join(n)).unwrap();
+
+    // run: fds 3 and 4 pass, 5 (not asked for) does not.
+    let (f3, f4, f5) = (open("in3"), create("out4"), open("in3"));
+    let mut cmd = env.rt();
+    cmd.args([
+        "run",
+        "--preserve-fds",
+        "2",
+        "--bundle",
+        b.to_str().unwrap(),
+        "pf1",
+    ]);
+    let o = with_fds(cmd, &[&f3, &f4, &f5])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "run --preserve-fds: {o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out, "from fd 3\n", "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out4")).unwrap(),
+        "to-fd-4\n"
+    );
+
+    // create (the caller's fds are taken then) + start.
+    let (f3, f4) = (open("in3"), create("out4b"));
+    let mut cmd = env.rt();
+    cmd.args([
+        "create",
+        "--preserve-fds",
+        "2",
+        "--bundle",
+        b.to_str().unwrap(),
+        "pf2",
+    ]);
+    let st = with_fds(cmd, &[&f3, &f4])
+        .stdin(Stdio::null())
+        .stdout(create("pf2.out"))
+        .stderr(create("pf2.err"))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "create --preserve-fds: {}",
+        std::fs::read_to_string(dir.join("pf2.err")).unwrap()
+    );
+    drop((f3, f4));
+    let o = env.rt_cmd(&["start", "pf2"]);
+    assert!(o.status.success(), "start: {o:?}");
+    let t = Instant::now();
+    while env.rt_state("pf2")["status"] != "stopped" {
+        assert!(t.elapsed() < Duration::from_secs(20), "pf2 did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pf2.out")).unwrap(),
+        "from fd 3\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out4b")).unwrap(),
+        "to-fd-4\n"
+    );
+    assert!(env.rt_cmd(&["delete", "pf2"]).status.success());
+
+    // exec --preserve-fds.
+    let b = env.bundle("b2", &["sleep", "1000"], |_| {});
+    env.rt_detached(&["run", "-d", "--bundle", b.to_str().unwrap(), "pf3"]);
+    let f3 = open("in3");
+    let mut cmd = env.rt();
+    cmd.args(["exec", "--preserve-fds", "1", "pf3", "sh", "-c", "cat <&3"]);
+    let o = with_fds(cmd, &[&f3]).stdin(Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "exec --preserve-fds: {o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from fd 3\n");
+    assert!(env.rt_cmd(&["delete", "-f", "pf3"]).status.success());
+}
+
+#[test]
+fn rt_delete_of_a_live_container_fails_and_changes_nothing() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    let bundle = b.to_str().unwrap();
+    // Created: delete (without --force) removes it, as runc.
+    env.rt_detached(&["create", "--bundle", bundle, "d1"]);
+    let o = env.rt_cmd(&["delete", "d1"]);
+    assert!(o.status.success(), "delete of a created container: {o:?}");
+    assert!(!env.rt_cmd(&["state", "d1"]).status.success());
+
+    env.rt_detached(&["run", "-d", "--bundle", bundle, "d2"]);
+    let pid = env.rt_state("d2")["pid"].as_i64().unwrap() as i32;
+    for status in ["running", "paused"] {
+        if status == "paused" {
+            assert!(env.rt_cmd(&["pause", "d2"]).status.success());
+        }
+        let o = env.rt_cmd(&["delete", "d2"]);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "cannot delete container d2 that is not stopped: {status}"
+            )),
+            "{err}"
+        );
+        let st = env.rt_state("d2");
+        assert_eq!(st["status"], status, "a failed delete changed it");
+        assert_eq!(st["pid"].as_i64(), Some(pid as i64));
+        assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+    }
+    assert!(env.rt_cmd(&["resume", "d2"]).status.success());
+    assert_eq!(env.rt_state("d2")["status"], "running");
+    assert!(env.rt_cmd(&["delete", "--force", "d2"]).status.success());
+    assert!(!env.rt_cmd(&["state", "d2"]).status.success());
+}
+
+/// The container's cgroup directories on the host, per hierarchy
+/// (`(controllers, dir)`), from /proc/<pid>/cgroup.
+fn host_cgroup_dirs(pid: i64) -> Vec<(String, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for l in std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+    {
+        let mut p = l.splitn(3, ':');
+        let (_, ctrls, path) = (p.next(), p.next().unwrap(), p.next().unwrap());
+        let mnt = if ctrls.is_empty() {
+            if std::path::Path::new("/sys/fs/cgroup/unified").exists() {
+                "/sys/fs/cgroup/unified".to_string()
+            } else {
+                "/sys/fs/cgroup".to_string()
+            }
+        } else {
+            format!("/sys/fs/cgroup/{}", ctrls.trim_start_matches("name="))
+        };
+        out.push((
+            ctrls.to_string(),
+            std::path::PathBuf::from(format!("{mnt}{path}")),
+        ));
+    }
+    out
+}
+
+#[test]
+fn rt_device_access_letters_in_any_order() {
+    let env = Env::new();
+    // runc: r, w and m in any order; other letters ignored ("rwa" is rw).
+    let b = env.bundle("b", &["sleep", "1000"], |v| {
+        v["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+            {"allow": true, "type": "c", "major": 1, "minor": 12, "access": "mwr"},
+            {"allow": true, "type": "c", "major": 1, "minor": 14, "access": "wr"}
+        ]);
+    });
+    env.rt_detached(&["run", "-d", "--bundle", b.to_str().unwrap(), "dv1"]);
+    let pid = env.rt_state("dv1")["pid"].as_i64().unwrap();
+    // cgroup v1: the kernel's list says what was allowed.
+    if let Some((_, dir)) = host_cgroup_dirs(pid)
+        .into_iter()
+        .find(|(c, _)| c.split(',').any(|c| c == "devices"))
+    {
+        let list = std::fs::read_to_string(dir.join("devices.list")).unwrap();
+        for want in ["c 1:11 rw\n", "c 1:12 rwm\n", "c 1:14 rw\n"] {
+            assert!(list.contains(want), "{want:?} not in {list}");
+        }
+    }
+    assert!(env.rt_cmd(&["delete", "-f", "dv1"]).status.success());
+    // Nothing of r, w, m: refused (runc too).
+    let b = env.bundle("b2", &["true"], |v| {
+        v["linux"]["resources"]["devices"] =
+            json!([{"allow": true, "type": "c", "major": 1, "minor": 11, "access": ""}]);
+    });
+    let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), "dv2"]);
+    assert!(!o.status.success(), "{o:?}");
+    let _ = env.rt_cmd(&["delete", "-f", "dv2"]);
+}
+
+#[test]
+fn rt_rro_is_recursive() {
+    let env = Env::new();
+    let host = env.tmp.path().join("host");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &host.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _guard = Unmount(host.join("sub"));
+    let script = "touch /r/x; echo top=$?; touch /r/sub/x; echo sub=$?; \
+                  touch /n/sub/x; echo plain=$?; grep -cE ' /r(/sub)? ro,nosuid' /proc/self/mountinfo";
+    let src = host.to_str().unwrap().to_string();
+    let b = env.bundle("b", &["sh", "-c", script], |v| {
+        let m = v["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/r", "type": "bind", "source": src,
+                      "options": ["rbind", "rro", "rnosuid"]}));
+        m.push(json!({"destination": "/n", "type": "bind", "source": src,
+                      "options": ["rbind", "ro"]}));
+    });
+    let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), "ro1"]);
+    assert!(o.status.success(), "run with rro: {o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    // rro reaches the submount; plain ro does not (as runc).
+    assert_eq!(out, "top=1\nsub=1\nplain=0\n2\n", "{o:?}");
+}
+
+#[test]
+fn rt_masked_and_readonly_paths_of_every_kind() {
+    let env = Env::new();
+    let script = "head -c 4 /dev/zero | wc -c; echo x > /dev/full; echo full=$?; \
+                  ls /mdir | wc -l; echo z > /mfile; echo mfile=$?; cat /mfile; \
+                  echo q > /dev/urandom; echo urandom=$?; echo q > /rodir/f; echo rodir=$?; \
+                  cat /mdev; echo mdev=$?";
+    let b = env.bundle("b", &["sh", "-c", script], |v| {
+        v["linux"]["maskedPaths"] =
+            json!(["/dev/zero", "/mdir", "/dev/full", "/mdev", "/nonexistent"]);
+        v["linux"]["readonlyPaths"] = json!(["/mfile", "/dev/urandom", "/rodir", "/nope"]);
+    });
+    let root = b.join("rootfs");
+    std::fs::create_dir_all(root.join("mdir")).unwrap();
+    std::fs::write(root.join("mdir/secret"), "s").unwrap();
+    std::fs::create_dir_all(root.join("rodir")).unwrap();
+    std::fs::write(root.join("rodir/f"), "f").unwrap();
+    std::fs::write(root.join("mfile"), "content\n").unwrap();
+    std::fs::write(root.join("mdev"), "device-like file\n").unwrap();
+    let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), "mk1"]);
+    assert!(o.status.success(), "run: {o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Masked char devices become /dev/null (reads end at once, writes
+    // vanish); a masked dir is an empty read-only tmpfs; a read-only char
+    // device still writes (its fs is read-only, not the device).
+    assert_eq!(
+        out, "0\nfull=0\n0\nmfile=1\ncontent\nurandom=0\nrodir=1\nmdev=0\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn rt_exec_cgroup_runs_in_a_sub_cgroup() {
+    let env = Env::new();
+    let b = env.bundle("b", &["sleep", "1000"], |_| {});
+    env.rt_detached(&["run", "-d", "--bundle", b.to_str().unwrap(), "cg1"]);
+    let pid = env.rt_state("cg1")["pid"].as_i64().unwrap();
+    let dirs = host_cgroup_dirs(pid);
+    for (_, d) in &dirs {
+        let _ = std::fs::create_dir(d.join("sub1"));
+    }
+    let in_sub = |ctrl: &str, out: &str| {
+        out.lines().any(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, c, path) = (p.next(), p.next().unwrap_or(""), p.next().unwrap_or(""));
+            c.split(',').any(|c| c == ctrl) && path.ends_with("/sub1")
+        })
+    };
+    // controller:path (runc 1.1's form), two controllers at once.
+    let o = env.rt_cmd(&[
+        "exec",
+        "--cgroup",
+        "memory,pids:sub1",
+        "cg1",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(o.status.success(), "exec --cgroup memory,pids:sub1: {o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(in_sub("memory", &out) && in_sub("pids", &out), "{out}");
+    assert!(!in_sub("devices", &out), "{out}");
+    // A sub-cgroup that does not exist, and bad arguments: errors.
+    let o = env.rt_cmd(&["exec", "--cgroup", "memory:nosuch", "cg1", "true"]);
+    assert_eq!(o.status.code(), Some(255), "{o:?}");
+    let o = env.rt_cmd(&["exec", "--cgroup", "a", "--cgroup", "b", "cg1", "true"]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid --cgroup argument"));
+    assert!(env.rt_cmd(&["delete", "-f", "cg1"]).status.success());
+    for (_, d) in &dirs {
+        let _ = std::fs::remove_dir(d.join("sub1"));
+    }
+}
+
+/// runc's containerProcessState and the notify fd, from one connection
+/// to a seccomp agent's socket.
+fn agent_receive(l: &UnixListener) -> (serde_json::Value, OwnedFd) {
+    let (s, _) = l.accept().expect("accept on the listener socket");
+    let mut buf = vec![0u8; 65536];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .expect("recvmsg on the listener socket");
+    let n = msg.bytes;
+    let mut fd = None;
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just handed us this fd.
+            fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let state: serde_json::Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
+    (state, fd.expect("the notify fd"))
+}
+
+/// Answers the first syscall notified on `fd` with EPERM; returns its number.
+fn agent_answer_one(fd: &OwnedFd) -> i32 {
+    // struct seccomp_notif (80 bytes) / seccomp_notif_resp (24 bytes).
+    let mut notif = [0u8; 80];
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    // SAFETY: ioctls with buffers of the kernel's struct sizes.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), RECV, notif.as_mut_ptr()) };
+    assert_eq!(
+        rc,
+        0,
+        "SECCOMP_IOCTL_NOTIF_RECV: {}",
+        std::io::Error::last_os_error()
+    );
+    let id = u64::from_ne_bytes(notif[0..8].try_into().unwrap());
+    let nr = i32::from_ne_bytes(notif[16..20].try_into().unwrap());
+    let mut resp = [0u8; 24];
+    resp[0..8].copy_from_slice(&id.to_ne_bytes());
+    resp[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+    // SAFETY: as above.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SEND, resp.as_mut_ptr()) };
+    assert_eq!(
+        rc,
+        0,
+        "SECCOMP_IOCTL_NOTIF_SEND: {}",
+        std::io::Error::last_os_error()
+    );
+    nr
+}
+
+fn notify_profile(sock: &std::path::Path) -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock.to_str().unwrap(),
+        "listenerMetadata": "meta-1",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    })
+}
+
+#[test]
+fn rt_seccomp_listener_path_gets_the_notify_fd() {
+    let env = Env::new();
+    let sock = env.tmp.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || {
+        let (state, fd) = agent_receive(&listener);
+        (state, agent_answer_one(&fd))
+    });
+    let profile = notify_profile(&sock);
+    let script = "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo not-made";
+    let b = env.bundle("b", &["sh", "-c", script], |v| {
+        v["linux"]["seccomp"] = profile
+    });
+    let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), "lp1"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // The agent's answer (EPERM) is what mkdir got.
+    assert_eq!(out, "rc=1\nnot-made\n", "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{o:?}"
+    );
+    let (state, nr) = agent.join().unwrap();
+    assert_eq!(nr as libc::c_long, libc::SYS_mkdir, "{state}");
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "meta-1", "{state}");
+    assert_eq!(state["state"]["id"], "lp1", "{state}");
+    assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+
+    // A process added with exec hands its fd over too.
+    let sock = env.tmp.path().join("agent2.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || {
+        let (_, container_fd) = agent_receive(&listener);
+        let (state, fd) = agent_receive(&listener);
+        let nr = agent_answer_one(&fd);
+        drop(container_fd);
+        (state, nr)
+    });
+    let profile = notify_profile(&sock);
+    let b = env.bundle("b2", &["sleep", "1000"], |v| {
+        v["linux"]["seccomp"] = profile
+    });
+    env.rt_detached(&["run", "-d", "--bundle", b.to_str().unwrap(), "lp2"]);
+    let o = env.rt_cmd(&["exec", "lp2", "sh", "-c", "mkdir /tmp/y; echo rc=$?"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "rc=1\n", "{o:?}");
+    let (state, nr) = agent.join().unwrap();
+    assert_eq!(nr as libc::c_long, libc::SYS_mkdir, "{state}");
+    assert_eq!(state["state"]["id"], "lp2", "{state}");
+    assert!(env.rt_cmd(&["delete", "-f", "lp2"]).status.success());
 }

@@ -63,6 +63,28 @@ fn seccomp_blocks_a_syscall_with_errno() {
     assert!(out.contains("touched"), "{out}");
 }
 
+/// SCMP_ACT_NOTIFY without a `listenerPath`: nobody could answer, so the
+/// bundle is refused with an error that names the field, before anything
+/// is made (the hand-over itself: runc_compat's rt_seccomp_listener_path).
+#[test]
+fn seccomp_notify_without_a_listener_is_refused_naming_the_field() {
+    let env = Env::new();
+    let b = env.bundle("b", &["true"], |s| {
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let o = env.create("lp1", &b);
+    assert!(!o.status.success(), "{o:?}");
+    let log = env.log_of("lp1");
+    assert!(
+        log.contains("linux.seccomp.listenerPath") && log.contains("SCMP_ACT_NOTIFY"),
+        "{log}"
+    );
+    env.assert_gone("lp1");
+}
+
 #[test]
 fn user_groups_cwd_env_umask() {
     let env = Env::new();

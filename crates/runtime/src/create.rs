@@ -14,7 +14,7 @@
 //! ```
 //! Everything made is undone by [`Creation`]'s drop if a step fails.
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Hook, Hooks, Spec};
 use proxmox_lxcri_cgroups::CgroupLayout;
 use proxmox_lxcri_lxc::config::{TranslateContext, Translation};
-use proxmox_lxcri_lxc::init_config::{FIFO_READY, SOCKET_CONSOLE};
+use proxmox_lxcri_lxc::init_config::{FIFO_READY, SOCKET_CONSOLE, SOCKET_PRESERVE};
 
 use crate::engine::{self, Cx, Engine, Request};
 use crate::error::{Context, Error, Result};
@@ -37,6 +37,9 @@ use crate::state::{now_rfc3339, write_replace, ContainerState, Status, OCI_VERSI
 impl Runtime {
     pub(crate) fn create_inner(&self, id: &str, opts: &CreateOptions) -> Result<Pid> {
         let req = request(id, opts)?;
+        // The caller's fds 3..3+N, before anything of ours could take a
+        // number among them.
+        let preserved = take_preserved(opts.preserve_fds)?;
         let backend = match (
             req.annotations
                 .contains_key(crate::config::BACKEND_ANNOTATION),
@@ -52,10 +55,18 @@ impl Runtime {
                 Some(_) => Box::new(engine::pod_member::PodMemberEngine::default()),
                 None => engine::for_backend(backend)?,
             };
+        if !preserved.is_empty() && !engine.passes_fds() {
+            return Err(Error::Unsupported(format!(
+                "--preserve-fds is not supported by the {} engine (the guest's init is not \
+                 started by this command); only the lxc engine passes fds",
+                backend.name()
+            )));
+        }
         engine.plan(self, &req)?;
 
         // From here on everything made is undone if create fails.
         let (mut c, lock) = Creation::begin(self, &req, engine)?;
+        c.preserved = preserved;
         let rootfs = c.engine.provision(&mut c.cx, &req)?;
         let (tr, ctx) = c.translate(&req, rootfs)?;
         c.launch(&req, &tr, &ctx)?;
@@ -97,11 +108,6 @@ fn request(id: &str, opts: &CreateOptions) -> Result<Request> {
             "process.terminal is true but no --console-socket was given".into(),
         ));
     }
-    if opts.preserve_fds > 0 {
-        return Err(Error::Unsupported(
-            "--preserve-fds is not supported by the lxc engine (LXC closes inherited fds)".into(),
-        ));
-    }
     let annotations = spec
         .annotations()
         .clone()
@@ -115,6 +121,40 @@ fn request(id: &str, opts: &CreateOptions) -> Result<Request> {
         rootfs,
         annotations,
     })
+}
+
+/// `--preserve-fds n`: our duplicates of the caller's fds 3..3+n
+/// (close-on-exec: lxc-start does not inherit them), as runc takes them.
+fn take_preserved(n: u32) -> Result<Vec<OwnedFd>> {
+    (3..3 + n as i32)
+        .map(|fd| {
+            // SAFETY: F_DUPFD_CLOEXEC on a number; EBADF if it is not open.
+            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if d < 0 {
+                return Err(Error::Spec(format!(
+                    "--preserve-fds {n}: fd {fd} is not open: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            // SAFETY: a fresh fd of ours.
+            Ok(unsafe { OwnedFd::from_raw_fd(d) })
+        })
+        .collect()
+}
+
+/// Hands `fds` to the init, which connects to `listener` first thing, from
+/// a thread: the init may start only after create has answered LXC's
+/// mount hook.
+fn serve_preserved(listener: UnixListener, fds: Vec<OwnedFd>) {
+    std::thread::spawn(move || {
+        let Ok((conn, _)) = listener.accept() else {
+            return;
+        };
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        if let Err(e) = proxmox_lxcri_lxc::pty::send_fds_all(&conn, &raw) {
+            tracing::error!("--preserve-fds: handing the fds to the container init: {e}");
+        }
+    });
 }
 
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
@@ -152,6 +192,8 @@ pub(crate) struct Creation<'a> {
     console: Option<UnixListener>,
     /// The --pid-file process, once the engine handed the container over.
     pid_file_proc: Option<crate::proc::ProcRef>,
+    /// `--preserve-fds`: the caller's fds, for the init.
+    preserved: Vec<OwnedFd>,
     armed: bool,
 }
 
@@ -199,6 +241,7 @@ impl<'a> Creation<'a> {
             ready: None,
             console: None,
             pid_file_proc: None,
+            preserved: Vec::new(),
             armed: true,
         };
         let spec_json = serde_json::to_vec_pretty(&req.spec).expect("spec serializes");
@@ -239,6 +282,7 @@ impl<'a> Creation<'a> {
         hook_state["pid"] = 1.into();
         tr.init.hook_state = hook_state;
         tr.init.console_socket = self.terminal;
+        tr.init.preserve_fds = self.preserved.len() as u32;
         let hooks = req.spec.hooks().clone().unwrap_or_default();
         let has = |h: &Option<Vec<Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
         if has(hooks.prestart()) || has(hooks.create_runtime()) || has(hooks.create_container()) {
@@ -263,6 +307,12 @@ impl<'a> Creation<'a> {
             // master through this socket.
             self.console = Some(bind_nonblocking(&paths.exchange.join(SOCKET_CONSOLE))?);
         }
+        let preserve = if self.preserved.is_empty() {
+            None
+        } else {
+            let p = paths.exchange.join(SOCKET_PRESERVE);
+            Some(crate::sockpath::bind(&p).ctx(|| format!("binding {}", p.display()))?)
+        };
         // The mapped root's init (and the mount hook) must reach the
         // exchange files and sockets: given to it before anything starts.
         if let Some((uid, gid)) = self.engine.mapped_root(&req.spec) {
@@ -286,6 +336,9 @@ impl<'a> Creation<'a> {
         };
         // The engine records its monitor before the monitor acts.
         self.engine.start(&mut self.cx, devnull.as_ref())?;
+        if let Some(l) = preserve {
+            serve_preserved(l, std::mem::take(&mut self.preserved));
+        }
         Ok(())
     }
 

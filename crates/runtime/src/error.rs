@@ -17,6 +17,9 @@ pub enum Error {
         action: &'static str,
         needs: &'static str,
     },
+    /// runc's words, which scripts grep for.
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    NotStopped { id: String, status: String },
     #[error("cannot signal container {0}: container not running")]
     NotRunning(String),
     #[error("bundle {path}: {reason}")]
@@ -85,7 +88,7 @@ impl Error {
             Error::InvalidId { .. } => "invalid_id",
             Error::NotFound(_) => "not_found",
             Error::Exists(_) => "exists",
-            Error::BadState { .. } => "bad_state",
+            Error::BadState { .. } | Error::NotStopped { .. } => "bad_state",
             Error::NotRunning(_) => "not_running",
             Error::Bundle { .. } => "bundle",
             Error::Storage(_) => "storage",

@@ -32,6 +32,7 @@ pub mod network;
 pub mod proc;
 pub mod running;
 pub mod runtime;
+mod seccomp_agent;
 pub mod signal;
 pub mod snapshots;
 pub mod sockpath;

@@ -24,6 +24,10 @@ pub struct ExecOptions {
     /// runc's `--ignore-paused`: exec into a paused container (the process
     /// stays frozen with it until `resume`).
     pub ignore_paused: bool,
+    /// `--preserve-fds N`: the caller's fds 3..3+N go to the process.
+    pub preserve_fds: u32,
+    /// `--cgroup [ctrl:]path`: sub-cgroups of the container's to run in.
+    pub cgroups: Vec<String>,
 }
 
 impl Runtime {
@@ -67,9 +71,27 @@ impl Runtime {
         let st = self.live(id, "exec", allowed)?;
         let init = st.init.expect("live containers have an init");
         let container = self.container_process(id)?;
-        let cfg =
+        let mut cfg =
             attach::init_config_for(process, &container).map_err(|e| Error::Spec(e.to_string()))?;
+        let sub_cgroups = attach::SubCgroups::parse(&opts.cgroups).map_err(Error::Spec)?;
+        for fd in 3..3 + opts.preserve_fds as i32 {
+            // SAFETY: F_GETFD on a number.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(Error::Spec(format!(
+                    "--preserve-fds {}: fd {fd} is not open",
+                    opts.preserve_fds
+                )));
+            }
+        }
+        cfg.preserve_fds = opts.preserve_fds;
         if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+            if opts.preserve_fds > 0 || !sub_cgroups.is_empty() {
+                return Err(Error::Unsupported(
+                    "exec --preserve-fds and --cgroup are not supported by the pve-vm engine \
+                     (the process runs in the guest, through its agent)"
+                        .into(),
+                ));
+            }
             // The process runs in the guest, through its agent.
             let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
             let pid_file = opts.pid_file.as_ref().map(|p| absolute(p));
@@ -137,19 +159,28 @@ impl Runtime {
             cfg.terminal,
             opts.detach
         );
-        let started = |pid: i32| {
+        // The seccomp agent, connected while we still see the host's paths.
+        let agent = crate::seccomp_agent::Agent::for_profile(container.seccomp.as_ref())
+            .map_err(|e| Error::Spec(format!("linux.seccomp.listenerPath: {e}")))?;
+        let state = st.oci_json();
+        let started = |pid: i32, notify: Option<std::os::fd::OwnedFd>| {
             tracing::debug!("exec in {id}: process started, host pid {pid}");
+            if let (Some(a), Some(fd)) = (&agent, &notify) {
+                a.send(&state, pid, fd).map_err(|e| {
+                    std::io::Error::other(format!("linux.seccomp.listenerPath: {e}"))
+                })?;
+            }
             match &pid_dir {
-                Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes()),
+                Some((dir, name)) => write_at(dir, name, pid.to_string().as_bytes())
+                    .map_err(|e| std::io::Error::other(format!("writing the pid file: {e}"))),
                 None => Ok(()),
             }
         };
-        let spawned = attach::exec(init.pid, cfg, console, opts.detach, started).map_err(|e| {
-            Error::Start {
+        let spawned = attach::exec(init.pid, cfg, console, opts.detach, &sub_cgroups, started)
+            .map_err(|e| Error::Start {
                 id: id.into(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         // The process's last output, and the caller's terminal back.
         drop(relay);
         if let Spawned::Exited(code) = &spawned {

@@ -135,8 +135,14 @@ impl Runtime {
             let init = st.init.expect("created containers have an init");
             let paths = Paths::new(&self.store.dir(id), id);
             let timeout = Duration::from_secs(self.config.lxc.start_timeout_secs);
-            if let Err(e) = exchange::release(&paths, &init, timeout) {
-                // A failed start (startContainer hook, exec) ends the container.
+            let agent = crate::seccomp_agent::Handover::prepare(self, id, &paths)?;
+            let res = exchange::release(&paths, &init, timeout).and_then(|_| match agent {
+                Some(a) => a.hand_over(&st, init.pid, timeout),
+                None => Ok(()),
+            });
+            if let Err(e) = res {
+                // A failed start (startContainer hook, exec, the seccomp
+                // agent) ends the container.
                 let _ = exchange::signal_init(&paths, &init, Signal::SIGKILL);
                 return Err(e);
             }
@@ -306,7 +312,13 @@ impl Runtime {
                 // runc deletes a created container by killing it.
                 Status::Created | Status::Creating => {}
                 Status::Running | Status::Paused if force => {}
-                _ => return Err(bad_state(&st, "delete", "stopped (or use --force)")),
+                // runc: fails, changes nothing.
+                _ => {
+                    return Err(Error::NotStopped {
+                        id: st.id.clone(),
+                        status: st.status.to_string(),
+                    })
+                }
             }
             let engine = engine::for_record(&st.engine);
             if let Some(init) = st.init {

@@ -410,8 +410,9 @@ fn translate_into(
     lxc.push("lxc.log.level", ctx.log_level.clone())?;
 
     let ns = namespaces::translate(spec, &mut lxc)?;
-    let copyups = mounts::translate(spec, ctx, &ns, &mut lxc)?;
-    let init = process::translate(spec, ctx, &ns, &mut lxc)?;
+    let (copyups, mount_attrs) = mounts::translate(spec, ctx, &ns, &mut lxc)?;
+    let mut init = process::translate(spec, ctx, &ns, &mut lxc)?;
+    init.mount_attrs = mount_attrs;
     cgroups::translate(spec, ctx, &mut lxc)?;
 
     Ok(Translation { lxc, init, copyups })

@@ -12,31 +12,56 @@ use super::{Copyup, LxcConfig, TranslateContext, TranslateError};
 /// silently missing one).
 const LXC_SPECIAL_OPTIONS: [&str; 4] = ["create=", "optional", "relative", "idmap="];
 
-/// runc-only options: recursive mount attributes (mount_setattr), tmpfs
-/// copy-up, idmapped mounts. LXC would pass them to mount(2) as data.
-const RUNC_ONLY_OPTIONS: [&str; 21] = [
-    "tmpcopyup",
-    "rro",
-    "rrw",
-    "idmap",
-    "ridmap",
-    "copy-symlink",
-    "ratime",
-    "rnoatime",
-    "rnosuid",
-    "rsuid",
-    "rnodev",
-    "rdev",
-    "rnoexec",
-    "rexec",
-    "rrelatime",
-    "rnorelatime",
-    "rstrictatime",
-    "rnostrictatime",
-    "rnosymfollow",
-    "rsymfollow",
-    "rnodiratime",
+/// runc-only options LXC cannot apply: tmpfs copy-up on anything but a
+/// tmpfs (the engine does it for a tmpfs), idmapped mounts.
+const RUNC_ONLY_OPTIONS: [&str; 4] = ["tmpcopyup", "idmap", "ridmap", "copy-symlink"];
+
+/// runc 1.1's recursive mount attributes: (option, clear?, MOUNT_ATTR_*
+/// flag). Our init applies them with mount_setattr(AT_RECURSIVE) once the
+/// mounts are made (see [`crate::init_config::MountAttr`]).
+const RECURSIVE_ATTRS: [(&str, bool, u64); 18] = [
+    ("rro", false, MOUNT_ATTR_RDONLY),
+    ("rrw", true, MOUNT_ATTR_RDONLY),
+    ("rnosuid", false, 0x2),
+    ("rsuid", true, 0x2),
+    ("rnodev", false, 0x4),
+    ("rdev", true, 0x4),
+    ("rnoexec", false, 0x8),
+    ("rexec", true, 0x8),
+    ("rnodiratime", false, 0x80),
+    ("rdiratime", true, 0x80),
+    ("rrelatime", false, 0),
+    ("rnorelatime", true, 0),
+    ("rnoatime", false, 0x10),
+    ("ratime", true, 0x10),
+    ("rstrictatime", false, 0x20),
+    ("rnostrictatime", true, 0x20),
+    ("rnosymfollow", false, 0x0020_0000),
+    ("rsymfollow", true, 0x0020_0000),
 ];
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// The access-time bits: setting one of them needs the mask in attr_clr.
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+
+/// The recursive attributes of a mount's options, as runc computes them.
+fn recursive_attr(options: &[String]) -> Option<(u64, u64)> {
+    let mut found = false;
+    let (mut set, mut clr) = (0u64, 0u64);
+    for o in options {
+        if let Some(&(_, clear, flag)) = RECURSIVE_ATTRS.iter().find(|(n, _, _)| n == o) {
+            found = true;
+            if clear {
+                clr |= flag;
+            } else {
+                set |= flag;
+                if flag & MOUNT_ATTR_ATIME_MASK == flag {
+                    clr |= MOUNT_ATTR_ATIME_MASK;
+                }
+            }
+        }
+    }
+    found.then_some((set, clr))
+}
 
 /// A field of an fstab-like `lxc.mount.entry` line: no whitespace (it
 /// separates fields), no `\` (getmntent decodes `\040` escapes), no control
@@ -165,9 +190,10 @@ pub(crate) fn translate(
     ctx: &TranslateContext,
     _ns: &Namespaces,
     lxc: &mut LxcConfig,
-) -> Result<Vec<Copyup>, TranslateError> {
+) -> Result<(Vec<Copyup>, Vec<crate::init_config::MountAttr>), TranslateError> {
     let mounts: &[Mount] = spec.mounts().as_deref().unwrap_or_default();
     let mut copyups: Vec<Copyup> = Vec::new();
+    let mut attrs = Vec::new();
 
     // Cgroup mounts go through lxc.mount.auto, which LXC performs before
     // the mount entries; a sysfs entry at /sys would hide them, so /sys goes
@@ -215,8 +241,8 @@ pub(crate) fn translate(
                 return Err(TranslateError::unsupported(
                     field,
                     o,
-                    "runc-specific mount option (recursive mount attributes, tmpcopyup, idmapped mounts) that LXC 5.0 cannot apply",
-                    "remove it or use the non-recursive form",
+                    "runc-specific mount option (tmpcopyup on a non-tmpfs, idmapped mounts) that LXC 5.0 cannot apply",
+                    "remove it",
                 ));
             }
         }
@@ -228,6 +254,19 @@ pub(crate) fn translate(
                 "remove the mount's uidMappings/gidMappings",
             ));
         }
+        // Recursive attributes: not mount(2) options; applied by our init.
+        if let Some((set, clr)) = recursive_attr(&options) {
+            attrs.push(crate::init_config::MountAttr {
+                field: format!("mounts[{i}].options"),
+                path: format!("/{dest}"),
+                set,
+                clr,
+            });
+        }
+        let options: Vec<String> = options
+            .into_iter()
+            .filter(|o| !RECURSIVE_ATTRS.iter().any(|(n, _, _)| n == o))
+            .collect();
         let typ = m.typ().clone().unwrap_or_default();
         if !typ.is_empty() {
             check_mount_field(&f("type"), &typ)?;
@@ -376,5 +415,5 @@ pub(crate) fn translate(
             ctx.init_binary.display()
         ),
     )?;
-    Ok(copyups)
+    Ok((copyups, attrs))
 }

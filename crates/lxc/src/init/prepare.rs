@@ -121,6 +121,53 @@ fn is_missing(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
+/// A mount's recursive attributes (runc's `rro`, `rnosuid` ...):
+/// mount_setattr(2) with AT_RECURSIVE on the mount point and every mount
+/// below it.
+pub fn set_mount_attr(a: &crate::init_config::MountAttr) -> Result<(), String> {
+    #[repr(C)]
+    struct MountAttrC {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttrC {
+        attr_set: a.set,
+        attr_clr: a.clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(a.path.as_bytes())
+        .map_err(|_| format!("{}: a NUL byte in {:?}", a.field, a.path))?;
+    // SAFETY: mount_setattr with a valid path and a struct of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttrC,
+            std::mem::size_of::<MountAttrC>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOSYS) => " (recursive mount attributes need Linux 5.12 or later)",
+        Some(libc::EINVAL) => {
+            " (an attribute this kernel does not know, e.g. nosymfollow before 5.14)"
+        }
+        _ => "",
+    };
+    Err(format!(
+        "{}: recursive mount attributes on {}: mount_setattr: {e}{hint}",
+        a.field, a.path
+    ))
+}
+
 /// linux.readonlyPaths entry: bind onto itself, then remount read-only
 /// keeping the flags the mount already had (nosuid, nodev, noexec, atime
 /// flags, which are locked in a user namespace). Missing → ignored.

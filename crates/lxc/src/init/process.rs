@@ -70,6 +70,41 @@ pub fn poll_in(fds: &[i32], timeout_ms: i32) -> Vec<bool> {
     p.iter().map(|x| x.revents != 0).collect()
 }
 
+/// The seccomp notify fd to the runtime (which hands it to the agent at
+/// listenerPath); ours is closed. Without a socket (an `exec`'d process)
+/// it is closed: the process's notified syscalls then fail with ENOSYS.
+fn send_notify_fd(p: &Prepared, fd: Option<OwnedFd>) -> Result<(), seccomp::SeccompError> {
+    let (Some(fd), Some(sock)) = (fd, &p.notify_sock) else {
+        return Ok(());
+    };
+    crate::pty::send_fds(sock, &[fd.as_raw_fd()], b"seccompFd")
+        .map_err(|e| seccomp::SeccompError::Load(std::io::Error::other(e)))
+}
+
+/// `--preserve-fds n`: fds 3..3+n stay open across the exec, as runc
+/// passes them; every other fd above 2 is closed on exec.
+pub fn pass_fds(n: u32) -> std::io::Result<()> {
+    // SAFETY: close_range only sets close-on-exec here; no fd is closed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 + n,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    for fd in 3..3 + n as i32 {
+        // SAFETY: plain fcntl on a number; EBADF is the caller's error.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(std::io::Error::other(format!(
+                "fd {fd}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, String> {
     v.iter()
         .enumerate()
@@ -215,7 +250,7 @@ pub fn exec_user(p: &Prepared) -> ExecFailure {
         }
     }
     if let (Some(f), false) = (&p.seccomp, cfg.no_new_privileges) {
-        if let Err(e) = seccomp::load(f) {
+        if let Err(e) = seccomp::load(f).and_then(|fd| send_notify_fd(p, fd)) {
             return fail(format!("linux.seccomp: {e}"));
         }
     }
@@ -270,10 +305,13 @@ pub fn exec_user(p: &Prepared) -> ExecFailure {
             return fail(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", errno()));
         }
         if let Some(f) = &p.seccomp {
-            if let Err(e) = seccomp::load(f) {
+            if let Err(e) = seccomp::load(f).and_then(|fd| send_notify_fd(p, fd)) {
                 return fail(format!("linux.seccomp: {e}"));
             }
         }
+    }
+    if let Err(e) = pass_fds(cfg.preserve_fds) {
+        return fail(format!("--preserve-fds {}: {e}", cfg.preserve_fds));
     }
     let e = nix::unistd::execve(&p.path, &p.args, &p.env).unwrap_err();
     let code = match e {

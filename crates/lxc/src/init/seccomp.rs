@@ -21,10 +21,11 @@
 //!   condition (ORed), because libseccomp cannot AND those.
 //! * Syscall names unknown on this architecture are skipped silently, as
 //!   runc/libseccomp do (profiles list syscalls of every arch).
-//! * `SCMP_ACT_NOTIFY` and `listenerPath` need a seccomp agent: rejected.
+//! * `SCMP_ACT_NOTIFY` needs `listenerPath` (a seccomp agent): the filter
+//!   is then loaded with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and the notify
+//!   fd goes to the runtime, which hands it to the agent as runc does.
 //! * Flags: `SECCOMP_FILTER_FLAG_TSYNC`, `_LOG`, `_SPEC_ALLOW` are passed to
-//!   seccomp(2); `_WAIT_KILLABLE_RECV` only applies to NOTIFY listeners,
-//!   which are rejected, so it is accepted and ignored.
+//!   seccomp(2); `_WAIT_KILLABLE_RECV` is accepted and ignored.
 //! * Errno values default to EPERM (`errnoRet`/`defaultErrnoRet` absent).
 //! * Argument comparisons are 64-bit, as libseccomp does on 64-bit arches;
 //!   `SCMP_CMP_MASKED_EQ` takes the mask from `value` and the datum from
@@ -67,7 +68,14 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SeccompError {
 pub struct Filter {
     pub program: BpfProgram,
     pub flags: u32,
+    /// Some rule is SCMP_ACT_NOTIFY: [`load`] returns the notify fd.
+    pub notify: bool,
 }
+
+/// SECCOMP_RET_USER_NOTIF.
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER.
+const FLAG_NEW_LISTENER: u32 = 1 << 3;
 
 // Classic BPF opcodes (linux/bpf_common.h).
 const BPF_LD: u16 = 0x00;
@@ -126,12 +134,7 @@ fn action(act: Act, errno: Option<u32>, field: &str) -> Result<u32, SeccompError
         }
         Act::ScmpActLog => SeccompAction::Log,
         Act::ScmpActAllow => SeccompAction::Allow,
-        Act::ScmpActNotify => {
-            return Err(invalid(
-                field,
-                "SCMP_ACT_NOTIFY is not supported (it needs a seccomp agent, which this runtime does not provide)",
-            ))
-        }
+        Act::ScmpActNotify => return Ok(RET_USER_NOTIF),
     };
     Ok(u32::from(a))
 }
@@ -142,19 +145,13 @@ type Rule = (Option<SeccompRule>, u32);
 
 /// Compiles `linux.seccomp` for the native architecture.
 pub fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
-    if s.listener_path().is_some() {
-        return Err(invalid(
-            "linux.seccomp.listenerPath",
-            "seccomp user notification (a listener socket) is not supported",
-        ));
-    }
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
         flags |= match f {
             Flag::SeccompFilterFlagTsync => SECCOMP_FILTER_FLAG_TSYNC,
             Flag::SeccompFilterFlagLog => SECCOMP_FILTER_FLAG_LOG,
             Flag::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            // Only meaningful together with a NOTIFY listener, rejected above/below.
+            // Only meaningful for NOTIFY listeners; the kernel's default is kept.
             Flag::SeccompFilterFlagWaitKillableRecv => 0,
         };
     }
@@ -273,9 +270,24 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     if prog.len() > BPF_MAXINSNS {
         return Err(SeccompError::TooLarge(prog.len()));
     }
+    let notify = s.default_action() == Act::ScmpActNotify
+        || s.syscalls()
+            .iter()
+            .flatten()
+            .any(|sc| sc.action() == Act::ScmpActNotify);
+    if notify && s.listener_path().is_none() {
+        return Err(invalid(
+            "linux.seccomp.listenerPath",
+            "SCMP_ACT_NOTIFY needs a listenerPath (the seccomp agent's socket)",
+        ));
+    }
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+    }
     Ok(Filter {
         program: prog,
         flags,
+        notify,
     })
 }
 
@@ -292,7 +304,7 @@ struct SockFprog {
 
 /// Installs `f` on the calling thread. Without no_new_privs this needs
 /// CAP_SYS_ADMIN (in the user namespace).
-pub fn load(f: &Filter) -> Result<(), SeccompError> {
+pub fn load(f: &Filter) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
     let prog = SockFprog {
         len: f.program.len() as libc::c_ushort,
         filter: f.program.as_ptr(),
@@ -309,12 +321,18 @@ pub fn load(f: &Filter) -> Result<(), SeccompError> {
     if rc < 0 {
         return Err(SeccompError::Load(std::io::Error::last_os_error()));
     }
+    if f.notify {
+        // SAFETY: with NEW_LISTENER the kernel returns a fresh fd.
+        return Ok(Some(unsafe {
+            std::os::fd::FromRawFd::from_raw_fd(rc as i32)
+        }));
+    }
     if rc > 0 {
         return Err(SeccompError::Load(std::io::Error::other(format!(
             "thread {rc} could not be synchronized (TSYNC)"
         ))));
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -570,9 +588,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("linux.seccomp.syscalls[0].action") && e.contains("NOTIFY"),
+            e.contains("linux.seccomp.listenerPath") && e.contains("NOTIFY"),
             "{e}"
         );
+        let f = compile(&spec(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]
+        })))
+        .unwrap();
+        assert!(f.notify && f.flags & FLAG_NEW_LISTENER != 0);
 
         let e = compile(&spec(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
@@ -582,12 +606,12 @@ mod tests {
         .to_string();
         assert!(e.contains("linux.seccomp.syscalls[0].names[1]"), "{e}");
 
-        let e = compile(&spec(serde_json::json!({
+        // A listener without NOTIFY rules: nothing to hand over (runc too).
+        let f = compile(&spec(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"
         })))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+        .unwrap();
+        assert!(!f.notify);
 
         let e = compile(&spec(serde_json::json!({
             "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 100000

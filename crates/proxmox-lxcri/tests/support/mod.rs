@@ -113,6 +113,54 @@ impl Env {
         c
     }
 
+    /// The runtime under test with this env's --root: `$LXCRI_TEST_RUNTIME`
+    /// (a path, e.g. /usr/sbin/runc, to see what runc does with the same
+    /// bundle), by default ours (as [`Env::base`]).
+    pub fn rt(&self) -> Command {
+        match std::env::var("LXCRI_TEST_RUNTIME") {
+            Ok(r) if !r.is_empty() => {
+                let mut c = Command::new(r);
+                c.arg("--root").arg(&self.root);
+                c
+            }
+            _ => self.base(),
+        }
+    }
+
+    /// [`Env::rt`] with `args`, stdin from /dev/null.
+    pub fn rt_cmd(&self, args: &[&str]) -> Output {
+        self.rt().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// [`Env::rt`] with `args` for a command that leaves a container
+    /// running with its stdio (`run -d`, `create`): stdio to files, so
+    /// that nothing waits for the container to close a pipe. Panics if it
+    /// fails.
+    pub fn rt_detached(&self, args: &[&str]) {
+        let id = args.last().expect("an id");
+        let err = self.tmp.path().join(format!("{id}.rt-err"));
+        let st = self
+            .rt()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.tmp.path().join(format!("{id}.rt-out"))).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "{args:?}: {st}: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+
+    /// The `state` of `id` by [`Env::rt`].
+    pub fn rt_state(&self, id: &str) -> Value {
+        let o = self.rt_cmd(&["state", id]);
+        assert!(o.status.success(), "state {id}: {o:?}");
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
     /// A bundle dir with a busybox rootfs and the default spec edited by `f`.
     pub fn bundle(&self, name: &str, args: &[&str], f: impl FnOnce(&mut Value)) -> PathBuf {
         testkit::bundle(

@@ -182,6 +182,12 @@ pub trait Engine {
         Ok(())
     }
 
+    /// Whether `create --preserve-fds` can reach the container's process:
+    /// the init, started by this command, takes them over the exchange dir.
+    fn passes_fds(&self) -> bool {
+        false
+    }
+
     /// The container is created: hand it over to whoever reaps the pid-file
     /// process (containerd's shim, `run`), and return that process: the
     /// container's own process where the engine can make it so (as runc),

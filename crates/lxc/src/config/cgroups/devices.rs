@@ -14,14 +14,30 @@ fn dev_num(n: Option<i64>) -> String {
 }
 
 fn device_rule(field: &str, d: &LinuxDeviceCgroup) -> Result<String, TranslateError> {
-    let access = d.access().clone().unwrap_or_else(|| "rwm".to_string());
-    if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
-        return Err(TranslateError::invalid(
+    let raw = d.access().clone().unwrap_or_else(|| "rwm".to_string());
+    let bad = |why: &str| {
+        TranslateError::invalid(
             format!("{field}.access"),
-            access.escape_debug(),
-            "access must be a combination of r, w and m",
-            "use e.g. \"rwm\"",
-        ));
+            raw.escape_debug(),
+            why.to_string(),
+            "use a combination of r, w and m, e.g. \"rwm\"",
+        )
+    };
+    if raw.chars().any(|c| c.is_control()) {
+        return Err(bad("contains control characters"));
+    }
+    // runc's meaning: r, w and m in any order, anything else ignored
+    // ("rwa" is "rw"); nothing left is an error.
+    let access: String = ['r', 'w', 'm']
+        .into_iter()
+        .filter(|c| raw.contains(*c))
+        .collect();
+    if access.is_empty() {
+        return Err(bad(if raw.is_empty() {
+            "cannot be empty"
+        } else {
+            "names none of r, w and m"
+        }));
     }
     let typ = d.typ().unwrap_or(LinuxDeviceType::A);
     if matches!(typ, LinuxDeviceType::U | LinuxDeviceType::P) {

@@ -281,12 +281,26 @@ fn devices_v1_and_v2() {
         .contains(&"c 10:229 rw"));
     assert!(t.lxc.get("lxc.cgroup.devices.deny").is_empty());
 
-    assert_field(
-        &err(with_resources(
-            json!({"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwx"}]}),
-        )),
-        "linux.resources.devices[0].access",
+    // runc's meaning: any order, other letters ignored ("rwa" is "rw").
+    let t = ok_with(
+        with_resources(json!({"devices": [
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwa"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "mwr"},
+            {"allow": false, "type": "c", "major": 1, "minor": 7, "access": "wx"}]})),
+        CgroupLayout::v2(&V2_ALL),
     );
+    let allow = t.lxc.get("lxc.cgroup2.devices.allow");
+    assert!(allow.contains(&"c 1:3 rw"), "{allow:?}");
+    assert!(allow.contains(&"c 1:5 rwm"), "{allow:?}");
+    assert!(t.lxc.get("lxc.cgroup2.devices.deny").contains(&"c 1:7 w"));
+    for bad in ["a", "", "xyz"] {
+        assert_field(
+            &err(with_resources(
+                json!({"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": bad}]}),
+            )),
+            "linux.resources.devices[0].access",
+        );
+    }
     assert_field(
         &err(with_resources(
             json!({"devices": [{"allow": true, "type": "c", "access": "r\nlxc.x = y"}]}),

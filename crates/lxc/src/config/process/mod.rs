@@ -90,5 +90,7 @@ pub(crate) fn translate(
         hook_state: serde_json::Value::Null,
         exec_in_place: false,
         agent: false,
+        preserve_fds: 0,
+        mount_attrs: Vec::new(),
     })
 }

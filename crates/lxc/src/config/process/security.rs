@@ -75,15 +75,20 @@ pub(super) fn no_new_privs(process: &Process, lxc: &mut LxcConfig) -> Result<boo
 }
 
 /// linux.seccomp: the profile goes to our init as is (compiled by the
-/// runtime); only user notification is refused.
+/// runtime); a `listenerPath` must be absolute (the runtime hands the
+/// notify fd to it at start, as runc).
 pub(super) fn seccomp(linux: &Linux) -> Result<(), TranslateError> {
-    if let Some(sc) = linux.seccomp() {
-        if let Some(lp) = sc.listener_path() {
-            return Err(TranslateError::unsupported(
+    if let Some(lp) = linux
+        .seccomp()
+        .as_ref()
+        .and_then(|s| s.listener_path().as_ref())
+    {
+        if !lp.is_absolute() {
+            return Err(TranslateError::invalid(
                 "linux.seccomp.listenerPath",
                 lp.display(),
-                "seccomp user notification is not supported",
-                "remove listenerPath and SCMP_ACT_NOTIFY rules",
+                "must be an absolute path",
+                "give the seccomp agent's socket as an absolute host path",
             ));
         }
     }

@@ -175,6 +175,10 @@ impl Engine for LxcEngine {
         find_init(monitor)
     }
 
+    fn passes_fds(&self) -> bool {
+        true
+    }
+
     fn hand_over(&mut self, cx: &mut Cx, init: ProcRef) -> Result<ProcRef> {
         // lxc-start must not stay the container's parent: the init goes to
         // the nearest subreaper, which reaps it as it reaps runc's.
