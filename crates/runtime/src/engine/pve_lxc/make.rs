@@ -18,40 +18,39 @@ pub(super) fn task_error(client: &Client, upid: &Upid) -> Option<String> {
     }
 }
 
-/// Allocate a VMID and create the CT (stopped) with the bundle's rootfs in
-/// its volume; returns the VMID.
-pub(super) fn make_ct(cx: &mut Cx, plan: &CtPlan, rootfs: &Path) -> Result<u32> {
+/// Allocate a VMID and create a guest with it (`create` sends the request
+/// for a VMID; `kind` is "CT" or "VM" in errors), waiting for the task. The
+/// record (`set` puts it into the state) names each VMID before its create
+/// is sent and says `created` once it was. nextid gives every concurrent
+/// create the same lowest free id: after a collision the next try spreads
+/// out above it. A create sent without an answer is looked for (by our
+/// description) rather than sent twice. `failed` sees every other error.
+pub(crate) fn create_guest(
+    cx: &mut Cx,
+    mut rec: PveRecord,
+    kind: &str,
+    set: fn(&mut ContainerState, PveRecord),
+    create: impl Fn(u32) -> std::result::Result<Upid, pve_client::Error>,
+    failed: impl Fn(&pve_client::Error),
+) -> Result<u32> {
     let rt = cx.rt;
     let cfg = rt.config.pve()?;
     let client = client(rt)?;
     let id = cx.state.id.clone();
-    let template = ensure_template(client, cfg, &rt.store.root)?;
-    let mut rec = PveRecord {
-        node: cfg.node.clone(),
-        vmid: None,
-        created: false,
-        unprivileged: plan.unprivileged,
-    };
+    let what = format!("creating the {kind}");
     let mut attempt = 0u32;
     let mut skip = 0u32;
-    let vmid = loop {
+    loop {
         attempt += 1;
-        // nextid gives every concurrent create the same lowest free id;
-        // after a collision, spread out above it.
         let vmid = client
             .next_id(None)
             .map_err(api("allocating a VMID"))?
             .saturating_add(skip);
         rec.vmid = Some(vmid);
         rec.created = false;
-        set_record(&mut cx.state, rec.clone());
+        set(&mut cx.state, rec.clone());
         cx.save()?;
-        let params = plan
-            .params
-            .clone()
-            .int("vmid", vmid as i64)
-            .set("ostemplate", template.clone());
-        let upid = match client.lxc_create(&cfg.node, &params) {
+        let upid = match create(vmid) {
             Ok(u) => Some(u),
             // Another node (or runtime) took the VMID between nextid and
             // create: ask again.
@@ -65,25 +64,57 @@ pub(super) fn make_ct(cx: &mut Cx, plan: &CtPlan, rootfs: &Path) -> Result<u32> 
                 if owns(client, &cfg.node, vmid, &id, &rt.store.root)? {
                     None
                 } else {
-                    return Err(api("creating the CT")(e));
+                    return Err(api(&what)(e));
                 }
             }
             Err(e) => {
-                if is_missing_template(&e) {
-                    forget_template(&rt.store.root);
-                }
-                return Err(api("creating the CT")(e));
+                failed(&e);
+                return Err(api(&what)(e));
             }
         };
         rec.created = true;
-        set_record(&mut cx.state, rec.clone());
+        set(&mut cx.state, rec.clone());
         cx.save()?;
         match upid {
-            Some(u) => wait(client, cfg, &u, &format!("creating CT {vmid}"))?,
+            Some(u) => wait(client, cfg, &u, &format!("creating {kind} {vmid}"))?,
             None => wait_unlocked(client, cfg, &cfg.node, vmid)?,
         }
-        break vmid;
+        return Ok(vmid);
+    }
+}
+
+/// Allocate a VMID and create the CT (stopped) with the bundle's rootfs in
+/// its volume; returns the VMID.
+pub(super) fn make_ct(cx: &mut Cx, plan: &CtPlan, rootfs: &Path) -> Result<u32> {
+    let rt = cx.rt;
+    let cfg = rt.config.pve()?;
+    let client = client(rt)?;
+    let template = ensure_template(client, cfg, &rt.store.root)?;
+    let rec = PveRecord {
+        node: cfg.node.clone(),
+        vmid: None,
+        created: false,
+        unprivileged: plan.unprivileged,
     };
+    let vmid = create_guest(
+        cx,
+        rec,
+        "CT",
+        set_record,
+        |vmid| {
+            let params = plan
+                .params
+                .clone()
+                .int("vmid", vmid as i64)
+                .set("ostemplate", template.clone());
+            client.lxc_create(&cfg.node, &params)
+        },
+        |e| {
+            if is_missing_template(e) {
+                forget_template(&rt.store.root);
+            }
+        },
+    )?;
     let volume = rootfs_path(client, &cfg.node, vmid)?;
     let shift = plan.unprivileged.then(unprivileged_shift);
     let mut progress =

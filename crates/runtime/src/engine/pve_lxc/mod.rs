@@ -44,6 +44,7 @@ use crate::state::{write_atomic, ContainerState};
 mod carry;
 mod gc;
 mod make;
+pub(crate) use make::create_guest;
 mod monitor;
 mod node;
 mod plan;

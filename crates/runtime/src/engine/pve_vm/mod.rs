@@ -31,8 +31,7 @@ use pve_client::{Client, Params, Upid};
 use serde::{Deserialize, Serialize};
 
 use super::pve_lxc::{
-    api, client, description, description_id, id_tag, jitter, wait, PveRecord,
-    NET_ANNOTATION_PREFIX, TAG,
+    api, client, description, description_id, id_tag, wait, PveRecord, NET_ANNOTATION_PREFIX, TAG,
 };
 use super::{Cx, Engine, EngineRecord, Request};
 use crate::config::PveSection;
@@ -529,21 +528,6 @@ fn disk_gib(
     Ok(format!("{}", sixteenths as f64 / 16.0))
 }
 
-/// Proxmox's answer to a create whose VMID is taken.
-fn is_taken(e: &pve_client::Error) -> bool {
-    match e {
-        pve_client::Error::Http {
-            message, errors, ..
-        } => {
-            message.contains("already exists")
-                || errors
-                    .get("vmid")
-                    .is_some_and(|m| m.contains("already exists"))
-        }
-        _ => false,
-    }
-}
-
 /// Proxmox's answer for a VM that does not exist, and only that.
 pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
     e.status() == Some(500)
@@ -698,57 +682,29 @@ impl PveVmEngine {
         let rt = cx.rt;
         let cfg = rt.config.pve()?;
         let client = client(rt)?;
-        let id = cx.state.id.clone();
         let plan = self.plan.as_ref().expect("plan runs first");
-        let mut rec = PveRecord {
+        let rec = PveRecord {
             node: cfg.node.clone(),
             vmid: None,
             created: false,
             unprivileged: false,
         };
-        let mut attempt = 0u32;
-        let mut skip = 0u32;
-        let vmid = loop {
-            attempt += 1;
-            let vmid = client
-                .next_id(None)
-                .map_err(api("allocating a VMID"))?
-                .saturating_add(skip);
-            rec.vmid = Some(vmid);
-            rec.created = false;
-            set_record(&mut cx.state, rec.clone());
-            cx.save()?;
-            let params = plan
-                .params
-                .clone()
-                .int("vmid", vmid as i64)
-                .set("virtio0", format!("{}:{}", cfg.storage, plan.disk_gib))
-                .set("args", args.clone());
-            let upid = match client.qemu_create(&cfg.node, &params) {
-                Ok(u) => Some(u),
-                Err(e) if is_taken(&e) && attempt < 30 => {
-                    skip = jitter(attempt * 3);
-                    continue;
-                }
-                // Sent, but no answer: look whether it landed, never create twice.
-                Err(e @ (pve_client::Error::Disconnected(_) | pve_client::Error::Timeout(_))) => {
-                    if owns(client, &cfg.node, vmid, &id, &rt.store.root)? {
-                        None
-                    } else {
-                        return Err(api("creating the VM")(e));
-                    }
-                }
-                Err(e) => return Err(api("creating the VM")(e)),
-            };
-            rec.created = true;
-            set_record(&mut cx.state, rec.clone());
-            cx.save()?;
-            match upid {
-                Some(u) => wait(client, cfg, &u, &format!("creating VM {vmid}"))?,
-                None => wait_unlocked(client, cfg, &cfg.node, vmid)?,
-            }
-            break vmid;
-        };
+        let vmid = crate::engine::pve_lxc::create_guest(
+            cx,
+            rec,
+            "VM",
+            set_record,
+            |vmid| {
+                let params = plan
+                    .params
+                    .clone()
+                    .int("vmid", vmid as i64)
+                    .set("virtio0", format!("{}:{}", cfg.storage, plan.disk_gib))
+                    .set("args", args.clone());
+                client.qemu_create(&cfg.node, &params)
+            },
+            |_| {},
+        )?;
         let disk = disk_path(client, &cfg.node, vmid)?;
         fill_disk(rootfs, &disk)?;
         Ok(vmid)
