@@ -336,22 +336,10 @@ fn containers_of_a_pod_share_its_pids_and_localhost_and_restart_in_it() {
     );
 
     // The client reaches the server on localhost (one network namespace).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = cri
-            .exec_sync(&client, &["wget", "-qO-", "http://127.0.0.1:8080/"], 10)
-            .expect("ExecSync wget");
-        if r.exit_code == 0 {
-            assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "pong");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server is not reachable on localhost: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(
+        common::cri::wget_in(&cri, &client, "http://127.0.0.1:8080/").trim(),
+        "pong"
+    );
 
     // A container that fails reports its exit code; its restart (attempt 1) runs in the
     // same pod, on the same address.
@@ -438,39 +426,7 @@ fn security_context_mount_propagation_and_resources_reach_the_container() {
     );
 
     // UpdateContainerResources reaches the container's cgroup; stats are read from it.
-    let limit = 96 * 1024 * 1024;
-    let req = cri::UpdateContainerResourcesRequest {
-        container_id: prop.clone(),
-        linux: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: limit,
-            cpu_shares: 512,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    cri.runtime(|mut c| async move { c.update_container_resources(req).await })
-        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", cri.log_tail(30)));
-    let pid = container_pid(&cri, &prop);
-    let mem = cgroup_dir(pid, "memory");
-    let got = ["memory.limit_in_bytes", "memory.max"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(mem.join(f)).ok())
-        .unwrap_or_else(|| panic!("no memory limit file in {}", mem.display()));
-    assert_eq!(got.trim(), limit.to_string(), "in {}", mem.display());
-    let req = cri::ContainerStatsRequest {
-        container_id: prop.clone(),
-    };
-    let stats = cri
-        .runtime(|mut c| async move { c.container_stats(req).await })
-        .unwrap_or_else(|e| panic!("ContainerStats: {e}\n{}", cri.log_tail(30)))
-        .stats
-        .expect("stats");
-    let ws = stats
-        .memory
-        .and_then(|m| m.working_set_bytes)
-        .map(|v| v.value)
-        .unwrap_or(0);
-    assert!(ws > 0, "no memory working set in ContainerStats: {ws}");
+    common::cri::update_reaches_the_cgroup(&cri, &prop, 96 * 1024 * 1024);
 
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");

@@ -22,7 +22,7 @@ mod common {
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::cri::{cgroup_dir, container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
+use common::cri::{container_pid, host_get, ns_inode, sandbox_pid, Cri, HANDLER};
 use common::emulator::RuntimeConfig as _;
 
 /// The runtime under test: this crate's, or `$LXCRI_TEST_RUNTIME` (bench/cri.sh's release
@@ -322,22 +322,10 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
     );
 
     // localhost between the pod's containers, and the pod IP from the host.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = cri
-            .exec_sync(&client, &["wget", "-qO-", "http://127.0.0.1:8080/"], 10)
-            .expect("ExecSync wget");
-        if r.exit_code == 0 {
-            assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "pong");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server is not reachable on localhost: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(
+        common::cri::wget_in(&cri, &client, "http://127.0.0.1:8080/").trim(),
+        "pong"
+    );
     assert_eq!(
         host_get(&format!("{ip}:8080")).as_deref(),
         Some("pong"),
@@ -388,42 +376,12 @@ fn a_pod_is_one_ct_whose_containers_share_its_network_and_run_their_own_rootfs()
 
     // UpdateContainerResources reaches the container's own cgroup in the CT; ContainerStats
     // reads it; the CRI lists the pod and its containers.
-    let limit = 80 * 1024 * 1024;
-    let req = k8s_cri::v1::UpdateContainerResourcesRequest {
-        container_id: client.clone(),
-        linux: Some(k8s_cri::v1::LinuxContainerResources {
-            memory_limit_in_bytes: limit,
-            cpu_shares: 256,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    cri.runtime(|mut c| async move { c.update_container_resources(req).await })
-        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", cri.log_tail(30)));
-    let mem = cgroup_dir(container_pid(&cri, &client), "memory");
+    let mem = common::cri::update_reaches_the_cgroup(&cri, &client, 80 * 1024 * 1024);
     assert!(
         mem.ends_with(format!("lxcri-{client}")),
         "{}",
         mem.display()
     );
-    let got = std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
-        .or_else(|_| std::fs::read_to_string(mem.join("memory.max")))
-        .unwrap_or_else(|e| panic!("{}: {e}", mem.display()));
-    assert_eq!(got.trim(), limit.to_string(), "in {}", mem.display());
-    let req = k8s_cri::v1::ContainerStatsRequest {
-        container_id: client.clone(),
-    };
-    let stats = cri
-        .runtime(|mut c| async move { c.container_stats(req).await })
-        .unwrap_or_else(|e| panic!("ContainerStats: {e}"))
-        .stats
-        .expect("stats");
-    let ws = stats
-        .memory
-        .and_then(|m| m.working_set_bytes)
-        .map(|v| v.value)
-        .unwrap_or(0);
-    assert!(ws > 0, "no memory working set in ContainerStats");
     assert_eq!(cri.pods(), vec![pod.clone()]);
     let listed = cri.containers();
     assert!(

@@ -1094,3 +1094,60 @@ pub fn security_context_reaches(
     }
     sec
 }
+
+/// `wget -qO- url` in container `id`, retried for up to 20 s (a server just started):
+/// its output.
+pub fn wget_in(cri: &Cri, id: &str, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = cri
+            .exec_sync(id, &["wget", "-qO-", url], 10)
+            .expect("ExecSync wget");
+        if r.exit_code == 0 {
+            return String::from_utf8_lossy(&r.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} does not answer in {id}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// UpdateContainerResources of container `id` to a memory limit (and cpu shares): the
+/// limit is in the cgroup of its pid, and ContainerStats reads a working set from there.
+pub fn update_reaches_the_cgroup(cri: &Cri, id: &str, limit: i64) -> PathBuf {
+    let req = cri::UpdateContainerResourcesRequest {
+        container_id: id.into(),
+        linux: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    cri.runtime(|mut c| async move { c.update_container_resources(req).await })
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", cri.log_tail(30)));
+    let mem = cgroup_dir(container_pid(cri, id), "memory");
+    let got = ["memory.limit_in_bytes", "memory.max"]
+        .iter()
+        .find_map(|f| fs::read_to_string(mem.join(f)).ok())
+        .unwrap_or_else(|| panic!("no memory limit file in {}", mem.display()));
+    assert_eq!(got.trim(), limit.to_string(), "in {}", mem.display());
+    let req = cri::ContainerStatsRequest {
+        container_id: id.into(),
+    };
+    let stats = cri
+        .runtime(|mut c| async move { c.container_stats(req).await })
+        .unwrap_or_else(|e| panic!("ContainerStats: {e}\n{}", cri.log_tail(30)))
+        .stats
+        .expect("stats");
+    let ws = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(ws > 0, "no memory working set in ContainerStats: {ws}");
+    mem
+}
