@@ -6,14 +6,17 @@
 //! plan:      the sandbox's state (a running pve-lxc CT whose init is the
 //!            agent); the spec's namespace paths must be the CT's
 //! exchange:  <sandbox exchange>/pod/<id>/{exchange,rootfs,src/<n>}
-//! configure: the bundle's rootfs and each bind source mounted there on the
-//!            node (the sandbox's exchange dir is a shared mount: they
-//!            appear inside the CT); the stdio socket
-//! start:     our monitor (as for a CT), then `run` to the agent: it makes
-//!            the member's mount (and pid) namespace and starts our init,
-//!            which speaks the exchange protocol from there
+//! configure: mount points made in the image; the image (idmapped through
+//!            the CT's user namespace when it is unprivileged, see idmap.rs)
+//!            and each bind source mounted there on the node (the
+//!            sandbox's exchange dir is a shared mount: they appear inside
+//!            the CT); the stdio socket
+//! start:     our monitor (as for a CT), then a `Member` frame to the agent:
+//!            it makes the member's mount (and pid) namespace and starts our
+//!            init, which speaks the exchange protocol from there
 //! hand_over: the init moved to its own cgroup under the CT's, the spec's
-//!            limits written there; the pid-file process as for a CT
+//!            limits written there; the pid-file process as for a CT, moved
+//!            into that cgroup too (containerd reads stats and OOMs there)
 //! destroy:   cgroup, mounts and the member's directory removed
 //! ```
 use std::fs;
