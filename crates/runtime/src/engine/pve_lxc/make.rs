@@ -19,7 +19,7 @@ pub(super) fn task_error(client: &Client, upid: &Upid) -> Option<String> {
 }
 
 /// Allocate a VMID and create a guest with it (`create` sends the request
-/// for a VMID; `kind` is "CT" or "VM" in errors), waiting for the task. The
+/// for a VMID), waiting for the task. The
 /// record (`set` puts it into the state) names each VMID before its create
 /// is sent and says `created` once it was. nextid gives every concurrent
 /// create the same lowest free id: after a collision the next try spreads
@@ -28,7 +28,7 @@ pub(super) fn task_error(client: &Client, upid: &Upid) -> Option<String> {
 pub(crate) fn create_guest(
     cx: &mut Cx,
     mut rec: PveRecord,
-    kind: &str,
+    kind: Guest,
     set: fn(&mut ContainerState, PveRecord),
     create: impl Fn(u32) -> std::result::Result<Upid, pve_client::Error>,
     failed: impl Fn(&pve_client::Error),
@@ -37,7 +37,7 @@ pub(crate) fn create_guest(
     let cfg = rt.config.pve()?;
     let client = client(rt)?;
     let id = cx.state.id.clone();
-    let what = format!("creating the {kind}");
+    let what = format!("creating the {}", kind.name());
     let mut attempt = 0u32;
     let mut skip = 0u32;
     loop {
@@ -61,7 +61,7 @@ pub(crate) fn create_guest(
             // Sent, but no answer: look whether it landed, never create
             // twice.
             Err(e @ (pve_client::Error::Disconnected(_) | pve_client::Error::Timeout(_))) => {
-                if owns(client, &cfg.node, vmid, &id, &rt.store.root)? {
+                if kind.owns(client, &cfg.node, vmid, &id, &rt.store.root)? {
                     None
                 } else {
                     return Err(api(&what)(e));
@@ -76,8 +76,8 @@ pub(crate) fn create_guest(
         set(&mut cx.state, rec.clone());
         cx.save()?;
         match upid {
-            Some(u) => wait(client, cfg, &u, &format!("creating {kind} {vmid}"))?,
-            None => wait_unlocked(client, cfg, &cfg.node, vmid)?,
+            Some(u) => wait(client, cfg, &u, &format!("creating {} {vmid}", kind.name()))?,
+            None => kind.wait_unlocked(client, cfg, &cfg.node, vmid)?,
         }
         return Ok(vmid);
     }
@@ -99,7 +99,7 @@ pub(super) fn make_ct(cx: &mut Cx, plan: &CtPlan, rootfs: &Path) -> Result<u32> 
     let vmid = create_guest(
         cx,
         rec,
-        "CT",
+        Guest::Ct,
         set_record,
         |vmid| {
             let params = plan

@@ -84,27 +84,108 @@ pub fn forget_template(root: &Path) {
     let _ = fs::remove_file(root.join("pve-template"));
 }
 
-/// True if the CT `vmid` exists and is this container's (its description
-/// names the id, root and node). A missing CT is `Ok(false)`.
-pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
-    match client.lxc_config(node, vmid) {
-        Ok(c) => Ok(c
-            .get("description")
-            .is_some_and(|d| description_id(d, root, node).as_deref() == Some(id))),
-        Err(e) if is_missing(&e, node, vmid) => Ok(false),
-        Err(e) => Err(api("reading the CT config")(e)),
+/// A kind of Proxmox guest: the API paths, config directory and name differ;
+/// what the runtime asks of either is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guest {
+    Ct,
+    Vm,
+}
+
+impl Guest {
+    pub fn name(self) -> &'static str {
+        match self {
+            Guest::Ct => "CT",
+            Guest::Vm => "VM",
+        }
+    }
+
+    fn config(
+        self,
+        client: &Client,
+        node: &str,
+        vmid: u32,
+    ) -> pve_client::Result<pve_client::CtConfig> {
+        match self {
+            Guest::Ct => client.lxc_config(node, vmid),
+            Guest::Vm => client.qemu_config(node, vmid),
+        }
+    }
+
+    /// Proxmox's answer for a guest that does not exist, and only that (a
+    /// missing storage or volume in an error must not read as "already gone").
+    pub fn is_missing(self, e: &pve_client::Error, node: &str, vmid: u32) -> bool {
+        let dir = match self {
+            Guest::Ct => "lxc",
+            Guest::Vm => "qemu-server",
+        };
+        e.status() == Some(500)
+            && e.server_message().is_some_and(|m| {
+                m.contains(&format!(
+                    "Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist"
+                ))
+            })
+    }
+
+    /// True if guest `vmid` exists and is this container's (its description
+    /// names the id, root and node). A missing guest is `Ok(false)`.
+    pub fn owns(
+        self,
+        client: &Client,
+        node: &str,
+        vmid: u32,
+        id: &str,
+        root: &Path,
+    ) -> Result<bool> {
+        match self.config(client, node, vmid) {
+            Ok(c) => Ok(c
+                .get("description")
+                .is_some_and(|d| description_id(d, root, node).as_deref() == Some(id))),
+            Err(e) if self.is_missing(&e, node, vmid) => Ok(false),
+            Err(e) => Err(api(&format!("reading the {} config", self.name()))(e)),
+        }
+    }
+
+    /// Wait, with backoff, until the guest's config has no `lock` (a task
+    /// we did not start, or lost track of, still runs). A gone guest is fine.
+    pub fn wait_unlocked(
+        self,
+        client: &Client,
+        cfg: &PveSection,
+        node: &str,
+        vmid: u32,
+    ) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let conf = match self.config(client, node, vmid) {
+                Ok(c) => c,
+                Err(e) if self.is_missing(&e, node, vmid) => return Ok(()),
+                Err(e) => return Err(api(&format!("reading the {} config", self.name()))(e)),
+            };
+            let Some(lock) = conf.get("lock") else {
+                return Ok(());
+            };
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Guest(format!(
+                    "{} {vmid} stayed locked ({lock})",
+                    self.name()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 }
 
-/// Proxmox's answer for a CT that does not exist, and only that (a missing
-/// storage or volume in an error must not read as "already gone").
+/// [`Guest::owns`] of a CT.
+pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
+    Guest::Ct.owns(client, node, vmid, id, root)
+}
+
+/// [`Guest::is_missing`] of a CT.
 pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
-    e.status() == Some(500)
-        && e.server_message().is_some_and(|m| {
-            m.contains(&format!(
-                "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
-            ))
-        })
+    Guest::Ct.is_missing(e, node, vmid)
 }
 
 /// Destroy the CT with its volumes (purge). `check_owner`: look first that
@@ -137,26 +218,9 @@ pub fn destroy(
     wait(client, cfg, &upid, &format!("destroying CT {vmid}"))
 }
 
-/// Wait, with backoff, until the CT's config has no `lock` (a task we did
-/// not start, or lost track of, still runs). A CT that is gone is fine.
+/// [`Guest::wait_unlocked`] of a CT.
 pub fn wait_unlocked(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -> Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let conf = match client.lxc_config(node, vmid) {
-            Ok(c) => c,
-            Err(e) if is_missing(&e, node, vmid) => return Ok(()),
-            Err(e) => return Err(api("reading the CT config")(e)),
-        };
-        let Some(lock) = conf.get("lock") else {
-            return Ok(());
-        };
-        if std::time::Instant::now() > deadline {
-            return Err(Error::Guest(format!("CT {vmid} stayed locked ({lock})")));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
+    Guest::Ct.wait_unlocked(client, cfg, node, vmid)
 }
 
 /// A pseudo-random number in 1..=n (spreads concurrent VMID picks).

@@ -31,7 +31,8 @@ use pve_client::{Client, Params, Upid};
 use serde::{Deserialize, Serialize};
 
 use super::pve_lxc::{
-    api, client, description, description_id, id_tag, wait, PveRecord, NET_ANNOTATION_PREFIX, TAG,
+    api, client, description, description_id, id_tag, wait, Guest, PveRecord,
+    NET_ANNOTATION_PREFIX, TAG,
 };
 use super::{Cx, Engine, EngineRecord, Request};
 use crate::config::PveSection;
@@ -528,46 +529,9 @@ fn disk_gib(
     Ok(format!("{}", sixteenths as f64 / 16.0))
 }
 
-/// Proxmox's answer for a VM that does not exist, and only that.
+/// [`Guest::is_missing`] of a VM.
 pub fn is_missing(e: &pve_client::Error, node: &str, vmid: u32) -> bool {
-    e.status() == Some(500)
-        && e.server_message().is_some_and(|m| {
-            m.contains(&format!(
-                "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
-            ))
-        })
-}
-
-/// True if VM `vmid` exists and is this container's (its description).
-pub fn owns(client: &Client, node: &str, vmid: u32, id: &str, root: &Path) -> Result<bool> {
-    match client.qemu_config(node, vmid) {
-        Ok(c) => Ok(c
-            .get("description")
-            .is_some_and(|d| d.trim() == description(id, root, node))),
-        Err(e) if is_missing(&e, node, vmid) => Ok(false),
-        Err(e) => Err(api("reading the VM config")(e)),
-    }
-}
-
-/// Wait until the VM's config has no `lock` (a create we lost track of).
-fn wait_unlocked(client: &Client, cfg: &PveSection, node: &str, vmid: u32) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(cfg.task_timeout_secs);
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let conf = match client.qemu_config(node, vmid) {
-            Ok(c) => c,
-            Err(e) if is_missing(&e, node, vmid) => return Ok(()),
-            Err(e) => return Err(api("reading the VM config")(e)),
-        };
-        let Some(lock) = conf.get("lock") else {
-            return Ok(());
-        };
-        if Instant::now() > deadline {
-            return Err(Error::Guest(format!("VM {vmid} stayed locked ({lock})")));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
+    Guest::Vm.is_missing(e, node, vmid)
 }
 
 /// Stop the VM if it runs, then destroy it with its disks.
@@ -579,10 +543,10 @@ pub fn destroy(
     root: &Path,
 ) -> Result<()> {
     let Some(vmid) = rec.vmid else { return Ok(()) };
-    if !owns(client, &rec.node, vmid, id, root)? {
+    if !Guest::Vm.owns(client, &rec.node, vmid, id, root)? {
         return Ok(());
     }
-    wait_unlocked(client, cfg, &rec.node, vmid)?;
+    Guest::Vm.wait_unlocked(client, cfg, &rec.node, vmid)?;
     stop(client, cfg, &rec.node, vmid)?;
     let upid = match client.qemu_destroy(&rec.node, vmid) {
         Ok(u) => u,
@@ -692,7 +656,7 @@ impl PveVmEngine {
         let vmid = crate::engine::pve_lxc::create_guest(
             cx,
             rec,
-            "VM",
+            Guest::Vm,
             set_record,
             |vmid| {
                 let params = plan
