@@ -348,7 +348,8 @@ pub fn without_mounts(spec: &Spec, moved: &[usize]) -> Spec {
     s
 }
 
-fn count_cpus(list: &str) -> Option<u32> {
+/// How many CPUs a cpuset list (`0-3,6`) names.
+pub fn count_cpus(list: &str) -> Option<u32> {
     let mut n = 0;
     for part in list.split(',') {
         let part = part.trim();

@@ -472,30 +472,13 @@ fn limits(
             }
         }
         if let Some(cpus) = cpu.cpus() {
-            let n = count_cpus(cpus).ok_or_else(|| {
+            let n = super::pve_lxc::count_cpus(cpus).ok_or_else(|| {
                 Error::Spec(format!("linux.resources.cpu.cpus={cpus:?}: not a cpu list"))
             })?;
             cores = n;
         }
     }
     Ok(p.int("cores", cores.clamp(1, 128) as i64))
-}
-
-fn count_cpus(list: &str) -> Option<u32> {
-    let mut n = 0u32;
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-                n += b.checked_sub(a)? + 1;
-            }
-            None => {
-                part.parse::<u32>().ok()?;
-                n += 1;
-            }
-        }
-    }
-    (n > 0).then_some(n)
 }
 
 /// Bytes the rootfs takes (apparent sizes, plus a block per inode).
@@ -961,7 +944,7 @@ mod tests {
         let mut a = std::collections::BTreeMap::new();
         a.insert(storage::QUOTA_ANNOTATION.to_string(), "1G".to_string());
         assert_eq!(disk_gib(t.path(), &a).unwrap(), "1");
-        assert_eq!(count_cpus("0-1,3"), Some(3));
+        assert_eq!(super::super::pve_lxc::count_cpus("0-1,3"), Some(3));
     }
 
     #[test]
