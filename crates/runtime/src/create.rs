@@ -40,21 +40,26 @@ impl Runtime {
         // The caller's fds 3..3+N, before anything of ours could take a
         // number among them.
         let preserved = take_preserved(opts.preserve_fds)?;
-        let backend = match (
-            req.annotations
-                .contains_key(crate::config::BACKEND_ANNOTATION),
-            engine::pod_member::sandbox_backend(self, &req.annotations),
-        ) {
-            (false, Some(b)) => b,
+        let sandbox = engine::pod_member::pod_sandbox(self, &req.annotations)?;
+        let backend = match &sandbox {
+            Some(sb)
+                if !req
+                    .annotations
+                    .contains_key(crate::config::BACKEND_ANNOTATION) =>
+            {
+                crate::config::Backend::parse(sb.engine.name())
+                    .expect("engine names are backend names")
+            }
             _ => self.config.backend_for(id, &req.annotations)?,
         };
         *self.chosen_engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.name());
         // A container of a pod whose sandbox is a CT runs inside that CT.
-        let mut engine: Box<dyn Engine> =
-            match engine::pod_member::sandbox_of(self, &req.annotations)? {
-                Some(_) => Box::new(engine::pod_member::PodMemberEngine::default()),
-                None => engine::for_backend(backend)?,
-            };
+        let mut engine: Box<dyn Engine> = match sandbox {
+            Some(sb) if engine::pod_member::runs_inside(&sb) => {
+                Box::new(engine::pod_member::PodMemberEngine::for_sandbox(sb))
+            }
+            _ => engine::for_backend(backend)?,
+        };
         if !preserved.is_empty() && !engine.passes_fds() {
             return Err(Error::Unsupported(format!(
                 "--preserve-fds is not supported by the {} engine (the guest's init is not \

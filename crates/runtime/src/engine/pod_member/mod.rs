@@ -80,9 +80,13 @@ fn record_mut(st: &mut ContainerState) -> &mut PodMemberRecord {
     }
 }
 
-/// The sandbox a new container joins, if it is a container of a pod whose
-/// sandbox runs on pve-lxc (then it must run inside that CT).
-pub fn sandbox_of(
+/// The state of the pod sandbox a new container joins (containerd's CRI
+/// annotations name it), when that sandbox is one of this runtime root's.
+/// Read once per create: it picks the container's engine (a pod's
+/// containers run where its sandbox runs unless their own annotation says
+/// otherwise; containerd passes pod annotations to the sandbox only) and,
+/// for a pve-lxc sandbox, is the member engine's starting point.
+pub fn pod_sandbox(
     rt: &Runtime,
     annotations: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<ContainerState>> {
@@ -102,33 +106,17 @@ pub fn sandbox_of(
         )));
     }
     match rt.store.load(sb) {
-        Ok(st) if matches!(st.engine, EngineRecord::PveLxc(_)) => Ok(Some(st)),
-        // A sandbox on another engine (or another runtime root): the
-        // container is created the usual way and joins it by namespace paths.
-        Ok(_) | Err(Error::NotFound(_)) => Ok(None),
+        Ok(st) => Ok(Some(st)),
+        // Another runtime root's (or gone): the container is created the
+        // usual way and joins it by namespace paths.
+        Err(Error::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// The engine of the pod a new container joins, when its sandbox is one of
-/// ours: a pod's containers run where its sandbox runs unless their own
-/// annotation says otherwise (containerd passes pod annotations to the
-/// sandbox only).
-pub fn sandbox_backend(
-    rt: &Runtime,
-    annotations: &std::collections::BTreeMap<String, String>,
-) -> Option<crate::config::Backend> {
-    if annotations
-        .get(CONTAINER_TYPE_ANNOTATION)
-        .map(String::as_str)
-        != Some("container")
-    {
-        return None;
-    }
-    let sb = annotations.get(SANDBOX_ID_ANNOTATION)?;
-    crate::id::validate(sb).ok()?;
-    let st = rt.store.load(sb).ok()?;
-    crate::config::Backend::parse(st.engine.name())
+/// Does a container of this sandbox run inside it (a pve-lxc CT)?
+pub fn runs_inside(sandbox: &ContainerState) -> bool {
+    matches!(sandbox.engine, EngineRecord::PveLxc(_))
 }
 
 /// Where a member's files are, from the sandbox's exchange dir.
@@ -153,6 +141,16 @@ pub struct PodMemberEngine {
     rlimits: Vec<(String, u64, u64)>,
     /// The spec's cgroup settings (LXC's key names), written at hand-over.
     cgroup_settings: Vec<(String, String)>,
+}
+
+impl PodMemberEngine {
+    /// The engine for a new container of `sandbox`'s pod ([`pod_sandbox`]).
+    pub fn for_sandbox(sandbox: ContainerState) -> Self {
+        PodMemberEngine {
+            sandbox: Some(sandbox),
+            ..Default::default()
+        }
+    }
 }
 
 /// The inode of a namespace file.
@@ -389,7 +387,7 @@ fn cgroup_dirs_of(pid: i32) -> Vec<PathBuf> {
 
 impl Engine for PodMemberEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
-        let sb = sandbox_of(rt, &req.annotations)?.expect("chosen for a pod member");
+        let sb = self.sandbox.take().expect("made for_sandbox");
         let sandbox_id = sb.id.clone();
         if !matches!(sb.status, Status::Created | Status::Running) {
             return Err(Error::Spec(format!(
