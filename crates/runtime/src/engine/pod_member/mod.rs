@@ -497,7 +497,10 @@ impl Engine for PodMemberEngine {
     fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
         // The LXC keys are not written anywhere: the cgroup settings are
         // taken from them (configure), the rest is the init's part.
-        Ok(translate(spec, ctx)?)
+        let mut tr = translate(spec, ctx)?;
+        // The agent makes the member's mounts in the spec's order itself.
+        tr.init.mount_order.clear();
+        Ok(tr)
     }
 
     fn configure(&mut self, cx: &mut Cx, _req: &Request, tr: &Translation) -> Result<()> {
