@@ -698,10 +698,14 @@ fn rt_mountinfo_lists_the_spec_mounts_in_order() {
                                   "source": "cgroup",
                                   "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
                 }
-                m.push(json!({"destination": "/data", "type": "bind", "source": src,
-                              "options": ["rbind", "rw"]}));
-                m.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                              "options": ["nosuid", "nodev"]}));
+                m.push(
+                    json!({"destination": "/data", "type": "bind", "source": src,
+                              "options": ["rbind", "rw"]}),
+                );
+                m.push(
+                    json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["nosuid", "nodev"]}),
+                );
                 if userns {
                     v["linux"]["namespaces"]
                         .as_array_mut()
@@ -736,5 +740,50 @@ fn rt_mountinfo_lists_the_spec_mounts_in_order() {
         // Still a working container: the devices and the terminal devices
         // are there, the cgroup mount has the container's controllers.
         assert!(info.contains(" /dev/pts "), "{info}");
+    }
+}
+
+/// cgroup v1: a parent cgroup with a CPU limit. Under the limit the
+/// container runs and gets its quota; over it the kernel refuses the
+/// child's quota and the run fails naming the file (runc the same).
+#[test]
+fn rt_cgroup_v1_parent_cpu_limit() {
+    let parent = std::path::Path::new("/sys/fs/cgroup/cpu/lxcri-test-parent");
+    if !std::path::Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+        eprintln!("skipped: no cgroup v1 cpu hierarchy on this host");
+        return;
+    }
+    let env = Env::new();
+    let _ = std::fs::create_dir(parent);
+    struct Rm(&'static std::path::Path);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _rm = Rm(std::path::Path::new("/sys/fs/cgroup/cpu/lxcri-test-parent"));
+    std::fs::write(parent.join("cpu.cfs_quota_us"), "50000").unwrap();
+    for (quota, ok) in [(20000, true), (100000, false)] {
+        let b = env.bundle(&format!("b{quota}"), &["cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"], |v| {
+            v["linux"]["cgroupsPath"] = json!(format!("/lxcri-test-parent/c{quota}"));
+            v["linux"]["resources"]["cpu"] = json!({"quota": quota, "period": 100000});
+            v["mounts"].as_array_mut().unwrap().push(json!({"destination": "/sys/fs/cgroup",
+                "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}));
+        });
+        let id = format!("pq{quota}");
+        let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), &id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if ok {
+            assert!(o.status.success(), "{o:?}");
+            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{quota}\n"));
+        } else {
+            assert!(!o.status.success(), "{o:?}");
+            assert!(err.contains("cfs_quota_us"), "{err}");
+            let _ = env.rt_cmd(&["delete", "-f", &id]);
+        }
+        assert!(
+            !parent.join(format!("c{quota}")).exists(),
+            "c{quota} left behind"
+        );
     }
 }

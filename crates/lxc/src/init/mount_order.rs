@@ -224,7 +224,9 @@ fn clone_mount(m: &MountLine) -> Option<OwnedFd> {
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             p.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
         )
     };
     // SAFETY: a new fd from open_tree, owned by nothing else.
@@ -308,7 +310,12 @@ mod tests {
 
     #[test]
     fn an_ordered_tree_is_left_alone_and_only_the_tail_moves() {
-        let t = vec![m(1, 0, "/"), m(2, 1, "/proc"), m(3, 1, "/dev"), m(4, 3, "/dev/pts")];
+        let t = vec![
+            m(1, 0, "/"),
+            m(2, 1, "/proc"),
+            m(3, 1, "/dev"),
+            m(4, 3, "/dev/pts"),
+        ];
         assert_eq!(plan(&t, &spec(&["/proc", "/dev", "/dev/pts"])), None);
         // Docker's binds after the cgroups, which LXC mounts last.
         let t = vec![
@@ -318,14 +325,24 @@ mod tests {
             m(4, 1, "/etc/hosts"),
             m(5, 3, "/sys/fs/cgroup"),
         ];
-        let p = plan(&t, &spec(&["/proc", "/sys", "/sys/fs/cgroup", "/etc/hosts"])).unwrap();
+        let p = plan(
+            &t,
+            &spec(&["/proc", "/sys", "/sys/fs/cgroup", "/etc/hosts"]),
+        )
+        .unwrap();
         assert_eq!(points(&p.reattach), vec!["/sys/fs/cgroup", "/etc/hosts"]);
         assert_eq!(points(&p.detach), vec!["/sys/fs/cgroup", "/etc/hosts"]);
     }
 
     #[test]
     fn stacked_mounts_are_not_rebuilt() {
-        let t = vec![m(1, 0, "/"), m(2, 1, "/dev"), m(3, 1, "/tmp"), m(4, 3, "/tmp"), m(5, 1, "/proc")];
+        let t = vec![
+            m(1, 0, "/"),
+            m(2, 1, "/dev"),
+            m(3, 1, "/tmp"),
+            m(4, 3, "/tmp"),
+            m(5, 1, "/proc"),
+        ];
         assert_eq!(plan(&t, &spec(&["/proc", "/tmp", "/dev"])), None);
     }
 }
