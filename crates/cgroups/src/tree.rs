@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 
-/// The mount points of every cgroup hierarchy (v1 and unified) on this host.
+/// The mount points of every cgroup hierarchy (v1 and unified) on this
+/// host, read once per process (a command walks them several times).
 fn hierarchies() -> Vec<PathBuf> {
+    static CACHE: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(read_hierarchies).clone()
+}
+
+fn read_hierarchies() -> Vec<PathBuf> {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
         return vec![];
     };

@@ -54,6 +54,15 @@ pub fn all_parents() -> Vec<(i32, i32)> {
         .collect()
 }
 
+/// The children of `pid`: its main thread's `children` file (one read,
+/// where the kernel has it), else a pass over /proc.
+pub fn children(pid: i32) -> Vec<i32> {
+    match fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        Ok(s) => s.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
+        Err(_) => children_of(&all_parents(), pid),
+    }
+}
+
 pub fn children_of(parents: &[(i32, i32)], pid: i32) -> Vec<i32> {
     parents
         .iter()
@@ -91,6 +100,7 @@ mod tests {
         let parents = all_parents();
         let kids = children_of(&parents, std::process::id() as i32);
         assert!(kids.contains(&(child.id() as i32)));
+        assert!(children(std::process::id() as i32).contains(&(child.id() as i32)));
         child.kill().unwrap();
         child.wait().unwrap();
     }

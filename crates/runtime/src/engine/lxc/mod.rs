@@ -267,8 +267,7 @@ fn spawn_monitor(
 /// Find the container init: the child of lxc-start.
 fn find_init(lxc_start: Pid) -> Option<ProcRef> {
     for _ in 0..50 {
-        let parents = proc::all_parents();
-        if let Some(init) = proc::children_of(&parents, lxc_start.as_raw()).first() {
+        if let Some(init) = proc::children(lxc_start.as_raw()).first() {
             if let Some(r) = proc::proc_ref(*init) {
                 return Some(r);
             }
