@@ -186,8 +186,9 @@ impl Engine for LxcEngine {
             let _ = nix::sys::signal::kill(m, Signal::SIGKILL);
             let _ = waitpid(m, None);
         }
+        // Saved with "created", right after (a create that dies in between
+        // is undone as one whose monitor died: the init is recorded).
         cx.state.monitor = None;
-        cx.save()?;
         // The container's mounts are made: our side of the copy-ups goes.
         copyup::release(&cx.paths.lxcpath.join("copyup"));
         Ok(init)
