@@ -65,6 +65,16 @@ fn remove(ctd: &Containerd, id: &str) -> String {
 }
 
 /// Files or directories at most `depth` levels below `dir` whose name contains one of `ids`.
+/// SIGKILL to every process of the task, then `remove`, then nothing of
+/// it left anywhere.
+fn kill_remove_and_check(ctd: &Containerd, rt: &str, id: &str) {
+    let o = ctd.ctr(&["task", "kill", "-a", "-s", "SIGKILL", id]);
+    assert!(o.status.success(), "ctr task kill -a:\n{}", ctd.explain(&o));
+    ctd.wait_status(id, "STOPPED", STATUS_TIMEOUT);
+    remove(ctd, id);
+    assert_no_leftovers(ctd, rt, &[id.to_string()]);
+}
+
 fn paths_naming(dir: &Path, ids: &[String], depth: usize) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -342,11 +352,7 @@ fn task_ps_lists_pids() {
         thread::sleep(Duration::from_millis(100));
     }
 
-    let o = ctd.ctr(&["task", "kill", "-a", "-s", "SIGKILL", &id]);
-    assert!(o.status.success(), "ctr task kill -a:\n{}", ctd.explain(&o));
-    ctd.wait_status(&id, "STOPPED", STATUS_TIMEOUT);
-    remove(&ctd, &id);
-    assert_no_leftovers(&ctd, &rt, &[id]);
+    kill_remove_and_check(&ctd, &rt, &id);
 }
 
 #[test]
@@ -540,9 +546,5 @@ fn task_metrics_are_the_containers() {
         (1..=8).contains(&pids),
         "pids.current {pids}: not the container's cgroup"
     );
-    let o = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert!(o.status.success(), "ctr task kill:\n{}", ctd.explain(&o));
-    ctd.wait_status(&id, "STOPPED", STATUS_TIMEOUT);
-    remove(&ctd, &id);
-    assert_no_leftovers(&ctd, &rt, &[id]);
+    kill_remove_and_check(&ctd, &rt, &id);
 }
