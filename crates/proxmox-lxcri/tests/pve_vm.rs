@@ -753,7 +753,7 @@ fn the_guest_gets_its_address_and_reaches_the_bridge() {
 /// A configured network (`[network.<name>]`, the network manager's IPAM):
 /// the VM's net0 on its bridge with the lease's MAC, the lease's address
 /// and the network's gateway inside the guest, the lease given back when
-/// the container goes. Port security and isolation are refused by name.
+/// the container goes. Port security is the VM's firewall (as a CT's).
 #[test]
 fn a_configured_network_leases_the_vms_address() {
     let env = vm_env();
@@ -805,17 +805,62 @@ fn a_configured_network_leases_the_vms_address() {
         serde_json::from_str(&env.ok(&["network", "leases", "-f", "json", "vmnet"])).unwrap();
     assert_eq!(leases, json!([]), "the lease went with the container");
     assert_node_empty(&env);
-    // A network with port security (the default) is refused for a VM.
-    let b = env.bundle("g", &["true"], |s| {
-        s["annotations"] = json!({ "io.proxmox-lxcri.network": "guarded" });
-    });
-    let o = env.create("g1", &b);
-    assert!(!o.status.success());
-    let log = env.log_of("g1");
-    assert!(
-        log.contains("port_security") && log.contains("guarded"),
-        "{log}"
+    // A network with port security (the default): the VM's firewall, as
+    // for a CT (ipfilter and macfilter, the lease in ipfilter-net0, net0
+    // with firewall=1); once the datacenter firewall is on, the guest
+    // reaches the gateway from its lease and not from a forged address.
+    let g = format!("10.254.{}", testkit::unique() % 250 + 1);
+    testkit::sh("ip", &["addr", "add", &format!("{g}.1/24"), "dev", &br]);
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        "subnet = \"10.254.1.0/24\"",
+        &format!("subnet = \"{g}.0/24\"\ngateway = \"{g}.1\""),
     );
-    env.assert_gone_state("g1");
+    std::fs::write(cfg, text).unwrap();
+    let script = format!(
+        "ping -c 1 -W 5 {g}.1 >/dev/null && echo leased-ok; \
+         ip addr del {g}.2/24 dev eth0; ip addr add {g}.77/24 dev eth0; \
+         ping -c 1 -W 3 {g}.1 >/dev/null && echo forged-ok || echo forged-blocked"
+    );
+    let b = env.bundle("g", &["sh", "-c", &script], |s| {
+        s["annotations"] = json!({ "io.proxmox-lxcri.network": "guarded" });
+        for set in ["bounding", "effective", "permitted"] {
+            let caps = s["process"]["capabilities"][set].as_array_mut().unwrap();
+            caps.push(json!("CAP_NET_RAW"));
+            caps.push(json!("CAP_NET_ADMIN"));
+        }
+    });
+    env.must_create("g1", &b);
+    let vmid = env.vmid("g1");
+    let fw = env
+        .emu()
+        .get(&format!("/nodes/pve/qemu/{vmid}/firewall/options"))["data"]
+        .clone();
+    assert_eq!(
+        (&fw["enable"], &fw["ipfilter"], &fw["macfilter"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{fw}"
+    );
+    let set = env.emu().get(&format!(
+        "/nodes/pve/qemu/{vmid}/firewall/ipset/ipfilter-net0"
+    ))["data"]
+        .clone();
+    assert_eq!(set[0]["cidr"], format!("{g}.2"), "{set}");
+    let net0 = vm_config(&env, vmid)["net0"].as_str().unwrap().to_string();
+    assert!(net0.ends_with(",firewall=1"), "{net0}");
+    env.emu()
+        .request("PUT", "/cluster/firewall/options", &[("enable", "1")], None);
+    env.ok(&["start", "g1"]);
+    let t = Instant::now();
+    while !env.stdout_of("g1").contains("forged-") {
+        assert!(t.elapsed().as_secs() < 60, "{}", env.stdout_of("g1"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(env.stdout_of("g1"), "leased-ok\nforged-blocked\n");
+    env.ok(&["delete", "--force", "g1"]);
+    assert!(!env
+        .emu()
+        .data_dir()
+        .join(format!("firewall/{vmid}.fw"))
+        .exists());
     assert_node_empty(&env);
 }

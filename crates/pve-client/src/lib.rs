@@ -22,6 +22,7 @@
 
 mod api;
 pub use api::access::Permissions;
+pub use api::firewall::GuestType;
 mod client;
 mod config;
 mod de;

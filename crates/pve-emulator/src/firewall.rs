@@ -5,8 +5,9 @@
 //!
 //! As on a node, nothing is filtered unless the datacenter firewall is on
 //! (`cluster.fw` `enable: 1`), the guest's firewall is on (`enable: 1`) and
-//! the NIC has `firewall=1`. Then frames entering the bridge from the CT's
-//! port (`veth<vmid>i<n>`) must carry its `hwaddr` (`macfilter`, default
+//! the NIC has `firewall=1`. Then frames entering the bridge from the
+//! guest's port (a CT's `veth<vmid>i<n>`, a VM's `tap<vmid>i<n>`) must
+//! carry its MAC (a CT's `hwaddr`, a VM's `virtio=`; `macfilter`, default
 //! on) and, with `ipfilter` or an `ipfilter-net<n>` IP set, an address of
 //! the set or of the NIC's `ip`/`ip6` (IPv6 link-local always allowed).
 //! A simplification: real nodes put the port behind a `fwbr` bridge and
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::propstr;
-use crate::store::Section;
+use crate::store::{Kind, Section};
 
 const TABLE: &str = "pve_emulator";
 const CHAIN: &str = "guest_fw";
@@ -156,7 +157,7 @@ fn addr_ok(s: &str) -> bool {
 }
 
 /// The nft rules of guest `vmid` with `conf` (empty: no filtering).
-pub fn rules(data_dir: &Path, vmid: u32, conf: &Section) -> Vec<String> {
+pub fn rules(data_dir: &Path, vmid: u32, kind: Kind, conf: &Section) -> Vec<String> {
     let cluster = load(data_dir, "cluster");
     let guest = load(data_dir, &vmid.to_string());
     if !on(cluster.options.get("enable"), false) || !on(guest.options.get("enable"), false) {
@@ -168,20 +169,34 @@ pub fn rules(data_dir: &Path, vmid: u32, conf: &Section) -> Vec<String> {
         let Some(n) = k.strip_prefix("net").and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(m) = propstr::parse_lxc("lxc-net", v) else {
-            continue;
+        // A CT's NIC (`name=eth0,hwaddr=...`, veth) or a VM's
+        // (`virtio=MAC,...`, tap); only a CT's carries addresses.
+        let (m, port, mac) = match kind {
+            Kind::Lxc => {
+                let Ok(m) = propstr::parse_lxc("lxc-net", v) else {
+                    continue;
+                };
+                let mac = m.get("hwaddr").cloned();
+                (m, crate::runner::veth_name(vmid, n), mac)
+            }
+            Kind::Qemu => {
+                let Ok(m) = propstr::parse(v, Some("model")) else {
+                    continue;
+                };
+                let mac = crate::qemu::nic_model_mac(&m).map(|(_, mac)| mac);
+                (m, crate::qemu::tap_name(vmid, n), mac)
+            }
         };
         if m.get("firewall").map(String::as_str) != Some("1") {
             continue;
         }
-        let port = crate::runner::veth_name(vmid, n);
         let rule = |body: String| {
             format!(
                 "add rule bridge {TABLE} {CHAIN} iifname \"{port}\" {body} drop comment \"{c}\""
             )
         };
         if on(guest.options.get("macfilter"), true) {
-            if let Some(mac) = m.get("hwaddr").filter(|h| addr_ok(h)) {
+            if let Some(mac) = mac.filter(|h| !h.is_empty() && addr_ok(h)) {
                 out.push(rule(format!("ether saddr != {mac}")));
                 out.push(rule(format!("arp saddr ether != {mac}")));
             }
@@ -198,7 +213,7 @@ pub fn rules(data_dir: &Path, vmid: u32, conf: &Section) -> Vec<String> {
                 })
                 .unwrap_or_default();
             // A CT's configured addresses are implicitly in the set.
-            for key in ["ip", "ip6"] {
+            for key in ["ip", "ip6"].into_iter().filter(|_| kind == Kind::Lxc) {
                 if let Some(a) = m.get(key).filter(|a| addr_ok(a) && a.contains('/')) {
                     allowed.push(a.split('/').next().unwrap_or_default().to_string());
                 }
@@ -231,8 +246,10 @@ fn nft(args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
 
 /// Replace guest `vmid`'s rules with what its config says now (None: the
 /// guest is gone, remove them). One nft transaction.
-pub fn sync(data_dir: &Path, vmid: u32, conf: Option<&Section>) -> anyhow::Result<()> {
-    let want = conf.map(|c| rules(data_dir, vmid, c)).unwrap_or_default();
+pub fn sync(data_dir: &Path, vmid: u32, conf: Option<(Kind, &Section)>) -> anyhow::Result<()> {
+    let want = conf
+        .map(|(kind, c)| rules(data_dir, vmid, kind, c))
+        .unwrap_or_default();
     // A CT whose firewall was never configured has no rules: no nft run on
     // every config change (a destroyed CT, `None`, is always cleaned).
     if want.is_empty() && conf.is_some() && !path(data_dir, &vmid.to_string()).exists() {

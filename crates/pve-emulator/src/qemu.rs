@@ -36,6 +36,20 @@ pub fn tap_name(vmid: u32, n: u32) -> String {
     format!("tap{vmid}i{n}")
 }
 
+/// A VM NIC's model and MAC: `virtio=MAC,...` or `model=virtio,macaddr=MAC`
+/// (the MAC may be empty: QEMU picks one).
+pub fn nic_model_mac(m: &std::collections::BTreeMap<String, String>) -> Option<(&str, String)> {
+    match m.get("model") {
+        Some(model) => Some((
+            model.as_str(),
+            m.get("macaddr").cloned().unwrap_or_default(),
+        )),
+        None => ["virtio", "e1000", "rtl8139", "vmxnet3"]
+            .iter()
+            .find_map(|model| m.get(*model).map(|mac| (*model, mac.clone()))),
+    }
+}
+
 impl Qemu {
     pub fn new(data_dir: &Path, kvm: bool) -> Qemu {
         Qemu {
@@ -170,16 +184,8 @@ impl Qemu {
             if let Some(n) = k.strip_prefix("net").and_then(|n| n.parse::<u32>().ok()) {
                 // `virtio=MAC,bridge=...` or `model=virtio,macaddr=MAC,...`.
                 let m = propstr::parse(v, Some("model")).map_err(|e| anyhow!("{k}: {e}"))?;
-                let (model, mac) = match m.get("model") {
-                    Some(model) => (
-                        model.as_str(),
-                        m.get("macaddr").cloned().unwrap_or_default(),
-                    ),
-                    None => ["virtio", "e1000", "rtl8139", "vmxnet3"]
-                        .iter()
-                        .find_map(|model| m.get(*model).map(|mac| (*model, mac.clone())))
-                        .ok_or_else(|| anyhow!("{k}: no NIC model (virtio=MAC, e1000=MAC ...)"))?,
-                };
+                let (model, mac) = nic_model_mac(&m)
+                    .ok_or_else(|| anyhow!("{k}: no NIC model (virtio=MAC, e1000=MAC ...)"))?;
                 if !mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
                     bail!("{k}: bad MAC {mac:?}");
                 }

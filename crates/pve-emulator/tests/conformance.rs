@@ -520,6 +520,20 @@ fn populated(d: &Path) -> (common::Emulator, Fixture) {
             "cores=2",
         ],
     );
+    // The VM's firewall, as the CT's above.
+    for (m, path, args) in [
+        ("PUT", "firewall/options", vec!["-d", "enable=1"]),
+        ("POST", "firewall/ipset", vec!["-d", "name=ipfilter-net0"]),
+        (
+            "POST",
+            "firewall/ipset/ipfilter-net0",
+            vec!["-d", "cidr=10.9.9.8"],
+        ),
+    ] {
+        let path = format!("/nodes/pve/qemu/{vm}/{path}");
+        let (code, v) = emu.call(m, &path, &args);
+        assert_eq!(code, 200, "{m} {path}: {v}");
+    }
     // A task that fails: the fault makes the next QEMU create's task end
     // with an error.
     emu.add_faults(serde_json::json!([{

@@ -2,7 +2,7 @@
 
 pub(crate) mod access;
 mod cluster;
-mod firewall;
+pub(crate) mod firewall;
 mod lxc;
 mod qemu;
 mod sdn;

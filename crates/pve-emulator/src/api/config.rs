@@ -173,11 +173,9 @@ pub(super) fn put(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
         conf.main.keys.insert(k.clone(), v);
     }
     app.store.write(&p["node"], kind, id, &conf)?;
-    if kind == Kind::Lxc {
-        // A NIC's hwaddr, ip or firewall flag may have changed.
-        crate::firewall::sync(&app.data_dir, id, Some(&conf.main))
-            .map_err(|e| internal(format!("applying the firewall rules: {e}")))?;
-    }
+    // A NIC's MAC, ip or firewall flag may have changed.
+    crate::firewall::sync(&app.data_dir, id, Some((kind, &conf.main)))
+        .map_err(|e| internal(format!("applying the firewall rules: {e}")))?;
     ok(Value::Null)
 }
 

@@ -1,5 +1,6 @@
-//! /cluster/firewall/options and a CT's firewall options and IP sets, kept
-//! in pve-firewall's files; every change re-syncs the nft rules.
+//! /cluster/firewall/options and a guest's (CT's or VM's) firewall options
+//! and IP sets, kept in pve-firewall's files; every change re-syncs the nft
+//! rules.
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -81,13 +82,13 @@ fn set_options(f: &mut FwFile, p: &P, keys: &[&str]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn guest_conf(app: &App, p: &P) -> Result<crate::store::Section, ApiError> {
-    Ok(read(app, p, Kind::Lxc)?.0.main)
+fn guest_conf(app: &App, p: &P, kind: Kind) -> Result<crate::store::Section, ApiError> {
+    Ok(read(app, p, kind)?.0.main)
 }
 
-fn sync_guest(app: &App, p: &P) -> Result<(), ApiError> {
-    let conf = guest_conf(app, p)?;
-    firewall::sync(&app.data_dir, vmid(p), Some(&conf))
+fn sync_guest(app: &App, p: &P, kind: Kind) -> Result<(), ApiError> {
+    let conf = guest_conf(app, p, kind)?;
+    firewall::sync(&app.data_dir, vmid(p), Some((kind, &conf)))
         .map_err(|e| internal(format!("applying the firewall rules: {e}")))
 }
 
@@ -108,37 +109,34 @@ pub(super) fn cluster_put(app: &App, p: &P) -> R {
     save(app, "cluster", &f)?;
     // Every guest's rules depend on it.
     for (node, kind, id) in app.store.list() {
-        if kind != Kind::Lxc {
-            continue;
-        }
         if let Ok((conf, _)) = app.store.read(&node, kind, id) {
-            firewall::sync(&app.data_dir, id, Some(&conf.main))
+            firewall::sync(&app.data_dir, id, Some((kind, &conf.main)))
                 .map_err(|e| internal(format!("applying the firewall rules: {e}")))?;
         }
     }
     ok(Value::Null)
 }
 
-pub(super) fn options_get(app: &App, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn options_get(app: &App, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let f = firewall::load(&app.data_dir, &vmid(p).to_string());
     let mut v = options_json(&f, GUEST_OPTS);
     v["digest"] = json!(digest_of(&f));
     ok(v)
 }
 
-pub(super) fn options_put(app: &Arc<App>, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn options_put(app: &Arc<App>, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let name = vmid(p).to_string();
     let mut f = firewall::load(&app.data_dir, &name);
     set_options(&mut f, p, GUEST_OPTS)?;
     save(app, &name, &f)?;
-    sync_guest(app, p)?;
+    sync_guest(app, p, kind)?;
     ok(Value::Null)
 }
 
-pub(super) fn ipset_list(app: &App, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn ipset_list(app: &App, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let f = firewall::load(&app.data_dir, &vmid(p).to_string());
     let d = digest_of(&f);
     ok(json!(f
@@ -154,8 +152,8 @@ pub(super) fn ipset_list(app: &App, p: &P) -> R {
         .collect::<Vec<_>>()))
 }
 
-pub(super) fn ipset_create(app: &Arc<App>, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn ipset_create(app: &Arc<App>, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let name = vmid(p).to_string();
     let mut f = firewall::load(&app.data_dir, &name);
     let set = p["name"].clone();
@@ -176,12 +174,12 @@ pub(super) fn ipset_create(app: &Arc<App>, p: &P) -> R {
         }
     }
     save(app, &name, &f)?;
-    sync_guest(app, p)?;
+    sync_guest(app, p, kind)?;
     ok(Value::Null)
 }
 
-pub(super) fn ipset_get(app: &App, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn ipset_get(app: &App, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let f = firewall::load(&app.data_dir, &vmid(p).to_string());
     let d = digest_of(&f);
     let (_, entries) = f
@@ -200,8 +198,8 @@ pub(super) fn ipset_get(app: &App, p: &P) -> R {
         .collect::<Vec<_>>()))
 }
 
-pub(super) fn ipset_add(app: &Arc<App>, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn ipset_add(app: &Arc<App>, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let name = vmid(p).to_string();
     let mut f = firewall::load(&app.data_dir, &name);
     let cidr = p["cidr"].clone();
@@ -228,12 +226,12 @@ pub(super) fn ipset_add(app: &Arc<App>, p: &P) -> R {
         comment: p.get("comment").cloned().unwrap_or_default(),
     });
     save(app, &name, &f)?;
-    sync_guest(app, p)?;
+    sync_guest(app, p, kind)?;
     ok(Value::Null)
 }
 
-pub(super) fn ipset_delete(app: &Arc<App>, p: &P) -> R {
-    guest_conf(app, p)?;
+pub(super) fn ipset_delete(app: &Arc<App>, p: &P, kind: Kind) -> R {
+    guest_conf(app, p, kind)?;
     let name = vmid(p).to_string();
     let mut f = firewall::load(&app.data_dir, &name);
     let set = &p["name"];
@@ -246,11 +244,11 @@ pub(super) fn ipset_delete(app: &Arc<App>, p: &P) -> R {
     }
     f.ipsets.remove(set);
     save(app, &name, &f)?;
-    sync_guest(app, p)?;
+    sync_guest(app, p, kind)?;
     ok(Value::Null)
 }
 
-/// A destroyed CT's firewall goes with it (`purge`, as a node does).
+/// A destroyed guest's firewall goes with it (`purge`, as a node does).
 pub(crate) fn forget(app: &App, id: u32) {
     let _ = std::fs::remove_file(firewall::path(&app.data_dir, &id.to_string()));
     let _ = firewall::sync(&app.data_dir, id, None);

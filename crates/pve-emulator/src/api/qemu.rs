@@ -404,6 +404,7 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                         task.log(format!("removed volume '{vol}'"));
                     }
                 }
+                crate::api::firewall::forget(&app2, id);
                 app2.store.remove(&node, Kind::Qemu, id);
                 Ok(())
             },

@@ -222,13 +222,14 @@ impl PveLxcEngine {
     }
 }
 
-/// Port security with Proxmox's own firewall, before the CT starts: the
-/// CT's firewall on with `ipfilter` and `macfilter`, and an
-/// `ipfilter-net<i>` IP set holding each secured NIC's lease (the NIC has
-/// `firewall=1`). Enforced once the datacenter firewall is on, as on any
-/// node (an admin's choice, not the runtime's).
-fn port_security(
+/// Port security with Proxmox's own firewall, before the guest starts: its
+/// firewall on with `ipfilter` and `macfilter`, and an `ipfilter-net<i>`
+/// IP set holding each secured NIC's lease (the NIC has `firewall=1`).
+/// Enforced once the datacenter firewall is on, as on any node (an admin's
+/// choice, not the runtime's). The same for a CT and a VM.
+pub(crate) fn port_security(
     rt: &Runtime,
+    guest: Guest,
     vmid: u32,
     leases: &[(proxmox_lxcri_network::Network, proxmox_lxcri_network::Lease)],
 ) -> Result<()> {
@@ -243,9 +244,12 @@ fn port_security(
     }
     let cfg = rt.config.pve()?;
     let client = client(rt)?;
-    let what = "setting up the CT's firewall (port security)";
+    let what = format!("setting up the {}'s firewall (port security)", guest.name());
+    let what = what.as_str();
+    let kind = guest.api_type();
     client
-        .lxc_firewall_options(
+        .firewall_options(
+            kind,
             &cfg.node,
             vmid,
             &Params::new()
@@ -257,11 +261,11 @@ fn port_security(
     for (i, lease) in secured {
         let set = format!("ipfilter-net{i}");
         client
-            .lxc_ipset_create(&cfg.node, vmid, &set, "proxmox-lxcri lease")
+            .ipset_create(kind, &cfg.node, vmid, &set, "proxmox-lxcri lease")
             .map_err(api(what))?;
         for a in &lease.addrs {
             client
-                .lxc_ipset_add(&cfg.node, vmid, &set, &a.addr().to_string())
+                .ipset_add(kind, &cfg.node, vmid, &set, &a.addr().to_string())
                 .map_err(api(what))?;
         }
     }
@@ -381,7 +385,7 @@ impl Engine for PveLxcEngine {
         if let Some(l) = self.sandbox.as_ref().and_then(|sp| sp.lease.clone()) {
             leases.push(l);
         }
-        port_security(cx.rt, vmid, &leases)?;
+        port_security(cx.rt, Guest::Ct, vmid, &leases)?;
         let (raw, carried) = carry::split(tr.lxc.entries(), names_apparmor(&req.spec))?;
         self.carried = carried;
         append_raw(&cx.rt.config.pve()?.config_dir, vmid, &raw)?;

@@ -100,6 +100,14 @@ impl Guest {
         }
     }
 
+    /// The kind in the API's paths (`/lxc/`, `/qemu/`).
+    pub fn api_type(self) -> pve_client::GuestType {
+        match self {
+            Guest::Ct => pve_client::GuestType::Lxc,
+            Guest::Vm => pve_client::GuestType::Qemu,
+        }
+    }
+
     fn config(
         self,
         client: &Client,

@@ -31,7 +31,7 @@ use pve_client::{Client, Params, Upid};
 use serde::{Deserialize, Serialize};
 
 use super::pve_lxc::{
-    api, client, description, description_id, id_tag, wait, Guest, PveRecord,
+    api, client, description, description_id, id_tag, port_security, wait, Guest, PveRecord,
     NET_ANNOTATION_PREFIX, TAG,
 };
 use super::{Cx, Engine, EngineRecord, Request};
@@ -232,13 +232,6 @@ fn plan_networks(
                  engine or drop isolated"
             )));
         }
-        if n.port_security {
-            return Err(unsupported(format!(
-                "network {name:?} has port_security (the default), which is not enforced for \
-                 VMs yet (Proxmox's VM firewall); set port_security = false on it, or use the \
-                 lxc or pve-lxc engine"
-            )));
-        }
     }
     let ann = |k: &str| annotations.get(&format!("{NET_ANNOTATION_PREFIX}{k}"));
     for k in [
@@ -302,6 +295,10 @@ fn leased_nic(
     }
     if let Some(m) = net.mtu {
         s.push_str(&format!(",mtu={}", m.min(65520)));
+    }
+    // Port security: the VM's firewall, set up once the VM exists.
+    if net.port_security {
+        s.push_str(",firewall=1");
     }
     let v4 = lease.addrs.iter().find(|a| a.addr().is_ipv4());
     let gateway = v4
@@ -739,10 +736,11 @@ impl Engine for PveVmEngine {
         };
         // Leases before the VM (the id is claimed: a crash leaves a state
         // naming their owner; a failed create releases them).
+        let mut leases = vec![];
         {
             let plan = self.plan.as_mut().expect("plan runs first");
             if !plan.networks.is_empty() {
-                let leases =
+                leases =
                     crate::network::lease_all(rt, &cx.state.id, &plan.networks, plan.fixed_ip)?;
                 let mut routed = false;
                 for (i, (net, lease)) in leases.iter().enumerate() {
@@ -761,7 +759,8 @@ impl Engine for PveVmEngine {
             kernel.image.display(),
             initrd.display()
         );
-        self.make_vm(cx, &req.rootfs, args)?;
+        let vmid = self.make_vm(cx, &req.rootfs, args)?;
+        port_security(rt, Guest::Vm, vmid, &leases)?;
         Ok(())
     }
 
