@@ -85,6 +85,11 @@ pub struct Nic {
     pub address: Option<String>,
     #[serde(default)]
     pub gateway: Option<String>,
+    /// `fd00::2/64`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
 }
 
 /// One mount of a kernel file system inside the guest.

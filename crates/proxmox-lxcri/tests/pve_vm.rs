@@ -703,26 +703,34 @@ fn a_create_killed_at_any_instant_leaves_nothing_after_delete() {
     }
 }
 
-/// net0 on the emulator's bridge with the address of the net annotations:
-/// the guest sets it on eth0 with its default route, and reaches the host
-/// over the bridge (the VM's tap, made by QEMU as on a node).
+/// net0 on the emulator's bridge with the addresses of the net annotations
+/// (IPv4 and IPv6): the guest sets them on eth0 with its default routes,
+/// and reaches the host over both families on the bridge (the VM's tap,
+/// made by QEMU as on a node).
 #[test]
 fn the_guest_gets_its_address_and_reaches_the_bridge() {
     let env = vm_env();
     let br = env.emu().bridge().unwrap().to_string();
     let net = format!("10.252.{}", testkit::unique() % 250 + 1);
     testkit::sh("ip", &["addr", "add", &format!("{net}.1/24"), "dev", &br]);
+    let net6 = format!("fd00:{:x}", testkit::unique() % 60000 + 1);
+    testkit::sh(
+        "ip",
+        &["addr", "add", &format!("{net6}::1/64"), "dev", &br, "nodad"],
+    );
     let b = env.bundle(
         "b",
         &[
             "sh",
             "-c",
-            &format!("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep -o '^default via [0-9.]*'; ping -c 1 -W 5 {net}.1 >/dev/null && echo pinged"),
+            &format!("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; ip -6 addr show eth0 scope global | grep -o 'inet6 [0-9a-f:/]*'; ip route | grep -o '^default via [0-9.]*'; ip -6 route | grep -o '^default via [0-9a-f:]*'; ping -c 1 -W 5 {net}.1 >/dev/null && echo pinged; ping -6 -c 1 -W 5 {net6}::1 >/dev/null && echo pinged6"),
         ],
         |s| {
             s["annotations"] = json!({
                 "io.proxmox-lxcri.net.ip": format!("{net}.2/24"),
                 "io.proxmox-lxcri.net.gw": format!("{net}.1"),
+                "io.proxmox-lxcri.net.ip6": format!("{net6}::2/64"),
+                "io.proxmox-lxcri.net.gw6": format!("{net6}::1"),
             });
             // busybox ping needs a raw socket.
             for set in ["bounding", "effective", "permitted"] {
@@ -743,7 +751,9 @@ fn the_guest_gets_its_address_and_reaches_the_bridge() {
     );
     assert_eq!(
         out,
-        format!("inet {net}.2/24\ndefault via {net}.1\npinged\n"),
+        format!(
+            "inet {net}.2/24\ninet6 {net6}::2/64\ndefault via {net}.1\ndefault via {net6}::1\npinged\npinged6\n"
+        ),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

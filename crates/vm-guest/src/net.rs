@@ -1,6 +1,7 @@
-//! The guest's NICs: up, a static IPv4 address, a default route. Plain
-//! ioctls (the guest has no `ip` of its own, and the image may have none).
-use std::net::Ipv4Addr;
+//! The guest's NICs: up, a static IPv4 and IPv6 address, default routes.
+//! Plain ioctls (the guest has no `ip` of its own, and the image may have
+//! none).
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proxmox_lxcri_agent_proto::Nic;
 
@@ -20,6 +21,33 @@ struct RtEntry {
     rt_mtu: libc::c_ulong,
     rt_window: libc::c_ulong,
     rt_irtt: libc::c_ushort,
+}
+
+/// `struct in6_rtmsg` of <net/route.h> (the libc crate's fields are private).
+#[repr(C)]
+struct In6RtMsg {
+    dst: libc::in6_addr,
+    src: libc::in6_addr,
+    gateway: libc::in6_addr,
+    typ: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: libc::c_int,
+}
+
+fn in6(a: Ipv6Addr) -> libc::in6_addr {
+    libc::in6_addr {
+        s6_addr: a.octets(),
+    }
+}
+
+/// `fd00::2/64` -> (address, prefix length).
+pub fn parse_cidr6(s: &str) -> Option<(Ipv6Addr, u32)> {
+    let (a, p) = s.split_once('/')?;
+    Some((a.parse().ok()?, p.parse().ok().filter(|p| *p <= 128)?))
 }
 
 fn sockaddr(a: Ipv4Addr) -> libc::sockaddr {
@@ -81,7 +109,64 @@ fn up(s: &Sock, name: &str) -> Result<(), String> {
     ioctl(s, libc::SIOCSIFFLAGS, &mut r, &format!("{name}: up"))
 }
 
-/// Loopback up, then each NIC with its address and route.
+/// A static IPv6 address on `name` and, with `gateway`, the default route
+/// through it. No duplicate address detection: the address is the lease's
+/// (the network manager hands it to one guest), usable at once.
+fn configure6(name: &str, cidr: &str, gateway: Option<&str>) -> Result<(), String> {
+    let (addr, prefix) =
+        parse_cidr6(cidr).ok_or_else(|| format!("{name}: address {cidr:?} is not IPv6/prefix"))?;
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0");
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "{name}: IPv6 socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let s = Sock(fd);
+    let mut r = ifreq(name)?;
+    ioctl(&s, libc::SIOCGIFINDEX, &mut r, &format!("{name}: index"))?;
+    // SAFETY: the union's index member, as SIOCGIFINDEX filled it.
+    let ifindex = unsafe { r.ifr_ifru.ifru_ifindex };
+    let mut req = libc::in6_ifreq {
+        ifr6_addr: in6(addr),
+        ifr6_prefixlen: prefix,
+        ifr6_ifindex: ifindex,
+    };
+    ioctl(
+        &s,
+        libc::SIOCSIFADDR,
+        &mut req,
+        &format!("{name}: address {cidr}"),
+    )?;
+    if let Some(gw) = gateway {
+        let gw: Ipv6Addr = gw
+            .parse()
+            .map_err(|_| format!("{name}: gateway {gw:?} is not an IPv6 address"))?;
+        let mut rt = In6RtMsg {
+            dst: in6(Ipv6Addr::UNSPECIFIED),
+            src: in6(Ipv6Addr::UNSPECIFIED),
+            gateway: in6(gw),
+            typ: 0,
+            dst_len: 0,
+            src_len: 0,
+            metric: 1,
+            info: 0,
+            flags: (libc::RTF_UP | libc::RTF_GATEWAY) as u32,
+            ifindex,
+        };
+        ioctl(
+            &s,
+            libc::SIOCADDRT,
+            &mut rt,
+            &format!("{name}: default route via {gw}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Loopback up, then each NIC with its addresses and routes.
 pub fn configure(nics: &[Nic]) -> Result<(), String> {
     // SAFETY: plain socket(2).
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -113,6 +198,9 @@ pub fn configure(nics: &[Nic]) -> Result<(), String> {
             )?;
         }
         up(&s, name)?;
+        if let Some(cidr) = &n.address6 {
+            configure6(name, cidr, n.gateway6.as_deref())?;
+        }
         if let Some(gw) = &n.gateway {
             let gw: Ipv4Addr = gw
                 .parse()
@@ -160,6 +248,22 @@ mod tests {
         assert_eq!(parse_cidr("10.1.2.3"), None);
         assert_eq!(parse_cidr("10.1.2.3/33"), None);
         assert_eq!(parse_cidr("fe80::1/64"), None);
+    }
+
+    #[test]
+    fn cidrs6() {
+        assert_eq!(
+            parse_cidr6("fd00:1::2/64"),
+            Some(("fd00:1::2".parse().unwrap(), 64))
+        );
+        assert_eq!(parse_cidr6("fd00::2/129"), None);
+        assert_eq!(parse_cidr6("10.0.0.2/24"), None);
+    }
+
+    #[test]
+    fn in6_rtmsg_is_the_kernels_size() {
+        // x86_64 <net/route.h>: 80 bytes.
+        assert_eq!(std::mem::size_of::<In6RtMsg>(), 80);
     }
 
     #[test]

@@ -301,16 +301,20 @@ fn leased_nic(
         s.push_str(",firewall=1");
     }
     let v4 = lease.addrs.iter().find(|a| a.addr().is_ipv4());
-    let gateway = v4
-        .filter(|_| route)
-        .and_then(|a| net.gateway_for(a.addr()))
-        .map(|g| g.to_string());
+    let v6 = lease.addrs.iter().find(|a| a.addr().is_ipv6());
+    let gateway_of = |a: Option<std::net::IpAddr>| {
+        a.filter(|_| route)
+            .and_then(|a| net.gateway_for(a))
+            .map(|g| g.to_string())
+    };
     Ok((
         s,
         proxmox_lxcri_agent_proto::Nic {
             name: format!("eth{i}"),
             address: v4.map(|a| a.to_string()),
-            gateway,
+            gateway: gateway_of(v4.map(|a| a.addr())),
+            address6: v6.map(|a| a.to_string()),
+            gateway6: gateway_of(v6.map(|a| a.addr())),
         },
     ))
 }
@@ -337,13 +341,41 @@ fn net0(
             "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: {why}"
         ))
     };
-    for k in ["ip6", "gw6", "nameserver", "searchdomain"] {
+    for k in ["nameserver", "searchdomain"] {
         if let Some(v) = ann(k) {
             return Err(unsupported(format!(
-                "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: the guest sets IPv4 only so far"
+                "annotation {NET_ANNOTATION_PREFIX}{k}={v:?}: the guest keeps the image's \
+                 /etc/resolv.conf"
             )));
         }
     }
+    let address6 = match ann("ip6") {
+        None => None,
+        Some(v) if v == "auto" || v == "dhcp" => {
+            return Err(unsupported(format!(
+                "annotation {NET_ANNOTATION_PREFIX}ip6={v:?}: the guest has no SLAAC or DHCPv6 \
+                 client yet; give an address (fd00::2/64)"
+            )))
+        }
+        Some(v) => {
+            let ok = v.split_once('/').is_some_and(|(a, p)| {
+                a.parse::<std::net::Ipv6Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 128)
+            });
+            if !ok {
+                return Err(bad(
+                    "ip6",
+                    &v,
+                    "an IPv6 address with its prefix, like fd00::2/64",
+                ));
+            }
+            Some(v)
+        }
+    };
+    let gateway6 = match ann("gw6") {
+        None => None,
+        Some(v) if v.parse::<std::net::Ipv6Addr>().is_ok() => Some(v),
+        Some(v) => return Err(bad("gw6", &v, "an IPv6 address")),
+    };
     let bridge = ann("bridge").unwrap_or_else(|| cfg.bridge.clone());
     if bridge.is_empty()
         || bridge.len() > 15
@@ -424,6 +456,8 @@ fn net0(
             name: "eth0".into(),
             address,
             gateway,
+            address6,
+            gateway6,
         },
     )))
 }
