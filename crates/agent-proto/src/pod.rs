@@ -54,6 +54,32 @@ pub struct MemberSpec {
     /// process.rlimits: (resource name, soft, hard).
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,
+    /// In a VM: the serial of the disk the runtime hot-plugged with the
+    /// member's files ([`VM_DISK_ROOTFS`], [`VM_DISK_BINDS`]); checked by
+    /// [`valid_disk_serial`]. None in a CT (its files are under the pod dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    /// In a VM: the member's process (a CT's member init reads it from its
+    /// exchange dir instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<crate::InitConfig>>,
+}
+
+/// In a VM's guest: where the agent mounts each member's disk
+/// (`<dir>/<member id>`), on the guest's devtmpfs (never in an image).
+pub const VM_POD_DIR: &str = "/dev/.lxcri-pod";
+/// On a member's disk (VM): its rootfs.
+pub const VM_DISK_ROOTFS: &str = "rootfs";
+/// On a member's disk (VM): copies of its bind mounts' sources, `binds/<n>`.
+pub const VM_DISK_BINDS: &str = "binds";
+
+/// A disk serial as QEMU's virtio-blk keeps it (20 bytes) and Proxmox's
+/// `serial=` takes it.
+pub fn valid_disk_serial(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 20
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// One OCI mount as the agent makes it.
@@ -95,6 +121,7 @@ mod tests {
             }],
             own_pid_ns: true,
             rlimits: vec![("RLIMIT_NOFILE".into(), 10, 20)],
+            ..Default::default()
         };
         let f = crate::Frame::main(crate::Body::Member {
             member: Box::new(m),

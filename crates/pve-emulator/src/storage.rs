@@ -292,6 +292,39 @@ impl Storage {
         Ok(name)
     }
 
+    /// Allocates `<vmid>/<filename>` (`vm-<vmid>-disk-<n>[.raw]`, raw) of
+    /// `bytes` (a sparse file), as `pvesm alloc` does; its name.
+    pub fn alloc_named(&self, vmid: u32, filename: &str, bytes: u64) -> Result<String> {
+        let Backend::Dir(p) = &self.backend else {
+            anyhow::bail!(
+                "storage '{}': VM disks on a zfspool are zvols, which this emulator (zfs-fuse) cannot make; use a dir storage",
+                self.id
+            );
+        };
+        let file = if filename.ends_with(".raw") {
+            filename.to_string()
+        } else {
+            format!("{filename}.raw")
+        };
+        let name = format!("{vmid}/{file}");
+        if is_vm_disk_name(&name).is_none() {
+            anyhow::bail!("illegal name '{filename}' - should be 'vm-{vmid}-disk-N'");
+        }
+        if self.exists(&name) {
+            anyhow::bail!("volume '{}:{name}' already exists", self.id);
+        }
+        let d = p.join("images").join(vmid.to_string());
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        let path = p.join("images").join(&name);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.set_len(bytes)?;
+        Ok(name)
+    }
+
     /// Where a volume is mounted on the host.
     pub fn path(&self, name: &str) -> Result<PathBuf> {
         if is_vm_disk_name(name).is_some() {

@@ -33,6 +33,7 @@ use proxmox_lxcri_lxc::init::{self, prepare, process};
 
 pub use agent_proto::CMDLINE_FLAG;
 
+mod member;
 mod net;
 
 /// The modules to load, one path a line in load order (written by the
@@ -322,6 +323,9 @@ impl Agent {
                 if s == 0 {
                     return st;
                 }
+                if let Some(m) = &p.mount {
+                    member::unmount(m);
+                }
                 self.send_on(s, Body::Exit { status: st });
             }
             let mut fds = vec![
@@ -407,15 +411,30 @@ impl Agent {
                     }
                 }
             }
-            // A pod's containers in one VM need their files in the guest
-            // first (a shared directory): refused by name until then.
-            Body::Member { member } if s != 0 => {
-                let message = format!(
-                    "container {}: a pod's containers cannot run in a VM yet (pve-vm runs \
-                     each container as its own VM; pods are one CT on pve-lxc)",
-                    member.id
-                );
-                self.send_on(s, Body::Error { message });
+            // One more container of the pod: its disk (hot-plugged by the
+            // runtime) mounted, its mount and pid namespaces made, its
+            // process prepared and waiting for Start on this stream.
+            Body::Member { member } if s != 0 && !procs.contains_key(&s) => {
+                match member::prepare(&member) {
+                    Ok(p) => {
+                        procs.insert(s, p);
+                        self.send_on(s, Body::Ready);
+                    }
+                    Err(message) => {
+                        klog(&format!("member {}: {message}", member.id));
+                        self.send_on(s, Body::Error { message });
+                        self.send_on(s, Body::Exit { status: code(1) });
+                    }
+                }
+            }
+            Body::Start if s != 0 => {
+                if let Some(p) = procs.get_mut(&s) {
+                    match member::release(p) {
+                        Ok(()) => self.send_on(s, Body::Started),
+                        // The child exits with the code: Exit follows.
+                        Err(message) => self.send_on(s, Body::Error { message }),
+                    }
+                }
             }
             Body::Stdin { data } => {
                 if let Some(p) = procs.get_mut(&s) {
@@ -465,6 +484,11 @@ struct Proc {
     ended_at: Option<Instant>,
     /// outs[0] is a pty's master (process.terminal).
     pty: bool,
+    /// A pod member waiting for Start: the byte that releases it, and
+    /// the pipe on which its exec failure comes.
+    gate: Option<(File, File)>,
+    /// A pod member's disk, mounted by the agent (unmounted at its end).
+    mount: Option<std::path::PathBuf>,
 }
 
 /// Fork and exec a prepared process with pipes for its stdio (the lxc
@@ -535,6 +559,8 @@ fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i
         status: None,
         ended_at: None,
         pty: p.cfg.terminal,
+        gate: None,
+        mount: None,
     })
 }
 
