@@ -84,6 +84,13 @@ impl Runtime {
             }
         }
         cfg.preserve_fds = opts.preserve_fds;
+        if let crate::engine::EngineRecord::VmMember(_) = st.engine {
+            return Err(Error::Unsupported(
+                "exec into a container of a pod in a VM (pve-vm) is not supported yet: its \
+                 monitor reaches the guest on one stream; exec into the pod's sandbox reaches the VM"
+                    .into(),
+            ));
+        }
         if let crate::engine::EngineRecord::PveVm(_) = st.engine {
             if opts.preserve_fds > 0 || !sub_cgroups.is_empty() {
                 return Err(Error::Unsupported(
@@ -218,7 +225,7 @@ impl Runtime {
             .collect();
         // A VM's processes are in the guest; on the host there is only
         // our monitor (its cgroup is the caller's, not the container's).
-        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+        if st.engine.in_vm() {
             return Ok(pids);
         }
         pids.extend(Cgroup::of_pid(st.init.expect("live").pid).pids());
@@ -228,6 +235,13 @@ impl Runtime {
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "pause", &[Status::Running])?;
+        if let crate::engine::EngineRecord::VmMember(_) = st.engine {
+            return Err(Error::Unsupported(
+                "pause of one container of a pod in a VM (pve-vm): the VM is paused as a whole, \
+                 through the pod's sandbox"
+                    .into(),
+            ));
+        }
         if let crate::engine::EngineRecord::PveVm(_) = st.engine {
             let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
             return crate::engine::pve_vm::pause(self, &st, &paths, true);
@@ -238,6 +252,13 @@ impl Runtime {
     pub fn resume(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "resume", &[Status::Paused])?;
+        if let crate::engine::EngineRecord::VmMember(_) = st.engine {
+            return Err(Error::Unsupported(
+                "resume of one container of a pod in a VM (pve-vm): the VM is paused as a whole, \
+                 through the pod's sandbox"
+                    .into(),
+            ));
+        }
         if let crate::engine::EngineRecord::PveVm(_) = st.engine {
             let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
             return crate::engine::pve_vm::pause(self, &st, &paths, false);
@@ -255,7 +276,7 @@ impl Runtime {
         )?;
         // A VM's limits are its options (update_limits below); its
         // monitor's cgroup is the caller's.
-        let in_vm = matches!(st.engine, crate::engine::EngineRecord::PveVm(_));
+        let in_vm = st.engine.in_vm();
         let cg = Cgroup::of_pid(st.init.expect("live").pid);
         let layout = CgroupLayout::detect()?;
         let settings = if in_vm {
@@ -307,7 +328,7 @@ impl Runtime {
         )?;
         // A VM's cgroups are the guest's: the host has none of its own to
         // report (the monitor's is the caller's).
-        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+        if st.engine.in_vm() {
             return Ok(json!({"type": "stats", "id": id, "data": {}}));
         }
         let pid = st.init.expect("live").pid;
@@ -333,7 +354,7 @@ impl Runtime {
         // Not a VM's: its monitor's cgroup is the caller's.
         let mem = st
             .init
-            .filter(|_| !matches!(st.engine, crate::engine::EngineRecord::PveVm(_)))
+            .filter(|_| !st.engine.in_vm())
             .and_then(|i| Cgroup::of_pid(i.pid).memory_dir());
         let oom_kills = || mem.as_deref().and_then(Cgroup::oom_kills).unwrap_or(0);
         let mut seen = oom_kills();
