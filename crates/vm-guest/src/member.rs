@@ -141,11 +141,13 @@ fn fork_member(
     };
     // SAFETY: the agent is single-threaded.
     let forked = unsafe { fork() };
-    if let Some(ours) = &own_ns {
+    // (In the parent only: the child is in the new namespace already.)
+    if let (Some(ours), Ok(ForkResult::Parent { .. }) | Err(_)) = (&own_ns, &forked) {
         setns(ours, CloneFlags::CLONE_NEWPID).map_err(|e| format!("setns(pid): {e}"))?;
     }
     let child = match forked.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
+            drop(own_ns);
             drop((in_w, out_r, err_r, x_r, go_w));
             let mut x = File::from(x_w);
             let rootfs = mnt.join(VM_DISK_ROOTFS);
