@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::cri::{Cri, HANDLER};
 use common::emulator::RuntimeConfig as _;
+use serde_json::json;
 
 fn runtime() -> PathBuf {
     std::env::var_os("LXCRI_TEST_RUNTIME")
@@ -175,6 +176,7 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         Err(_) => true,
         Ok(id) => {
             let r = cri.start_container(id);
+            eprintln!("the bad container's start: {r:?}");
             let failed = r.is_err()
                 || cri.wait_exited(id, Duration::from_secs(30)).exit_code != 0;
             cri.remove_container(id)
@@ -189,6 +191,38 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     assert_eq!(emu.volumes().len(), 2, "volumes: {:?}", emu.volumes());
     cri.remove_container(&job)
         .unwrap_or_else(|e| panic!("RemoveContainer job: {e}\n{}", cri.log_tail(40)));
+
+    // An API error (or a lost answer) at each step of adding a container to the running
+    // pod: the container fails, and nothing of it is left (no volume, no disk in the VM).
+    let steps = [
+        json!({"method": "POST", "path": "^/nodes/pve/storage/local/content$", "action": "error", "count": 1}),
+        json!({"method": "POST", "path": "^/nodes/pve/storage/local/content$", "action": "drop", "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/storage/local/content/.+", "action": "error", "count": 1}),
+        json!({"method": "GET", "path": "^/nodes/pve/qemu/[0-9]+/config$", "action": "error", "count": 1}),
+        json!({"method": "PUT", "path": "^/nodes/pve/qemu/[0-9]+/config$", "action": "error", "count": 1}),
+        json!({"method": "PUT", "path": "^/nodes/pve/qemu/[0-9]+/config$", "action": "drop", "count": 1}),
+    ];
+    for (i, rule) in steps.iter().enumerate() {
+        emu.request("POST", "/_emulator/faults", &[], Some(&json!({ "rules": [rule] })));
+        let name = format!("fault{i}");
+        let id = cri
+            .create_container(&pod, &config, &name, &["true"])
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
+        let r = cri.start_container(&id);
+        let hits = emu.get("/_emulator/faults")["data"][0]["hits"]
+            .as_u64()
+            .unwrap_or(0);
+        emu.request("DELETE", "/_emulator/faults", &[], None);
+        assert!(hits >= 1, "{rule}: the fault was never hit");
+        assert!(r.is_err(), "{rule}: the container started");
+        cri.remove_container(&id)
+            .unwrap_or_else(|e| panic!("RemoveContainer {name}: {e}\n{}", cri.log_tail(40)));
+        let disks = member_disks(&vm_config(emu, vmid));
+        assert_eq!(disks.len(), 1, "after {rule}: disks {disks:?}; {r:?}");
+        assert_eq!(emu.volumes().len(), 2, "after {rule}: volumes {:?}; {r:?}", emu.volumes());
+        let left = cri.runtime_leftovers(HANDLER, &[id.as_str()]);
+        assert!(left.is_empty(), "after {rule}: runtime state left: {left:?}");
+    }
 
     // Stop and remove the pod: no VM, no volume, no lease, no runtime state.
     cri.stop_container(&sleeper, 2)

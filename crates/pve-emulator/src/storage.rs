@@ -120,9 +120,10 @@ fn is_subvol_name(name: &str) -> Option<u32> {
     c[1].parse().ok()
 }
 
-/// `<vmid>/vm-<vmid>-disk-<n>.raw`: a VM disk on a dir storage.
+/// `<vmid>/vm-<vmid>-<name>.raw` (`vm-100-disk-1`, as `pvesm alloc` also
+/// takes any `vm-<vmid>-` name): a VM disk on a dir storage.
 fn is_vm_disk_name(name: &str) -> Option<u32> {
-    let c = regex::Regex::new(r"^(\d+)/vm-(\d+)-disk-(\d+)\.raw$")
+    let c = regex::Regex::new(r"^(\d+)/vm-(\d+)-[A-Za-z0-9][A-Za-z0-9_.+-]*\.raw$")
         .unwrap()
         .captures(name)?;
     (c[1] == c[2]).then(|| c[1].parse().ok())?
@@ -308,7 +309,7 @@ impl Storage {
         };
         let name = format!("{vmid}/{file}");
         if is_vm_disk_name(&name).is_none() {
-            anyhow::bail!("illegal name '{filename}' - should be 'vm-{vmid}-disk-N'");
+            anyhow::bail!("illegal name '{filename}' - should be 'vm-{vmid}-*'");
         }
         if self.exists(&name) {
             anyhow::bail!("volume '{}:{name}' already exists", self.id);

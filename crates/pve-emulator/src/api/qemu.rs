@@ -396,7 +396,7 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                     let Some((sid, name)) = storage::split_volid(vol) else {
                         continue;
                     };
-                    if !name.starts_with(&format!("{id}/vm-{id}-disk-")) {
+                    if !name.starts_with(&format!("{id}/vm-{id}-")) {
                         continue;
                     }
                     if let Some(s) = app2.storages.iter().find(|s| s.id == sid) {
@@ -433,7 +433,7 @@ pub(super) fn put_disks(
 ) -> Result<(), crate::error::ApiError> {
     let is_running = running(app, id);
     let q = qemu(app);
-    let own = |name: &str| name.starts_with(&format!("{id}/vm-{id}-disk-"));
+    let own = |name: &str| name.starts_with(&format!("{id}/vm-{id}-"));
     // Deleted disks: unplugged, their volume kept as unused<n>.
     let mut kept = vec![];
     for d in deletes.iter() {

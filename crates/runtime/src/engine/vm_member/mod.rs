@@ -9,7 +9,7 @@
 //! plan:      the sandbox's state (a running pve-vm sandbox whose monitor
 //!            takes requests); the spec's mounts in guest terms (bind
 //!            sources become copies on the container's disk)
-//! configure: POST /nodes/N/storage/S/content   a raw volume vm-<vmid>-disk-<n>
+//! configure: POST /nodes/N/storage/S/content   a raw volume vm-<vmid>-lxcri-<hash of the id>
 //!            GET  .../content/VOLUME            its path on the node
 //!            --   mkfs.ext4 -d: rootfs/ = the bundle's rootfs, binds/<n> =
 //!                 each bind source (a copy)
@@ -69,7 +69,7 @@ pub struct VmMemberRecord {
     pub vmid: u32,
     /// The storage the container's disk is allocated on.
     pub storage: String,
-    /// `vm-<vmid>-disk-<n>`: recorded before the allocation.
+    /// `vm-<vmid>-lxcri-<hash>`: recorded before the allocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
     /// The allocated volume's id.
@@ -96,6 +96,18 @@ fn set_record(cx: &mut Cx, rec: &VmMemberRecord) -> Result<()> {
 pub fn runs_inside(sandbox: &ContainerState) -> bool {
     matches!(&sandbox.engine, EngineRecord::PveVm(r) if r.pve.as_ref().is_some_and(|p| p.vmid.is_some()))
         && super::pve_lxc::pod::is_sandbox(&sandbox.annotations)
+}
+
+/// The name of the container's volume: `vm-<vmid>-lxcri-<16 hex digits
+/// of the container id's FNV-1a hash>` (Proxmox takes any `vm-<vmid>-`
+/// name; a container id may be longer than a volume name should be).
+fn volume_name(vmid: u32, id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("vm-{vmid}-lxcri-{h:016x}")
 }
 
 /// The serial the container's disk carries (unique among the VM's disks:
@@ -335,29 +347,15 @@ impl VmMemberEngine {
         let client = client(rt)?;
         let (node, vmid) = (self.rec.node.clone(), self.rec.vmid);
         let size = format!("{}M", self.disk_bytes.div_ceil(1 << 20));
-        // 1. The volume, its name recorded first.
-        let mut volid = None;
-        for n in 1..=64u32 {
-            let filename = format!("vm-{vmid}-disk-{n}");
-            self.rec.filename = Some(filename.clone());
-            set_record(cx, &self.rec)?;
-            match client.volume_alloc(&node, &cfg.storage, vmid, &filename, &size) {
-                Ok(v) => {
-                    volid = Some(v);
-                    break;
-                }
-                Err(e)
-                    if e.server_message()
-                        .is_some_and(|m| m.contains("already exists")) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(api("allocating the container's disk")(e)),
-            }
-        }
-        let volid = volid.ok_or_else(|| {
-            Error::Guest(format!("no free disk name for VM {vmid} on {}", cfg.storage))
-        })?;
+        // 1. The volume, its name recorded first: a name of this
+        // container's own, so that the record alone tells which volume is
+        // its (a lost answer, a crash), never another container's.
+        let filename = volume_name(vmid, &cx.state.id);
+        self.rec.filename = Some(filename.clone());
+        set_record(cx, &self.rec)?;
+        let volid = client
+            .volume_alloc(&node, &cfg.storage, vmid, &filename, &size)
+            .map_err(api("allocating the container's disk"))?;
         if volid.contains([',', '\n', '\0', '=']) {
             return Err(Error::Guest(format!("Proxmox answered the volume id {volid:?}")));
         }
