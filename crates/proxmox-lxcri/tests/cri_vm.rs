@@ -110,7 +110,10 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         "description of the pod's VM: {conf}"
     );
     assert!(
-        conf["net0"].as_str().unwrap_or_default().contains("bridge="),
+        conf["net0"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bridge="),
         "net0: {conf}"
     );
 
@@ -118,7 +121,12 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     // pod's address on the VM's eth0, the copied /etc/hosts) and exits 3.
     let t1 = Instant::now();
     let sleeper = cri
-        .create_container(&pod, &config, "sleeper", &["sh", "-c", "echo up; exec sleep 600"])
+        .create_container(
+            &pod,
+            &config,
+            "sleeper",
+            &["sh", "-c", "echo up; exec sleep 600"],
+        )
         .unwrap_or_else(|e| panic!("CreateContainer sleeper: {e}\n{}", cri.log_tail(40)));
     cri.start_container(&sleeper)
         .unwrap_or_else(|e| panic!("StartContainer sleeper: {e}\n{}", cri.log_tail(40)));
@@ -146,7 +154,9 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     let disks = member_disks(&vm_config(emu, vmid));
     assert_eq!(disks.len(), 2, "the containers' disks: {disks:?}");
     assert!(
-        disks.iter().all(|(k, v)| v.contains(&format!("serial=lxcri-{k}"))),
+        disks
+            .iter()
+            .all(|(k, v)| v.contains(&format!("serial=lxcri-{k}"))),
         "{disks:?}"
     );
     let st = cri.wait_exited(&job, Duration::from_secs(60));
@@ -177,8 +187,7 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         Ok(id) => {
             let r = cri.start_container(id);
             eprintln!("the bad container's start: {r:?}");
-            let failed = r.is_err()
-                || cri.wait_exited(id, Duration::from_secs(30)).exit_code != 0;
+            let failed = r.is_err() || cri.wait_exited(id, Duration::from_secs(30)).exit_code != 0;
             cri.remove_container(id)
                 .unwrap_or_else(|e| panic!("RemoveContainer bad: {e}\n{}", cri.log_tail(40)));
             failed
@@ -203,7 +212,12 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         json!({"method": "PUT", "path": "^/nodes/pve/qemu/[0-9]+/config$", "action": "drop", "count": 1}),
     ];
     for (i, rule) in steps.iter().enumerate() {
-        emu.request("POST", "/_emulator/faults", &[], Some(&json!({ "rules": [rule] })));
+        emu.request(
+            "POST",
+            "/_emulator/faults",
+            &[],
+            Some(&json!({ "rules": [rule] })),
+        );
         let name = format!("fault{i}");
         let id = cri
             .create_container(&pod, &config, &name, &["true"])
@@ -219,9 +233,17 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
             .unwrap_or_else(|e| panic!("RemoveContainer {name}: {e}\n{}", cri.log_tail(40)));
         let disks = member_disks(&vm_config(emu, vmid));
         assert_eq!(disks.len(), 1, "after {rule}: disks {disks:?}; {r:?}");
-        assert_eq!(emu.volumes().len(), 2, "after {rule}: volumes {:?}; {r:?}", emu.volumes());
+        assert_eq!(
+            emu.volumes().len(),
+            2,
+            "after {rule}: volumes {:?}; {r:?}",
+            emu.volumes()
+        );
         let left = cri.runtime_leftovers(HANDLER, &[id.as_str()]);
-        assert!(left.is_empty(), "after {rule}: runtime state left: {left:?}");
+        assert!(
+            left.is_empty(),
+            "after {rule}: runtime state left: {left:?}"
+        );
     }
 
     // Stop and remove the pod: no VM, no volume, no lease, no runtime state.

@@ -316,7 +316,13 @@ impl Qemu {
     /// (`drive-<key>`), then a virtio-blk-pci device `<key>` on it (with
     /// the disk's `serial`). The guest sees a new PCI device (ACPI
     /// hotplug).
-    pub fn hotplug_disk(&self, vmid: u32, key: &str, path: &Path, serial: Option<&str>) -> Result<()> {
+    pub fn hotplug_disk(
+        &self,
+        vmid: u32,
+        key: &str,
+        path: &Path,
+        serial: Option<&str>,
+    ) -> Result<()> {
         if !key.starts_with("virtio") {
             bail!("hotplug of {key}: only virtio disks are hot-plugged by this emulator");
         }
@@ -336,7 +342,11 @@ impl Qemu {
             dev["serial"] = s.into();
         }
         if let Err(e) = self.qmp_with(vmid, "device_add", Some(dev)) {
-            let _ = self.qmp_with(vmid, "blockdev-del", Some(serde_json::json!({"node-name": node})));
+            let _ = self.qmp_with(
+                vmid,
+                "blockdev-del",
+                Some(serde_json::json!({"node-name": node})),
+            );
             return Err(e.context(format!("hotplug {key}")));
         }
         Ok(())

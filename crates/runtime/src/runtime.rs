@@ -324,9 +324,7 @@ impl Runtime {
             if let Some(init) = st.init {
                 exchange::signal_init(&paths, &init, Signal::SIGKILL)?;
                 // (A VM's monitor is in the caller's cgroup, never frozen.)
-                if st.status == Status::Paused
-                    && !st.engine.in_vm()
-                {
+                if st.status == Status::Paused && !st.engine.in_vm() {
                     let _ = Cgroup::of_pid(init.pid).thaw();
                 }
             } else {

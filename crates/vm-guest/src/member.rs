@@ -133,7 +133,8 @@ fn fork_member(
     // Its own pid namespace: our next child is its pid 1; ours stays ours
     // (the namespace for our later children is set back right after).
     let own_ns = if spec.own_pid_ns {
-        let ours = File::open("/proc/self/ns/pid").map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
+        let ours =
+            File::open("/proc/self/ns/pid").map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
         unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(pid): {e}"))?;
         Some(ours)
     } else {
@@ -232,4 +233,3 @@ pub fn release(p: &mut Proc) -> Result<(), String> {
         Err(String::from_utf8_lossy(&buf[1..]).into_owned())
     }
 }
-

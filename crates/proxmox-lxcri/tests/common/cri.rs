@@ -200,7 +200,10 @@ impl Cri {
                 emu.write_config_root_pam(&config);
                 let text = fs::read_to_string(&config)
                     .unwrap()
-                    .replace("default_backend = \"pve-lxc\"", "default_backend = \"pve-vm\"")
+                    .replace(
+                        "default_backend = \"pve-lxc\"",
+                        "default_backend = \"pve-vm\"",
+                    )
                     .replacen(
                         "[pve]\n",
                         &format!(

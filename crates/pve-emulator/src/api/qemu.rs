@@ -428,7 +428,7 @@ pub(super) fn put_disks(
     app: &App,
     id: u32,
     conf: &mut Section,
-    sets: &mut Vec<(String, String)>,
+    sets: &mut [(String, String)],
     deletes: &mut Vec<String>,
 ) -> Result<(), crate::error::ApiError> {
     let is_running = running(app, id);
@@ -442,10 +442,15 @@ pub(super) fn put_disks(
                 continue;
             };
             if is_running {
-                q.unplug_disk(id, d).map_err(|e| internal(format!("{e:#}")))?;
+                q.unplug_disk(id, d)
+                    .map_err(|e| internal(format!("{e:#}")))?;
             }
             conf.keys.remove(d);
-            let vol = v.split(',').next().unwrap_or("").trim_start_matches("file=");
+            let vol = v
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("file=");
             if storage::split_volid(vol).is_some() && !v.contains("media=cdrom") {
                 let n = (0..256)
                     .find(|n| !conf.keys.contains_key(&format!("unused{n}")))
@@ -515,7 +520,9 @@ pub(super) fn put_disks(
         if let Some(s) = &serial {
             if s.is_empty()
                 || s.len() > 20
-                || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
             {
                 undo(&allocated);
                 return Err(crate::error::ApiError::param(
@@ -526,7 +533,10 @@ pub(super) fn put_disks(
         }
         let path = storage::split_volid(&vol)
             .and_then(|(sid, name)| {
-                app.storages.iter().find(|s| s.id == sid).and_then(|s| s.path(name).ok())
+                app.storages
+                    .iter()
+                    .find(|s| s.id == sid)
+                    .and_then(|s| s.path(name).ok())
             })
             .filter(|p| p.exists())
             .ok_or_else(|| {

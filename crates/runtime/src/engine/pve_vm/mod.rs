@@ -49,7 +49,9 @@ pub mod initramfs;
 mod monitor;
 
 pub use gc::OrphanVms;
-pub(crate) use monitor::{spawn as spawn_monitor, Args as MonitorArgs, FILE_MONITOR_ERROR, SOCKET_EXEC};
+pub(crate) use monitor::{
+    spawn as spawn_monitor, Args as MonitorArgs, FILE_MONITOR_ERROR, SOCKET_EXEC,
+};
 
 /// The guest kernel's command line: its messages on the second serial
 /// port (never in the protocol on the first), no reboot loop on a panic.
@@ -733,10 +735,7 @@ impl Engine for PveVmEngine {
                 }
             }
         }
-        let res = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().clone());
+        let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
         params = limits(res.as_ref(), cfg, params)?;
         self.plan = Some(VmPlan {
             params,
@@ -810,9 +809,8 @@ impl Engine for PveVmEngine {
         // (its netns stays, empty: a VM cannot live in it).
         if let Some(host) = &self.cni_host_ifname {
             if proxmox_lxcri_network::bridge::exists(host) {
-                proxmox_lxcri_network::bridge::ip(&["link", "del", host]).map_err(|e| {
-                    Error::Guest(format!("removing the CNI interface {host}: {e}"))
-                })?;
+                proxmox_lxcri_network::bridge::ip(&["link", "del", host])
+                    .map_err(|e| Error::Guest(format!("removing the CNI interface {host}: {e}")))?;
             }
         }
         Ok(())

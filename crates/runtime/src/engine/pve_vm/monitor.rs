@@ -163,7 +163,9 @@ impl Monitor {
                     match self.recv(&mut port, Some(deadline))? {
                         Some(Body::Ready) => return Ok(None),
                         Some(Body::Error { message }) => return Ok(Some(message)),
-                        None => return Err("the pod's VM ended before the container was ready".into()),
+                        None => {
+                            return Err("the pod's VM ended before the container was ready".into())
+                        }
                         _ => {}
                     }
                 }

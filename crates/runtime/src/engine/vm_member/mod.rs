@@ -277,7 +277,9 @@ fn check_spec(eng: &mut VmMemberEngine, id: &str, spec: &Spec) -> Result<()> {
             )));
         }
         if source.contains(['\0', '\n']) {
-            return Err(Error::Spec(format!("mounts[{i}] {dest}: source {source:?}")));
+            return Err(Error::Spec(format!(
+                "mounts[{i}] {dest}: source {source:?}"
+            )));
         }
         eng.mounts.push(GuestMount {
             destination: dest,
@@ -301,15 +303,20 @@ fn check_spec(eng: &mut VmMemberEngine, id: &str, spec: &Spec) -> Result<()> {
 /// source bound there (read by mkfs.ext4 -d); undone by [`unstage`].
 fn stage(staging: &Path, rootfs: &Path, binds: &[(usize, PathBuf)]) -> Result<()> {
     let bind = |src: &Path, dst: &Path| -> Result<()> {
-        mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(
-            |e| {
-                Error::Guest(format!(
-                    "binding {} at {}: {e}",
-                    src.display(),
-                    dst.display()
-                ))
-            },
+        mount(
+            Some(src),
+            dst,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
         )
+        .map_err(|e| {
+            Error::Guest(format!(
+                "binding {} at {}: {e}",
+                src.display(),
+                dst.display()
+            ))
+        })
     };
     let root = staging.join(VM_DISK_ROOTFS);
     fs::create_dir_all(&root).map_err(|e| Error::Guest(format!("{}: {e}", root.display())))?;
@@ -357,7 +364,9 @@ impl VmMemberEngine {
             .volume_alloc(&node, &cfg.storage, vmid, &filename, &size)
             .map_err(api("allocating the container's disk"))?;
         if volid.contains([',', '\n', '\0', '=']) {
-            return Err(Error::Guest(format!("Proxmox answered the volume id {volid:?}")));
+            return Err(Error::Guest(format!(
+                "Proxmox answered the volume id {volid:?}"
+            )));
         }
         self.rec.volume = Some(volid.clone());
         set_record(cx, &self.rec)?;
@@ -570,11 +579,7 @@ impl Engine for VmMemberEngine {
                     v.and_then(|v| v.split(',').next())
                         .is_some_and(|f| f.trim_start_matches("file=") == volid)
                 };
-                if let Some(key) = rec
-                    .disk_key
-                    .as_deref()
-                    .filter(|k| names_ours(conf.get(k)))
-                {
+                if let Some(key) = rec.disk_key.as_deref().filter(|k| names_ours(conf.get(k))) {
                     client
                         .qemu_set_config(node, vmid, &Params::new().delete(&[key]))
                         .map_err(api("removing the container's disk from the pod's VM"))?;
