@@ -25,9 +25,12 @@
 //! every container (ready / start / started / exit), and its monitor on the
 //! node gets its stdio and exit status as for a CT.
 //!
-//! The messages carry no file descriptors and no host paths: a VM's agent
-//! (over its serial line, the same frames) can take the same request once
-//! the member's files reach the guest.
+//! The messages carry no file descriptors and no host paths, so a VM's
+//! agent takes the same request on a stream of its serial line: there the
+//! member's files come on a disk hot-plugged by the runtime (`disk`, its
+//! serial: `rootfs/` and `binds/<n>`, mounted at [`VM_POD_DIR`]`/<id>`),
+//! its process in the frame (`process`), and its progress on the stream
+//! (Ready, Start, Started, stdio, Exit).
 use serde::{Deserialize, Serialize};
 
 /// The agent's socket, in the sandbox's exchange dir.

@@ -12,6 +12,11 @@
 //!    env exactly as the lxc engines' init does it), relay its stdio and
 //!    signals, report its Exit, and power the VM off.
 //!
+//! In a pod's VM (the sandbox), the runtime adds the pod's other containers
+//! with a `Member` frame on a stream of their own (see `member.rs`): each
+//! on a disk hot-plugged through the Proxmox API, in mount and pid
+//! namespaces of its own, started on `Start`, relayed like an exec.
+//!
 //! The kernel's own messages go to the second serial port (`console=ttyS1`),
 //! never into the protocol.
 use std::ffi::CString;
