@@ -246,6 +246,38 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         );
     }
 
+    // Four containers started at once: each gets a disk slot of its own (the config's
+    // digest guards the choice), its output and its exit code.
+    const N: usize = 4;
+    let ids: Vec<String> = (0..N)
+        .map(|i| {
+            let cmd = format!("echo at-once-{i}; exit {}", 10 + i);
+            cri.create_container(&pod, &config, &format!("par{i}"), &["sh", "-c", &cmd])
+                .unwrap_or_else(|e| panic!("CreateContainer par{i}: {e}"))
+        })
+        .collect();
+    let t3 = Instant::now();
+    let started = cri.concurrently(N, Duration::from_secs(300), |i, mut c| {
+        let req = k8s_cri::v1::StartContainerRequest {
+            container_id: ids[i].clone(),
+        };
+        async move { c.start_container(req).await }
+    });
+    let at_once = t3.elapsed();
+    for (i, r) in started.iter().enumerate() {
+        assert!(r.is_ok(), "StartContainer par{i}: {r:?}\n{}", cri.log_tail(30));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let st = cri.wait_exited(id, Duration::from_secs(60));
+        assert_eq!(st.exit_code, 10 + i as i32, "par{i}: {st:?}");
+        assert!(log_of(&config, &format!("par{i}")).contains(&format!("at-once-{i}")));
+        cri.remove_container(id)
+            .unwrap_or_else(|e| panic!("RemoveContainer par{i}: {e}"));
+    }
+    let disks = member_disks(&vm_config(emu, vmid));
+    assert_eq!(disks.len(), 1, "disks after the parallel containers: {disks:?}");
+    assert_eq!(emu.volumes().len(), 2, "volumes: {:?}", emu.volumes());
+
     // Stop and remove the pod: no VM, no volume, no lease, no runtime state.
     cri.stop_container(&sleeper, 2)
         .unwrap_or_else(|e| panic!("StopContainer sleeper: {e}\n{}", cri.log_tail(40)));
@@ -267,6 +299,6 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     assert!(left.is_empty(), "runtime state left: {left:?}");
     eprintln!(
         "pod-vm timings: RunPodSandbox {pod_start:?}; first container create+start \
-         {add_first:?}; second {add_second:?}"
+         {add_first:?}; second {add_second:?}; {N} started at once {at_once:?}"
     );
 }

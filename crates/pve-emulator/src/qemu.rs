@@ -327,6 +327,8 @@ impl Qemu {
             bail!("hotplug of {key}: only virtio disks are hot-plugged by this emulator");
         }
         let node = format!("drive-{key}");
+        // A node of an earlier disk under this key that QEMU still held.
+        self.blockdev_del(vmid, key)?;
         self.qmp_with(
             vmid,
             "blockdev-add",
@@ -377,14 +379,36 @@ impl Qemu {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        // Hot-plugged disks have a block node of their own; one from the
-        // command line went with its device.
-        let _ = self.qmp_with(
-            vmid,
-            "blockdev-del",
-            Some(serde_json::json!({"node-name": format!("drive-{key}")})),
-        );
-        Ok(())
+        // Hot-plugged disks have a block node of their own (one from the
+        // command line went with its device). The device lets go of it a
+        // moment after it left the tree: retried while QEMU says it is in
+        // use.
+        self.blockdev_del(vmid, key)
+    }
+
+    /// `blockdev-del` of `drive-<key>`: done once QEMU has no such node.
+    fn blockdev_del(&self, vmid: u32, key: &str) -> Result<()> {
+        let node = format!("drive-{key}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.qmp_with(
+                vmid,
+                "blockdev-del",
+                Some(serde_json::json!({"node-name": node})),
+            ) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    if msg.contains("Failed to find node") || msg.contains("Cannot find") {
+                        return Ok(());
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(e.context(format!("unplug {key}")));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `running`, `paused`, ... from QMP.
