@@ -150,6 +150,15 @@ fn fork_member(
         ForkResult::Child => {
             drop(own_ns);
             drop((in_w, out_r, err_r, x_r, go_w));
+            // Nothing of the agent's (other containers' pipes, the serial
+            // port) stays open here while this one waits for Start.
+            close_fds_but(&[
+                in_r.as_raw_fd(),
+                out_w.as_raw_fd(),
+                err_w.as_raw_fd(),
+                x_w.as_raw_fd(),
+                go_r.as_raw_fd(),
+            ]);
             let mut x = File::from(x_w);
             let rootfs = mnt.join(VM_DISK_ROOTFS);
             let res = (|| -> Result<init::Prepared, String> {
@@ -214,6 +223,25 @@ fn fork_member(
     } else {
         String::from_utf8_lossy(&rest).into_owned()
     })
+}
+
+/// Close every fd above 2 but `keep` (in a forked child, which never
+/// returns to the agent's loop).
+fn close_fds_but(keep: &[i32]) {
+    let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing an fd number; the objects that own them in
+            // this copy of the agent are never used again (exec or _exit).
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 /// Step 3: release a prepared member; Err: its exec failed (its child
