@@ -119,6 +119,10 @@ pub enum Body {
     /// stream as Start is: Started or Error, then its stdio and Exit.
     Exec {
         process: Box<InitConfig>,
+        /// In a pod's VM: run it in this container of the pod (its mount
+        /// and pid namespaces, its rlimits), not in the VM's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
     },
     /// Add a container to the pod (to its pod agent).
     Member {

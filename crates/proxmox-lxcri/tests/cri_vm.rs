@@ -179,6 +179,23 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         "sleeper: {st:?}"
     );
     assert!(log_of(&config, "sleeper").contains("up"), "sleeper's log");
+    // ExecSync (the kubelet's probes) runs in the container's own namespaces in the VM:
+    // its pid 1 is its `sleep`, its root its image; output and exit code come back.
+    let r = cri
+        .exec_sync(
+            &sleeper,
+            &[
+                "sh",
+                "-c",
+                "tr '\\0' ' ' < /proc/1/cmdline; echo; echo oops >&2; exit 7",
+            ],
+            20,
+        )
+        .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", cri.log_tail(40)));
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.exit_code, 7, "ExecSync: {r:?}");
+    assert!(out.contains("sleep 600"), "pid 1 seen by an exec: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&r.stderr), "oops\n");
 
     // A container whose executable is missing fails cleanly: no disk of it is left.
     let bad = cri.create_container(&pod, &config, "bad", &["/no/such/binary"]);
@@ -265,7 +282,11 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     });
     let at_once = t3.elapsed();
     for (i, r) in started.iter().enumerate() {
-        assert!(r.is_ok(), "StartContainer par{i}: {r:?}\n{}", cri.log_tail(30));
+        assert!(
+            r.is_ok(),
+            "StartContainer par{i}: {r:?}\n{}",
+            cri.log_tail(30)
+        );
     }
     for (i, id) in ids.iter().enumerate() {
         let st = cri.wait_exited(id, Duration::from_secs(60));
@@ -275,7 +296,11 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
             .unwrap_or_else(|e| panic!("RemoveContainer par{i}: {e}"));
     }
     let disks = member_disks(&vm_config(emu, vmid));
-    assert_eq!(disks.len(), 1, "disks after the parallel containers: {disks:?}");
+    assert_eq!(
+        disks.len(),
+        1,
+        "disks after the parallel containers: {disks:?}"
+    );
     assert_eq!(emu.volumes().len(), 2, "volumes: {:?}", emu.volumes());
 
     // Stop and remove the pod: no VM, no volume, no lease, no runtime state.

@@ -84,14 +84,7 @@ impl Runtime {
             }
         }
         cfg.preserve_fds = opts.preserve_fds;
-        if let crate::engine::EngineRecord::VmMember(_) = st.engine {
-            return Err(Error::Unsupported(
-                "exec into a container of a pod in a VM (pve-vm) is not supported yet: its \
-                 monitor reaches the guest on one stream; exec into the pod's sandbox reaches the VM"
-                    .into(),
-            ));
-        }
-        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+        if st.engine.in_vm() {
             if opts.preserve_fds > 0 || !sub_cgroups.is_empty() {
                 return Err(Error::Unsupported(
                     "exec --preserve-fds and --cgroup are not supported by the pve-vm engine \
@@ -99,19 +92,22 @@ impl Runtime {
                         .into(),
                 ));
             }
-            // The process runs in the guest, through its agent.
-            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            // The process runs in the guest, through its agent (a pod
+            // member's: through the pod sandbox's monitor, in the member).
+            let (paths, member) = match &st.engine {
+                crate::engine::EngineRecord::VmMember(r) => (
+                    crate::exchange::Paths::new(&self.store.dir(&r.sandbox), &r.sandbox),
+                    Some(id.to_string()),
+                ),
+                _ => (crate::exchange::Paths::new(&self.store.dir(id), id), None),
+            };
             let pid_file = opts.pid_file.as_ref().map(|p| absolute(p));
-            return crate::engine::pve_vm::exec::exec(
-                &paths,
-                &st,
-                cfg,
-                opts,
-                |pid| match &pid_file {
+            return crate::engine::pve_vm::exec::exec(&paths, &st, cfg, opts, member, |pid| {
+                match &pid_file {
                     Some(p) => crate::state::write_replace(p, pid.to_string().as_bytes()),
                     None => Ok(()),
-                },
-            );
+                }
+            });
         }
         let mut relay = None;
         let console = match (cfg.terminal, &opts.console_socket) {

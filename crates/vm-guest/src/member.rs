@@ -213,6 +213,17 @@ fn fork_member(
             pty: false,
             gate: Some((File::from(go_w), x)),
             mount: None,
+            member: Some((
+                spec.id.clone(),
+                spec.rlimits
+                    .iter()
+                    .map(|(kind, soft, hard)| proxmox_lxcri_agent_proto::Rlimit {
+                        kind: kind.clone(),
+                        soft: *soft,
+                        hard: *hard,
+                    })
+                    .collect(),
+            )),
         });
     }
     let mut rest = vec![];
@@ -223,6 +234,15 @@ fn fork_member(
     } else {
         String::from_utf8_lossy(&rest).into_owned()
     })
+}
+
+/// The pid and mount namespaces of a member's process (for its execs).
+pub fn enter(pid: nix::unistd::Pid) -> Result<(File, File), String> {
+    let ns = |kind: &str| {
+        File::open(format!("/proc/{pid}/ns/{kind}"))
+            .map_err(|e| format!("the container's {kind} namespace: {e}"))
+    };
+    Ok((ns("pid")?, ns("mnt")?))
 }
 
 /// Close every fd above 2 but `keep` (in a forked child, which never
