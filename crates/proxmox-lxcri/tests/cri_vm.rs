@@ -120,13 +120,18 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     // Two containers in it: a long-running one, and one that prints (stdout, stderr, the
     // pod's address on the VM's eth0, the copied /etc/hosts) and exits 3.
     let t1 = Instant::now();
+    let mut sleeper_cfg = cri.container_config("sleeper", &["sh", "-c", "echo up; exec sleep 600"]);
+    let sc = sleeper_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    sc.masked_paths = vec!["/proc/kcore".into()];
+    sc.readonly_paths = vec!["/proc/sys".into()];
     let sleeper = cri
-        .create_container(
-            &pod,
-            &config,
-            "sleeper",
-            &["sh", "-c", "echo up; exec sleep 600"],
-        )
+        .create_container_cfg(&pod, &config, sleeper_cfg)
         .unwrap_or_else(|e| panic!("CreateContainer sleeper: {e}\n{}", cri.log_tail(40)));
     cri.start_container(&sleeper)
         .unwrap_or_else(|e| panic!("StartContainer sleeper: {e}\n{}", cri.log_tail(40)));
@@ -187,7 +192,7 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
             &[
                 "sh",
                 "-c",
-                "tr '\\0' ' ' < /proc/1/cmdline; echo; echo oops >&2; exit 7",
+                "tr '\\0' ' ' < /proc/1/cmdline; echo; ls -l /proc/kcore; echo oops >&2; exit 7",
             ],
             20,
         )
@@ -195,6 +200,12 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
     let out = String::from_utf8_lossy(&r.stdout);
     assert_eq!(r.exit_code, 7, "ExecSync: {r:?}");
     assert!(out.contains("sleep 600"), "pid 1 seen by an exec: {out:?}");
+    // The spec's masked paths (the kubelet's, through the CRI): /proc/kcore is /dev/null.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('c') && l.contains("/proc/kcore")),
+        "/proc/kcore is not masked: {out:?}"
+    );
     assert_eq!(String::from_utf8_lossy(&r.stderr), "oops\n");
 
     // A container whose executable is missing fails cleanly: no disk of it is left.
@@ -326,4 +337,66 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         "pod-vm timings: RunPodSandbox {pod_start:?}; first container create+start \
          {add_first:?}; second {add_second:?}; {N} started at once {at_once:?}"
     );
+}
+
+/// A pod that shares its pid namespace (`shareProcessNamespace`): its containers run in the
+/// VM's own pid namespace, whose pid 1 is the guest's init (our agent).
+#[test]
+fn a_vm_pod_can_share_its_pid_namespace() {
+    std::env::set_var("LXCRI_TEST_ENGINE", "pve-vm");
+    require_vm_host();
+    let cri = Cri::start(&runtime());
+    let emu = cri.pve.as_ref().expect("an emulator on pve-vm");
+    let host = format!("pod-s-{}", std::process::id());
+    let mut config = cri.pod_config("pod-s", &host);
+    let shared = |o: &mut Option<k8s_cri::v1::NamespaceOption>| {
+        o.as_mut().unwrap().pid = k8s_cri::v1::NamespaceMode::Pod as i32;
+    };
+    shared(
+        &mut config
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options,
+    );
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log_tail(40)));
+    let mut c = cri.container_config(
+        "ps",
+        &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; exit 4"],
+    );
+    shared(
+        &mut c
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options,
+    );
+    let id = cri
+        .create_container_cfg(&pod, &config, c)
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", cri.log_tail(40)));
+    cri.start_container(&id)
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", cri.log_tail(40)));
+    let st = cri.wait_exited(&id, Duration::from_secs(60));
+    assert_eq!(st.exit_code, 4, "{st:?}");
+    let log = log_of(&config, "ps");
+    assert!(
+        log.contains("/init"),
+        "pid 1 of a shared pid namespace: {log}"
+    );
+    cri.remove_container(&id)
+        .unwrap_or_else(|e| panic!("RemoveContainer: {e}\n{}", cri.log_tail(40)));
+    cri.stop_pod(&pod)
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", cri.log_tail(40)));
+    cri.remove_pod(&pod)
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", cri.log_tail(40)));
+    assert_eq!(vm_ids(emu), Vec::<u64>::new(), "VMs left");
+    assert_eq!(emu.volumes(), Vec::<PathBuf>::new(), "volumes left");
 }

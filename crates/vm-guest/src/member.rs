@@ -8,7 +8,8 @@
 //! 2. a forked child: a pid namespace of its own unless the pod shares
 //!    the guest's, a mount namespace of its own with the rootfs, the spec's
 //!    mounts and runc's default devices (the lxc crate's member code, as a
-//!    CT's pod agent does it), pivot_root, rlimits; the process prepared
+//!    CT's pod agent does it), pivot_root, masked and read-only paths,
+//!    rlimits; the process prepared
 //!    (executable and cwd checked: the lxc init's own code), then `Ready`;
 //! 3. on `Start` the child execs it (user, caps, seccomp, env: the lxc
 //!    init's exec_user); stdio through pipes, as the VM's own process.
@@ -25,7 +26,7 @@ use nix::unistd::{fork, pipe2, ForkResult};
 use proxmox_lxcri_agent_proto::pod::{
     valid_disk_serial, valid_member_id, MemberSpec, VM_DISK_ROOTFS, VM_POD_DIR,
 };
-use proxmox_lxcri_lxc::init::{self, member, process};
+use proxmox_lxcri_lxc::init::{self, member, prepare, process};
 
 use super::Proc;
 
@@ -165,6 +166,17 @@ fn fork_member(
                 member::own_mount_namespace()?;
                 member::mount_root(spec, &rootfs)?;
                 member::pivot(&rootfs)?;
+                // What the lxc init does before `ready`, as for the VM's own
+                // container: masked and read-only paths, a read-only root.
+                for (i, m) in process.masked_paths.iter().enumerate() {
+                    prepare::mask_path(i, m)?;
+                }
+                for (i, r) in process.readonly_paths.iter().enumerate() {
+                    prepare::readonly_path(i, r)?;
+                }
+                if process.readonly_root {
+                    prepare::readonly_root()?;
+                }
                 for (name, soft, hard) in &spec.rlimits {
                     member::set_rlimit(name, *soft, *hard)?;
                 }
