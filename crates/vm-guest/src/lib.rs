@@ -425,7 +425,7 @@ impl Agent {
                                     Target::Member {
                                         pid_ns,
                                         mnt_ns,
-                                        process: *process,
+                                        process,
                                     },
                                     &rlimits,
                                 )
@@ -550,7 +550,7 @@ enum Target<'a> {
     Member {
         pid_ns: File,
         mnt_ns: File,
-        process: agent_proto::InitConfig,
+        process: Box<agent_proto::InitConfig>,
     },
 }
 
@@ -615,7 +615,7 @@ fn spawn(t: Target, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i32, Strin
                         nix::sched::setns(mnt_ns, nix::sched::CloneFlags::CLONE_NEWNS)
                             .map_err(|e| (1u8, format!("entering the container's mounts: {e}")))?;
                         nix::unistd::chdir("/").map_err(|e| (1u8, format!("chdir /: {e}")))?;
-                        owned = init::prepare_process(process.clone())
+                        owned = init::prepare_process((**process).clone())
                             .map_err(|e| (126u8, e.to_string()))?;
                         &owned
                     }
