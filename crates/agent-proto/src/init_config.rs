@@ -127,6 +127,11 @@ pub struct InitConfig {
     /// LXC made the mounts, before masked and read-only paths (as runc).
     #[serde(default)]
     pub mount_attrs: Vec<MountAttr>,
+    /// The spec's mount points in the spec's order: the init re-attaches
+    /// what LXC mounted out of that order (autodev /dev, cgroups, devpts)
+    /// so that mountinfo lists them in it, as the runtime spec requires.
+    #[serde(default)]
+    pub mount_order: Vec<String>,
 }
 
 /// One mount's recursive attributes (MOUNT_ATTR_* bits).

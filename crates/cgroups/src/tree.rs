@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 
-/// The mount points of every cgroup hierarchy (v1 and unified) on this host.
+/// The mount points of every cgroup hierarchy (v1 and unified) on this
+/// host, read once per process (a command walks them several times).
 fn hierarchies() -> Vec<PathBuf> {
+    static CACHE: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(read_hierarchies).clone()
+}
+
+fn read_hierarchies() -> Vec<PathBuf> {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
         return vec![];
     };
@@ -25,6 +31,47 @@ fn hierarchies() -> Vec<PathBuf> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Each hierarchy's directory of `pid`'s cgroup (host paths, as our
+/// mountinfo names the hierarchies); named v1 hierarchies (name=systemd,
+/// which carry no limits) only with `named`.
+pub fn dirs_of(pid: i32, named: bool) -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return vec![];
+    };
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let mnt = match ctrls.strip_prefix("name=") {
+            Some(_) if !named => continue,
+            Some(_) => named_mount_point(&mountinfo, ctrls),
+            None => crate::mount_point(&mountinfo, ctrls.split(',').next().unwrap_or("")),
+        };
+        if let Some(mnt) = mnt {
+            out.push(PathBuf::from(format!("{mnt}{path}")));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The mount point of a named v1 hierarchy (`name=systemd`).
+fn named_mount_point(mountinfo: &str, name: &str) -> Option<String> {
+    mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split_whitespace();
+        let (fstype, opts) = (post.next()?, post.nth(1)?);
+        (fstype == "cgroup" && opts.split(',').any(|o| o == name))
+            .then(|| pre.split_whitespace().nth(4).map(str::to_string))?
+    })
 }
 
 /// `rel` as a path under a hierarchy root: relative, no `..`, no NUL.

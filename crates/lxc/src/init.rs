@@ -22,6 +22,7 @@
 pub mod agent;
 pub mod capabilities;
 pub mod member;
+pub mod mount_order;
 pub mod prepare;
 pub mod process;
 pub mod seccomp;
@@ -212,6 +213,8 @@ fn prepare(dir: &Path) -> Result<Prepared, InitError> {
     if let Some(d) = &cfg.domainname {
         prepare::set_domainname(d).map_err(InitError::Prepare)?;
     }
+    // Before anything adds mounts of its own (devices, paths).
+    mount_order::reorder(&cfg.mount_order).map_err(InitError::Prepare)?;
     for (i, d) in cfg.devices.iter().enumerate() {
         prepare::create_device(i, d).map_err(InitError::Prepare)?;
     }

@@ -296,18 +296,7 @@ impl Reader {
             return Err("no Proxmox client".into());
         };
         let s = c.qemu_status(&rec.node, vmid).map_err(|e| e.to_string())?;
-        out.gauge(
-            "container_cpu_usage_ratio",
-            "CPU use of a Proxmox CT as its status reports it (1 = one CPU busy)",
-            l,
-            s.cpu,
-        );
-        out.gauge(
-            "container_memory_bytes",
-            "Memory in use by the container",
-            l,
-            s.mem as f64,
-        );
+        guest_gauges(out, l, s.cpu, s.mem, s.maxmem);
         Ok(())
     }
 
@@ -327,26 +316,7 @@ impl Reader {
             return Err("no Proxmox client".into());
         };
         let s = c.lxc_status(&rec.node, vmid).map_err(|e| e.to_string())?;
-        out.gauge(
-            "container_cpu_usage_ratio",
-            "CPU use of a Proxmox CT as its status reports it (1 = one CPU busy)",
-            l,
-            s.cpu,
-        );
-        out.gauge(
-            "container_memory_bytes",
-            "Memory in use by the container",
-            l,
-            s.mem as f64,
-        );
-        if s.maxmem > 0 {
-            out.gauge(
-                "container_memory_limit_bytes",
-                "Memory limit of the container",
-                l,
-                s.maxmem as f64,
-            );
-        }
+        guest_gauges(out, l, s.cpu, s.mem, s.maxmem);
         out.counter(
             "container_network_receive_bytes",
             "Bytes received by the container's interfaces (all but lo)",
@@ -579,6 +549,31 @@ fn statvfs(p: &Path) -> std::io::Result<(u64, u64)> {
     }
     let f = s.f_frsize;
     Ok(((s.f_blocks - s.f_bfree) * f, s.f_bavail * f))
+}
+
+/// What a Proxmox guest's status/current says of CPU and memory, the same
+/// metrics for a CT and a VM.
+fn guest_gauges(out: &mut Out, l: &[(&'static str, &str)], cpu: f64, mem: u64, maxmem: u64) {
+    out.gauge(
+        "container_cpu_usage_ratio",
+        "CPU use of a Proxmox guest as its status reports it (1 = one CPU busy)",
+        l,
+        cpu,
+    );
+    out.gauge(
+        "container_memory_bytes",
+        "Memory in use by the container",
+        l,
+        mem as f64,
+    );
+    if maxmem > 0 {
+        out.gauge(
+            "container_memory_limit_bytes",
+            "Memory limit of the container",
+            l,
+            maxmem as f64,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,16 @@ fn remove(ctd: &Containerd, id: &str) -> String {
 }
 
 /// Files or directories at most `depth` levels below `dir` whose name contains one of `ids`.
+/// SIGKILL to every process of the task, then `remove`, then nothing of
+/// it left anywhere.
+fn kill_remove_and_check(ctd: &Containerd, rt: &str, id: &str) {
+    let o = ctd.ctr(&["task", "kill", "-a", "-s", "SIGKILL", id]);
+    assert!(o.status.success(), "ctr task kill -a:\n{}", ctd.explain(&o));
+    ctd.wait_status(id, "STOPPED", STATUS_TIMEOUT);
+    remove(ctd, id);
+    assert_no_leftovers(ctd, rt, &[id.to_string()]);
+}
+
 fn paths_naming(dir: &Path, ids: &[String], depth: usize) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -342,11 +352,7 @@ fn task_ps_lists_pids() {
         thread::sleep(Duration::from_millis(100));
     }
 
-    let o = ctd.ctr(&["task", "kill", "-a", "-s", "SIGKILL", &id]);
-    assert!(o.status.success(), "ctr task kill -a:\n{}", ctd.explain(&o));
-    ctd.wait_status(&id, "STOPPED", STATUS_TIMEOUT);
-    remove(&ctd, &id);
-    assert_no_leftovers(&ctd, &rt, &[id]);
+    kill_remove_and_check(&ctd, &rt, &id);
 }
 
 #[test]
@@ -492,4 +498,53 @@ fn a_killed_shim_and_a_restarted_containerd_leave_nothing() {
         "the container's process {pid} survived"
     );
     assert_no_leftovers(&ctd, &rt, &[id]);
+}
+
+/// `ctr task metrics` reads the cgroup of the task's pid (the shim loads it
+/// from /proc/<pid>/cgroup): it must be the container's. The container
+/// holds 48 MiB in a tmpfs, which its memory cgroup is charged for; the
+/// shim's or the test's cgroup would show other numbers (and many pids).
+#[test]
+fn task_metrics_are_the_containers() {
+    let rt = runtime();
+    let ctd = Containerd::start();
+    let id = cid(&ctd, "metrics");
+    run_detached(
+        &ctd,
+        &rt,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "head -c 50331648 /dev/zero > /dev/shm/fill; echo filled; sleep 1000",
+        ],
+    );
+    let metric = |name: &str| -> Option<u64> {
+        let o = ctd.ctr(&["task", "metrics", &id]);
+        assert!(o.status.success(), "ctr task metrics:\n{}", ctd.explain(&o));
+        stdout(&o).lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next()? == name).then(|| f.next()?.parse().ok())?
+        })
+    };
+    let deadline = Instant::now() + STATUS_TIMEOUT;
+    let usage = loop {
+        let u = metric("memory.usage_in_bytes")
+            .or_else(|| metric("memory.usage"))
+            .expect("a memory usage metric");
+        if u >= 48 << 20 || Instant::now() > deadline {
+            break u;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        usage >= 48 << 20,
+        "memory usage {usage}: not the container's cgroup"
+    );
+    let pids = metric("pids.current").expect("pids.current");
+    assert!(
+        (1..=8).contains(&pids),
+        "pids.current {pids}: not the container's cgroup"
+    );
+    kill_remove_and_check(&ctd, &rt, &id);
 }

@@ -661,3 +661,129 @@ fn rt_seccomp_listener_path_gets_the_notify_fd() {
     assert_eq!(state["state"]["id"], "lp2", "{state}");
     assert!(env.rt_cmd(&["delete", "-f", "lp2"]).status.success());
 }
+
+/// The mount points of `mounts`, in the order /proc/self/mountinfo lists
+/// them (first appearance; `\040`-style escapes are not in these paths).
+fn mountinfo_order(mountinfo: &str, mounts: &[String]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for l in mountinfo.lines() {
+        let point = l.split(' ').nth(4).unwrap_or("").to_string();
+        if mounts.contains(&point) && !seen.contains(&point) {
+            seen.push(point);
+        }
+    }
+    seen
+}
+
+/// The runtime spec: "The runtime MUST mount entries in the listed order."
+/// runc's default mounts (LXC makes /dev first, cgroups after every other
+/// entry, devpts last), plus what Docker adds after the cgroups (a bind, a
+/// tmpfs), in a container with and without a user namespace.
+#[test]
+fn rt_mountinfo_lists_the_spec_mounts_in_order() {
+    let env = Env::new();
+    testkit::make_traversable(env.tmp.path());
+    let src = env.tmp.path().join("data");
+    std::fs::create_dir_all(&src).unwrap();
+    let src = src.to_str().unwrap().to_string();
+    for userns in [true, false] {
+        let b = env.bundle(
+            &format!("b{userns}"),
+            &["sh", "-c", "cat /proc/self/mountinfo"],
+            |v| {
+                let m = v["mounts"].as_array_mut().unwrap();
+                // `runc spec` ends with the cgroups (testkit's spec has none).
+                if !m.iter().any(|m| m["type"] == "cgroup") {
+                    m.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                                  "source": "cgroup",
+                                  "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+                }
+                m.push(
+                    json!({"destination": "/data", "type": "bind", "source": src,
+                              "options": ["rbind", "rw"]}),
+                );
+                m.push(
+                    json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["nosuid", "nodev"]}),
+                );
+                if userns {
+                    v["linux"]["namespaces"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"type": "user"}));
+                    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                    v["linux"]["uidMappings"] = map.clone();
+                    v["linux"]["gidMappings"] = map;
+                }
+            },
+        );
+        // A mapped root cannot make mount points in a root-owned image.
+        std::fs::create_dir_all(b.join("rootfs/data")).unwrap();
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        let want: Vec<String> = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap().to_string())
+            .collect();
+        assert!(want.len() >= 9, "runc's default mounts and ours: {want:?}");
+        let id = format!("order{}", userns as u8);
+        let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), &id]);
+        assert!(o.status.success(), "run (userns {userns}): {o:?}");
+        let info = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            mountinfo_order(&info, &want),
+            want,
+            "mountinfo (userns {userns}):\n{info}"
+        );
+        // Still a working container: the devices and the terminal devices
+        // are there, the cgroup mount has the container's controllers.
+        assert!(info.contains(" /dev/pts "), "{info}");
+    }
+}
+
+/// cgroup v1: a parent cgroup with a CPU limit. Under the limit the
+/// container runs and gets its quota; over it the kernel refuses the
+/// child's quota and the run fails naming the file (runc the same).
+#[test]
+fn rt_cgroup_v1_parent_cpu_limit() {
+    let parent = std::path::Path::new("/sys/fs/cgroup/cpu/lxcri-test-parent");
+    if !std::path::Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+        eprintln!("skipped: no cgroup v1 cpu hierarchy on this host");
+        return;
+    }
+    let env = Env::new();
+    let _ = std::fs::create_dir(parent);
+    struct Rm(&'static std::path::Path);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _rm = Rm(std::path::Path::new("/sys/fs/cgroup/cpu/lxcri-test-parent"));
+    std::fs::write(parent.join("cpu.cfs_quota_us"), "50000").unwrap();
+    for (quota, ok) in [(20000, true), (100000, false)] {
+        let b = env.bundle(&format!("b{quota}"), &["cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"], |v| {
+            v["linux"]["cgroupsPath"] = json!(format!("/lxcri-test-parent/c{quota}"));
+            v["linux"]["resources"]["cpu"] = json!({"quota": quota, "period": 100000});
+            v["mounts"].as_array_mut().unwrap().push(json!({"destination": "/sys/fs/cgroup",
+                "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}));
+        });
+        let id = format!("pq{quota}");
+        let o = env.rt_cmd(&["run", "--bundle", b.to_str().unwrap(), &id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if ok {
+            assert!(o.status.success(), "{o:?}");
+            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{quota}\n"));
+        } else {
+            assert!(!o.status.success(), "{o:?}");
+            assert!(err.contains("cfs_quota_us"), "{err}");
+            let _ = env.rt_cmd(&["delete", "-f", &id]);
+        }
+        assert!(
+            !parent.join(format!("c{quota}")).exists(),
+            "c{quota} left behind"
+        );
+    }
+}

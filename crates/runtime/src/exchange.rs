@@ -306,11 +306,12 @@ fn read_after_exec(fifo: &mut File, mut buf: Vec<u8>, deadline: Instant) -> Opti
 
 /// Signal the container init; SIGKILL is recorded so the exit status is 137.
 pub fn signal_init(paths: &Paths, init: &ProcRef, sig: Signal) -> Result<()> {
-    if sig == Signal::SIGKILL {
-        let _ = fs::write(paths.exchange.join(FILE_KILLED), (sig as i32).to_string());
-    }
+    // A process that already ended keeps the status it ended with.
     if !proc::is_alive(init) {
         return Ok(());
+    }
+    if sig == Signal::SIGKILL {
+        let _ = fs::write(paths.exchange.join(FILE_KILLED), (sig as i32).to_string());
     }
     match kill(Pid::from_raw(init.pid), sig) {
         Ok(()) | Err(nix::Error::ESRCH) => Ok(()),

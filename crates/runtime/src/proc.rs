@@ -54,6 +54,20 @@ pub fn all_parents() -> Vec<(i32, i32)> {
         .collect()
 }
 
+/// The children of `pid`: its threads' `children` files (a read each,
+/// where the kernel has them), else a pass over /proc.
+pub fn children(pid: i32) -> Vec<i32> {
+    let from_tasks = || -> std::io::Result<Vec<i32>> {
+        let mut out = Vec::new();
+        for t in fs::read_dir(format!("/proc/{pid}/task"))? {
+            let s = fs::read_to_string(t?.path().join("children"))?;
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+        Ok(out)
+    };
+    from_tasks().unwrap_or_else(|_| children_of(&all_parents(), pid))
+}
+
 pub fn children_of(parents: &[(i32, i32)], pid: i32) -> Vec<i32> {
     parents
         .iter()
@@ -91,6 +105,7 @@ mod tests {
         let parents = all_parents();
         let kids = children_of(&parents, std::process::id() as i32);
         assert!(kids.contains(&(child.id() as i32)));
+        assert!(children(std::process::id() as i32).contains(&(child.id() as i32)));
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -410,9 +410,11 @@ fn translate_into(
     lxc.push("lxc.log.level", ctx.log_level.clone())?;
 
     let ns = namespaces::translate(spec, &mut lxc)?;
-    let (copyups, mount_attrs) = mounts::translate(spec, ctx, &ns, &mut lxc)?;
+    let made = mounts::translate(spec, ctx, &ns, &mut lxc)?;
     let mut init = process::translate(spec, ctx, &ns, &mut lxc)?;
-    init.mount_attrs = mount_attrs;
+    init.mount_attrs = made.attrs;
+    init.mount_order = made.order;
+    let copyups = made.copyups;
     cgroups::translate(spec, ctx, &mut lxc)?;
 
     Ok(Translation { lxc, init, copyups })

@@ -185,15 +185,25 @@ fn is_ro(options: &[String]) -> bool {
     options.iter().any(|o| o == "ro")
 }
 
+/// What the mounts give besides LXC config lines.
+pub(crate) struct Made {
+    pub copyups: Vec<Copyup>,
+    /// Recursive attributes for the init to apply.
+    pub attrs: Vec<crate::init_config::MountAttr>,
+    /// Every mount point, in the spec's order (see InitConfig::mount_order).
+    pub order: Vec<String>,
+}
+
 pub(crate) fn translate(
     spec: &Spec,
     ctx: &TranslateContext,
     _ns: &Namespaces,
     lxc: &mut LxcConfig,
-) -> Result<(Vec<Copyup>, Vec<crate::init_config::MountAttr>), TranslateError> {
+) -> Result<Made, TranslateError> {
     let mounts: &[Mount] = spec.mounts().as_deref().unwrap_or_default();
     let mut copyups: Vec<Copyup> = Vec::new();
     let mut attrs = Vec::new();
+    let mut order = Vec::new();
 
     // Cgroup mounts go through lxc.mount.auto, which LXC performs before
     // the mount entries; a sysfs entry at /sys would hide them, so /sys goes
@@ -207,6 +217,7 @@ pub(crate) fn translate(
     for (i, m) in mounts.iter().enumerate() {
         let f = |what: &str| format!("mounts[{i}].{what}");
         let dest = relative_destination(&f("destination"), m.destination())?;
+        order.push(format!("/{dest}"));
         let options: Vec<String> = m.options().clone().unwrap_or_default();
         for (j, o) in options.iter().enumerate() {
             let field = format!("mounts[{i}].options[{j}]");
@@ -415,5 +426,9 @@ pub(crate) fn translate(
             ctx.init_binary.display()
         ),
     )?;
-    Ok((copyups, attrs))
+    Ok(Made {
+        copyups,
+        attrs,
+        order,
+    })
 }

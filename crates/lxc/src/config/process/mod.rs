@@ -92,5 +92,6 @@ pub(crate) fn translate(
         agent: false,
         preserve_fds: 0,
         mount_attrs: Vec::new(),
+        mount_order: Vec::new(),
     })
 }

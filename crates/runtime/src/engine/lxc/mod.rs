@@ -186,8 +186,9 @@ impl Engine for LxcEngine {
             let _ = nix::sys::signal::kill(m, Signal::SIGKILL);
             let _ = waitpid(m, None);
         }
+        // Saved with "created", right after (a create that dies in between
+        // is undone as one whose monitor died: the init is recorded).
         cx.state.monitor = None;
-        cx.save()?;
         // The container's mounts are made: our side of the copy-ups goes.
         copyup::release(&cx.paths.lxcpath.join("copyup"));
         Ok(init)
@@ -267,8 +268,7 @@ fn spawn_monitor(
 /// Find the container init: the child of lxc-start.
 fn find_init(lxc_start: Pid) -> Option<ProcRef> {
     for _ in 0..50 {
-        let parents = proc::all_parents();
-        if let Some(init) = proc::children_of(&parents, lxc_start.as_raw()).first() {
+        if let Some(init) = proc::children(lxc_start.as_raw()).first() {
             if let Some(r) = proc::proc_ref(*init) {
                 return Some(r);
             }

@@ -356,35 +356,6 @@ fn cgroup_settings(tr: &Translation) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Each hierarchy's directory of `pid`'s cgroup.
-fn cgroup_dirs_of(pid: i32) -> Vec<PathBuf> {
-    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-        return vec![];
-    };
-    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
-        return vec![];
-    };
-    let mut out = vec![];
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => continue,
-        };
-        // Named v1 hierarchies (name=systemd) are not for limits.
-        if ctrls.starts_with("name=") {
-            continue;
-        }
-        let first = ctrls.split(',').next().unwrap_or("");
-        if let Some(mnt) = proxmox_lxcri_cgroups::mount_point(&mountinfo, first) {
-            out.push(PathBuf::from(format!("{mnt}{path}")));
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 impl Engine for PodMemberEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
         let sb = self.sandbox.take().expect("made for_sandbox");
@@ -497,7 +468,10 @@ impl Engine for PodMemberEngine {
     fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
         // The LXC keys are not written anywhere: the cgroup settings are
         // taken from them (configure), the rest is the init's part.
-        Ok(translate(spec, ctx)?)
+        let mut tr = translate(spec, ctx)?;
+        // The agent makes the member's mounts in the spec's order itself.
+        tr.init.mount_order.clear();
+        Ok(tr)
     }
 
     fn configure(&mut self, cx: &mut Cx, _req: &Request, tr: &Translation) -> Result<()> {
@@ -617,7 +591,7 @@ impl Engine for PodMemberEngine {
         // Its own cgroup under the CT's, before the OCI process starts
         // (the init waits for `start`; its child inherits the cgroup).
         let agent = self.agent_init.expect("planned");
-        let dirs: Vec<PathBuf> = cgroup_dirs_of(agent.pid)
+        let dirs: Vec<PathBuf> = proxmox_lxcri_cgroups::tree::dirs_of(agent.pid, false)
             .into_iter()
             .map(|d| d.join(format!("lxcri-{}", cx.state.id)))
             .collect();

@@ -4,8 +4,8 @@
 //!
 //! 1. hands the init our stdio over the exchange dir's socket and learns the
 //!    init's host pid from that connection (SO_PEERCRED);
-//! 2. joins the init's namespaces (user, mnt, pid, net, ipc, uts, cgroup) and
-//!    forks: the child, in the container's namespaces, is the pid-file
+//! 2. joins the init's cgroups and namespaces (user, mnt, pid, net, ipc,
+//!    uts, cgroup) and forks: the child, in the container's namespaces, is the pid-file
 //!    process (containerd joins pod containers to /proc/<pid>/ns/*: they
 //!    must be the container's, never the host's); the parent records it
 //!    in the exchange dir and leaves, so the shim becomes its parent;
@@ -106,6 +106,16 @@ fn monitor_main(
         return 255;
     };
     let dir = dir.as_raw_fd();
+    // The CT's cgroups too (containerd reads the pid-file process's cgroup
+    // for its stats and OOM events: they must be the CT's, not the shim's).
+    // While our mount namespace still shows the host's hierarchies.
+    for d in proxmox_lxcri_cgroups::tree::dirs_of(init.pid, true) {
+        if let Err(e) = fs::write(d.join("cgroup.procs"), std::process::id().to_string()) {
+            let msg = format!("joining the CT's cgroup {}: {e}", d.display());
+            let _ = write_at(dir, FILE_MONITOR_ERROR, msg.as_bytes());
+            return 255;
+        }
+    }
     if let Err(e) = enter_namespaces(init.pid) {
         let _ = write_at(dir, FILE_MONITOR_ERROR, e.as_bytes());
         return 255;

@@ -762,8 +762,11 @@ impl Engine for PveVmEngine {
     }
 
     fn translate(&self, spec: &Spec, ctx: &TranslateContext) -> Result<Translation> {
-        // Only the init's part is used: the guest agent runs it.
-        Ok(translate_excluding(spec, ctx, &[])?)
+        // Only the init's part is used: the guest agent runs it (and
+        // makes the guest's mounts itself: no LXC order to correct).
+        let mut tr = translate_excluding(spec, ctx, &[])?;
+        tr.init.mount_order.clear();
+        Ok(tr)
     }
 
     fn configure(&mut self, cx: &mut Cx, req: &Request, tr: &Translation) -> Result<()> {
