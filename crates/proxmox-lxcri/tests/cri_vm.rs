@@ -22,7 +22,7 @@ mod common {
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cri::{Cri, HANDLER};
+use common::cri::{host_get, Cri, HANDLER};
 use common::emulator::RuntimeConfig as _;
 use serde_json::json;
 
@@ -313,6 +313,44 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
         "disks after the parallel containers: {disks:?}"
     );
     assert_eq!(emu.volumes().len(), 2, "volumes: {:?}", emu.volumes());
+
+    // A server in the pod answers on the pod IP from the node: net0 holds the pod's lease on
+    // the pods' bridge. It serves a host directory, which reached the VM as a copy on the
+    // container's disk.
+    let www = cri.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "pong-from-the-vm\n").unwrap();
+    let mut server_cfg = cri.container_config(
+        "server",
+        &["httpd", "-f", "-p", "0.0.0.0:8080", "-h", "/www"],
+    );
+    server_cfg.mounts.push(k8s_cri::v1::Mount {
+        container_path: "/www".into(),
+        host_path: www.to_string_lossy().into_owned(),
+        readonly: true,
+        ..Default::default()
+    });
+    let server = cri
+        .create_container_cfg(&pod, &config, server_cfg)
+        .unwrap_or_else(|e| panic!("CreateContainer server: {e}\n{}", cri.log_tail(40)));
+    cri.start_container(&server)
+        .unwrap_or_else(|e| panic!("StartContainer server: {e}\n{}", cri.log_tail(40)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        if let Some(body) = host_get(&format!("{ip}:8080")) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pod IP {ip}:8080 does not answer from the VM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(got, "pong-from-the-vm");
+    cri.stop_container(&server, 2)
+        .unwrap_or_else(|e| panic!("StopContainer server: {e}\n{}", cri.log_tail(40)));
+    cri.remove_container(&server)
+        .unwrap_or_else(|e| panic!("RemoveContainer server: {e}\n{}", cri.log_tail(40)));
 
     // Stop and remove the pod: no VM, no volume, no lease, no runtime state.
     cri.stop_container(&sleeper, 2)
