@@ -607,7 +607,7 @@ fn disk_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
 }
 
 /// The bundle's rootfs as an ext4 file system on the VM's disk.
-pub(crate) fn fill_disk(rootfs: &Path, disk: &Path, label: &str) -> Result<()> {
+fn fill_disk(rootfs: &Path, disk: &Path, label: &str) -> Result<()> {
     let o = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", label, "-d"])
         .arg(rootfs)

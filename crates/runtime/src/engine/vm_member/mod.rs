@@ -33,7 +33,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -299,51 +298,114 @@ fn check_spec(eng: &mut VmMemberEngine, id: &str, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// `<staging>/rootfs` and `<staging>/binds/<n>`: the rootfs and each bind
-/// source bound there (read by mkfs.ext4 -d); undone by [`unstage`].
-fn stage(staging: &Path, rootfs: &Path, binds: &[(usize, PathBuf)]) -> Result<()> {
-    let bind = |src: &Path, dst: &Path| -> Result<()> {
-        mount(
-            Some(src),
-            dst,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            Error::Guest(format!(
-                "binding {} at {}: {e}",
-                src.display(),
-                dst.display()
-            ))
-        })
-    };
+/// The container's disk as an ext4 file system: `rootfs/` = the
+/// container's rootfs, `binds/<n>` = a copy of each bind source.
+/// `mkfs.ext4 -d <staging>` reads them through bind mounts made in a mount
+/// namespace of its own (set up between its fork and its exec), so they
+/// vanish with it: a crash of ours can never leave the image or a volume
+/// mounted under the container's directory, where a later removal could
+/// reach into it. The staging directory holds empty mount points only.
+fn fill_member_disk(
+    staging: &Path,
+    rootfs: &Path,
+    binds: &[(usize, PathBuf)],
+    disk: &Path,
+) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |e| Error::Guest(format!("{}: {e}", p.display()))
+    }
+    clear_staging(staging);
     let root = staging.join(VM_DISK_ROOTFS);
-    fs::create_dir_all(&root).map_err(|e| Error::Guest(format!("{}: {e}", root.display())))?;
-    bind(rootfs, &root)?;
+    fs::create_dir_all(&root).map_err(io(&root))?;
     let bd = staging.join(VM_DISK_BINDS);
-    fs::create_dir_all(&bd).map_err(|e| Error::Guest(format!("{}: {e}", bd.display())))?;
+    fs::create_dir_all(&bd).map_err(io(&bd))?;
+    let cstr = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Spec(format!("{}: a path with a NUL byte", p.display())))
+    };
+    let mut pairs = vec![(cstr(rootfs)?, cstr(&root)?)];
     for (n, src) in binds {
         let dst = bd.join(n.to_string());
         if src.is_dir() {
-            fs::create_dir_all(&dst)
+            fs::create_dir(&dst)
         } else {
             fs::write(&dst, b"")
         }
-        .map_err(|e| Error::Guest(format!("{}: {e}", dst.display())))?;
-        bind(src, &dst)?;
+        .map_err(io(&dst))?;
+        pairs.push((cstr(src)?, cstr(&dst)?));
+    }
+    let slash = CString::new("/").expect("no NUL");
+    let mut cmd = std::process::Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F", "-L", "lxcri-member", "-d"])
+        .arg(staging)
+        .arg(disk);
+    // SAFETY: between fork and exec only syscalls on data prepared above.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let none = std::ptr::null();
+            if libc::mount(
+                none,
+                slash.as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            for (src, dst) in &pairs {
+                if libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output();
+    clear_staging(staging);
+    let o = out.map_err(|e| {
+        Error::Guest(format!(
+            "running mkfs.ext4 (e2fsprogs) for the container's disk, its files bound in a \
+             mount namespace of its own: {e}"
+        ))
+    })?;
+    if !o.status.success() {
+        return Err(Error::Guest(format!(
+            "mkfs.ext4 -d {} {} failed: {}",
+            staging.display(),
+            disk.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
     }
     Ok(())
 }
 
-fn unstage(staging: &Path) {
-    if let Ok(rd) = fs::read_dir(staging.join(VM_DISK_BINDS)) {
-        for e in rd.flatten() {
-            let _ = umount2(&e.path(), MntFlags::MNT_DETACH);
+/// The staging directory's empty mount points, removed without ever
+/// descending into anything (nothing is mounted there in our namespace).
+fn clear_staging(staging: &Path) {
+    let bd = staging.join(VM_DISK_BINDS);
+    for e in fs::read_dir(&bd).into_iter().flatten().flatten() {
+        let p = e.path();
+        if fs::remove_dir(&p).is_err() {
+            let _ = fs::remove_file(&p);
         }
     }
-    let _ = umount2(&staging.join(VM_DISK_ROOTFS), MntFlags::MNT_DETACH);
-    let _ = fs::remove_dir_all(staging);
+    let _ = fs::remove_dir(&bd);
+    let _ = fs::remove_dir(staging.join(VM_DISK_ROOTFS));
+    let _ = fs::remove_dir(staging);
 }
 
 impl VmMemberEngine {
@@ -376,11 +438,7 @@ impl VmMemberEngine {
             .map_err(api("looking up the container's disk"))?;
         let path = PathBuf::from(info.path);
         let staging = cx.paths.lxcpath.join("vm-disk");
-        unstage(&staging);
-        let filled = stage(&staging, &req.rootfs, &self.binds)
-            .and_then(|()| super::pve_vm::fill_disk(&staging, &path, "lxcri-member"));
-        unstage(&staging);
-        filled?;
+        fill_member_disk(&staging, &req.rootfs, &self.binds, &path)?;
         // 3. Into the running VM: a free virtio<n>, the config's digest
         // guarding against another container's disk taking it meanwhile.
         for _attempt in 0..8 {
