@@ -623,7 +623,8 @@ impl Engine for VmMemberEngine {
                 .into_iter()
                 .map(|v| v.volid)
                 .find(|v| {
-                    v.rsplit('/').next().is_some_and(|n| {
+                    // `local:100/vm-100-...raw` (dir), `local-lvm:vm-100-...` (LVM, ZFS).
+                    v.rsplit(['/', ':']).next().is_some_and(|n| {
                         n == f.as_str() || n.strip_suffix(".raw") == Some(f.as_str())
                     })
                 }),
@@ -670,5 +671,90 @@ impl Engine for VmMemberEngine {
             wait(client, cfg, &upid, "freeing the container's disk")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_volume_and_serial_are_its_own() {
+        let a = volume_name(100, "abc");
+        assert!(a.starts_with("vm-100-lxcri-") && a.len() == "vm-100-lxcri-".len() + 16);
+        assert_ne!(a, volume_name(100, "abd"));
+        assert_eq!(a, volume_name(100, "abc"));
+        let s = serial_for("virtio15");
+        assert!(proxmox_lxcri_agent_proto::pod::valid_disk_serial(&s), "{s}");
+    }
+
+    #[test]
+    fn binds_become_copies_and_what_a_vm_cannot_do_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        let spec = |mounts: serde_json::Value, extra: serde_json::Value| -> Spec {
+            let mut v = serde_json::json!({
+                "ociVersion": "1.0.2",
+                "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                "root": {"path": d.path()},
+                "mounts": mounts,
+                "linux": {"namespaces": [{"type": "pid"},
+                                         {"type": "network", "path": "/proc/1/ns/net"}]}
+            });
+            if let Some(o) = extra.as_object() {
+                for (k, x) in o {
+                    v[k] = x.clone();
+                }
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let mut e = VmMemberEngine::default();
+        let s = spec(
+            serde_json::json!([
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/etc/hosts", "type": "bind",
+                 "source": d.path().join("hosts"), "options": ["rbind", "ro"]},
+                {"destination": "/dev/shm", "type": "bind", "source": d.path(),
+                 "options": ["rbind"]}
+            ]),
+            serde_json::json!({}),
+        );
+        check_spec(&mut e, "c1", &s).unwrap();
+        assert!(e.own_pid_ns);
+        assert_eq!(e.binds.len(), 1);
+        assert_eq!(
+            e.mounts[1].source,
+            format!("{VM_POD_DIR}/c1/{VM_DISK_BINDS}/0")
+        );
+        assert_eq!(e.mounts[2].typ, "tmpfs", "/dev/shm is the container's own");
+        for (mounts, extra, want) in [
+            (
+                serde_json::json!([{"destination": "/x/../etc", "type": "tmpfs", "source": "t"}]),
+                serde_json::json!({}),
+                "must be absolute",
+            ),
+            (
+                serde_json::json!([{"destination": "/d", "type": "ext4", "source": "/dev/sda"}]),
+                serde_json::json!({}),
+                "type \"ext4\"",
+            ),
+            (
+                serde_json::json!([]),
+                serde_json::json!({"process": {"args": ["sh"], "cwd": "/", "terminal": true,
+                                               "user": {"uid": 0, "gid": 0}}}),
+                "process.terminal",
+            ),
+            (
+                serde_json::json!([]),
+                serde_json::json!({"linux": {"namespaces": [{"type": "network"}]}}),
+                "network namespace of its own",
+            ),
+        ] {
+            let mut e = VmMemberEngine::default();
+            let err = check_spec(&mut e, "c1", &spec(mounts, extra))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 }
