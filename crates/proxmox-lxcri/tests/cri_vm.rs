@@ -194,7 +194,7 @@ fn a_pod_on_pve_vm_is_one_vm_whose_containers_run_inside_it() {
                 "-c",
                 "tr '\\0' ' ' < /proc/1/cmdline; echo; ls -l /proc/kcore; echo oops >&2; exit 7",
             ],
-            20,
+            60,
         )
         .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", cri.log_tail(40)));
     let out = String::from_utf8_lossy(&r.stdout);

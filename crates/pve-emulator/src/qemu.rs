@@ -371,10 +371,10 @@ impl Qemu {
         if present(self)? {
             self.qmp_with(vmid, "device_del", Some(serde_json::json!({"id": key})))
                 .with_context(|| format!("unplug {key}"))?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while present(self)? {
                 if std::time::Instant::now() > deadline {
-                    bail!("unplug {key}: the guest did not release the device within 15s");
+                    bail!("unplug {key}: the guest did not release the device within 30s (TCG guests are slow)");
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
