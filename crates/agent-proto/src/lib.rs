@@ -26,8 +26,10 @@
 //! `Member{member}` (set up one more container of the pod and start its
 //! init), answered `Ready` or `Error{message}`: one frame each way per
 //! connection on its unix socket, the member's own progress then going
-//! through its exchange files. A VM's agent answers it with `Error` until
-//! pods run as VMs.
+//! through its exchange files. A pod VM's agent takes it on a stream n > 0
+//! of its serial line (with the member's `disk` serial and `process`):
+//! `Ready` (or `Error` then `Exit`), then `Start` -> `Started`, stdio,
+//! signals and `Exit` on stream n, as an exec's.
 use std::io::{self, Read, Write};
 
 use base64::Engine as _;
@@ -122,6 +124,10 @@ pub enum Body {
     /// stream as Start is: Started or Error, then its stdio and Exit.
     Exec {
         process: Box<InitConfig>,
+        /// In a pod's VM: run it in this container of the pod (its mount
+        /// and pid namespaces, its rlimits), not in the VM's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
     },
     /// Add a container to the pod (to its pod agent).
     Member {

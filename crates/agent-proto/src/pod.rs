@@ -25,9 +25,12 @@
 //! every container (ready / start / started / exit), and its monitor on the
 //! node gets its stdio and exit status as for a CT.
 //!
-//! The messages carry no file descriptors and no host paths: a VM's agent
-//! (over its serial line, the same frames) can take the same request once
-//! the member's files reach the guest.
+//! The messages carry no file descriptors and no host paths, so a VM's
+//! agent takes the same request on a stream of its serial line: there the
+//! member's files come on a disk hot-plugged by the runtime (`disk`, its
+//! serial: `rootfs/` and `binds/<n>`, mounted at [`VM_POD_DIR`]`/<id>`),
+//! its process in the frame (`process`), and its progress on the stream
+//! (Ready, Start, Started, stdio, Exit).
 use serde::{Deserialize, Serialize};
 
 /// The agent's socket, in the sandbox's exchange dir.
@@ -54,6 +57,32 @@ pub struct MemberSpec {
     /// process.rlimits: (resource name, soft, hard).
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,
+    /// In a VM: the serial of the disk the runtime hot-plugged with the
+    /// member's files ([`VM_DISK_ROOTFS`], [`VM_DISK_BINDS`]); checked by
+    /// [`valid_disk_serial`]. None in a CT (its files are under the pod dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    /// In a VM: the member's process (a CT's member init reads it from its
+    /// exchange dir instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<crate::InitConfig>>,
+}
+
+/// In a VM's guest: where the agent mounts each member's disk
+/// (`<dir>/<member id>`), on the guest's devtmpfs (never in an image).
+pub const VM_POD_DIR: &str = "/dev/.lxcri-pod";
+/// On a member's disk (VM): its rootfs.
+pub const VM_DISK_ROOTFS: &str = "rootfs";
+/// On a member's disk (VM): copies of its bind mounts' sources, `binds/<n>`.
+pub const VM_DISK_BINDS: &str = "binds";
+
+/// A disk serial as QEMU's virtio-blk keeps it (20 bytes) and Proxmox's
+/// `serial=` takes it.
+pub fn valid_disk_serial(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 20
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// One OCI mount as the agent makes it.
@@ -95,6 +124,7 @@ mod tests {
             }],
             own_pid_ns: true,
             rlimits: vec![("RLIMIT_NOFILE".into(), 10, 20)],
+            ..Default::default()
         };
         let f = crate::Frame::main(crate::Body::Member {
             member: Box::new(m),

@@ -236,6 +236,8 @@ impl Reader {
                         failures.push(("pve", format!("{}: {e}", st.id)));
                     }
                 }
+                // Inside the pod's VM: the VM's usage is the sandbox's.
+                EngineRecord::VmMember(_) => {}
                 // Inside the pod's CT: its own cgroup, the pod's network.
                 EngineRecord::PodMember(_) => {
                     if let Some(pid) = pid {

@@ -277,6 +277,11 @@ impl Qemu {
 
     /// One QMP command; its `return`.
     pub fn qmp(&self, vmid: u32, command: &str) -> Result<Value> {
+        self.qmp_with(vmid, command, None)
+    }
+
+    /// One QMP command with its arguments; its `return`.
+    pub fn qmp_with(&self, vmid: u32, command: &str, arguments: Option<Value>) -> Result<Value> {
         let path = self.file(vmid, "qmp");
         let stream =
             UnixStream::connect(&path).with_context(|| format!("QMP {}", path.display()))?;
@@ -300,12 +305,116 @@ impl Qemu {
         next(&mut r)?; // greeting
         writeln!(w, "{{\"execute\":\"qmp_capabilities\"}}")?;
         next(&mut r)?;
-        writeln!(w, "{{\"execute\":\"{command}\"}}")?;
+        let mut req = serde_json::json!({ "execute": command });
+        if let Some(a) = arguments {
+            req["arguments"] = a;
+        }
+        writeln!(w, "{req}")?;
         let v = next(&mut r)?;
         if let Some(e) = v.get("error") {
             bail!("QMP {command}: {}", e["desc"]);
         }
         Ok(v["return"].clone())
+    }
+
+    /// Hot-plug a disk into the running VM as qemu-server does for a
+    /// `virtio<n>` added to its config: the volume as a block node
+    /// (`drive-<key>`), then a virtio-blk-pci device `<key>` on it (with
+    /// the disk's `serial`). The guest sees a new PCI device (ACPI
+    /// hotplug).
+    pub fn hotplug_disk(
+        &self,
+        vmid: u32,
+        key: &str,
+        path: &Path,
+        serial: Option<&str>,
+    ) -> Result<()> {
+        if !key.starts_with("virtio") {
+            bail!("hotplug of {key}: only virtio disks are hot-plugged by this emulator");
+        }
+        let node = format!("drive-{key}");
+        // A node of an earlier disk under this key that QEMU still held.
+        self.blockdev_del(vmid, key)?;
+        self.qmp_with(
+            vmid,
+            "blockdev-add",
+            Some(serde_json::json!({
+                "driver": "raw",
+                "node-name": node,
+                "file": {"driver": "file", "filename": path.to_string_lossy(), "aio": "threads"},
+            })),
+        )
+        .with_context(|| format!("hotplug {key}"))?;
+        let mut dev = serde_json::json!({"driver": "virtio-blk-pci", "id": key, "drive": node});
+        if let Some(s) = serial {
+            dev["serial"] = s.into();
+        }
+        if let Err(e) = self.qmp_with(vmid, "device_add", Some(dev)) {
+            let _ = self.qmp_with(
+                vmid,
+                "blockdev-del",
+                Some(serde_json::json!({"node-name": node})),
+            );
+            return Err(e.context(format!("hotplug {key}")));
+        }
+        Ok(())
+    }
+
+    /// Unplug disk `key` from the running VM (qemu-server's
+    /// `vm_deviceunplug`): `device_del`, wait until the guest let the
+    /// device go, then the block node goes (`blockdev-del`, or for a disk
+    /// of the command line `-drive`, QEMU removes it with the device).
+    pub fn unplug_disk(&self, vmid: u32, key: &str) -> Result<()> {
+        let present = |q: &Qemu| -> Result<bool> {
+            let v = q.qmp_with(
+                vmid,
+                "qom-list",
+                Some(serde_json::json!({"path": "/machine/peripheral"})),
+            )?;
+            Ok(v.as_array()
+                .is_some_and(|a| a.iter().any(|p| p["name"] == key)))
+        };
+        if present(self)? {
+            self.qmp_with(vmid, "device_del", Some(serde_json::json!({"id": key})))
+                .with_context(|| format!("unplug {key}"))?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while present(self)? {
+                if std::time::Instant::now() > deadline {
+                    bail!("unplug {key}: the guest did not release the device within 30s (TCG guests are slow)");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        // Hot-plugged disks have a block node of their own (one from the
+        // command line went with its device). The device lets go of it a
+        // moment after it left the tree: retried while QEMU says it is in
+        // use.
+        self.blockdev_del(vmid, key)
+    }
+
+    /// `blockdev-del` of `drive-<key>`: done once QEMU has no such node.
+    fn blockdev_del(&self, vmid: u32, key: &str) -> Result<()> {
+        let node = format!("drive-{key}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.qmp_with(
+                vmid,
+                "blockdev-del",
+                Some(serde_json::json!({"node-name": node})),
+            ) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    if msg.contains("Failed to find node") || msg.contains("Cannot find") {
+                        return Ok(());
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(e.context(format!("unplug {key}")));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `running`, `paused`, ... from QMP.

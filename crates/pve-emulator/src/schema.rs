@@ -779,6 +779,14 @@ fn build() -> Vec<Endpoint> {
         string("storage").fmt("pve-storage-id").req(),
         int("vmid", Some(100), Some(999999999)).opt(),
     ]),
+    ep("POST", "/nodes/{node}/storage/{storage}/content", vec![
+        string("filename").req(),
+        enm("format", &["raw", "qcow2", "subvol", "vmdk"]).opt(),
+        string("node").fmt("pve-node").req(),
+        string("size").req(),
+        string("storage").fmt("pve-storage-id").req(),
+        int("vmid", Some(100), Some(999999999)).req(),
+    ]),
     ep("GET", "/nodes/{node}/storage/{storage}/content/{volume}", vec![
         string("node").fmt("pve-node").req(),
         string("storage").fmt("pve-storage-id").opt(),

@@ -120,9 +120,10 @@ fn is_subvol_name(name: &str) -> Option<u32> {
     c[1].parse().ok()
 }
 
-/// `<vmid>/vm-<vmid>-disk-<n>.raw`: a VM disk on a dir storage.
+/// `<vmid>/vm-<vmid>-<name>.raw` (`vm-100-disk-1`, as `pvesm alloc` also
+/// takes any `vm-<vmid>-` name): a VM disk on a dir storage.
 fn is_vm_disk_name(name: &str) -> Option<u32> {
-    let c = regex::Regex::new(r"^(\d+)/vm-(\d+)-disk-(\d+)\.raw$")
+    let c = regex::Regex::new(r"^(\d+)/vm-(\d+)-[A-Za-z0-9][A-Za-z0-9_.+-]*\.raw$")
         .unwrap()
         .captures(name)?;
     (c[1] == c[2]).then(|| c[1].parse().ok())?
@@ -289,6 +290,39 @@ impl Storage {
         let f =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         f.set_len((size_gib * (1u64 << 30) as f64).round() as u64)?;
+        Ok(name)
+    }
+
+    /// Allocates `<vmid>/<filename>` (`vm-<vmid>-disk-<n>[.raw]`, raw) of
+    /// `bytes` (a sparse file), as `pvesm alloc` does; its name.
+    pub fn alloc_named(&self, vmid: u32, filename: &str, bytes: u64) -> Result<String> {
+        let Backend::Dir(p) = &self.backend else {
+            anyhow::bail!(
+                "storage '{}': VM disks on a zfspool are zvols, which this emulator (zfs-fuse) cannot make; use a dir storage",
+                self.id
+            );
+        };
+        let file = if filename.ends_with(".raw") {
+            filename.to_string()
+        } else {
+            format!("{filename}.raw")
+        };
+        let name = format!("{vmid}/{file}");
+        if is_vm_disk_name(&name).is_none() {
+            anyhow::bail!("illegal name '{filename}' - should be 'vm-{vmid}-*'");
+        }
+        if self.exists(&name) {
+            anyhow::bail!("volume '{}:{name}' already exists", self.id);
+        }
+        let d = p.join("images").join(vmid.to_string());
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        let path = p.join("images").join(&name);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.set_len(bytes)?;
         Ok(name)
     }
 

@@ -886,3 +886,144 @@ fn qemu_args_are_root_only_and_go_last() {
     emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/stop"), &[]);
     emu.task_ok("DELETE", &format!("/nodes/pve/qemu/{id}"), &[]);
 }
+
+/// One QMP command on the VM's socket (a test's own look inside QEMU).
+fn qmp(emu: &Emulator, id: u32, command: &str) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let path = emu
+        .data_dir()
+        .join("run")
+        .join("qemu-server")
+        .join(format!("{id}.qmp"));
+    let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut next = || loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v.get("event").is_none() {
+            return v;
+        }
+    };
+    next();
+    writeln!(w, r#"{{"execute":"qmp_capabilities"}}"#).unwrap();
+    next();
+    writeln!(w, r#"{{"execute":"{command}"}}"#).unwrap();
+    next()["return"].clone()
+}
+
+/// A disk allocated with `POST .../content` and added to a running VM's
+/// config is hot-plugged (a virtio-blk device with its serial, as
+/// qemu-server does); on a stopped VM, deleting it keeps the volume as
+/// `unused<n>`, and deleting that frees the volume.
+#[test]
+fn qemu_disks_are_allocated_and_hot_plugged() {
+    let d = tempfile::tempdir().unwrap();
+    let emu = builder(d.path()).start();
+    let id = vmid();
+    emu.task_ok(
+        "POST",
+        "/nodes/pve/qemu",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            "memory=128",
+            "-d",
+            "virtio0=local:0.0625",
+        ],
+    );
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/storage/local/content",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            &format!("filename=vm-{id}-lxcri-test"),
+            "-d",
+            "size=16M",
+        ],
+    );
+    assert_eq!(c, 200, "{v}");
+    let volid = v["data"].as_str().unwrap().to_string();
+    assert_eq!(volid, format!("local:{id}/vm-{id}-lxcri-test.raw"));
+    let (c, v) = emu.call(
+        "POST",
+        "/nodes/pve/storage/local/content",
+        &[
+            "-d",
+            &format!("vmid={id}"),
+            "-d",
+            "filename=vm-1-other",
+            "-d",
+            "size=16M",
+        ],
+    );
+    assert_eq!(c, 500, "another VM's name: {v}");
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/start"), &[]);
+    let (c, v) = emu.call(
+        "PUT",
+        &format!("/nodes/pve/qemu/{id}/config"),
+        &[
+            "--data-urlencode",
+            &format!("virtio1={volid},serial=lxcri-virtio1"),
+        ],
+    );
+    assert_eq!(c, 200, "{v}");
+    let blocks = qmp(&emu, id, "query-block");
+    let plugged = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["qdev"].as_str().is_some_and(|q| q.contains("virtio1")))
+        .unwrap_or_else(|| panic!("no virtio1 in {blocks}"));
+    assert!(
+        plugged["inserted"]["file"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("vm-{id}-lxcri-test.raw")),
+        "{plugged}"
+    );
+    // Replacing a disk of a running VM is refused.
+    let (c, _) = emu.call(
+        "PUT",
+        &format!("/nodes/pve/qemu/{id}/config"),
+        &["--data-urlencode", &format!("virtio1={volid}")],
+    );
+    assert_eq!(c, 500);
+    // (Unplugging needs a guest that lets the device go: tests/cri_vm.rs in the runtime.)
+    emu.task_ok("POST", &format!("/nodes/pve/qemu/{id}/status/stop"), &[]);
+    let (c, v) = emu.call(
+        "PUT",
+        &format!("/nodes/pve/qemu/{id}/config"),
+        &["-d", "delete=virtio1"],
+    );
+    assert_eq!(c, 200, "{v}");
+    let (_, v) = emu.call("GET", &format!("/nodes/pve/qemu/{id}/config"), &[]);
+    assert_eq!(v["data"]["unused0"], volid.as_str(), "{v}");
+    assert!(v["data"].get("virtio1").is_none(), "{v}");
+    let (c, v) = emu.call(
+        "PUT",
+        &format!("/nodes/pve/qemu/{id}/config"),
+        &["-d", "delete=unused0"],
+    );
+    assert_eq!(c, 200, "{v}");
+    let (_, c) = emu.call(
+        "GET",
+        "/nodes/pve/storage/local/content",
+        &["-G", "-d", "content=images"],
+    );
+    assert!(
+        !c["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["volid"] == volid.as_str()),
+        "{c}"
+    );
+    emu.task_ok("DELETE", &format!("/nodes/pve/qemu/{id}"), &[]);
+}

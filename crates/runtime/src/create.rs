@@ -58,6 +58,10 @@ impl Runtime {
             Some(sb) if engine::pod_member::runs_inside(&sb) => {
                 Box::new(engine::pod_member::PodMemberEngine::for_sandbox(sb))
             }
+            // A container of a pod whose sandbox is a VM runs inside that VM.
+            Some(sb) if engine::vm_member::runs_inside(&sb) => {
+                Box::new(engine::vm_member::VmMemberEngine::for_sandbox(sb))
+            }
             _ => engine::for_backend(backend)?,
         };
         if !preserved.is_empty() && !engine.passes_fds() {

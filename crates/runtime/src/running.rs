@@ -84,7 +84,7 @@ impl Runtime {
             }
         }
         cfg.preserve_fds = opts.preserve_fds;
-        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+        if st.engine.in_vm() {
             if opts.preserve_fds > 0 || !sub_cgroups.is_empty() {
                 return Err(Error::Unsupported(
                     "exec --preserve-fds and --cgroup are not supported by the pve-vm engine \
@@ -92,19 +92,22 @@ impl Runtime {
                         .into(),
                 ));
             }
-            // The process runs in the guest, through its agent.
-            let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
+            // The process runs in the guest, through its agent (a pod
+            // member's: through the pod sandbox's monitor, in the member).
+            let (paths, member) = match &st.engine {
+                crate::engine::EngineRecord::VmMember(r) => (
+                    crate::exchange::Paths::new(&self.store.dir(&r.sandbox), &r.sandbox),
+                    Some(id.to_string()),
+                ),
+                _ => (crate::exchange::Paths::new(&self.store.dir(id), id), None),
+            };
             let pid_file = opts.pid_file.as_ref().map(|p| absolute(p));
-            return crate::engine::pve_vm::exec::exec(
-                &paths,
-                &st,
-                cfg,
-                opts,
-                |pid| match &pid_file {
+            return crate::engine::pve_vm::exec::exec(&paths, &st, cfg, opts, member, |pid| {
+                match &pid_file {
                     Some(p) => crate::state::write_replace(p, pid.to_string().as_bytes()),
                     None => Ok(()),
-                },
-            );
+                }
+            });
         }
         let mut relay = None;
         let console = match (cfg.terminal, &opts.console_socket) {
@@ -218,7 +221,7 @@ impl Runtime {
             .collect();
         // A VM's processes are in the guest; on the host there is only
         // our monitor (its cgroup is the caller's, not the container's).
-        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+        if st.engine.in_vm() {
             return Ok(pids);
         }
         pids.extend(Cgroup::of_pid(st.init.expect("live").pid).pids());
@@ -228,6 +231,13 @@ impl Runtime {
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "pause", &[Status::Running])?;
+        if let crate::engine::EngineRecord::VmMember(_) = st.engine {
+            return Err(Error::Unsupported(
+                "pause of one container of a pod in a VM (pve-vm): the VM is paused as a whole, \
+                 through the pod's sandbox"
+                    .into(),
+            ));
+        }
         if let crate::engine::EngineRecord::PveVm(_) = st.engine {
             let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
             return crate::engine::pve_vm::pause(self, &st, &paths, true);
@@ -238,6 +248,13 @@ impl Runtime {
     pub fn resume(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;
         let st = self.live(id, "resume", &[Status::Paused])?;
+        if let crate::engine::EngineRecord::VmMember(_) = st.engine {
+            return Err(Error::Unsupported(
+                "resume of one container of a pod in a VM (pve-vm): the VM is paused as a whole, \
+                 through the pod's sandbox"
+                    .into(),
+            ));
+        }
         if let crate::engine::EngineRecord::PveVm(_) = st.engine {
             let paths = crate::exchange::Paths::new(&self.store.dir(id), id);
             return crate::engine::pve_vm::pause(self, &st, &paths, false);
@@ -255,7 +272,7 @@ impl Runtime {
         )?;
         // A VM's limits are its options (update_limits below); its
         // monitor's cgroup is the caller's.
-        let in_vm = matches!(st.engine, crate::engine::EngineRecord::PveVm(_));
+        let in_vm = st.engine.in_vm();
         let cg = Cgroup::of_pid(st.init.expect("live").pid);
         let layout = CgroupLayout::detect()?;
         let settings = if in_vm {
@@ -307,7 +324,7 @@ impl Runtime {
         )?;
         // A VM's cgroups are the guest's: the host has none of its own to
         // report (the monitor's is the caller's).
-        if let crate::engine::EngineRecord::PveVm(_) = st.engine {
+        if st.engine.in_vm() {
             return Ok(json!({"type": "stats", "id": id, "data": {}}));
         }
         let pid = st.init.expect("live").pid;
@@ -333,7 +350,7 @@ impl Runtime {
         // Not a VM's: its monitor's cgroup is the caller's.
         let mem = st
             .init
-            .filter(|_| !matches!(st.engine, crate::engine::EngineRecord::PveVm(_)))
+            .filter(|_| !st.engine.in_vm())
             .and_then(|i| Cgroup::of_pid(i.pid).memory_dir());
         let oom_kills = || mem.as_deref().and_then(Cgroup::oom_kills).unwrap_or(0);
         let mut seen = oom_kills();

@@ -242,7 +242,7 @@ impl Runtime {
             let paths = Paths::new(&self.store.dir(id), id);
             // A VM's processes are in the guest; our monitor's cgroup is
             // the caller's (containerd's), never to be signalled whole.
-            let in_guest = matches!(st.engine, engine::EngineRecord::PveVm(_));
+            let in_guest = st.engine.in_vm();
             if all && !in_guest {
                 for pid in Cgroup::of_pid(init.pid).pids() {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
@@ -324,9 +324,7 @@ impl Runtime {
             if let Some(init) = st.init {
                 exchange::signal_init(&paths, &init, Signal::SIGKILL)?;
                 // (A VM's monitor is in the caller's cgroup, never frozen.)
-                if st.status == Status::Paused
-                    && !matches!(st.engine, engine::EngineRecord::PveVm(_))
-                {
+                if st.status == Status::Paused && !st.engine.in_vm() {
                     let _ = Cgroup::of_pid(init.pid).thaw();
                 }
             } else {

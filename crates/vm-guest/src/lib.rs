@@ -12,6 +12,11 @@
 //!    env exactly as the lxc engines' init does it), relay its stdio and
 //!    signals, report its Exit, and power the VM off.
 //!
+//! In a pod's VM (the sandbox), the runtime adds the pod's other containers
+//! with a `Member` frame on a stream of their own (see `member.rs`): each
+//! on a disk hot-plugged through the Proxmox API, in mount and pid
+//! namespaces of its own, started on `Start`, relayed like an exec.
+//!
 //! The kernel's own messages go to the second serial port (`console=ttyS1`),
 //! never into the protocol.
 use std::ffi::CString;
@@ -33,6 +38,7 @@ use proxmox_lxcri_lxc::init::{self, prepare, process};
 
 pub use agent_proto::CMDLINE_FLAG;
 
+mod member;
 mod net;
 
 /// The modules to load, one path a line in load order (written by the
@@ -283,7 +289,7 @@ impl Agent {
         cfg: &ContainerConfig,
         sigfd: &SignalFd,
     ) -> Result<ExitStatus, (i32, String)> {
-        let main = spawn(p, &cfg.rlimits)?;
+        let main = spawn(Target::Prepared(p), &cfg.rlimits)?;
         self.send(Body::Started).map_err(|e| (1, e))?;
         let mut procs = std::collections::BTreeMap::new();
         procs.insert(0u32, main);
@@ -321,6 +327,9 @@ impl Agent {
                 let st = p.status.expect("ended");
                 if s == 0 {
                     return st;
+                }
+                if let Some(m) = &p.mount {
+                    member::unmount(m);
                 }
                 self.send_on(s, Body::Exit { status: st });
             }
@@ -392,10 +401,55 @@ impl Agent {
     ) {
         let s = f.stream;
         match f.body {
-            Body::Exec { process } if s != 0 && !procs.contains_key(&s) => {
+            // One more process in a container of the pod: in its mount and
+            // pid namespaces, prepared there (its executable is its own).
+            Body::Exec {
+                process,
+                member: Some(id),
+            } if s != 0 && !procs.contains_key(&s) => {
+                let target = procs
+                    .values()
+                    .find(|p| {
+                        p.member.as_ref().is_some_and(|(m, _)| *m == id)
+                            && p.status.is_none()
+                            && p.gate.is_none()
+                    })
+                    .map(|p| (p.pid, p.member.clone().expect("found").1));
+                let r = match target {
+                    None => Err((126, format!("container {id} does not run in this pod's VM"))),
+                    Some((pid, rlimits)) => {
+                        member::enter(pid)
+                            .map_err(|e| (126, e))
+                            .and_then(|(pid_ns, mnt_ns)| {
+                                spawn(
+                                    Target::Member {
+                                        pid_ns,
+                                        mnt_ns,
+                                        process,
+                                    },
+                                    &rlimits,
+                                )
+                            })
+                    }
+                };
+                match r {
+                    Ok(p) => {
+                        procs.insert(s, p);
+                        self.send_on(s, Body::Started);
+                    }
+                    Err((c, msg)) => {
+                        self.send_on(s, Body::Error { message: msg });
+                        self.send_on(s, Body::Exit { status: code(c) });
+                    }
+                }
+            }
+            Body::Exec {
+                process,
+                member: None,
+            } if s != 0 && !procs.contains_key(&s) => {
                 match init::prepare_process(*process)
                     .map_err(|e| (126, e.to_string()))
-                    .and_then(|p| spawn(&p, &cfg.rlimits))
+                    .and_then(|p| spawn(Target::Prepared(&p), &cfg.rlimits))
                 {
                     Ok(p) => {
                         procs.insert(s, p);
@@ -407,15 +461,30 @@ impl Agent {
                     }
                 }
             }
-            // A pod's containers in one VM need their files in the guest
-            // first (a shared directory): refused by name until then.
-            Body::Member { member } if s != 0 => {
-                let message = format!(
-                    "container {}: a pod's containers cannot run in a VM yet (pve-vm runs \
-                     each container as its own VM; pods are one CT on pve-lxc)",
-                    member.id
-                );
-                self.send_on(s, Body::Error { message });
+            // One more container of the pod: its disk (hot-plugged by the
+            // runtime) mounted, its mount and pid namespaces made, its
+            // process prepared and waiting for Start on this stream.
+            Body::Member { member } if s != 0 && !procs.contains_key(&s) => {
+                match member::prepare(&member) {
+                    Ok(p) => {
+                        procs.insert(s, p);
+                        self.send_on(s, Body::Ready);
+                    }
+                    Err(message) => {
+                        klog(&format!("member {}: {message}", member.id));
+                        self.send_on(s, Body::Error { message });
+                        self.send_on(s, Body::Exit { status: code(1) });
+                    }
+                }
+            }
+            Body::Start if s != 0 => {
+                if let Some(p) = procs.get_mut(&s) {
+                    match member::release(p) {
+                        Ok(()) => self.send_on(s, Body::Started),
+                        // The child exits with the code: Exit follows.
+                        Err(message) => self.send_on(s, Body::Error { message }),
+                    }
+                }
             }
             Body::Stdin { data } => {
                 if let Some(p) = procs.get_mut(&s) {
@@ -465,17 +534,39 @@ struct Proc {
     ended_at: Option<Instant>,
     /// outs[0] is a pty's master (process.terminal).
     pty: bool,
+    /// A pod member waiting for Start: the byte that releases it, and
+    /// the pipe on which its exec failure comes.
+    gate: Option<(File, File)>,
+    /// A pod member's disk, mounted by the agent (unmounted at its end).
+    mount: Option<std::path::PathBuf>,
+    /// A pod member: its container id and rlimits (for its execs).
+    member: Option<(String, Vec<agent_proto::Rlimit>)>,
+}
+
+/// How a forked child becomes its process: prepared by the agent, or in a
+/// pod member's namespaces (entered, then prepared there).
+enum Target<'a> {
+    Prepared(&'a init::Prepared),
+    Member {
+        pid_ns: File,
+        mnt_ns: File,
+        process: Box<agent_proto::InitConfig>,
+    },
 }
 
 /// Fork and exec a prepared process with pipes for its stdio (the lxc
 /// init's exec_user: user, groups, caps, seccomp, cwd, env), plus the
 /// rlimits. Err: it could not start (exit code, message).
-fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i32, String)> {
+fn spawn(t: Target, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i32, String)> {
     let fail = |e: nix::Error, what: &str| (1, format!("{what}: {e}"));
+    let terminal = match &t {
+        Target::Prepared(p) => p.cfg.terminal,
+        Target::Member { process, .. } => process.terminal,
+    };
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     // process.terminal: a pty of the guest's devpts (its slave becomes the
     // controlling terminal in exec_user); the master is relayed as stdout.
-    let (in_r, in_w, out_r, out_w, err_r, err_w) = if p.cfg.terminal {
+    let (in_r, in_w, out_r, out_w, err_r, err_w) = if terminal {
         let (master, slave) = proxmox_lxcri_lxc::pty::open_pty().map_err(|e| (1, e))?;
         let dup = |f: &OwnedFd| f.try_clone().map_err(|e| (1, format!("dup: {e}")));
         (
@@ -493,11 +584,42 @@ fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i
         (in_r, in_w, out_r, out_w, Some(err_r), err_w)
     };
     let (x_r, x_w) = pipe2(cloexec).map_err(|e| fail(e, "pipe"))?;
+    // A member's process: our next child in its pid namespace (ours set
+    // back right after the fork, in the parent).
+    let own_pid_ns = match &t {
+        Target::Member { pid_ns, .. } => {
+            let ours = File::open("/proc/self/ns/pid")
+                .map_err(|e| (1, format!("/proc/self/ns/pid: {e}")))?;
+            nix::sched::setns(pid_ns, nix::sched::CloneFlags::CLONE_NEWPID)
+                .map_err(|e| fail(e, "entering the container's pid namespace"))?;
+            Some(ours)
+        }
+        Target::Prepared(_) => None,
+    };
     // SAFETY: single-threaded.
-    let child = match unsafe { fork() }.map_err(|e| fail(e, "fork"))? {
+    let forked = unsafe { fork() };
+    if let (Some(ours), Ok(ForkResult::Parent { .. }) | Err(_)) = (&own_pid_ns, &forked) {
+        nix::sched::setns(ours, nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| fail(e, "setns(pid)"))?;
+    }
+    let child = match forked.map_err(|e| fail(e, "fork"))? {
         ForkResult::Child => {
             drop(x_r);
             let res = (|| {
+                let owned;
+                let p = match &t {
+                    Target::Prepared(p) => *p,
+                    Target::Member {
+                        mnt_ns, process, ..
+                    } => {
+                        nix::sched::setns(mnt_ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                            .map_err(|e| (1u8, format!("entering the container's mounts: {e}")))?;
+                        nix::unistd::chdir("/").map_err(|e| (1u8, format!("chdir /: {e}")))?;
+                        owned = init::prepare_process((**process).clone())
+                            .map_err(|e| (126u8, e.to_string()))?;
+                        &owned
+                    }
+                };
                 for (fd, to) in [(&in_r, 0), (&out_w, 1), (&err_w, 2)] {
                     nix::unistd::dup2(fd.as_raw_fd(), to)
                         .map_err(|e| (1u8, format!("dup2: {e}")))?;
@@ -534,7 +656,10 @@ fn spawn(p: &init::Prepared, rlimits: &[agent_proto::Rlimit]) -> Result<Proc, (i
         outs: [Some(File::from(out_r)), err_r.map(File::from)],
         status: None,
         ended_at: None,
-        pty: p.cfg.terminal,
+        pty: terminal,
+        gate: None,
+        mount: None,
+        member: None,
     })
 }
 

@@ -84,15 +84,32 @@ fn setup(spec: &MemberSpec, dir: &Path) -> Result<(), String> {
         }
     }
     let rootfs = dir.join(MEMBER_ROOTFS);
+    let root = mount_root(spec, &rootfs)?;
+    // The init's files, where the init looks for them.
+    let exch = dir.join(MEMBER_EXCHANGE);
+    bind_into(&root, &exch, EXCHANGE_DIR, true, false)?;
+    bind_into(&root, Path::new(INIT_PATH), INIT_PATH, false, true)?;
+    pivot(&rootfs)?;
+    for (name, soft, hard) in &spec.rlimits {
+        set_rlimit(name, *soft, *hard)?;
+    }
+    Ok(())
+}
+
+/// The member's rootfs at `rootfs` (bound on itself, in a mount namespace
+/// of the member's own) with the spec's mounts in order and runc's default
+/// devices; the root, opened. The caller then pivots into it ([`pivot`]).
+/// Shared by a CT's pod agent and a VM's.
+pub fn mount_root(spec: &MemberSpec, rootfs: &Path) -> Result<File, String> {
     mount(
-        Some(&rootfs),
-        &rootfs,
+        Some(rootfs),
+        rootfs,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
     .map_err(|e| format!("binding the rootfs {}: {e}", rootfs.display()))?;
-    let root = File::open(&rootfs).map_err(|e| format!("opening the rootfs: {e}"))?;
+    let root = File::open(rootfs).map_err(|e| format!("opening the rootfs: {e}"))?;
     let mut dev_is_tmpfs = false;
     for (i, m) in spec.mounts.iter().enumerate() {
         mount_one(&root, m).map_err(|e| format!("mounts[{i}] {}: {e}", m.destination))?;
@@ -108,15 +125,7 @@ fn setup(spec: &MemberSpec, dir: &Path) -> Result<(), String> {
         );
     }
     default_devices(&root)?;
-    // The init's files, where the init looks for them.
-    let exch = dir.join(MEMBER_EXCHANGE);
-    bind_into(&root, &exch, EXCHANGE_DIR, true, false)?;
-    bind_into(&root, Path::new(INIT_PATH), INIT_PATH, false, true)?;
-    pivot(&rootfs)?;
-    for (name, soft, hard) in &spec.rlimits {
-        set_rlimit(name, *soft, *hard)?;
-    }
-    Ok(())
+    Ok(root)
 }
 
 fn exec_init() -> String {
@@ -464,14 +473,16 @@ fn default_devices(root: &File) -> Result<(), String> {
     Ok(())
 }
 
-fn pivot(rootfs: &Path) -> Result<(), String> {
+/// Make `rootfs` (a mount point) the root: pivot_root, the old root detached.
+pub fn pivot(rootfs: &Path) -> Result<(), String> {
     nix::unistd::chdir(rootfs).map_err(|e| format!("chdir rootfs: {e}"))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
 }
 
-fn set_rlimit(name: &str, soft: u64, hard: u64) -> Result<(), String> {
+/// One of process.rlimits by its OCI name.
+pub fn set_rlimit(name: &str, soft: u64, hard: u64) -> Result<(), String> {
     use nix::sys::resource::{setrlimit, Resource};
     let r = match name {
         "RLIMIT_AS" => Resource::RLIMIT_AS,

@@ -183,11 +183,38 @@ impl Cri {
         let network = "pods".to_string();
         let config = d.join("lxcri.toml");
         // With LXCRI_TEST_ENGINE=pve-lxc: a pve-emulator, and the runtime's config pointing at it.
+        let on_vm = super::emulator::engine() == "pve-vm";
         let pve = super::emulator::on_pve().then(|| {
             use super::emulator::RuntimeConfig;
             let emu = super::emulator::start(&d);
             emu.write_config(&config, "pve-lxc");
             emu
+        });
+        // With LXCRI_TEST_ENGINE=pve-vm: pods as VMs (root@pam: a VM's `args` are root's).
+        let pve = pve.or_else(|| {
+            on_vm.then(|| {
+                use super::emulator::RuntimeConfig;
+                let emu = super::emulator::builder(&d)
+                    .root_password("vm-secret")
+                    .start();
+                emu.write_config_root_pam(&config);
+                let text = fs::read_to_string(&config)
+                    .unwrap()
+                    .replace(
+                        "default_backend = \"pve-lxc\"",
+                        "default_backend = \"pve-vm\"",
+                    )
+                    .replacen(
+                        "[pve]\n",
+                        &format!(
+                            "[pve]\nqemu_run_dir = \"{}\"\nvm_boot_timeout_secs = 120\n",
+                            emu.data_dir().join("run").join("qemu-server").display()
+                        ),
+                        1,
+                    );
+                fs::write(&config, text).unwrap();
+                emu
+            })
         });
         let pve_toml = fs::read_to_string(&config).unwrap_or_default();
         fs::write(

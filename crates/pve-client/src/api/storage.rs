@@ -42,6 +42,41 @@ impl Client {
         self.get(&path, &params)
     }
 
+    /// `POST /nodes/{node}/storage/{storage}/content`: allocate a raw disk
+    /// image `filename` (`vm-<vmid>-disk-<n>`) of `size` (`512M`, `2G`)
+    /// owned by VM `vmid` (`pvesm alloc`); its volume id.
+    pub fn volume_alloc(
+        &self,
+        node: &str,
+        storage: &str,
+        vmid: u32,
+        filename: &str,
+        size: &str,
+    ) -> Result<String> {
+        let path = format!(
+            "/nodes/{}/storage/{}/content",
+            seg("node", node)?,
+            seg("storage", storage)?
+        );
+        let params = Params::new()
+            .int("vmid", vmid)
+            .set("filename", filename)
+            .set("size", size)
+            .set("format", "raw");
+        self.send(Method::Post, &path, &params)
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}`; its task.
+    pub fn volume_delete(&self, node: &str, storage: &str, volid: &str) -> Result<Upid> {
+        let path = format!(
+            "/nodes/{}/storage/{}/content/{}",
+            seg("node", node)?,
+            seg("storage", storage)?,
+            seg("volume", volid)?
+        );
+        self.send(Method::Delete, &path, &Params::new())
+    }
+
     /// `GET /nodes/{node}/storage/{storage}/content/{volume}`: where the
     /// volume is on the node (`path`), its size and format.
     pub fn volume_info(&self, node: &str, storage: &str, volid: &str) -> Result<VolumeInfo> {

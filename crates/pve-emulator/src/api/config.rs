@@ -103,7 +103,7 @@ pub(super) fn put(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
         }
     }
     check_lock(&conf.main, flag(p, "skiplock"))?;
-    let deletes: Vec<String> = p
+    let mut deletes: Vec<String> = p
         .get("delete")
         .map(|d| {
             d.split([',', ';', ' '])
@@ -112,6 +112,23 @@ pub(super) fn put(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
                 .collect()
         })
         .unwrap_or_default();
+    // A VM's disks: allocated, hot-plugged and unplugged as qemu-server
+    // does on a running VM (before anything else is written).
+    let mut sets: Vec<(String, String)> = vec![];
+    if kind == Kind::Qemu {
+        if let Some(d) = deletes.iter().find(|d| p.contains_key(*d)) {
+            return Err(ApiError::param(
+                "delete",
+                format!("cannot set and delete '{d}' at the same time"),
+            ));
+        }
+        sets = p
+            .iter()
+            .filter(|(k, _)| super::qemu::is_disk_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        super::qemu::put_disks(app, id, &mut conf.main, &mut sets, &mut deletes)?;
+    }
     for d in &deletes {
         if p.contains_key(d) {
             return Err(ApiError::param(
@@ -167,6 +184,8 @@ pub(super) fn put(app: &App, ctx: &Ctx, p: &P, kind: Kind) -> R {
         }
         let v = if kind == Kind::Lxc && k.starts_with("net") {
             with_hwaddr(v)
+        } else if let Some((_, nv)) = sets.iter().find(|(sk, _)| sk == k) {
+            nv.clone()
         } else {
             v.clone()
         };

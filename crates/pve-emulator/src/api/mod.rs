@@ -157,6 +157,7 @@ static ROUTES: &[(&str, &str, Handler)] = &[
     ("GET", "/nodes/{node}/storage/{storage}/status", |a, _, p| storage::status(a, p)),
     ("GET", "/nodes/{node}/storage/{storage}/rrddata", |a, _, p| rrddata::storage(a, p)),
     ("GET", "/nodes/{node}/storage/{storage}/content", |a, _, p| storage::content(a, p)),
+    ("POST", "/nodes/{node}/storage/{storage}/content", storage::alloc),
     ("GET", "/nodes/{node}/storage/{storage}/content/{volume}", |a, _, p| storage::volume_info(a, p)),
     ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", storage::volume_delete),
     ("POST", "/nodes/{node}/storage/{storage}/upload", storage::upload),

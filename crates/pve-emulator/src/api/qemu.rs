@@ -16,12 +16,12 @@ use crate::store::{Conf, Kind, Section};
 
 /// The VMs' QEMU; KVM only when asked (`PVE_EMULATOR_QEMU_KVM=1`): nested
 /// KVM hangs where this is tested, so TCG is the default.
-fn qemu(app: &App) -> crate::qemu::Qemu {
+pub(super) fn qemu(app: &App) -> crate::qemu::Qemu {
     let kvm = std::env::var("PVE_EMULATOR_QEMU_KVM").is_ok_and(|v| v == "1");
     crate::qemu::Qemu::new(&app.data_dir, kvm)
 }
 
-fn running(app: &App, id: u32) -> bool {
+pub(super) fn running(app: &App, id: u32) -> bool {
     qemu(app).pid(id).is_some()
 }
 
@@ -396,7 +396,7 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
                     let Some((sid, name)) = storage::split_volid(vol) else {
                         continue;
                     };
-                    if !name.starts_with(&format!("{id}/vm-{id}-disk-")) {
+                    if !name.starts_with(&format!("{id}/vm-{id}-")) {
                         continue;
                     }
                     if let Some(s) = app2.storages.iter().find(|s| s.id == sid) {
@@ -411,4 +411,143 @@ pub(super) fn delete(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         )
         .map_err(|e| internal(format!("starting task: {e}")))?;
     ok(json!(upid))
+}
+
+/// A disk key of a VM config (`virtio3`, `scsi0`, `sata1`, `ide2`).
+pub(super) fn is_disk_key(k: &str) -> bool {
+    let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+    base.len() < k.len() && matches!(base, "scsi" | "virtio" | "ide" | "sata")
+}
+
+/// `PUT .../qemu/{vmid}/config` for disks, as qemu-server applies it:
+/// `STORAGE:SIZE` allocates a volume; on a running VM a new `virtio<n>` is
+/// hot-plugged at once (`serial=` becomes the device's serial), a deleted
+/// disk is unplugged first; a deleted disk's volume stays as `unused<n>`,
+/// and deleting an `unused<n>` frees the VM's own volume. Changes `conf`;
+/// the caller writes it.
+pub(super) fn put_disks(
+    app: &App,
+    id: u32,
+    conf: &mut Section,
+    sets: &mut [(String, String)],
+    deletes: &mut Vec<String>,
+) -> Result<(), crate::error::ApiError> {
+    let is_running = running(app, id);
+    let q = qemu(app);
+    let own = |name: &str| name.starts_with(&format!("{id}/vm-{id}-"));
+    // Deleted disks: unplugged, their volume kept as unused<n>.
+    let mut kept = vec![];
+    for d in deletes.iter() {
+        if is_disk_key(d) {
+            let Some(v) = conf.keys.get(d).cloned() else {
+                continue;
+            };
+            if is_running {
+                q.unplug_disk(id, d)
+                    .map_err(|e| internal(format!("{e:#}")))?;
+            }
+            conf.keys.remove(d);
+            let vol = v
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("file=");
+            if storage::split_volid(vol).is_some() && !v.contains("media=cdrom") {
+                let n = (0..256)
+                    .find(|n| !conf.keys.contains_key(&format!("unused{n}")))
+                    .unwrap_or(255);
+                conf.keys.insert(format!("unused{n}"), vol.to_string());
+            }
+        } else if d.starts_with("unused") {
+            if let Some(v) = conf.keys.remove(d) {
+                if let Some((sid, name)) = storage::split_volid(&v) {
+                    if own(name) {
+                        if let Some(s) = app.storages.iter().find(|s| s.id == sid) {
+                            s.free(name).map_err(|e| internal(format!("{e:#}")))?;
+                        }
+                    }
+                }
+            }
+        } else {
+            continue;
+        }
+        kept.push(d.clone());
+    }
+    deletes.retain(|d| !kept.contains(d));
+    // New disks: allocated (STORAGE:SIZE), hot-plugged when it runs.
+    let mut allocated: Vec<(Storage, String)> = vec![];
+    let undo = |a: &[(Storage, String)]| {
+        for (s, n) in a {
+            let _ = s.free(n);
+        }
+    };
+    for (k, v) in sets.iter_mut() {
+        if !is_disk_key(k) {
+            continue;
+        }
+        let first = v.split(',').next().unwrap_or("").to_string();
+        if let Some((sid, size)) = storage::split_volid(&first) {
+            if let Some(sz) = parse_size(size) {
+                let st = find_storage(app, sid).inspect_err(|_| undo(&allocated))?;
+                let name = st.alloc_vm_disk(id, sz).map_err(|e| {
+                    undo(&allocated);
+                    internal(format!("unable to create VM disk: {e:#}"))
+                })?;
+                allocated.push((st, name.clone()));
+                let rest: Vec<&str> = v.split(',').skip(1).collect();
+                let mut nv = format!("{sid}:{name},size={sz}G");
+                for r in rest {
+                    nv.push(',');
+                    nv.push_str(r);
+                }
+                *v = nv;
+            }
+        }
+        if !is_running {
+            continue;
+        }
+        if conf.keys.contains_key(k.as_str()) {
+            undo(&allocated);
+            return Err(internal(format!(
+                "{k}: replacing a disk of a running VM is not supported by the emulator; delete it first"
+            )));
+        }
+        let m = crate::propstr::parse(v, Some("file")).map_err(|e| {
+            undo(&allocated);
+            crate::error::ApiError::param(k, e.to_string())
+        })?;
+        let vol = m.get("file").cloned().unwrap_or_default();
+        let serial = m.get("serial").cloned();
+        if let Some(s) = &serial {
+            if s.is_empty()
+                || s.len() > 20
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                undo(&allocated);
+                return Err(crate::error::ApiError::param(
+                    k,
+                    format!("serial {s:?}: at most 20 of [-_a-zA-Z0-9]"),
+                ));
+            }
+        }
+        let path = storage::split_volid(&vol)
+            .and_then(|(sid, name)| {
+                app.storages
+                    .iter()
+                    .find(|s| s.id == sid)
+                    .and_then(|s| s.path(name).ok())
+            })
+            .filter(|p| p.exists())
+            .ok_or_else(|| {
+                undo(&allocated);
+                internal(format!("{k}: volume '{vol}' does not exist"))
+            })?;
+        if let Err(e) = q.hotplug_disk(id, k, &path, serial.as_deref()) {
+            undo(&allocated);
+            return Err(internal(format!("{e:#}")));
+        }
+    }
+    Ok(())
 }

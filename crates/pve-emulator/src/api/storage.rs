@@ -206,3 +206,35 @@ pub(super) fn upload(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
         .map_err(|e| internal(format!("starting task: {e}")))?;
     ok(json!(upid))
 }
+
+/// POST /nodes/{node}/storage/{storage}/content: allocate a VM disk image
+/// (`pvesm alloc`); answers its volume id (synchronously, no task).
+pub(super) fn alloc(app: &Arc<App>, ctx: &Ctx, p: &P) -> R {
+    let _ = ctx;
+    let s = find_storage(app, &p["storage"])?;
+    let vmid: u32 = p["vmid"]
+        .parse()
+        .map_err(|_| ApiError::param("vmid", "not an integer"))?;
+    if let Some(f) = p.get("format").filter(|f| *f != "raw") {
+        return Err(ApiError::param(
+            "format",
+            format!("format '{f}' is not supported by the emulator (raw only)"),
+        ));
+    }
+    let size = &p["size"];
+    let (num, mult) = match size.strip_suffix('G') {
+        Some(n) => (n, 1u64 << 30),
+        None => match size.strip_suffix('M') {
+            Some(n) => (n, 1u64 << 20),
+            None => (size.as_str(), 1u64 << 10),
+        },
+    };
+    let bytes = num
+        .parse::<u64>()
+        .map_err(|_| ApiError::param("size", "size format error"))?
+        * mult;
+    let name = s
+        .alloc_named(vmid, &p["filename"], bytes)
+        .map_err(|e| internal(format!("{e:#}")))?;
+    ok(json!(format!("{}:{name}", s.id)))
+}

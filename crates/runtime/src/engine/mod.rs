@@ -32,6 +32,7 @@ pub mod lxc;
 pub mod pod_member;
 pub mod pve_lxc;
 pub mod pve_vm;
+pub mod vm_member;
 
 /// What an engine keeps in state.json (flattened: `"engine": "<name>"`
 /// plus the engine's own fields).
@@ -47,6 +48,9 @@ pub enum EngineRecord {
     /// A container inside a pod's CT (pve-lxc).
     #[serde(rename = "pve-lxc-pod-member")]
     PodMember(pod_member::PodMemberRecord),
+    /// A container inside a pod's VM (pve-vm), on a disk of its own.
+    #[serde(rename = "pve-vm-pod-member")]
+    VmMember(vm_member::VmMemberRecord),
 }
 
 impl EngineRecord {
@@ -56,18 +60,25 @@ impl EngineRecord {
     pub fn outlives_reboot(&self) -> bool {
         match self {
             EngineRecord::Lxc(r) => r.volume.is_some(),
-            EngineRecord::PveLxc(_) | EngineRecord::PveVm(_) => true,
+            // A VM member's disk is a Proxmox volume.
+            EngineRecord::PveLxc(_) | EngineRecord::PveVm(_) | EngineRecord::VmMember(_) => true,
             // Its mounts and cgroup go with a reboot; its directory with
             // the sandbox's.
             EngineRecord::PodMember(_) => false,
         }
     }
 
+    /// The container's processes run in a VM's guest: on the host there
+    /// is only our monitor, in the caller's cgroup.
+    pub fn in_vm(&self) -> bool {
+        matches!(self, EngineRecord::PveVm(_) | EngineRecord::VmMember(_))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             EngineRecord::Lxc(_) => Backend::Lxc.name(),
             EngineRecord::PveLxc(_) | EngineRecord::PodMember(_) => Backend::PveLxc.name(),
-            EngineRecord::PveVm(_) => Backend::PveVm.name(),
+            EngineRecord::PveVm(_) | EngineRecord::VmMember(_) => Backend::PveVm.name(),
         }
     }
 }
@@ -232,6 +243,7 @@ pub fn for_record(rec: &EngineRecord) -> Box<dyn Engine> {
         EngineRecord::PveLxc(_) => Box::new(pve_lxc::PveLxcEngine::default()),
         EngineRecord::PveVm(_) => Box::new(pve_vm::PveVmEngine::default()),
         EngineRecord::PodMember(_) => Box::new(pod_member::PodMemberEngine::default()),
+        EngineRecord::VmMember(_) => Box::new(vm_member::VmMemberEngine::default()),
     }
 }
 

@@ -557,6 +557,7 @@ impl Engine for PodMemberEngine {
                 mounts: self.mounts.clone(),
                 own_pid_ns: self.own_pid_ns,
                 rlimits: self.rlimits.clone(),
+                ..Default::default()
             },
         )?;
         Ok(monitor)

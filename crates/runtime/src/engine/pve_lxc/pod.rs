@@ -166,7 +166,7 @@ pub fn without_netns_path(spec: &Spec) -> Spec {
     s
 }
 
-fn netns_path(spec: &Spec) -> Option<PathBuf> {
+pub(crate) fn netns_path(spec: &Spec) -> Option<PathBuf> {
     spec.linux()
         .as_ref()?
         .namespaces()
@@ -178,7 +178,7 @@ fn netns_path(spec: &Spec) -> Option<PathBuf> {
 }
 
 /// The lease our CNI plugin took for the pod, on which configured network.
-fn cni_lease(
+pub(crate) fn cni_lease(
     rt: &Runtime,
     id: &str,
 ) -> Result<Option<(proxmox_lxcri_network::Network, proxmox_lxcri_network::Lease)>> {
@@ -236,13 +236,22 @@ pub fn plan_sandbox(rt: &Runtime, req: &Request, plan: &mut CtPlan) -> Result<Sa
         out.cni_host_ifname = Some(proxmox_lxcri_network::cni_host_ifname(&req.id, POD_IFNAME));
         out.lease = Some((net, lease));
     }
+    let (tags, desc) = pod_labels(rt, req)?;
+    plan.params = plan.params.clone().set("tags", tags);
+    plan.params = plan.params.clone().set("description", desc);
+    Ok(out)
+}
+
+/// The pod's guest in the Proxmox UI: its tags
+/// (`proxmox-lxcri;lxcri-<id>;k8s-<namespace>`) and description (ours
+/// first, which `gc` matches, then the pod's namespace, name and uid).
+pub(crate) fn pod_labels(rt: &Runtime, req: &Request) -> Result<(String, String)> {
     let ann = |k: &str| req.annotations.get(k).cloned().unwrap_or_default();
     let ns = ann(SANDBOX_NAMESPACE_ANNOTATION);
     let mut tags = vec![TAG.to_string(), id_tag(&req.id)];
     if !ns.is_empty() {
         tags.push(format!("k8s-{}", tag(&ns)));
     }
-    plan.params = plan.params.clone().set("tags", tags.join(";"));
     let cfg = rt.config.pve()?;
     // First line: ours (gc matches it); then the pod, one line each.
     let mut desc = description(&req.id, &rt.store.root, &cfg.node);
@@ -257,8 +266,7 @@ pub fn plan_sandbox(rt: &Runtime, req: &Request, plan: &mut CtPlan) -> Result<Sa
             desc.push_str(&format!("\nkubernetes pod {what}: {v}"));
         }
     }
-    plan.params = plan.params.clone().set("description", desc);
-    Ok(out)
+    Ok((tags.join(";"), desc))
 }
 
 /// Before the CT starts: the pod's exchange dir becomes a shared mount (so

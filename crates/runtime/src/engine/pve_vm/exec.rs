@@ -23,11 +23,16 @@ use super::monitor::SOCKET_EXEC;
 
 /// Run `process` in the guest; its exit status, or 0 once started with
 /// `detach` (the pid file then names our relay, which ends with it).
+///
+/// `member`: a container of a pod in its VM; `paths` are then the pod
+/// sandbox's (whose monitor holds the VM's serial port) and the process
+/// runs in that container's namespaces.
 pub fn exec(
     paths: &Paths,
     st: &ContainerState,
     process: InitConfig,
     opts: &ExecOptions,
+    member: Option<String>,
     pid_file: impl FnOnce(i32) -> Result<()>,
 ) -> Result<i32> {
     let fail = |reason: String| Error::Start {
@@ -58,6 +63,7 @@ pub fn exec(
         &mut conn,
         &Frame::main(Body::Exec {
             process: Box::new(process),
+            member,
         }),
     )
     .map_err(|e| fail(format!("sending the exec request: {e}")))?;

@@ -30,6 +30,7 @@ use proxmox_lxcri_lxc::config::{translate_excluding, TranslateContext, Translati
 use pve_client::{Client, Params, Upid};
 use serde::{Deserialize, Serialize};
 
+use super::pve_lxc::pod;
 use super::pve_lxc::{
     api, client, description, description_id, id_tag, port_security, wait, Guest, PveRecord,
     NET_ANNOTATION_PREFIX, TAG,
@@ -48,6 +49,9 @@ pub mod initramfs;
 mod monitor;
 
 pub use gc::OrphanVms;
+pub(crate) use monitor::{
+    spawn as spawn_monitor, Args as MonitorArgs, FILE_MONITOR_ERROR, SOCKET_EXEC,
+};
 
 /// The guest kernel's command line: its messages on the second serial
 /// port (never in the protocol on the first), no reboot loop on a panic.
@@ -93,6 +97,11 @@ struct VmPlan {
 #[derive(Default)]
 pub struct PveVmEngine {
     plan: Option<VmPlan>,
+    /// A pod sandbox: the CNI plugin's host veth, removed once the VM
+    /// holds the pod's address.
+    cni_host_ifname: Option<String>,
+    /// A pod sandbox: its network and CNI lease (net0), for port security.
+    cni_lease: Option<(proxmox_lxcri_network::Network, proxmox_lxcri_network::Lease)>,
     start_task: Option<(u32, Upid)>,
     last_check: Option<Instant>,
 }
@@ -513,7 +522,7 @@ fn limits(
 }
 
 /// Bytes the rootfs takes (apparent sizes, plus a block per inode).
-fn tree_size(dir: &Path) -> u64 {
+pub(crate) fn tree_size(dir: &Path) -> u64 {
     let mut total = 0u64;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -631,9 +640,9 @@ fn disk_path(client: &Client, node: &str, vmid: u32) -> Result<PathBuf> {
 }
 
 /// The bundle's rootfs as an ext4 file system on the VM's disk.
-fn fill_disk(rootfs: &Path, disk: &Path) -> Result<()> {
+fn fill_disk(rootfs: &Path, disk: &Path, label: &str) -> Result<()> {
     let o = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "lxcri-root", "-d"])
+        .args(["-q", "-F", "-L", label, "-d"])
         .arg(rootfs)
         .arg(disk)
         .output()
@@ -684,7 +693,7 @@ impl PveVmEngine {
             |_| {},
         )?;
         let disk = disk_path(client, &cfg.node, vmid)?;
-        fill_disk(rootfs, &disk)?;
+        fill_disk(rootfs, &disk, "lxcri-root")?;
         Ok(vmid)
     }
 
@@ -697,7 +706,19 @@ impl Engine for PveVmEngine {
     fn plan(&mut self, rt: &Runtime, req: &Request) -> Result<()> {
         client(rt)?;
         let cfg = rt.config.pve()?;
-        let container = check_spec(&req.spec)?;
+        // A CRI pod's sandbox: the pod's VM (its containers run inside,
+        // see engine::vm_member), sized for the pod, with no bind mounts
+        // (containerd's sandbox files are for the pod's containers) and
+        // its own network namespace (the pod's lease on net0).
+        let is_sandbox = pod::is_sandbox(&req.annotations);
+        let pod_spec;
+        let spec = if is_sandbox {
+            pod_spec = pod::sandbox_spec(&req.spec, &req.annotations)?;
+            &pod_spec
+        } else {
+            &req.spec
+        };
+        let container = check_spec(spec)?;
         let kernel = initramfs::find_kernel(cfg.vm_kernel.as_deref())?;
         let root = &rt.store.root;
         let node = &cfg.node;
@@ -709,18 +730,46 @@ impl Engine for PveVmEngine {
             .set("serial0", "socket")
             .set("serial1", "socket");
         let mut container = container;
-        let (networks, fixed_ip) = plan_networks(rt, &req.spec, &req.annotations)?;
-        if networks.is_empty() {
-            if let Some((net0, nic)) = net0(&req.spec, &req.annotations, cfg)? {
-                params = params.set("net0", net0);
-                container.network = vec![nic];
+        let (mut networks, mut fixed_ip) = (vec![], None);
+        if is_sandbox {
+            let (tags, desc) = pod::pod_labels(rt, req)?;
+            params = params.set("tags", tags).set("description", desc);
+        }
+        if is_sandbox && pod::netns_path(&req.spec).is_some() {
+            // containerd made the pod's network with our CNI plugin: its
+            // lease (address, MAC, bridge) is the VM's net0.
+            let (net, lease) = pod::cni_lease(rt, &req.id)?.ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "pod sandbox {}: containerd made the pod's network with a CNI plugin other \
+                     than proxmox-lxcri-cni (no lease for {}/eth0 on a configured network); on \
+                     pve-vm the pod's network is its VM's net0, whose address comes from \
+                     proxmox-lxcri-cni (docs/kubernetes.md)",
+                    req.id, req.id
+                ))
+            })?;
+            if net.isolated {
+                return Err(unsupported(format!(
+                    "network {:?} is isolated, which is not enforced for VMs yet; drop isolated \
+                     on it for VM pods, or use the pve-lxc engine",
+                    lease.network
+                )));
+            }
+            let (conf, nic) = leased_nic(0, &net, &lease, true)?;
+            params = params.set("net0", conf);
+            container.network = vec![nic];
+            // Secured as a configured network's, once the VM exists.
+            self.cni_lease = Some((net, lease));
+            self.cni_host_ifname = Some(proxmox_lxcri_network::cni_host_ifname(&req.id, "eth0"));
+        } else {
+            (networks, fixed_ip) = plan_networks(rt, spec, &req.annotations)?;
+            if networks.is_empty() {
+                if let Some((net0, nic)) = net0(spec, &req.annotations, cfg)? {
+                    params = params.set("net0", net0);
+                    container.network = vec![nic];
+                }
             }
         }
-        let res = req
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().clone());
+        let res = spec.linux().as_ref().and_then(|l| l.resources().clone());
         params = limits(res.as_ref(), cfg, params)?;
         self.plan = Some(VmPlan {
             params,
@@ -794,7 +843,18 @@ impl Engine for PveVmEngine {
             initrd.display()
         );
         let vmid = self.make_vm(cx, &req.rootfs, args)?;
+        if let Some(l) = self.cni_lease.clone() {
+            leases.push(l);
+        }
         port_security(rt, Guest::Vm, vmid, &leases)?;
+        // The pod's address is the VM's now: the CNI plugin's veth goes
+        // (its netns stays, empty: a VM cannot live in it).
+        if let Some(host) = &self.cni_host_ifname {
+            if proxmox_lxcri_network::bridge::exists(host) {
+                proxmox_lxcri_network::bridge::ip(&["link", "del", host])
+                    .map_err(|e| Error::Guest(format!("removing the CNI interface {host}: {e}")))?;
+            }
+        }
         Ok(())
     }
 
@@ -813,6 +873,7 @@ impl Engine for PveVmEngine {
             container: plan.container.clone(),
             boot_timeout: Duration::from_secs(cfg.vm_boot_timeout_secs),
             terminal: plan.container.init.terminal,
+            member: None,
         };
         let (mon, gate) = monitor::spawn(args, stdio.map(|f| f.as_raw_fd()))?;
         if let Err(e) = cx.record_monitor(mon) {

@@ -49,6 +49,11 @@ pub(crate) struct Args {
     /// process.terminal: hand create a pty master (for --console-socket)
     /// and relay its slave.
     pub terminal: bool,
+    /// A container of a pod in the pod's VM: `serial` is then the
+    /// sandbox monitor's exec socket, through which this member reaches
+    /// the guest's agent on a stream of its own (Member, Start, stdio,
+    /// Exit), and there is no console of its own.
+    pub member: Option<proxmox_lxcri_agent_proto::pod::MemberSpec>,
 }
 
 /// Fork the monitor, held at a gate until recorded.
@@ -135,7 +140,9 @@ impl Monitor {
             Err(e) => return self.give_up(&format!("opening the ready FIFO: {e}")),
         };
         let deadline = Instant::now() + self.a.boot_timeout;
-        self.copy_console(deadline);
+        if self.a.member.is_none() {
+            self.copy_console(deadline);
+        }
         let mut port = match self.connect(deadline) {
             Ok(p) => p,
             Err(e) => {
@@ -143,8 +150,26 @@ impl Monitor {
                 return self.give_up(&e);
             }
         };
-        // 1. Hello, Config, Ready.
+        // 1. Hello, Config, Ready (a pod member: Member, Ready).
         let prepared = (|| -> std::result::Result<Option<String>, String> {
+            if let Some(member) = self.a.member.clone() {
+                send(
+                    &mut port,
+                    Body::Member {
+                        member: Box::new(member),
+                    },
+                )?;
+                loop {
+                    match self.recv(&mut port, Some(deadline))? {
+                        Some(Body::Ready) => return Ok(None),
+                        Some(Body::Error { message }) => return Ok(Some(message)),
+                        None => {
+                            return Err("the pod's VM ended before the container was ready".into())
+                        }
+                        _ => {}
+                    }
+                }
+            }
             match self.recv(&mut port, Some(deadline))? {
                 Some(Body::Hello { version }) if version == proto::VERSION => {}
                 Some(Body::Hello { version }) => {
@@ -256,7 +281,13 @@ impl Monitor {
         sigfd: &SignalFd,
     ) -> i32 {
         let mut stdin_open = true;
-        let exec = crate::sockpath::bind(&self.a.exchange.join(SOCKET_EXEC)).ok();
+        // A member's execs would need streams of their own in the guest
+        // (not yet): only the VM's own monitor takes exec requests.
+        let exec = if self.a.member.is_some() {
+            None
+        } else {
+            crate::sockpath::bind(&self.a.exchange.join(SOCKET_EXEC)).ok()
+        };
         loop {
             let mut fds = vec![
                 if stdin_open && started.is_none() {
@@ -344,6 +375,8 @@ impl Monitor {
                 Ok(Some(f)) => {
                     let body = match f.body {
                         b @ (Body::Exec { .. }
+                        | Body::Member { .. }
+                        | Body::Start
                         | Body::Stdin { .. }
                         | Body::StdinClose
                         | Body::Resize { .. }
@@ -377,11 +410,13 @@ impl Monitor {
         );
     }
 
-    /// A frame of an exec's stream, to its client.
+    /// A frame of an exec's (or a pod member's) stream, to its client, as
+    /// stream 0 of its connection.
     fn reply_to_client(&mut self, f: Frame) {
         let Some(i) = self.clients.iter().position(|c| c.stream == f.stream) else {
             return;
         };
+        let f = Frame { stream: 0, ..f };
         let end = matches!(f.body, Body::Exit { .. });
         if proto::write_frame(&mut self.clients[i].conn, &f).is_err() || end {
             self.clients.remove(i);
@@ -498,6 +533,14 @@ impl Monitor {
     /// serial0 appears once QEMU runs; wait for it (the start request is
     /// sent after we are recorded).
     fn connect(&self, deadline: Instant) -> std::result::Result<UnixStream, String> {
+        if self.a.member.is_some() {
+            return crate::sockpath::connect(&self.a.serial).map_err(|e| {
+                format!(
+                    "the pod VM's monitor takes no containers at {} ({e}): is the pod's sandbox running?",
+                    self.a.serial.display()
+                )
+            });
+        }
         loop {
             match UnixStream::connect(&self.a.serial) {
                 Ok(s) => return Ok(s),
