@@ -209,8 +209,16 @@ pub trait Engine {
     fn monitor_grace(&self, paths: &Paths) -> Duration;
 
     /// The init was never known (a create that died early): stop whatever
-    /// of the container may still wait for it.
-    fn stop_without_init(&self, _st: &ContainerState) {}
+    /// of the container may still wait for it. Every engine's monitor
+    /// (lxc-start, ours) is killed; destroy then removes the rest.
+    fn stop_without_init(&self, st: &ContainerState) {
+        if let Some(m) = st.monitor.filter(crate::proc::is_alive) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(m.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 
     /// Remove everything the record holds (guest, volume). Undoes a failed
     /// create and ends `delete`; an error keeps the state for a retry.

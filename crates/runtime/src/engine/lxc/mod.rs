@@ -199,14 +199,6 @@ impl Engine for LxcEngine {
         Duration::from_secs(10)
     }
 
-    fn stop_without_init(&self, st: &ContainerState) {
-        // A create that died before the init was known: lxc-start may still
-        // run (destroy then empties the container's cgroups).
-        if let Some(m) = st.monitor.filter(proc::is_alive) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-        }
-    }
-
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
         copyup::release(&rt.store.dir(&st.id).join("copyup"));
         if let EngineRecord::Lxc(rec) = &st.engine {

@@ -639,10 +639,6 @@ impl Engine for PodMemberEngine {
         super::pve_lxc::grace(paths)
     }
 
-    fn stop_without_init(&self, st: &ContainerState) {
-        super::pve_lxc::kill_monitor(st)
-    }
-
     fn destroy(&self, _rt: &Runtime, st: &ContainerState) -> Result<()> {
         let Some(rec) = record_of(st) else {
             return Ok(());

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -501,10 +500,6 @@ impl Engine for PveLxcEngine {
     fn monitor_grace(&self, paths: &Paths) -> Duration {
         // With an init, once Proxmox has stopped the CT.
         monitor::grace(paths)
-    }
-
-    fn stop_without_init(&self, st: &ContainerState) {
-        monitor::kill_monitor(st)
     }
 
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {

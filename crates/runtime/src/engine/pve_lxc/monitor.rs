@@ -278,13 +278,6 @@ pub(crate) fn grace(paths: &Paths) -> Duration {
     }
 }
 
-/// Stop a monitor that may still wait for an init that never comes.
-pub(crate) fn kill_monitor(st: &ContainerState) {
-    if let Some(m) = st.monitor.filter(proc::is_alive) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-    }
-}
-
 /// The init's host pid, as the monitor recorded it.
 pub fn read_init(exchange: &Path) -> Option<ProcRef> {
     let text = fs::read_to_string(exchange.join(FILE_INIT_PID)).ok()?;

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use proxmox_lxcri_agent_proto::{ContainerConfig, Mount, Rlimit};
@@ -949,12 +948,6 @@ impl Engine for PveVmEngine {
 
     fn monitor_grace(&self, _paths: &Paths) -> Duration {
         Duration::from_secs(2)
-    }
-
-    fn stop_without_init(&self, st: &ContainerState) {
-        if let Some(m) = st.monitor.filter(proc::is_alive) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-        }
     }
 
     fn killed(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {

@@ -33,7 +33,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use proxmox_lxcri_agent_proto::pod::{
@@ -599,12 +598,6 @@ impl Engine for VmMemberEngine {
 
     fn monitor_grace(&self, _paths: &Paths) -> Duration {
         Duration::from_secs(2)
-    }
-
-    fn stop_without_init(&self, st: &ContainerState) {
-        if let Some(m) = st.monitor.filter(proc::is_alive) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-        }
     }
 
     fn destroy(&self, rt: &Runtime, st: &ContainerState) -> Result<()> {
