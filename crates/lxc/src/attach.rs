@@ -386,24 +386,40 @@ pub fn wait_forwarding(
     ] {
         set.add(s);
     }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    loop {
+    // SIGCHLD too: the child's end wakes the wait at once (it stays
+    // pending while blocked, so an exit between waitpid and the wait is not
+    // lost). Before, only a 20 ms timeout noticed it: 10 ms on average
+    // added to every foreground `run` and `exec`.
+    set.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+    let status = loop {
         match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => return Some(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Some(128 + s as i32),
+            Ok(WaitStatus::Exited(_, c)) => break Some(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => break Some(128 + s as i32),
             Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(_) => return None,
+            Err(_) => break None,
         }
+        // A safety net only (a SIGCHLD taken by someone else's wait).
         let ts = libc::timespec {
             tv_sec: 0,
-            tv_nsec: 20_000_000,
+            tv_nsec: 200_000_000,
         };
         // SAFETY: plain syscall with valid pointers.
         let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-        if let Ok(s) = Signal::try_from(sig) {
-            forward(s);
+        match Signal::try_from(sig) {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(s) => forward(s),
         }
+    };
+    // The forwarded signals stay blocked (the caller cleans up next);
+    // SIGCHLD as it was.
+    if !old.contains(Signal::SIGCHLD) {
+        let mut chld = SigSet::empty();
+        chld.add(Signal::SIGCHLD);
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&chld), None);
     }
+    status
 }
 
 #[cfg(test)]
