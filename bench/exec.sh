@@ -10,9 +10,7 @@ set -euo pipefail
 n=30
 [ "${1:-}" = "-n" ] && n=$2
 cd "$(dirname "$0")/.."
-runc=${RUNC:-$(command -v runc || echo /usr/sbin/runc)}
-lxcri=${PROXMOX_LXCRI:-target/x86_64-unknown-linux-gnu/release/proxmox-lxcri}
-[ -x "$lxcri" ] || cargo build --release -q -p proxmox-lxcri
+. bench/lib.sh
 tmp=$(mktemp -d /tmp/lxcri-bench.XXXXXX)
 roots=$(mktemp -d /run/lxcri-bench.XXXXXX)
 cleanup() {
@@ -22,11 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 b=$tmp/bundle
-mkdir -p "$b"/rootfs/{bin,proc,sys,dev,tmp,etc}
-cp /bin/busybox "$b/rootfs/bin/"
-ln -s busybox "$b/rootfs/bin/sleep"; ln -s busybox "$b/rootfs/bin/true"
-(cd "$b" && "$runc" spec)
-jq '.process.terminal = false | .process.args = ["/bin/sleep", "100000"]' "$b/config.json" > "$b/c" && mv "$b/c" "$b/config.json"
+busybox_bundle "$b" '["/bin/sleep", "100000"]' sleep true
 "$runc" --root "$roots/runc" run -d --bundle "$b" bench-r </dev/null >/dev/null
 "$lxcri" --root "$roots/lxcri" run -d --bundle "$b" bench-l </dev/null >/dev/null
 
@@ -45,10 +39,4 @@ for i in $(seq 1 $((n + 2))); do
     c=$(time_us "$lxcri" --root "$roots/lxcri" exec bench-l /bin/true)
     if [ "$i" -gt 2 ]; then tr+=("$a"); tl+=("$c"); fi
 done
-stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m=v[int((NR+1)/2)]; p=v[int(NR*0.9+0.5)]; printf "%.1f %.1f\n", m/1000, p/1000}'; }
-read -r rm rp < <(stats "${tr[@]}")
-read -r lm lp < <(stats "${tl[@]}")
-printf '%-16s %6s %10s %10s\n' runtime runs median_ms p90_ms
-printf '%-16s %6d %10s %10s\n' runc "$n" "$rm" "$rp"
-printf '%-16s %6d %10s %10s\n' proxmox-lxcri "$n" "$lm" "$lp"
-awk -v a="$lm" -v b="$rm" -v c="$lp" -v d="$rp" 'BEGIN {printf "ratio proxmox-lxcri/runc: median %.2fx, p90 %.2fx\n", a/b, c/d}'
+report "$n" "${tr[*]}" "${tl[*]}"

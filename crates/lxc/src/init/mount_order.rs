@@ -75,8 +75,8 @@ fn unescape(s: &str) -> String {
 /// in that order, or None when the order is already right or the tree is
 /// not one to rebuild (see the module doc).
 pub fn plan(mounts: &[MountLine], spec: &[String]) -> Option<Plan> {
-    let root = mounts.first()?;
-    let rest = &mounts[1..];
+    // The first line is the process's root: never moved.
+    let rest = mounts.get(1..)?;
     // Stacked mounts (two on one path, or on `/`): a path names only the
     // top one, so neither could be cloned and put back by path.
     let mut seen = HashSet::new();
@@ -86,47 +86,35 @@ pub fn plan(mounts: &[MountLine], spec: &[String]) -> Option<Plan> {
     {
         return None;
     }
-    let idx = |id: u64| rest.iter().position(|m| m.id == id);
     let spec_ids: Vec<usize> = spec
         .iter()
         .filter_map(|p| rest.iter().position(|m| &m.point == p))
         .collect();
-    let is_spec: HashSet<usize> = spec_ids.iter().copied().collect();
-
-    let mut placed = vec![false; rest.len()];
-    let mut order: Vec<usize> = Vec::with_capacity(rest.len());
-    // Place a mount after its parent, then its non-spec children.
-    fn place(
-        i: usize,
-        rest: &[MountLine],
-        root: u64,
-        idx: &dyn Fn(u64) -> Option<usize>,
-        is_spec: &HashSet<usize>,
-        placed: &mut Vec<bool>,
-        order: &mut Vec<usize>,
-    ) {
-        if placed[i] {
-            return;
-        }
-        placed[i] = true;
-        if rest[i].parent != root {
-            if let Some(p) = idx(rest[i].parent) {
-                place(p, rest, root, idx, is_spec, placed, order);
-            }
-        }
-        order.push(i);
-        for (c, m) in rest.iter().enumerate() {
-            if m.parent == rest[i].id && !is_spec.contains(&c) {
-                place(c, rest, root, idx, is_spec, placed, order);
-            }
+    // Each mount's parent (None: on the root) and its non-spec children,
+    // which follow it right away.
+    let parent: Vec<Option<usize>> = rest
+        .iter()
+        .map(|m| rest.iter().position(|p| p.id == m.parent))
+        .collect();
+    let mut kids = vec![vec![]; rest.len()];
+    for (c, p) in parent.iter().enumerate() {
+        if let Some(p) = p.filter(|_| !spec_ids.contains(&c)) {
+            kids[p].push(c);
         }
     }
+    let mut placer = Placer {
+        parent,
+        kids,
+        placed: vec![false; rest.len()],
+        order: Vec::with_capacity(rest.len()),
+    };
     for &s in &spec_ids {
-        place(s, rest, root.id, &idx, &is_spec, &mut placed, &mut order);
+        placer.place(s);
     }
     for i in 0..rest.len() {
-        place(i, rest, root.id, &idx, &is_spec, &mut placed, &mut order);
+        placer.place(i);
     }
+    let order = placer.order;
     let first = order.iter().enumerate().position(|(n, &i)| n != i)?;
     let moved: HashSet<u64> = order[first..].iter().map(|&i| rest[i].id).collect();
     Some(Plan {
@@ -137,6 +125,30 @@ pub fn plan(mounts: &[MountLine], spec: &[String]) -> Option<Plan> {
             .map(|&i| rest[i].clone())
             .collect(),
     })
+}
+
+/// Places mounts (indexes) in the new order: each after its parent, its
+/// non-spec children right after it.
+struct Placer {
+    parent: Vec<Option<usize>>,
+    kids: Vec<Vec<usize>>,
+    placed: Vec<bool>,
+    order: Vec<usize>,
+}
+
+impl Placer {
+    fn place(&mut self, i: usize) {
+        if std::mem::replace(&mut self.placed[i], true) {
+            return;
+        }
+        if let Some(p) = self.parent[i] {
+            self.place(p);
+        }
+        self.order.push(i);
+        for c in self.kids[i].clone() {
+            self.place(c);
+        }
+    }
 }
 
 /// Put the mounts at `spec` (container paths, spec order) in that order.

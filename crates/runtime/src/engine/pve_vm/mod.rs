@@ -109,6 +109,47 @@ fn unsupported(msg: String) -> Error {
     Error::Unsupported(format!("{msg} (engine pve-vm)"))
 }
 
+/// Hooks that run in the container's namespaces cannot reach a guest:
+/// refused by name (a VM and a VM pod's container alike).
+pub(crate) fn refuse_hooks(spec: &Spec) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    let has = |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    for (name, v) in [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+    ] {
+        if has(v) {
+            return Err(unsupported(format!(
+                "hooks.{name}: hooks that run in the container's namespaces cannot reach a VM"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A mount destination the guest agent can take: absolute, no `..`, no
+/// NUL or newline (it travels in a frame and becomes a path in the guest).
+pub(crate) fn check_destination(i: usize, dest: &str) -> Result<()> {
+    if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest.contains(['\0', '\n']) {
+        return Err(Error::Spec(format!(
+            "mounts[{i}].destination {dest:?}: must be absolute, without '..'"
+        )));
+    }
+    Ok(())
+}
+
+/// An rlimit's name as the guest's init takes it (`RLIMIT_NOFILE`).
+pub(crate) fn rlimit_name(r: &oci_spec::runtime::PosixRlimit) -> String {
+    serde_json::to_value(r.typ())
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// The spec as the guest agent gets it, and everything a VM cannot do
 /// refused with its field named. Nothing is made.
 fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
@@ -116,22 +157,7 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Spec("process: required by create".into()))?;
-    if let Some(h) = spec.hooks() {
-        let has =
-            |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
-        for (name, v) in [
-            ("prestart", h.prestart()),
-            ("createRuntime", h.create_runtime()),
-            ("createContainer", h.create_container()),
-            ("startContainer", h.start_container()),
-        ] {
-            if has(v) {
-                return Err(unsupported(format!(
-                    "hooks.{name}: hooks that run in the container's namespaces cannot reach a VM"
-                )));
-            }
-        }
-    }
+    refuse_hooks(spec)?;
     if let Some(ns) = spec.linux().as_ref().and_then(|l| l.namespaces().clone()) {
         if let Some(n) = ns.iter().find(|n| n.path().is_some()) {
             return Err(unsupported(format!(
@@ -157,11 +183,7 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
                 GUEST_FS.join(", ")
             )));
         }
-        if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest.contains('\0') {
-            return Err(Error::Spec(format!(
-                "mounts[{i}].destination {dest:?}: must be absolute, without '..'"
-            )));
-        }
+        check_destination(i, &dest)?;
         mounts.push(Mount {
             destination: dest,
             kind,
@@ -175,12 +197,8 @@ fn check_spec(spec: &Spec) -> Result<ContainerConfig> {
     }
     let mut rlimits = vec![];
     for r in process.rlimits().iter().flatten() {
-        let kind = serde_json::to_value(r.typ())
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
         rlimits.push(Rlimit {
-            kind,
+            kind: rlimit_name(r),
             soft: r.soft(),
             hard: r.hard(),
         });

@@ -164,22 +164,7 @@ fn check_spec(eng: &mut VmMemberEngine, id: &str, spec: &Spec) -> Result<()> {
             "process.terminal: no terminal yet (stdio is relayed as pipes)".into(),
         ));
     }
-    if let Some(h) = spec.hooks() {
-        let has =
-            |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
-        for (name, v) in [
-            ("prestart", h.prestart()),
-            ("createRuntime", h.create_runtime()),
-            ("createContainer", h.create_container()),
-            ("startContainer", h.start_container()),
-        ] {
-            if has(v) {
-                return Err(unsupported(format!(
-                    "hooks.{name}: hooks that run in the container's namespaces cannot reach a VM"
-                )));
-            }
-        }
-    }
+    super::pve_vm::refuse_hooks(spec)?;
     let nss = spec
         .linux()
         .as_ref()
@@ -217,14 +202,7 @@ fn check_spec(eng: &mut VmMemberEngine, id: &str, spec: &Spec) -> Result<()> {
     let mut bytes = rootfs_bytes;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest = m.destination().to_string_lossy().into_owned();
-        if !dest.starts_with('/')
-            || dest.split('/').any(|c| c == "..")
-            || dest.contains(['\0', '\n'])
-        {
-            return Err(Error::Spec(format!(
-                "mounts[{i}].destination {dest:?}: must be absolute, without '..'"
-            )));
-        }
+        super::pve_vm::check_destination(i, &dest)?;
         let mut opts = m.options().clone().unwrap_or_default();
         for o in &opts {
             if o.contains(['\0', '\n', ',']) {
@@ -287,11 +265,8 @@ fn check_spec(eng: &mut VmMemberEngine, id: &str, spec: &Spec) -> Result<()> {
         });
     }
     for r in process.rlimits().iter().flatten() {
-        let kind = serde_json::to_value(r.typ())
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        eng.rlimits.push((kind, r.soft(), r.hard()));
+        eng.rlimits
+            .push((super::pve_vm::rlimit_name(r), r.soft(), r.hard()));
     }
     eng.disk_bytes = bytes * 3 / 2 + (64 << 20);
     Ok(())
