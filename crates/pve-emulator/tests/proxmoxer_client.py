@@ -3,7 +3,8 @@ Proxmox VE API, as inventory and monitoring scripts do. Run by
 python_client.rs, which starts the emulator and reads the JSON printed here.
 
 Environment: EMU_HOST (host:port), EMU_CA (CA file), EMU_TOKEN
-(USER@REALM!NAME=SECRET), EMU_PASSWORD (root@pam), EMU_VMID (a running CT).
+(USER@REALM!NAME=SECRET), EMU_PASSWORD (root@pam), EMU_VMID (a running CT),
+EMU_VM (a free VMID for a VM made here).
 """
 import json
 import os
@@ -46,6 +47,19 @@ out["description"] = root.nodes(node_name).lxc(vmid).config.get()["description"]
 upid = node.lxc(vmid).status.stop.post()
 out["stop"] = Tasks.blocking_status(px, upid, timeout=60, polling_interval=0.2)
 out["after_stop"] = node.lxc(vmid).status.current.get()["status"]
+
+# A VM and its firewall (port security), as a runtime sets them up.
+vm = int(os.environ["EMU_VM"])
+upid = node.qemu.post(vmid=vm, memory=128, net0="virtio=BC:24:11:00:00:42,bridge=vmbr0,firewall=1")
+out["vm_create"] = Tasks.blocking_status(px, upid, timeout=60, polling_interval=0.2)
+fw = node.qemu(vm).firewall
+fw.options.put(enable=1, ipfilter=1, macfilter=1)
+fw.ipset.post(name="ipfilter-net0", comment="lease")
+fw.ipset("ipfilter-net0").post(cidr="10.9.9.7")
+out["vm_fw_options"] = fw.options.get()
+out["vm_ipset"] = fw.ipset("ipfilter-net0").get()
+upid = node.qemu(vm).delete(purge=1)
+out["vm_destroy"] = Tasks.blocking_status(px, upid, timeout=60, polling_interval=0.2)
 
 # Errors arrive as proxmoxer's exception, with Proxmox's status and message.
 try:

@@ -54,6 +54,7 @@ fn proxmoxer_lists_and_drives_the_emulator() {
         .env("EMU_TOKEN", TOKEN)
         .env("EMU_PASSWORD", ROOT_PASSWORD)
         .env("EMU_VMID", id.to_string())
+        .env("EMU_VM", vmid().to_string())
         .output()
         .unwrap();
     assert!(
@@ -102,6 +103,16 @@ fn proxmoxer_lists_and_drives_the_emulator() {
     assert_eq!(v["description"], "set by proxmoxer");
     assert_eq!(v["stop"]["exitstatus"], "OK");
     assert_eq!(v["after_stop"], "stopped");
+    // A VM's firewall through proxmoxer: what port security sets.
+    assert_eq!(v["vm_create"]["exitstatus"], "OK", "{}", v["vm_create"]);
+    let o = &v["vm_fw_options"];
+    assert_eq!(
+        (&o["enable"], &o["ipfilter"], &o["macfilter"]),
+        (&1.into(), &1.into(), &1.into()),
+        "{o}"
+    );
+    assert_eq!(v["vm_ipset"][0]["cidr"], "10.9.9.7", "{}", v["vm_ipset"]);
+    assert_eq!(v["vm_destroy"]["exitstatus"], "OK", "{}", v["vm_destroy"]);
     assert_eq!(v["missing"]["status"], 500);
     assert!(
         v["missing"]["content"]
